@@ -1,0 +1,131 @@
+"""pagewalk's exceptions: one small hierarchy, translated from OSError at one boundary.
+
+Every error a user can cause or meet (a PID that does not exist, a process that
+exits while it is read, a kernel without a feature) is a :class:`PagewalkError`.
+Library callers catch the subclass they care about; the CLI prints ``str(exc)``
+as one line.  :func:`translating` is the one place where ``OSError`` from a
+``/proc`` file becomes one of these, the way psutil wraps its readers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+
+
+class PagewalkError(Exception):
+    """Base class of every error pagewalk raises on purpose."""
+
+
+class NoSuchProcess(PagewalkError):
+    """No process has this PID (or it exited before it could be read)."""
+
+    def __init__(self, pid: int, msg: str | None = None) -> None:
+        self.pid = pid
+        super().__init__(msg or f"no process with PID {pid}")
+
+
+class ProcessGone(NoSuchProcess):
+    """The process exited while it was being read: what was read is partial."""
+
+    def __init__(self, pid: int, msg: str | None = None) -> None:
+        super().__init__(pid, msg or f"process {pid} exited during the scan; results would be partial")
+
+
+class NoAddressSpace(PagewalkError):
+    """The process exists but has no user address space (kernel thread or zombie)."""
+
+    def __init__(self, pid: int, reason: str) -> None:
+        self.pid = pid
+        self.reason = reason
+        super().__init__(f"process {pid} has no user address space ({reason})")
+
+
+class AccessDenied(PagewalkError):
+    """The kernel refused to let this user read the file."""
+
+    def __init__(self, path: str, hint: str | None = None) -> None:
+        self.path = path
+        hint = hint or "run as root or as the process owner"
+        super().__init__(f"cannot read {path}: permission denied ({hint})")
+
+
+class Unsupported(PagewalkError):
+    """This kernel (or its configuration) lacks a feature that was asked for."""
+
+
+class NotMapped(PagewalkError, LookupError):
+    """A virtual address lies in no mapping of the process."""
+
+    def __init__(self, pid: int, vaddrs: list[int]) -> None:
+        self.pid = pid
+        self.vaddrs = vaddrs
+        shown = ", ".join(f"0x{v:x}" for v in vaddrs[:8])
+        more = f" and {len(vaddrs) - 8} more" if len(vaddrs) > 8 else ""
+        super().__init__(f"not mapped in process {pid}: {shown}{more}")
+
+
+class InvalidArgument(PagewalkError, ValueError):
+    """Malformed input: a PID, address, range or expression that cannot mean anything."""
+
+
+def proc_state(pid: int) -> tuple[str, int] | None:
+    """Return ``(state letter, flags)`` from ``/proc/PID/stat``, or None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: the fields start after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return fields[0].decode(), int(fields[6])
+    except (IndexError, ValueError):
+        return None
+
+
+PF_KTHREAD = 0x00200000  # include/linux/sched.h
+
+
+def explain_no_mm(pid: int) -> PagewalkError:
+    """Say why ``/proc/PID/pagemap`` gave ESRCH: kernel thread, zombie, or gone."""
+    state = proc_state(pid)
+    if state is None:
+        return ProcessGone(pid)
+    letter, flags = state
+    if flags & PF_KTHREAD:
+        return NoAddressSpace(pid, "a kernel thread")
+    if letter in ("Z", "X"):
+        return NoAddressSpace(pid, "a zombie: it exited and its parent has not reaped it")
+    return ProcessGone(pid)
+
+
+@contextlib.contextmanager
+def translating(pid: int | None, path: str, *, started: bool = False) -> Iterator[None]:
+    """Translate OSError raised inside the block into a :class:`PagewalkError`.
+
+    ``started`` says the process was already seen alive, so its disappearance
+    now means it exited during the work (:class:`ProcessGone`).
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise from_oserror(exc, pid, path, started=started) from exc
+
+
+def from_oserror(exc: OSError, pid: int | None, path: str, *, started: bool = False) -> Exception:
+    """The PagewalkError that an OSError from ``path`` means (or the OSError itself)."""
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        return AccessDenied(path)
+    if pid is not None and code == errno.ESRCH:
+        return explain_no_mm(pid)
+    if pid is not None and code == errno.ENOENT:
+        if started or os.path.exists(f"/proc/{pid}"):
+            return ProcessGone(pid)
+        return NoSuchProcess(pid)
+    if code == errno.ENOENT:
+        return PagewalkError(f"cannot read {path}: no such file")
+    return PagewalkError(f"cannot read {path}: {os.strerror(code) if code else exc}")

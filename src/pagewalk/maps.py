@@ -1,0 +1,152 @@
+"""``/proc/PID/maps``: one :class:`Mapping` per line.
+
+Line format (``fs/proc/task_mmu.c`` ``show_map_vma``)::
+
+    start-end perms offset major:minor inode        path
+
+``path`` is everything after the inode and its padding, so it may contain
+spaces; the kernel escapes a newline in it as ``\\012`` and appends
+`` (deleted)`` to files that were unlinked.  Names in brackets are kernel
+areas (``[heap]``, ``[stack]``, ``[vdso]``, ``[vvar]``, ``[vsyscall]``) or
+user-named anonymous memory (``[anon:NAME]``, ``[anon_shmem:NAME]``, set with
+``prctl(PR_SET_VMA_ANON_NAME)``).  Shared anonymous memory shows as
+``/dev/zero (deleted)``, memfd as ``/memfd:NAME (deleted)``, SysV shared memory
+as ``/SYSV<key> (deleted)``.
+
+Paths are decoded with ``os.fsdecode`` (surrogate escapes), so bytes that are
+not UTF-8 survive a round trip through :func:`os.fsencode`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import InvalidArgument, translating
+
+DELETED_SUFFIX = " (deleted)"
+
+# Kernel-named areas that are neither files nor plain anonymous memory.
+SPECIAL_NAMES = frozenset(
+    ["[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """One virtual memory area, as one line of ``/proc/PID/maps`` shows it.
+
+    ``start`` and ``end`` are byte addresses (end exclusive); ``offset`` is the
+    file offset in bytes; ``dev`` is ``"major:minor"`` in hex as the kernel
+    prints it; ``path`` is the text after the inode ('' for anonymous memory).
+    """
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    dev: str
+    inode: int
+    path: str
+
+    @property
+    def size_bytes(self) -> int:
+        return self.end - self.start
+
+    @property
+    def deleted(self) -> bool:
+        """The file behind the mapping was unlinked (memfd and SysV shm always are)."""
+        return self.path.endswith(DELETED_SUFFIX)
+
+    @property
+    def name(self) -> str:
+        """The path without the `` (deleted)`` suffix."""
+        return self.path[: -len(DELETED_SUFFIX)] if self.deleted else self.path
+
+    @property
+    def shared(self) -> bool:
+        """Mapped MAP_SHARED (``s`` in perms) rather than private copy-on-write."""
+        return self.perms[3:4] == "s"
+
+    @property
+    def kind(self) -> str:
+        """What backs the mapping: ``anon``, ``anon_shared``, ``file``, ``memfd``,
+        ``sysv``, or a kernel area name without brackets (``heap``, ``stack``,
+        ``vdso``, ``vvar``, ``vsyscall`` ...)."""
+        name = self.name
+        if not name:
+            return "anon_shared" if self.shared else "anon"
+        if name.startswith("[anon:"):
+            return "anon"
+        if name.startswith("[anon_shmem:"):
+            return "anon_shared"
+        if name.startswith("["):
+            return name.strip("[]")
+        if self.deleted:
+            if name == "/dev/zero":
+                return "anon_shared"
+            if name.startswith("/memfd:"):
+                return "memfd"
+            if name.startswith("/SYSV"):
+                return "sysv"
+        return "file"
+
+    @property
+    def is_vsyscall(self) -> bool:
+        """The legacy vsyscall page: listed in maps, but above the end of user space,
+        so pagemap has no entries for it (a read there returns 0 bytes)."""
+        return self.path == "[vsyscall]"
+
+    def contains(self, vaddr: int) -> bool:
+        return self.start <= vaddr < self.end
+
+    def label(self) -> str:
+        """A short human name: the path, or ``[anon]`` for unnamed anonymous memory."""
+        if self.path:
+            return self.path
+        return "[anon shared]" if self.shared else "[anon]"
+
+    def as_maps_line(self) -> str:
+        """The line as the kernel formats it (path column padded like the kernel's)."""
+        head = f"{self.start:08x}-{self.end:08x} {self.perms} {self.offset:08x} {self.dev} {self.inode} "
+        if not self.path:
+            return head.rstrip(" ")
+        return head.ljust(73) + self.path
+
+
+def parse_line(line: str) -> Mapping:
+    """Parse one line of ``/proc/PID/maps``; raises InvalidArgument if it is not one."""
+    parts = line.rstrip("\n").split(None, 5)
+    try:
+        lo, _, hi = parts[0].partition("-")
+        return Mapping(
+            start=int(lo, 16),
+            end=int(hi, 16),
+            perms=parts[1],
+            offset=int(parts[2], 16),
+            dev=parts[3],
+            inode=int(parts[4]),
+            path=parts[5] if len(parts) > 5 else "",
+        )
+    except (IndexError, ValueError):
+        raise InvalidArgument(f"not a /proc/PID/maps line: {line.rstrip()!r}") from None
+
+
+def parse_maps(text: str) -> list[Mapping]:
+    """Parse the whole text of a maps file (blank lines ignored)."""
+    return [parse_line(line) for line in text.splitlines() if line.strip()]
+
+
+def load_maps(path: str | os.PathLike[str]) -> list[Mapping]:
+    """Parse a saved copy of a maps file."""
+    with open(path, "rb") as f:
+        return parse_maps(os.fsdecode(f.read()))
+
+
+def read_maps(pid: int, *, started: bool = False) -> list[Mapping]:
+    """Read and parse ``/proc/PID/maps`` of a live process."""
+    path = f"/proc/{pid}/maps"
+    with translating(pid, path, started=started):
+        with open(path, "rb") as f:
+            data = f.read()
+    return parse_maps(os.fsdecode(data))

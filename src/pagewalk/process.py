@@ -1,0 +1,272 @@
+"""The process-level façade: one object per PID over maps, pagemap and PAGEMAP_SCAN.
+
+>>> import pagewalk
+>>> p = pagewalk.Process(1234)
+>>> for m in p.mappings(): ...
+>>> table = p.page_table(m.start, m.end)        # numpy-backed, every bit decoded
+>>> p.translate(0x7ffd1234).paddr
+>>> report = p.counts()                          # per-mapping page counts
+
+numpy is imported only by the methods that decode many pages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import system
+from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
+from .maps import Mapping, read_maps
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PagemapFile
+from .translate import Translation, translate
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .pagetable import PageCounts, PageTable
+
+CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
+
+
+def scan_disabled() -> bool:
+    """``PAGEWALK_NO_SCAN=1`` forces the plain read() path (to compare the two)."""
+    return os.environ.get("PAGEWALK_NO_SCAN", "") not in ("", "0")
+
+
+@dataclass
+class MappingCounts:
+    """One mapping and its page counts (None for ``[vsyscall]``, which has no entries)."""
+
+    mapping: Mapping
+    counts: PageCounts | None
+
+
+@dataclass
+class CountsReport:
+    """Per-mapping counts of a whole process, with what the reader could know."""
+
+    pid: int
+    pfn_visible: bool
+    mappings: list[MappingCounts]
+    totals: PageCounts
+    changed: list[Mapping] = field(default_factory=list)  # mappings that changed during the scan
+
+
+class Process:
+    """A process named by PID.  Cheap to create; every method reads ``/proc`` afresh."""
+
+    def __init__(self, pid: int) -> None:
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise InvalidArgument(f"not a process ID: {pid!r}")
+        if not os.path.isdir(f"/proc/{pid}"):
+            raise NoSuchProcess(pid)
+        self.pid = pid
+        self._pagemap: PagemapFile | None = None
+        self._scanner: object | None = None
+
+    def __repr__(self) -> str:
+        return f"pagewalk.Process(pid={self.pid})"
+
+    # -- identity ---------------------------------------------------------
+    def command(self) -> str:
+        """The command name (``/proc/PID/comm``), '' if it cannot be read."""
+        try:
+            with open(f"/proc/{self.pid}/comm") as f:
+                return f.read().rstrip("\n")
+        except OSError:
+            return ""
+
+    @property
+    def pfn_visible(self) -> bool:
+        """Whether this reader sees PFNs and swap offsets (CAP_SYS_ADMIN)."""
+        return system.pfn_visible()
+
+    # -- kernel files -----------------------------------------------------
+    def mappings(self) -> list[Mapping]:
+        """The process's mappings, from ``/proc/PID/maps``."""
+        self.pagemap()  # a kernel thread or zombie fails here with the reason
+        return read_maps(self.pid, started=True)
+
+    def pagemap(self) -> PagemapFile:
+        """The open ``/proc/PID/pagemap`` (opened once, on first use)."""
+        if self._pagemap is None:
+            self._pagemap = PagemapFile(self.pid)
+        return self._pagemap
+
+    def close(self) -> None:
+        if self._pagemap is not None:
+            self._pagemap.close()
+            self._pagemap = None
+            self._scanner = None
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scanner(self):  # -> pagewalk.scan.Scanner | None
+        """A PAGEMAP_SCAN scanner on this process, or None where the kernel has none
+        (or ``PAGEWALK_NO_SCAN`` is set)."""
+        if self._scanner is None:
+            from . import scan
+
+            fd = self.pagemap().fd
+            self._scanner = scan.Scanner(fd) if not scan_disabled() and scan.supported(fd) else False
+        return self._scanner or None
+
+    # -- translation (no numpy) ---------------------------------------------
+    def _zero_of(self, entry: int, vaddr: int) -> bool | None:
+        if entry & (PM_FILE | PM_MMAP_EXCLUSIVE):
+            return False  # the zero page is neither file-backed nor exclusively mapped
+        if self.pfn_visible:
+            pfn = entry & PM_PFRAME_MASK
+            flags = system.read_kpageflags(pfn)
+            if flags is not None:
+                return bool(flags & system.KPF_ZERO_PAGE)
+            return pfn in system.zero_pfns()
+        scanner = self.scanner()
+        if scanner is None:
+            return None
+        from .scan import PAGE_IS_PFNZERO
+
+        page = vaddr & ~(PAGE_SIZE - 1)
+        return any(True for _ in scanner.regions(page, page + PAGE_SIZE, mask=PAGE_IS_PFNZERO,
+                                                 return_mask=PAGE_IS_PFNZERO))
+
+    def translate_many(self, vaddrs: Sequence[int]) -> list[Translation]:
+        """Translate many addresses in one pass (one maps read, grouped pagemap reads).
+        Addresses in no mapping come back with ``mapping=None``; nothing is raised."""
+        mappings = self.mappings()
+        return translate(self.pagemap(), mappings, vaddrs, pfn_visible=self.pfn_visible,
+                         zero_of=self._zero_of)
+
+    def translate(self, vaddr: int) -> Translation:
+        """Translate one address; raises :class:`NotMapped` if it is in no mapping."""
+        result = self.translate_many([vaddr])[0]
+        if result.mapping is None:
+            raise NotMapped(self.pid, [vaddr])
+        return result
+
+    # -- bulk (numpy) ---------------------------------------------------------
+    def _zero_huge_runs(self, start: int, end: int):
+        """Page-index runs ``(zero_lo, zero_hi, huge_lo, huge_hi)`` of ``[start, end)``
+        from PAGEMAP_SCAN (None without it): zero-page pages (the huge zero page
+        included) and present pages mapped huge that are not the huge zero page."""
+        scanner = self.scanner()
+        if scanner is None:
+            return None
+        import numpy as np
+
+        from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT
+
+        regions = scanner.region_array(start, end, anyof=PAGE_IS_PFNZERO | PAGE_IS_HUGE,
+                                       return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT)
+        lo = ((regions[:, 0] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+        hi = ((regions[:, 1] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+        cats = regions[:, 2]
+        zero = (cats & np.uint64(PAGE_IS_PFNZERO)) != 0
+        huge = (cats & np.uint64(PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO)) == np.uint64(
+            PAGE_IS_HUGE | PAGE_IS_PRESENT)
+        return lo[zero], hi[zero], lo[huge], hi[huge]
+
+    def page_table(self, start: int, end: int) -> PageTable:
+        """The decoded page table of ``[start, end)`` (byte addresses, page aligned
+        outward).  Holds ``8 * pages`` bytes plus its decoded columns: use
+        :meth:`iter_page_tables` for ranges too large for that."""
+        import numpy as np
+
+        from .pagetable import PageTable
+
+        start &= ~(PAGE_SIZE - 1)
+        end = (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if end < start:
+            raise InvalidArgument(f"range end 0x{end:x} is below its start 0x{start:x}")
+        raw = np.frombuffer(self.pagemap().read(start >> PAGE_SHIFT, (end - start) >> PAGE_SHIFT), dtype="<u8")
+        raw = raw.astype(np.uint64)  # a writable, native-order copy
+        runs = self._zero_huge_runs(start, start + len(raw) * PAGE_SIZE) if len(raw) else None
+        zero = huge = None
+        if runs is not None:
+            zero, huge = _paint(len(raw), runs[0], runs[1]), _paint(len(raw), runs[2], runs[3])
+        return PageTable(start, raw, pfn_visible=self.pfn_visible, zero=zero, huge=huge,
+                         zero_pfns=system.zero_pfns())
+
+    def iter_page_tables(self, start: int, end: int, chunk_pages: int = CHUNK_PAGES) -> Iterator[PageTable]:
+        """:meth:`page_table` of ``[start, end)`` in pieces of at most ``chunk_pages``
+        pages, so memory stays bounded however large the range.  Stops early (without
+        error) at the end of user space; raises :class:`ProcessGone` if the process
+        exits."""
+        start &= ~(PAGE_SIZE - 1)
+        step = chunk_pages * PAGE_SIZE
+        while start < end:
+            table = self.page_table(start, min(end, start + step))
+            if len(table):
+                yield table
+            if table.end < min(end, start + step):
+                return  # the end of user space
+            start += step
+
+    def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
+        """Per-mapping page counts, as ``pagewalk maps`` prints them.
+
+        Reads each mapping's pagemap range in bounded chunks and counts with one
+        histogram per chunk; zero-page and huge-page counts come from PAGEMAP_SCAN
+        (or, without it, zero pages from their PFNs when those are visible).  The
+        maps are read again afterwards: mappings that changed meanwhile are
+        listed in ``changed``.
+        """
+        import numpy as np
+
+        from .pagetable import ChunkCounter, PageCounts
+
+        maps = list(mappings) if mappings is not None else self.mappings()
+        pagemap = self.pagemap()
+        pfn_visible = self.pfn_visible
+        zero_pfns = system.zero_pfns()
+        scanner = self.scanner()
+        buf = np.empty(CHUNK_PAGES, dtype=np.uint64)
+        counter = ChunkCounter(CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
+        rows: list[MappingCounts] = []
+        totals = PageCounts()
+        for m in maps:
+            if m.is_vsyscall:
+                rows.append(MappingCounts(m, None))
+                continue
+            c = PageCounts()
+            vpn, last = m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT
+            while vpn < last:
+                want = min(CHUNK_PAGES, last - vpn)
+                got = pagemap.read_into(memoryview(buf[:want]).cast("B"), vpn)
+                counter.count(buf[:got], c, zero_known=scanner is not None)
+                if got < want:
+                    break
+                vpn += got
+            runs = self._zero_huge_runs(m.start, m.end)
+            if runs is not None:
+                c.zero, c.huge = int((runs[1] - runs[0]).sum()), int((runs[3] - runs[2]).sum())
+            else:
+                c.huge = None
+            # smaps reports hugetlb pages apart from Rss; where zero pages cannot be
+            # told apart (no PFNs, no PAGEMAP_SCAN) they are counted in.
+            hugetlb = bool(c.huge) and system.is_hugetlb(self.pid, m)
+            c.rss = 0 if hugetlb else (c.present - (c.zero or 0)) * PAGE_SIZE
+            rows.append(MappingCounts(m, c))
+            totals = totals + c
+        after = read_maps(self.pid, started=True)
+        if not after and maps:
+            raise ProcessGone(self.pid)
+        changed = sorted(set(maps) - set(after), key=lambda m: m.start)
+        return CountsReport(self.pid, pfn_visible, rows, totals, changed)
+
+
+def _paint(n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """A boolean array of length ``n``, True inside each ``[lo, hi)`` (vectorised)."""
+    import numpy as np
+
+    delta = np.zeros(n + 1, dtype=np.int32)
+    np.add.at(delta, np.clip(lo, 0, n), 1)
+    np.add.at(delta, np.clip(hi, 0, n), -1)
+    return np.cumsum(delta[:n]) > 0

@@ -1,0 +1,160 @@
+"""Facts about this machine and this reader that every command needs.
+
+Each function answers one question from the kernel directly and caches the
+answer for the life of the process.  None imports numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT
+
+KPF_ZERO_PAGE = 1 << 24  # include/uapi/linux/kernel-page-flags.h
+KPF_THP = 1 << 22
+KPF_HUGE = 1 << 17
+
+
+def _self_entry(vaddr: int) -> int | None:
+    try:
+        with open("/proc/self/pagemap", "rb", buffering=0) as f:
+            data = os.pread(f.fileno(), 8, (vaddr >> PAGE_SHIFT) * 8)
+    except OSError:
+        return None
+    return struct.unpack("<Q", data)[0] if len(data) == 8 else None
+
+
+@functools.cache
+def pfn_visible() -> bool:
+    """Whether pagemap shows this reader real PFNs (it needs CAP_SYS_ADMIN in the
+    initial user namespace).  Asked of the kernel, not guessed from the uid: the
+    entry of a page this process just wrote has a nonzero PFN exactly when PFNs
+    are shown."""
+    probe = bytearray(PAGE_SIZE)
+    probe[0] = 1
+    entry = _self_entry(id(probe))  # CPython: id() is the object's address, surely present
+    if entry is None or not entry & PM_PRESENT:
+        return _has_cap_sys_admin()
+    return bool(entry & PM_PFRAME_MASK)
+
+
+def _has_cap_sys_admin() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> 21 & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+@functools.cache
+def zero_pfns() -> frozenset[int]:
+    """PFNs of the shared zero page and of the huge zero page (if THP uses one),
+    found by reading pages of a fresh anonymous mapping of our own.  Empty when
+    PFNs are hidden from this reader."""
+    if not pfn_visible():
+        return frozenset()
+    import ctypes
+    import mmap
+
+    def address(m: mmap.mmap) -> int:
+        anchor = ctypes.c_char.from_buffer(m)
+        try:
+            return ctypes.addressof(anchor)
+        finally:
+            del anchor
+
+    found: set[int] = set()
+    small = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        _ = small[0]  # a read fault on private anonymous memory maps the zero page
+        entry = _self_entry(address(small))
+        if entry is not None and entry & PM_PRESENT:
+            found.add(entry & PM_PFRAME_MASK)
+    finally:
+        small.close()
+    hpage = 2 << 20  # PMD size on x86-64
+    big = mmap.mmap(-1, 2 * hpage, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        base = address(big)
+        aligned = (base + hpage - 1) & ~(hpage - 1)
+        try:
+            big.madvise(14, aligned - base, hpage)  # MADV_HUGEPAGE
+            _ = big[aligned - base]  # maps the huge zero page where THP uses one
+        except (OSError, ValueError):
+            pass
+        entry = _self_entry(aligned)
+        if entry is not None and entry & PM_PRESENT and entry & PM_PFRAME_MASK not in found:
+            pfn = entry & PM_PFRAME_MASK
+            found.update(range(pfn, pfn + (hpage >> PAGE_SHIFT)))
+    finally:
+        big.close()
+    return frozenset(found)
+
+
+def read_kpageflags(pfn: int) -> int | None:
+    """Flags of one PFN from /proc/kpageflags; None when it cannot be read."""
+    try:
+        with open("/proc/kpageflags", "rb", buffering=0) as f:
+            data = os.pread(f.fileno(), 8, pfn * 8)
+    except OSError:
+        return None
+    return struct.unpack("<Q", data)[0] if len(data) == 8 else None
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def bracketed_choice(path: str) -> str | None:
+    """The selected value of a sysfs choice file such as ``always [madvise] never``."""
+    text = read_text(path)
+    if text is None:
+        return None
+    for word in text.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return text.strip()
+
+
+PROCMAP_QUERY = 0xC0686611  # _IOWR('f', 17, struct procmap_query), Linux 6.11+
+_PROCMAP_QUERY = struct.Struct("<9Q4I2Q")  # 104 bytes
+
+
+def vma_page_size(pid: int, vaddr: int) -> int | None:
+    """The page size of the VMA at ``vaddr`` (larger than PAGE_SIZE for hugetlb),
+    asked with PROCMAP_QUERY on ``/proc/PID/maps``; None where the kernel lacks it."""
+    import fcntl
+
+    arg = bytearray(_PROCMAP_QUERY.pack(_PROCMAP_QUERY.size, 0, vaddr, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    try:
+        with open(f"/proc/{pid}/maps", "rb", buffering=0) as f:
+            fcntl.ioctl(f.fileno(), PROCMAP_QUERY, arg, True)
+    except OSError:
+        return None
+    return _PROCMAP_QUERY.unpack(arg)[6]
+
+
+def is_hugetlb(pid: int, mapping) -> bool:  # mapping: pagewalk.maps.Mapping
+    """Whether a mapping is backed by hugetlbfs (its pages are not in smaps ``Rss``).
+
+    Asked of the kernel with PROCMAP_QUERY where it exists (6.11+); otherwise
+    told from the name the kernel gives anonymous hugetlb memory."""
+    if not mapping.path or mapping.path.startswith("["):
+        return False
+    size = vma_page_size(pid, mapping.start)
+    if size is not None:
+        return size > PAGE_SIZE
+    return mapping.name == "/anon_hugepage"

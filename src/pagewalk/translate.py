@@ -1,0 +1,201 @@
+"""Virtual-to-physical translation of single addresses, without numpy.
+
+``pagewalk v2p`` of one address must start as fast as ``python3 -c pass``
+allows, so this module decodes entries with plain integer arithmetic and reads
+only the pages asked for: addresses are sorted and neighbouring pages are read
+with one ``pread`` per group.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .maps import Mapping
+from .pagemap import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PM_FILE,
+    PM_MMAP_EXCLUSIVE,
+    PM_PFRAME_MASK,
+    PM_PRESENT,
+    PM_SOFT_DIRTY,
+    PM_SWAP,
+    PM_UFFD_WP,
+    SWAP_TYPE_BITS,
+    SWAP_TYPE_MASK,
+    PagemapFile,
+    is_guard,
+    is_swapped,
+)
+
+# Pages closer than this share one read (8 bytes an entry: 4 KiB of gap at most).
+_GAP_PAGES = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """What the page table says about one virtual address.
+
+    ``entry`` is the raw pagemap entry (None when the address is in no mapping
+    or pagemap has no entry for it, as for ``[vsyscall]``).  ``pfn``, ``paddr``,
+    ``swap_type`` and ``swap_offset`` are None where they do not apply or are
+    hidden from this reader; ``zero`` is None when it cannot be told.
+    """
+
+    vaddr: int
+    mapping: Mapping | None
+    entry: int | None
+    pfn_visible: bool
+    zero: bool | None = False
+
+    @property
+    def mapped(self) -> bool:
+        return self.mapping is not None
+
+    def _has(self, bit: int) -> bool:
+        return bool(self.entry is not None and self.entry & bit)
+
+    @property
+    def present(self) -> bool:
+        return self._has(PM_PRESENT)
+
+    @property
+    def file(self) -> bool:
+        return self._has(PM_FILE)
+
+    @property
+    def exclusive(self) -> bool:
+        return self._has(PM_MMAP_EXCLUSIVE)
+
+    @property
+    def soft_dirty(self) -> bool:
+        return self._has(PM_SOFT_DIRTY)
+
+    @property
+    def uffd_wp(self) -> bool:
+        return self._has(PM_UFFD_WP)
+
+    @property
+    def guard(self) -> bool:
+        return self.entry is not None and is_guard(self.entry, self.pfn_visible)
+
+    @property
+    def swapped(self) -> bool:
+        return self.entry is not None and is_swapped(self.entry, self.pfn_visible)
+
+    @property
+    def pfn(self) -> int | None:
+        if not self.present or not self.pfn_visible:
+            return None
+        return self.entry & PM_PFRAME_MASK  # type: ignore[operator]
+
+    @property
+    def paddr(self) -> int | None:
+        pfn = self.pfn
+        return None if pfn is None else pfn * PAGE_SIZE + self.vaddr % PAGE_SIZE
+
+    @property
+    def swap_type(self) -> int | None:
+        if not self._has(PM_SWAP) or not self.pfn_visible:
+            return None
+        return self.entry & SWAP_TYPE_MASK  # type: ignore[operator]
+
+    @property
+    def swap_offset(self) -> int | None:
+        if not self._has(PM_SWAP) or not self.pfn_visible:
+            return None
+        return (self.entry & PM_PFRAME_MASK) >> SWAP_TYPE_BITS  # type: ignore[operator]
+
+    @property
+    def state(self) -> str:
+        """The page's state in words."""
+        if self.mapping is None:
+            return "not mapped"
+        if self.entry is None:
+            return "no page table entry (above the end of user space)"
+        if self.present:
+            if self.zero:
+                return "present (shared zero page)"
+            kind = "file/shared" if self.file else "anonymous"
+            share = "exclusive" if self.exclusive else "shared"
+            return f"present ({kind}, {share})"
+        if self.guard:
+            return "guard page"
+        if self.swapped:
+            if self.swap_type is None:
+                return "swapped out"
+            return f"swapped out (type {self.swap_type}, offset 0x{self.swap_offset:x})"
+        if self._has(PM_SWAP):
+            if self.uffd_wp:
+                return "uffd-wp marker (write-protected, never touched)"
+            return f"not present (migration or special entry, type {self.swap_type})"
+        return "not present (never touched, or dropped)"
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON object of the CLI contract."""
+        return {
+            "vaddr": self.vaddr,
+            "paddr": self.paddr,
+            "pfn": self.pfn,
+            "present": self.present,
+            "swapped": self.swapped,
+            "file": self.file,
+            "exclusive": self.exclusive,
+            "zero": self.zero,
+            "guard": self.guard,
+            "uffd_wp": self.uffd_wp,
+            "soft_dirty": self.soft_dirty,
+            "swap_type": self.swap_type,
+            "swap_offset": self.swap_offset,
+            "mapping": (self.mapping.path or None) if self.mapping else None,
+            "state": self.state,
+        }
+
+
+def find_mapping(mappings: Sequence[Mapping], vaddr: int, starts: Sequence[int] | None = None) -> Mapping | None:
+    """The mapping containing ``vaddr`` (mappings sorted by start, as maps lists them)."""
+    starts = starts if starts is not None else [m.start for m in mappings]
+    i = bisect.bisect_right(starts, vaddr) - 1
+    if i >= 0 and mappings[i].contains(vaddr):
+        return mappings[i]
+    return None
+
+
+def read_entries(pagemap: PagemapFile, vpns: Iterable[int]) -> dict[int, int | None]:
+    """Entries of the given virtual page numbers, reading neighbours together.
+    A page above the end of user space maps to None."""
+    result: dict[int, int | None] = {}
+    ordered = sorted(set(vpns))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] <= _GAP_PAGES:
+            j += 1
+        first = ordered[i]
+        values = pagemap.entries(first, ordered[j] - first + 1)
+        for vpn in ordered[i : j + 1]:
+            k = vpn - first
+            result[vpn] = values[k] if k < len(values) else None
+        i = j + 1
+    return result
+
+
+def translate(pagemap: PagemapFile, mappings: Sequence[Mapping], vaddrs: Sequence[int], *,
+              pfn_visible: bool, zero_of: object = None) -> list[Translation]:
+    """Translate ``vaddrs`` (answers in the same order).  ``zero_of(entry, vaddr)``
+    tells whether a present entry is the zero page (None when unknown)."""
+    starts = [m.start for m in mappings]
+    where = [find_mapping(mappings, v, starts) for v in vaddrs]
+    entries = read_entries(
+        pagemap, (v >> PAGE_SHIFT for v, m in zip(vaddrs, where) if m is not None and not m.is_vsyscall)
+    )
+    out = []
+    for vaddr, mapping in zip(vaddrs, where):
+        entry = entries.get(vaddr >> PAGE_SHIFT) if mapping is not None else None
+        zero: bool | None = False
+        if entry is not None and entry & PM_PRESENT and callable(zero_of):
+            zero = zero_of(entry, vaddr)
+        out.append(Translation(vaddr, mapping, entry, pfn_visible, zero))
+    return out
