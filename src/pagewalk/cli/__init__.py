@@ -1,0 +1,59 @@
+"""The ``pagewalk`` command: parse, call the library, print.
+
+Each command is one small module with ``add_parser(subparsers)`` and
+``run(args) -> int``.  Modules import their heavy dependencies inside ``run``,
+so ``pagewalk v2p`` never loads numpy.  Errors the user can cause become one
+line on stderr and exit status 1 (the work could not be done) or 2 (usage);
+``PAGEWALK_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .. import __version__
+from ..errors import InvalidArgument, PagewalkError
+from . import _common, doctor, dump, maps, v2p
+
+COMMANDS = (maps, dump, v2p, doctor)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the contract's one-line usage errors (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _common.fail(f"{message} (see '{self.prog} --help')", 2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pagewalk", description="Where every page of a Linux process lives.")
+    parser.add_argument("--version", action="version", version=f"pagewalk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InvalidArgument as exc:
+        if os.environ.get("PAGEWALK_DEBUG"):
+            raise
+        return _common.fail(str(exc), 2)
+    except PagewalkError as exc:
+        if os.environ.get("PAGEWALK_DEBUG"):
+            raise
+        return _common.fail(str(exc), 1)
+    except BrokenPipeError:
+        # The reader went away (pagewalk dump | head): not an error.  Point stdout
+        # at /dev/null so the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,92 @@
+"""Argument parsing and messages shared by the commands (no heavy imports)."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InvalidArgument
+
+_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def fail(message: str, status: int) -> int:
+    """Print the contract's one-line error and return (or exit with) ``status``."""
+    print(f"pagewalk: error: {message}", file=sys.stderr)
+    if status == 2:
+        raise SystemExit(2)
+    return status
+
+
+def warn(message: str) -> None:
+    print(f"pagewalk: {message}", file=sys.stderr)
+
+
+def pfn_hidden_note() -> None:
+    """Said once per command when the kernel hides PFNs from this reader."""
+    warn("note: physical frame numbers are hidden from this user (needs CAP_SYS_ADMIN); "
+         "PFNs, physical addresses and swap offsets show as unknown")
+
+
+def parse_pid(text: str) -> int:
+    """A PID in decimal; ``self`` is refused (it would name pagewalk itself)."""
+    if text == "self":
+        raise InvalidArgument("'self' would name pagewalk itself: give the PID of the process to inspect")
+    if not text.isdigit() or int(text) <= 0 or int(text) >= 1 << 32:
+        raise InvalidArgument(f"not a process ID: {text!r}")
+    return int(text)
+
+
+def parse_addr(text: str) -> int:
+    """A hexadecimal address, with or without ``0x``, as maps and the seed's dump print them."""
+    t = text.strip().lower()
+    digits = t[2:] if t.startswith("0x") else t
+    if not digits or not all(c in "0123456789abcdef" for c in digits) or len(digits) > 16:
+        raise InvalidArgument(f"not a hexadecimal address: {text!r}")
+    return int(digits, 16)
+
+
+def parse_size(text: str) -> int:
+    """A size: hex with ``0x``, or decimal, with an optional K, M, G or T suffix."""
+    t = text.strip().lower()
+    mult = 1
+    if t and t[-1] in _SUFFIXES:
+        mult, t = _SUFFIXES[t[-1]], t[:-1]
+    try:
+        value = int(t, 16) if t.startswith("0x") else int(t, 10)
+    except ValueError:
+        raise InvalidArgument(f"not a size: {text!r}") from None
+    if value < 0:
+        raise InvalidArgument(f"not a size: {text!r}")
+    return value * mult
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """``START-END`` (end exclusive, like maps) or ``START+LENGTH``."""
+    if "+" in text:
+        a, _, b = text.partition("+")
+        start = parse_addr(a)
+        end = start + parse_size(b)
+    elif "-" in text:
+        a, _, b = text.partition("-")
+        start, end = parse_addr(a), parse_addr(b)
+    else:
+        raise InvalidArgument(f"not a range (START-END or START+LENGTH): {text!r}")
+    if end <= start:
+        raise InvalidArgument(f"empty range: {text!r}")
+    return start, end
+
+
+def human_bytes(n: int | None) -> str:
+    """``12.0M``-style sizes for tables ('-' for unknown)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return str(n)
+
+
+def pid_argument(parser, help: str = "process ID") -> None:  # noqa: A002
+    parser.add_argument("pid", metavar="PID", type=str, help=help)

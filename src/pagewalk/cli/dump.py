@@ -1,0 +1,61 @@
+"""``pagewalk dump PID``: every page of every mapping, in text, seed, csv or jsonl."""
+
+from __future__ import annotations
+
+import sys
+
+from . import _common
+
+FORMATS = ("text", "seed", "csv", "jsonl")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("dump", help="one entry per virtual page (text folds runs; seed, csv, jsonl)",
+                       description="Every page of every mapping with its frame and state. 'text' folds runs "
+                                   "of pages with the same state and consecutive frames into one line; 'seed' "
+                                   "is byte for byte the output of the classic pagemap_dump.c; 'csv' and "
+                                   "'jsonl' have one row per page.")
+    _common.pid_argument(p)
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.add_argument("--range", metavar="R", help="only pages in START-END or START+LENGTH (hex addresses)")
+    p.add_argument("--where", metavar="EXPR",
+                   help="only pages in these states, e.g. present, swapped, ~present, file,exclusive")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..errors import ProcessGone
+    from ..output.dump import make_format
+    from ..process import Process
+    from ..select import iter_pages, parse_where, where_mask
+
+    pid = _common.parse_pid(args.pid)
+    start, end = _common.parse_range(args.range) if args.range else (None, None)
+    terms = parse_where(args.where)
+    out = sys.stdout.buffer
+    with Process(pid) as proc:
+        mappings = proc.mappings()
+        fmt = make_format(args.format, proc.pfn_visible)
+        if not proc.pfn_visible:
+            _common.pfn_hidden_note()
+        out.write(fmt.header())
+        current = None
+        try:
+            for m, table in iter_pages(proc, mappings, start, end):
+                if m is not current:
+                    if current is not None:
+                        out.write(fmt.end_mapping())
+                    current = m
+                    lo = m.start if start is None else max(m.start, start)
+                    hi = m.end if end is None else min(m.end, end)
+                    out.write(fmt.mapping(m, lo, hi))
+                if table is not None:
+                    out.write(fmt.chunk(m, table, where_mask(table, terms)))
+            if current is not None:
+                out.write(fmt.end_mapping())
+        except ProcessGone:
+            out.flush()
+            raise ProcessGone(pid, f"process {pid} exited during the dump; the output above is partial")
+        out.write(fmt.footer())
+    out.flush()
+    return 0

@@ -1,0 +1,44 @@
+"""``pagewalk maps PID``: the mappings with per-mapping page counts and a total."""
+
+from __future__ import annotations
+
+import sys
+
+from . import _common
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("maps", help="mappings with pages present, zero, swapped, file, huge ... and RSS",
+                       description="One row per mapping of /proc/PID/maps with page counts from pagemap "
+                                   "(present, zero page, swapped, file/shared, exclusive, huge, guard, "
+                                   "uffd-wp, soft-dirty) and RSS as smaps counts it; a total row.")
+    _common.pid_argument(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--sort", metavar="FIELD", help="sort by start, end, path, a count, or rss (counts descending)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..output import maps as out
+    from ..process import Process
+
+    pid = _common.parse_pid(args.pid)
+    if args.sort and args.sort not in out.SORT_FIELDS:
+        raise _invalid(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_FIELDS)})")
+    with Process(pid) as proc:
+        report = proc.counts()
+    if not report.pfn_visible:
+        _common.pfn_hidden_note()
+    if report.changed:
+        _common.warn(f"warning: {len(report.changed)} mapping(s) changed during the scan; "
+                     "their counts mix the before and the after")
+    if args.sort:
+        out.sort_report(report, args.sort)
+    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
+    return 0
+
+
+def _invalid(msg: str):
+    from ..errors import InvalidArgument
+
+    return InvalidArgument(msg)

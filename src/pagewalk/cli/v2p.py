@@ -1,0 +1,68 @@
+"""``pagewalk v2p PID ADDR...``: virtual to physical, one address or thousands.
+
+Imports neither numpy nor anything heavy: one address costs little more than
+starting Python.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import _common
+
+
+def add_parser(sub) -> None:
+    for name in ("v2p", "translate"):
+        p = sub.add_parser(name, help="virtual to physical address" + (" (same as v2p)" if name != "v2p" else ""),
+                           description="The physical address, PFN, page state and mapping of each virtual "
+                                       "address. ADDR is hex (0x optional); '-' reads addresses from stdin, "
+                                       "one per line.")
+        _common.pid_argument(p)
+        p.add_argument("addrs", metavar="ADDR", nargs="+", help="hex virtual address, or - for stdin")
+        p.add_argument("--json", action="store_true", help="print a JSON list")
+        p.set_defaults(run=run)
+
+
+def _read_addresses(args) -> list[int]:
+    addrs: list[int] = []
+    for a in args.addrs:
+        if a == "-":
+            addrs.extend(_common.parse_addr(line) for line in sys.stdin if line.strip())
+        else:
+            addrs.append(_common.parse_addr(a))
+    return addrs
+
+
+def run(args) -> int:
+    from ..process import Process
+
+    pid = _common.parse_pid(args.pid)
+    addrs = _read_addresses(args)
+    with Process(pid) as proc:
+        results = proc.translate_many(addrs)
+        pfn_visible = proc.pfn_visible
+    if not pfn_visible:
+        _common.pfn_hidden_note()
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps([r.as_dict() for r in results], indent=1) + "\n")
+    else:
+        lines = []
+        for r in results:
+            if r.paddr is not None:
+                phys = f"0x{r.paddr:x} pfn 0x{r.pfn:x}"
+            elif r.present:
+                phys = "- pfn -"
+            else:
+                phys = "-"
+            where = r.mapping.label() if r.mapping else "-"
+            lines.append(f"0x{r.vaddr:x} -> {phys}  {r.state}  {where}")
+        sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
+    sys.stdout.flush()
+    unmapped = [r.vaddr for r in results if r.mapping is None]
+    if unmapped:
+        from ..errors import NotMapped
+
+        raise NotMapped(pid, unmapped)
+    return 0

@@ -1,0 +1,154 @@
+"""What this kernel and this user can see, and what each gap costs.
+
+Every check asks the kernel directly (opening the file, calling the ioctl) rather
+than inferring from the version number.  Used by ``pagewalk doctor``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+
+from . import scan, system
+from .pagemap import PAGE_SIZE
+
+
+@dataclass
+class Check:
+    """One capability: ``ok`` says whether it is there; ``value`` what was found;
+    ``cost`` what its absence costs the user (empty when present)."""
+
+    name: str
+    ok: bool
+    value: str
+    cost: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "value": self.value, "cost": self.cost}
+
+
+def _readable(path: str) -> tuple[bool, str]:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            f.read(8)
+        return True, "readable"
+    except OSError as exc:
+        return False, os.strerror(exc.errno or 0).lower()
+
+
+def _soft_dirty_supported() -> bool:
+    """A fresh anonymous mapping carries ``sd`` in its smaps VmFlags exactly when the
+    kernel has CONFIG_MEM_SOFT_DIRTY (the kernel selftests' test)."""
+    m = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anchor = ctypes.c_char.from_buffer(m)
+    start = ctypes.addressof(anchor)
+    del anchor
+    try:
+        with open("/proc/self/smaps") as f:
+            inside = False
+            for line in f:
+                if "-" in line.split(" ", 1)[0] and not line.startswith("VmFlags"):
+                    inside = int(line.split("-", 1)[0], 16) == start
+                elif inside and line.startswith("VmFlags:"):
+                    return "sd" in line.split()[1:]
+    finally:
+        m.close()
+    return False
+
+
+UFFDIO_API = 0xC018AA3F
+UFFD_API = 0xAA
+UFFD_FEATURE_WP_ASYNC = 1 << 15
+UFFD_USER_MODE_ONLY = 1
+NR_USERFAULTFD = 323  # x86-64
+
+
+def _uffd_wp_async() -> tuple[bool, str]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC | UFFD_USER_MODE_ONLY)
+    if fd < 0:
+        return False, f"userfaultfd: {os.strerror(ctypes.get_errno()).lower()}"
+    try:
+        arg = bytearray(struct.pack("<QQQ", UFFD_API, 0, 0))
+        fcntl.ioctl(fd, UFFDIO_API, arg, True)
+        features = struct.unpack_from("<Q", arg, 8)[0]
+        return bool(features & UFFD_FEATURE_WP_ASYNC), f"features 0x{features:x}"
+    except OSError as exc:
+        return False, f"UFFDIO_API: {os.strerror(exc.errno or 0).lower()}"
+    finally:
+        os.close(fd)
+
+
+def _damon() -> tuple[bool, str]:
+    base = "/sys/kernel/mm/damon/admin/kdamonds"
+    if not os.path.isdir(base):
+        return False, "no DAMON sysfs interface"
+    ops = system.read_text(f"{base}/0/contexts/0/avail_operations")
+    if ops is None:
+        return False, "DAMON present; virtual-address support could not be read (no kdamond configured)"
+    available = ops.split()
+    state = (system.read_text(f"{base}/0/state") or "").strip()
+    busy = f", kdamond 0 is {state}" if state else ""
+    return "vaddr" in available, f"operations: {' '.join(available)}{busy}"
+
+
+def run_checks() -> list[Check]:
+    checks: list[Check] = [Check("kernel", True, system.kernel_release()), Check("page size", True, f"{PAGE_SIZE} bytes")]
+
+    visible = system.pfn_visible()
+    checks.append(Check("physical frame numbers", visible, "visible (CAP_SYS_ADMIN)" if visible else "hidden",
+                        "" if visible else "PFNs, physical addresses and swap offsets show as unknown; v2p gives "
+                        "no physical address; swap and migration entries cannot be told apart by type"))
+
+    ok, how = _readable("/proc/self/pagemap")
+    checks.append(Check("/proc/PID/pagemap", ok, how, "" if ok else "nothing works: pagemap is the source of every count"))
+
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        cats = scan.categories_supported(fd)
+    finally:
+        os.close(fd)
+    names = [name for bit, name in scan.CATEGORY_NAMES.items() if cats & bit]
+    checks.append(Check("PAGEMAP_SCAN ioctl", bool(cats), " ".join(names) if cats else "absent (kernel before 6.7)",
+                        "" if cats else "maps shows huge pages as unknown and, without PFNs, zero pages too; "
+                        "scans read every entry instead of skipping untouched ranges"))
+
+    for path, cost in (("/proc/kpageflags", "no per-frame flags: the physical-side commands (types, who, file flags) cannot run"),
+                       ("/proc/kpagecount", "no map counts: PSS falls back to smaps_rollup, USS to the exclusive bit"),
+                       ("/proc/kpagecgroup", "no memory-cgroup grouping or filtering")):
+        ok, how = _readable(path)
+        checks.append(Check(path, ok, how, "" if ok else cost + " (run as root)"))
+
+    sd = _soft_dirty_supported()
+    checks.append(Check("soft-dirty bits", sd, "CONFIG_MEM_SOFT_DIRTY on" if sd else "not built in",
+                        "" if sd else "soft_dirty is always 0; wss --method soft-dirty and diff's 'written' are unavailable"))
+
+    idle = os.path.exists("/sys/kernel/mm/page_idle/bitmap")
+    checks.append(Check("idle page tracking", idle, "present" if idle else "no /sys/kernel/mm/page_idle/bitmap",
+                        "" if idle else "wss --method idle and types -i are unavailable"))
+
+    thp = system.bracketed_choice("/sys/kernel/mm/transparent_hugepage/enabled")
+    checks.append(Check("transparent huge pages", thp not in (None, "never"), thp or "absent",
+                        "" if thp not in (None, "never") else "no THP: huge counts only hugetlb"))
+
+    swaps = (system.read_text("/proc/swaps") or "").splitlines()[1:]
+    checks.append(Check("swap devices", bool(swaps), f"{len(swaps)} active" if swaps else "none",
+                        "" if swaps else "nothing can be swapped out: swapped counts are 0 by fact, not by blindness"))
+
+    ok, how = _uffd_wp_async()
+    checks.append(Check("userfaultfd write-protect (async)", ok, how,
+                        "" if ok else "no uffd-wp markers to report; PAGEMAP_SCAN written-page tracking unavailable"))
+
+    ok = system.vma_page_size(os.getpid(), id(checks) & ~(PAGE_SIZE - 1)) is not None
+    checks.append(Check("PROCMAP_QUERY ioctl", ok, "present" if ok else "absent (kernel before 6.11)",
+                        "" if ok else "hugetlb mappings are recognised by name only"))
+
+    ok, how = _damon()
+    checks.append(Check("DAMON virtual-address monitoring", ok, how,
+                        "" if ok else "wss --method damon is unavailable"))
+    return checks

@@ -1,0 +1,261 @@
+"""Per-page output formats of ``pagewalk dump``: seed, text, csv, jsonl.
+
+Each format turns one chunk of a mapping's page table (a
+:class:`~pagewalk.pagetable.PageTable` and the mask of pages kept) into bytes,
+vectorised, so output streams in bounded memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..maps import Mapping
+from ..pagemap import PM_FILE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP
+from ..pagetable import PageTable
+from . import vecfmt as vf
+
+U64 = np.uint64
+
+
+class Format:
+    """Base: ``header()``, then ``mapping()`` per mapping and ``chunk()`` per table."""
+
+    def header(self) -> bytes:
+        return b""
+
+    def mapping(self, m: Mapping, lo: int, hi: int) -> bytes:
+        return b""
+
+    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        raise NotImplementedError
+
+    def end_mapping(self) -> bytes:
+        return b""
+
+    def footer(self) -> bytes:
+        return b""
+
+
+def _rows(table: PageTable, keep: np.ndarray | None, column: np.ndarray) -> np.ndarray:
+    return column if keep is None else column[keep]
+
+
+class SeedFormat(Format):
+    """Byte for byte the seed's ``pagemap_dump.c``: ``addr pfn soft-dirty file/shared
+    swapped present library``, the frame field printed raw as the seed does."""
+
+    def header(self) -> bytes:
+        return b"addr pfn soft-dirty file/shared swapped present library\n"
+
+    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        raw = _rows(table, keep, table.raw)
+        vaddr = _rows(table, keep, table.vaddr)
+        n = len(raw)
+        if n == 0:
+            return b""
+        sp = vf.const(b" ", n)
+        return vf.render([
+            vf.hex_col(vaddr), sp,
+            vf.hex_col(raw & U64(PM_PFRAME_MASK)), sp,
+            vf.bit_col((raw & U64(PM_SOFT_DIRTY)) != 0), sp,
+            vf.bit_col((raw & U64(PM_FILE)) != 0), sp,
+            vf.bit_col((raw & U64(PM_SWAP)) != 0), sp,
+            vf.bit_col((raw & U64(PM_PRESENT)) != 0), sp,
+            vf.const(os.fsencode(m.path) + b"\n", n),
+        ])
+
+
+ROW_FIELDS = ("vaddr", "pfn", "present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard",
+              "zero", "swap_type", "swap_offset", "mapping")
+_BOOL_FIELDS = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero")
+
+
+def _record_columns(m: Mapping, table: PageTable, keep: np.ndarray | None, *, true: str, false: str,
+                    null: str, quote) -> list[vf.Column]:
+    """The per-page fields of csv and jsonl, in ROW_FIELDS order (no separators)."""
+    n = int(len(table) if keep is None else np.count_nonzero(keep))
+    cols: dict[str, vf.Column] = {"vaddr": vf.dec_col(_rows(table, keep, table.vaddr))}
+    for name in ("pfn", "swap_type", "swap_offset"):
+        values = _rows(table, keep, getattr(table, name))
+        cols[name] = vf.nullable(vf.dec_col(np.maximum(values, 0)), values < 0, null)
+    for name in _BOOL_FIELDS:
+        flags = getattr(table, name)
+        if flags is None:
+            cols[name] = vf.const(null, n)
+        else:
+            cols[name] = vf.bool_col(_rows(table, keep, flags), true, false)
+    cols["mapping"] = vf.const(quote(m.path), n)
+    return [cols[f] for f in ROW_FIELDS]
+
+
+def _interleave(cols: list[vf.Column], seps: list[bytes], n: int) -> list[vf.Column]:
+    out: list[vf.Column] = []
+    for sep, col in zip(seps, cols):
+        if sep:
+            out.append(vf.const(sep, n))
+        out.append(col)
+    return out
+
+
+class CsvFormat(Format):
+    """One row per page; booleans 0/1, integers decimal, unknown values empty."""
+
+    def header(self) -> bytes:
+        return (",".join(ROW_FIELDS) + "\n").encode()
+
+    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        n = int(len(table) if keep is None else np.count_nonzero(keep))
+        if n == 0:
+            return b""
+
+        def quote(path: str) -> str:
+            return '"' + path.replace('"', '""') + '"' if any(c in path for c in ',"\n') else path
+
+        cols = _record_columns(m, table, keep, true="1", false="0", null="", quote=quote)
+        seps = [b""] + [b","] * (len(cols) - 1)
+        return vf.render(_interleave(cols, seps, n) + [vf.const(b"\n", n)])
+
+
+class JsonlFormat(Format):
+    """One JSON object per page and line; unknown values are ``null``."""
+
+    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        n = int(len(table) if keep is None else np.count_nonzero(keep))
+        if n == 0:
+            return b""
+        cols = _record_columns(m, table, keep, true="true", false="false", null="null",
+                               quote=lambda p: json.dumps(p or None))
+        seps = [('{' if i == 0 else ', ') + json.dumps(name) + ": " for i, name in enumerate(ROW_FIELDS)]
+        return vf.render(_interleave(cols, [s.encode() for s in seps], n) + [vf.const(b"}\n", n)])
+
+
+# -- the folded text format ---------------------------------------------------------
+
+_STATE_BITS = ("present", "zero", "huge", "swapped", "guard", "uffd_wp", "file", "exclusive", "soft_dirty")
+
+
+def _state_words(key: int) -> str:
+    words = [name for i, name in enumerate(_STATE_BITS) if key >> i & 1]
+    if key >> len(_STATE_BITS) & 1:
+        words.append("nonswap-entry")  # migration or special entry
+    if not words:
+        return "untouched"
+    if "zero" in words:
+        words.remove("present")
+    return ",".join(words)
+
+
+class TextFormat(Format):
+    """For people: one header per mapping, then one line per run of pages with the
+    same state, consecutive addresses and (where shown) consecutive frames."""
+
+    def __init__(self, pfn_visible: bool) -> None:
+        self.pfn_visible = pfn_visible
+        self.page_size = 4096
+        self._pending: list | None = None  # the last run, which the next chunk may extend
+
+    def mapping(self, m: Mapping, lo: int, hi: int) -> bytes:
+        line = f"{m.start:x}-{m.end:x} {m.perms} {m.label()}"
+        if (lo, hi) != (m.start, m.end):
+            line += f"  (showing {lo:x}-{hi:x})"
+        if m.is_vsyscall:
+            line += "\n  (no pagemap entries: above the end of user space)"
+        return (line + "\n").encode(errors="surrogateescape")
+
+    def _keys(self, table: PageTable) -> np.ndarray:
+        key = np.zeros(len(table), dtype=np.int64)
+        for i, name in enumerate(_STATE_BITS):
+            col = getattr(table, name)
+            if col is not None:
+                key |= col.astype(np.int64) << i
+        other = table.swap_entry & ~table.swapped & ~table.guard & ~table.uffd_wp
+        key |= other.astype(np.int64) << len(_STATE_BITS)
+        return key
+
+    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        self.page_size = table.page_size
+        idx = np.arange(len(table), dtype=np.int64)
+        key = self._keys(table)
+        frame = np.where(table.present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
+        if keep is not None:
+            idx, key, frame = idx[keep], key[keep], frame[keep]
+        if len(idx) == 0:
+            return b""
+        vaddr = table.start + idx * table.page_size
+        follows = np.ones(len(idx), dtype=bool)
+        follows[1:] = ((idx[1:] == idx[:-1] + 1) & (key[1:] == key[:-1])
+                       & ((frame[1:] < 0) | (frame[1:] == frame[:-1] + 1)))
+        starts = np.flatnonzero(~follows)
+        if len(starts) == 0 or starts[0] != 0:
+            starts = np.concatenate([[0], starts])
+        run_vaddr = vaddr[starts]
+        run_key = key[starts]
+        run_first = frame[starts]
+        ends = np.append(starts[1:], len(idx))
+        run_count = ends - starts
+        run_last = frame[ends - 1]
+        out = b""
+        p = self._pending
+        if p is not None:
+            # Join the previous chunk's last run when this chunk continues it.
+            if (p[0] + p[1] * table.page_size == run_vaddr[0] and p[2] == run_key[0]
+                    and (run_first[0] < 0 or run_first[0] == p[4] + 1) and not starts[0]):
+                run_vaddr[0], run_count[0], run_first[0] = p[0], run_count[0] + p[1], p[3]
+            else:
+                out = self._lines(np.array([p[0]]), np.array([p[1]]), np.array([p[2]]),
+                                  np.array([p[3]]), np.array([p[4]]))
+        self._pending = [int(run_vaddr[-1]), int(run_count[-1]), int(run_key[-1]), int(run_first[-1]),
+                         int(run_last[-1])]
+        k = len(run_vaddr) - 1
+        return out + self._lines(run_vaddr[:k], run_count[:k], run_key[:k], run_first[:k], run_last[:k])
+
+    def end_mapping(self) -> bytes:
+        p, self._pending = self._pending, None
+        if p is None:
+            return b""
+        return self._lines(np.array([p[0]]), np.array([p[1]]), np.array([p[2]]), np.array([p[3]]),
+                           np.array([p[4]]))
+
+    def _lines(self, vaddr, count, key, first, last) -> bytes:
+        n = len(vaddr)
+        if n == 0:
+            return b""
+        page = self.page_size
+        uniq, inv = np.unique(key, return_inverse=True)
+        words = [_state_words(int(k)) for k in uniq]
+        present = (key & 1) != 0
+        swapped = (key >> _STATE_BITS.index("swapped") & 1) != 0
+        framed = present | swapped
+        kind = np.where(present, 1, np.where(swapped, 2, 0))
+        unknown = framed & (first < 0)
+        single = count == 1
+        first_col = vf.nullable(vf.hex_col(np.maximum(first, 0)), ~framed | unknown, "")
+        last_col = vf.nullable(
+            vf.join([vf.const(b"-", n), vf.hex_col(np.maximum(last, 0))]), ~framed | unknown | single, "")
+        frames = [vf.choice_col(kind + 3 * unknown, ["", "pfn ", "swap ", "", "pfn -", "swap -"]),
+                  first_col, last_col]
+        return vf.render([
+            vf.const(b"  ", n),
+            vf.hex_col(vaddr.astype(np.uint64)), vf.const(b"-", n),
+            vf.hex_col((vaddr + count * page).astype(np.uint64)), vf.const(b" ", n),
+            vf.pad(vf.dec_col(count), 9, right=True), vf.const(b" page" , n),
+            vf.choice_col(single.astype(np.intp), [b"s ", b"  "]),
+            vf.pad(vf.choice_col(inv, words), max(len(w) for w in words) + 1),
+            *frames, vf.const(b"\n", n),
+        ])
+
+
+FORMATS = ("text", "seed", "csv", "jsonl")
+
+
+def make_format(name: str, pfn_visible: bool) -> Format:
+    if name == "seed":
+        return SeedFormat()
+    if name == "csv":
+        return CsvFormat()
+    if name == "jsonl":
+        return JsonlFormat()
+    return TextFormat(pfn_visible)

@@ -1,0 +1,132 @@
+"""Vectorised text formatting: many rows of numbers turned into bytes at once.
+
+A row is a sequence of columns.  Each column is a character matrix ``chars``
+(``uint8``, one row per output row) and a ``keep`` matrix saying which of those
+characters are printed (for variable-width fields such as ``%x`` without
+leading zeros).  Joining the columns and selecting ``chars[keep]`` in row-major
+order yields the output text with no Python loop over rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+class Column:
+    """A field of ``n`` rows: ``chars`` (n, w) uint8 and ``keep`` (n, w) bool or None (all kept)."""
+
+    __slots__ = ("chars", "keep")
+
+    def __init__(self, chars: np.ndarray, keep: np.ndarray | None = None) -> None:
+        self.chars = chars
+        self.keep = keep
+
+
+def const(text: bytes | str, n: int) -> Column:
+    """The same text on every row."""
+    data = text.encode() if isinstance(text, str) else text
+    row = np.frombuffer(data, dtype=np.uint8)
+    return Column(np.broadcast_to(row, (n, len(row))))
+
+
+def _digits(values: np.ndarray, base: int) -> Column:
+    v = values.astype(np.uint64, copy=False)
+    top = int(v.max()) if len(v) else 0
+    width = 1
+    while base**width <= top:
+        width += 1
+    if base == 16:
+        shifts = np.arange(4 * (width - 1), -1, -4, dtype=np.uint64)
+        d = (v[:, None] >> shifts[None, :]) & np.uint64(15)
+    else:
+        powers = np.array([base**k for k in range(width - 1, -1, -1)], dtype=np.uint64)
+        d = (v[:, None] // powers[None, :]) % np.uint64(base)
+    keep = np.logical_or.accumulate(d != 0, axis=1)
+    keep[:, -1] = True
+    return Column(_HEX[d], keep)
+
+
+def hex_col(values: np.ndarray) -> Column:
+    """Lower-case hex without leading zeros or prefix, like ``printf("%jx")``."""
+    return _digits(values, 16)
+
+
+def dec_col(values: np.ndarray) -> Column:
+    """Non-negative integers in decimal."""
+    return _digits(values, 10)
+
+
+def bit_col(flags: np.ndarray) -> Column:
+    """``0`` or ``1``."""
+    return Column((flags.astype(np.uint8) + ord("0"))[:, None])
+
+
+def choice_col(index: np.ndarray, words: list[bytes | str]) -> Column:
+    """Row ``i`` prints ``words[index[i]]`` (a categorical column)."""
+    encoded = [w.encode() if isinstance(w, str) else w for w in words]
+    width = max((len(w) for w in encoded), default=0) or 1
+    table = np.zeros((len(encoded), width), dtype=np.uint8)
+    keep = np.zeros((len(encoded), width), dtype=bool)
+    for i, w in enumerate(encoded):
+        table[i, : len(w)] = np.frombuffer(w, dtype=np.uint8)
+        keep[i, : len(w)] = True
+    return Column(table[index], keep[index])
+
+
+def bool_col(flags: np.ndarray, true: str = "true", false: str = "false") -> Column:
+    return choice_col(flags.astype(np.intp), [false, true])
+
+
+def nullable(col: Column, null: np.ndarray, text: str) -> Column:
+    """``col`` where ``null`` is False, else ``text`` (``null``, ``-``, or '')."""
+    if not null.any():
+        return col
+    width = max(col.chars.shape[1], len(text), 1)
+    n = len(null)
+    chars = np.zeros((n, width), dtype=np.uint8)
+    keep = np.zeros((n, width), dtype=bool)
+    w = col.chars.shape[1]
+    chars[:, :w] = col.chars
+    keep[:, :w] = True if col.keep is None else col.keep
+    filler = np.zeros(width, dtype=np.uint8)
+    filler[: len(text)] = np.frombuffer(text.encode(), dtype=np.uint8)
+    chars[null] = filler
+    keep[null] = np.arange(width) < len(text)
+    return Column(chars, keep)
+
+
+def pad(col: Column, width: int, right: bool = False) -> Column:
+    """Left-justify (or right-justify) a variable-width column to ``width`` spaces."""
+    w = col.chars.shape[1]
+    n = col.chars.shape[0]
+    kept = col.keep if col.keep is not None else np.ones((n, w), dtype=bool)
+    lengths = kept.sum(axis=1)
+    spaces = np.maximum(width - lengths, 0)
+    pad_width = max(width - int(lengths.min(initial=width)), 0) if n else 0
+    blank = np.full((n, pad_width), ord(" "), dtype=np.uint8)
+    pad_keep = np.arange(pad_width)[None, :] < spaces[:, None]
+    if right:
+        return Column(np.concatenate([blank, col.chars], axis=1), np.concatenate([pad_keep, kept], axis=1))
+    return Column(np.concatenate([col.chars, blank], axis=1), np.concatenate([kept, pad_keep], axis=1))
+
+
+def join(columns: list[Column]) -> Column:
+    """Several columns side by side, as one column."""
+    n = columns[0].chars.shape[0]
+    chars = np.concatenate([np.broadcast_to(c.chars, (n, c.chars.shape[1])) for c in columns], axis=1)
+    if all(c.keep is None for c in columns):
+        return Column(chars)
+    keep = np.concatenate(
+        [np.ones((n, c.chars.shape[1]), dtype=bool) if c.keep is None else c.keep for c in columns], axis=1
+    )
+    return Column(chars, keep)
+
+
+def render(columns: list[Column]) -> bytes:
+    """Join the columns of every row and return the text of all rows."""
+    if not columns or columns[0].chars.shape[0] == 0:
+        return b""
+    row = join(columns)
+    return row.chars.tobytes() if row.keep is None else row.chars[row.keep].tobytes()
