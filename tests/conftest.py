@@ -1,0 +1,94 @@
+"""Shared test helpers: specimen processes, the kernel's own smaps numbers, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from specimen import PAGE, Specimen  # noqa: E402
+
+KB = 1024
+ROOT = os.geteuid() == 0
+requires_root = pytest.mark.skipif(not ROOT, reason="needs root (CI runs the suite as root)")
+
+
+@pytest.fixture
+def specimen():
+    with Specimen() as s:
+        yield s
+
+
+def smaps(pid: int) -> dict[tuple[int, int], dict[str, int | str]]:
+    """``/proc/PID/smaps`` as {(start, end): {field: bytes, "path": ...}}: the kernel's
+    own accounting, the reference every count is checked against."""
+    out: dict[tuple[int, int], dict[str, int | str]] = {}
+    current: dict[str, int | str] = {}
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = head.split("-")
+                parts = line.rstrip("\n").split(None, 5)
+                current = {"path": parts[5] if len(parts) > 5 else ""}
+                out[(int(lo, 16), int(hi, 16))] = current
+            elif head.endswith(":") and head != "VmFlags:":
+                value = line.split()[1]
+                if value.isdigit():
+                    current[head[:-1]] = int(value) * KB
+    return out
+
+
+def smaps_of(pid: int, addr: int) -> dict[str, int | str]:
+    """The smaps block of the mapping containing ``addr``."""
+    for (lo, hi), block in smaps(pid).items():
+        if lo <= addr < hi:
+            return block
+    raise KeyError(hex(addr))
+
+
+def cli(*args: str, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m pagewalk ARGS`` and capture its output."""
+    return subprocess.run([sys.executable, "-m", "pagewalk", *map(str, args)], capture_output=True, text=True,
+                          input=input, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def cli_json(*args: str):
+    r = cli(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def mapping_counts(pid: int, addr: int):
+    """pagewalk's counts of the mapping holding ``addr`` (through the library)."""
+    import pagewalk
+
+    with pagewalk.Process(pid) as p:
+        for mc in p.counts().mappings:
+            if mc.mapping.contains(addr):
+                return mc.counts
+    raise KeyError(hex(addr))
+
+
+def kpageflags(pfn: int) -> int:
+    """Flags of a PFN straight from /proc/kpageflags (independent of pagewalk)."""
+    with open("/proc/kpageflags", "rb") as f:
+        f.seek(pfn * 8)
+        return int.from_bytes(f.read(8), "little")
+
+
+def pagemap_entry(pid: int, vaddr: int) -> int:
+    """One raw pagemap entry, read independently of pagewalk (the selftests' way)."""
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(vaddr // PAGE * 8)
+        return int.from_bytes(f.read(8), "little")
+
+
+KPF_ANON = 1 << 12
+KPF_ZERO_PAGE = 1 << 24
+KPF_THP = 1 << 22

@@ -1,0 +1,128 @@
+"""Bad input and awkward processes: one-line errors, the contract's exit statuses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import pagewalk
+from conftest import PAGE, cli, cli_json
+
+VSYSCALL = 0xFFFFFFFFFF600000
+
+
+def one_line_error(r: subprocess.CompletedProcess, status: int, *needles: str) -> None:
+    assert r.returncode == status, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pagewalk: error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_no_such_process():
+    pid = 4194303  # above any pid_max default in use here: never a live PID
+    while os.path.exists(f"/proc/{pid}"):
+        pid -= 1
+    for command in ("maps", "dump"):
+        one_line_error(cli(command, pid), 1, f"no process with PID {pid}")
+    one_line_error(cli("v2p", pid, "1000"), 1, "no process")
+    with pytest.raises(pagewalk.NoSuchProcess):
+        pagewalk.Process(pid)
+
+
+def test_kernel_thread():
+    """PID 2 is kthreadd: no mm, pagemap gives ESRCH; we say why."""
+    one_line_error(cli("maps", 2), 1, "kernel thread")
+    with pytest.raises(pagewalk.NoAddressSpace):
+        pagewalk.Process(2).mappings()
+
+
+def test_zombie():
+    """A child that exited and whose parent never waits (not via dash, which reaps)."""
+    code = ("import os, sys, time\npid = os.fork()\nif pid == 0:\n    os._exit(0)\n"
+            "print(pid, flush=True)\ntime.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        zombie = int(parent.stdout.readline())
+        for _ in range(100):
+            with open(f"/proc/{zombie}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+        one_line_error(cli("maps", zombie), 1, "zombie")
+        one_line_error(cli("dump", zombie), 1, "zombie")
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["maps", "abc"], "not a process ID"),
+    (["maps", "self"], "self"),
+    (["maps", "-5"], ""),
+    (["maps", "1", "--sort", "bogus"], "cannot sort by"),
+    (["v2p", "1", "xyz"], "not a hexadecimal address"),
+    (["v2p", "1", "0x"], "not a hexadecimal address"),
+    (["dump", "1", "--range", "5000-3000"], "empty range"),
+    (["dump", "1", "--range", "5000"], "not a range"),
+    (["dump", "1", "--range", "1000+zz"], "not a size"),
+    (["dump", "1", "--where", "bogus"], "valid: present"),
+    (["dump", "1", "--format", "xml"], "invalid choice"),
+    (["maps"], "required"),
+    ([], "required"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_malformed_arguments_exit_2(args, needle):
+    one_line_error(cli(*args), 2, needle)
+
+
+def test_vsyscall_is_listed_without_entries():
+    """[vsyscall] lies above the end of user space: pagemap gives 0 bytes there,
+    which is the kernel's definition, not an error."""
+    pid = os.getpid()
+    doc = cli_json("maps", pid)
+    vsys = [m for m in doc["mappings"] if m["path"] == "[vsyscall]"]
+    if not vsys:
+        pytest.skip("this kernel shows no [vsyscall] mapping")
+    assert all(vsys[0][k] is None for k in ("present", "swapped", "rss"))
+    r = cli("dump", pid, "--range", f"{VSYSCALL:x}+4K")
+    assert r.returncode == 0 and "no pagemap entries" in r.stdout
+    r = cli("v2p", pid, hex(VSYSCALL), "--json")
+    assert r.returncode == 0
+    import json
+
+    assert json.loads(r.stdout)[0]["present"] is False
+    assert pagewalk.Process(pid).translate(VSYSCALL).entry is None
+
+
+def test_process_exits_during_a_library_scan(specimen):
+    """The scan raises ProcessGone once the target is gone: never silent zeros."""
+    addr = specimen.run("a = mmap(1 << 20, 'none', noreserve=True); result = a")
+    with pagewalk.Process(specimen.pid) as p:
+        chunks = p.iter_page_tables(addr, addr + (1 << 20) * PAGE)
+        first = next(chunks)
+        assert len(first) > 0
+        os.kill(specimen.pid, signal.SIGKILL)
+        specimen._proc.wait()
+        with pytest.raises(pagewalk.ProcessGone):
+            for _ in chunks:
+                pass
+
+
+def test_process_exits_during_a_dump(specimen):
+    """The CLI prints what it had, then says the output is partial (exit 1)."""
+    specimen.run("a = mmap(1 << 28, 'none', noreserve=True); write(mmap(1))")  # 1 TiB: seconds to read
+    proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "dump", str(specimen.pid), "--format", "seed"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    os.kill(specimen.pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert b"exited during the dump" in err and b"partial" in err
+    assert err.count(b"\n") == 1 and b"Traceback" not in err
