@@ -180,14 +180,17 @@ class TextFormat(Format):
         idx = np.arange(len(table), dtype=np.int64)
         key = self._keys(table)
         frame = np.where(table.present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
+        # Frames must be consecutive within a run, except the zero page's: one frame for all.
+        zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
+        step = np.where(zero, 0, 1)
         if keep is not None:
-            idx, key, frame = idx[keep], key[keep], frame[keep]
+            idx, key, frame, step = idx[keep], key[keep], frame[keep], step[keep]
         if len(idx) == 0:
             return b""
         vaddr = table.start + idx * table.page_size
         follows = np.ones(len(idx), dtype=bool)
         follows[1:] = ((idx[1:] == idx[:-1] + 1) & (key[1:] == key[:-1])
-                       & ((frame[1:] < 0) | (frame[1:] == frame[:-1] + 1)))
+                       & ((frame[1:] < 0) | (frame[1:] == frame[:-1] + step[1:])))
         starts = np.flatnonzero(~follows)
         if len(starts) == 0 or starts[0] != 0:
             starts = np.concatenate([[0], starts])
@@ -202,7 +205,7 @@ class TextFormat(Format):
         if p is not None:
             # Join the previous chunk's last run when this chunk continues it.
             if (p[0] + p[1] * table.page_size == run_vaddr[0] and p[2] == run_key[0]
-                    and (run_first[0] < 0 or run_first[0] == p[4] + 1) and not starts[0]):
+                    and (run_first[0] < 0 or run_first[0] == p[4] + step[0])):
                 run_vaddr[0], run_count[0], run_first[0] = p[0], run_count[0] + p[1], p[3]
             else:
                 out = self._lines(np.array([p[0]]), np.array([p[1]]), np.array([p[2]]),
@@ -234,7 +237,7 @@ class TextFormat(Format):
         single = count == 1
         first_col = vf.nullable(vf.hex_col(np.maximum(first, 0)), ~framed | unknown, "")
         last_col = vf.nullable(
-            vf.join([vf.const(b"-", n), vf.hex_col(np.maximum(last, 0))]), ~framed | unknown | single, "")
+            vf.join([vf.const(b"-", n), vf.hex_col(np.maximum(last, 0))]), ~framed | unknown | (first == last), "")
         frames = [vf.choice_col(kind + 3 * unknown, ["", "pfn ", "swap ", "", "pfn -", "swap -"]),
                   first_col, last_col]
         return vf.render([
@@ -243,8 +246,8 @@ class TextFormat(Format):
             vf.hex_col((vaddr + count * page).astype(np.uint64)), vf.const(b" ", n),
             vf.pad(vf.dec_col(count), 9, right=True), vf.const(b" page" , n),
             vf.choice_col(single.astype(np.intp), [b"s ", b"  "]),
-            vf.pad(vf.choice_col(inv, words), max(len(w) for w in words) + 1),
-            *frames, vf.const(b"\n", n),
+            vf.pad(vf.join(frames), 24), vf.const(b" ", n),
+            vf.choice_col(inv, words), vf.const(b"\n", n),
         ])
 
 

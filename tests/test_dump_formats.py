@@ -1,0 +1,77 @@
+"""The per-page formats: folded text, csv, jsonl; bounded memory on huge reservations."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+from conftest import PAGE, cli, pagemap_entry, requires_root
+
+PRESENT, SWAP, FILE_BIT, EXCL = 1 << 63, 1 << 62, 1 << 61, 1 << 56
+PFN_MASK = (1 << 55) - 1
+RESERVATION_PAGES = (64 << 30) // PAGE
+
+
+def peak_rss_kib(args: list[str]) -> tuple[int, str]:
+    """Run the CLI in a fresh interpreter; return its peak RSS (KiB) and stdout."""
+    code = ("import resource, sys\nfrom pagewalk.cli import main\nrc = main(sys.argv[1:])\nsys.stdout.flush()\n"
+            "sys.stderr.write(f'MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return int(r.stderr.split("MAXRSS ")[1].split()[0]), r.stdout
+
+
+def test_text_folds_a_64_gib_reservation_into_one_line_in_bounded_memory(specimen):
+    start = specimen.run("result = mmap(%d, 'none', noreserve=True)" % RESERVATION_PAGES)
+    peak, out = peak_rss_kib(["dump", str(specimen.pid), "--range", f"{start:x}+64G"])
+    lines = out.splitlines()
+    assert len(lines) == 2, lines  # the mapping header and one run
+    assert f"{RESERVATION_PAGES} pages" in lines[1] and "untouched" in lines[1]
+    assert peak < 150 * 1024, f"peak RSS {peak} KiB"
+    peak, out = peak_rss_kib(["maps", str(specimen.pid), "--json"])
+    row = next(m for m in json.loads(out)["mappings"] if m["start"] == start)
+    assert row["pages"] == RESERVATION_PAGES and row["present"] == 0
+    assert peak < 150 * 1024, f"peak RSS {peak} KiB"
+
+
+def test_text_runs_break_on_state_and_frames(specimen):
+    addr = specimen.run("a = mmap(16); write(a, 4); read(a + 8 * PAGE, 4); madvise(a + 15 * PAGE, 1, MADV_GUARD_INSTALL)"
+                        "\nresult = a")
+    out = cli("dump", specimen.pid, "--range", f"{addr:x}+64K").stdout.splitlines()[1:]
+    states = [line.split()[-1] for line in out]
+    written = [line for line in out if "exclusive" in line]
+    assert sum(int(line.split()[1]) for line in written) == 4
+    assert "untouched" in states and "guard" in states
+    zero_lines = [line for line in out if "zero" in line.split()[-1]]
+    assert len(zero_lines) == 1 and zero_lines[0].split()[1] == "4"  # one frame for all: one run
+    # runs cover the range exactly, in order
+    covered = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in out]
+    assert covered[0][0] == addr and covered[-1][1] == addr + 16 * PAGE
+    assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+
+
+@requires_root
+def test_csv_and_jsonl_match_the_raw_entries(specimen):
+    addr = specimen.run("a = mmap(6); write(a, 2); read(a + 2 * PAGE); madvise(a + 5 * PAGE, 1, MADV_GUARD_INSTALL)"
+                        "\nresult = a")
+    entries = [pagemap_entry(specimen.pid, addr + i * PAGE) for i in range(6)]
+    rng = f"{addr:x}+{6 * PAGE:#x}"
+    rows = list(csv.DictReader(io.StringIO(cli("dump", specimen.pid, "--format", "csv", "--range", rng).stdout)))
+    objs = [json.loads(line) for line in cli("dump", specimen.pid, "--format", "jsonl", "--range", rng).stdout.splitlines()]
+    assert len(rows) == len(objs) == 6
+    for i, (row, obj, e) in enumerate(zip(rows, objs, entries)):
+        assert int(row["vaddr"]) == obj["vaddr"] == addr + i * PAGE
+        present = bool(e & PRESENT)
+        assert obj["present"] is present and row["present"] == str(int(present))
+        assert obj["exclusive"] is bool(e & EXCL)
+        assert obj["pfn"] == (e & PFN_MASK if present else None)
+        assert row["pfn"] == ("" if not present else str(e & PFN_MASK))
+        assert obj["guard"] is (i == 5) and obj["swapped"] is False
+        assert obj["zero"] is (i == 2)
+        assert obj["mapping"] is None and row["mapping"] == ""
+    assert objs[5]["swap_type"] == 31 and objs[5]["swap_offset"] == 4  # the guard marker, kernel.md 1.1
+    where = cli("dump", specimen.pid, "--format", "jsonl", "--range", rng, "--where", "present,~zero").stdout
+    assert [json.loads(line)["vaddr"] for line in where.splitlines()] == [addr, addr + PAGE]

@@ -1,0 +1,112 @@
+"""Every process on the machine that holds still: pagewalk's per-mapping counts
+against the kernel's smaps, and the two read paths (PAGEMAP_SCAN or not) agreeing."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import pagewalk
+from conftest import PAGE, requires_root, smaps
+
+SMAPS_FIELDS = ("Rss", "Swap", "AnonHugePages", "ShmemPmdMapped", "FilePmdMapped", "Shared_Hugetlb",
+                "Private_Hugetlb")
+
+
+def user_processes() -> list[int]:
+    me = os.getpid()
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != me:
+            try:
+                with open(f"/proc/{name}/maps") as f:
+                    if f.readline():
+                        pids.append(int(name))
+            except OSError:
+                pass
+    return pids
+
+
+def kernel_view(pid: int):
+    try:
+        return {k: {f: v.get(f, 0) for f in SMAPS_FIELDS} | {"path": v["path"]} for k, v in smaps(pid).items()}
+    except OSError:
+        return None
+
+
+@requires_root
+def test_counts_equal_smaps_for_every_still_process(specimen):
+    specimen.run("a = mmap(64); write(a, 40); read(a + 50 * PAGE, 10)")
+    compared = 0
+    for pid in user_processes():
+        before = kernel_view(pid)
+        try:
+            with pagewalk.Process(pid) as p:
+                report = p.counts()
+        except pagewalk.PagewalkError:
+            continue
+        after = kernel_view(pid)
+        if before is None or before != after:
+            continue  # the process moved while we looked: not comparable
+        for mc in report.mappings:
+            m, c = mc.mapping, mc.counts
+            kernel = before.get((m.start, m.end))
+            assert kernel is not None, (pid, m)
+            if c is None:
+                assert m.is_vsyscall
+                continue
+            where = (pid, m.label(), hex(m.start))
+            assert c.rss == kernel["Rss"], where
+            if not m.shared:
+                assert c.swapped * PAGE == kernel["Swap"], where
+            huge_bytes = sum(kernel[f] for f in SMAPS_FIELDS[2:])
+            assert c.huge * PAGE == huge_bytes, where
+        compared += 1
+    assert compared >= 3, f"only {compared} processes held still"
+
+
+def read_path_table(pid: int, start: int, end: int, no_scan: bool):
+    old = os.environ.get("PAGEWALK_NO_SCAN")
+    os.environ["PAGEWALK_NO_SCAN"] = "1" if no_scan else "0"
+    try:
+        with pagewalk.Process(pid) as p:
+            return p.page_table(start, end)
+    finally:
+        if old is None:
+            del os.environ["PAGEWALK_NO_SCAN"]
+        else:
+            os.environ["PAGEWALK_NO_SCAN"] = old
+
+
+@requires_root
+def test_scan_and_read_paths_agree_page_by_page(specimen):
+    """Zero pages found by PAGEMAP_SCAN (PFNZERO) and from the zero page's PFN agree,
+    on the specimen and every still process (the selftests' page_entry_is idea)."""
+    specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
+                 "h = mmap(1024, align=2 << 20); madvise(h, 512, MADV_HUGEPAGE); read(h, 1)")
+    checked = 0
+    for pid in [specimen.pid, *user_processes()]:
+        try:
+            maps = pagewalk.Process(pid).mappings()
+        except pagewalk.PagewalkError:
+            continue
+        for m in maps:
+            if m.is_vsyscall or m.size_bytes > (1 << 30):
+                continue
+            try:
+                scan = read_path_table(pid, m.start, m.end, no_scan=False)
+                plain = read_path_table(pid, m.start, m.end, no_scan=True)
+            except pagewalk.PagewalkError:
+                break
+            if not np.array_equal(scan.raw, plain.raw):
+                continue  # the mapping changed between the two reads
+            assert plain.huge is None
+            if scan.huge is None:
+                pytest.skip("no PAGEMAP_SCAN on this kernel")
+            assert np.array_equal(scan.zero, plain.zero), (pid, m)
+            for name in ("present", "swapped", "file", "exclusive", "guard", "uffd_wp", "pfn"):
+                assert np.array_equal(getattr(scan, name), getattr(plain, name)), (pid, m, name)
+            checked += 1
+    assert checked > 10

@@ -1,0 +1,41 @@
+"""Start-up stays light: v2p of one address loads no numpy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import cli
+
+
+def test_v2p_does_not_import_numpy(specimen):
+    addr = specimen.run("a = mmap(1); write(a); result = a")
+    code = ("import sys\nfrom pagewalk.cli import main\nrc = main(['v2p', sys.argv[1], sys.argv[2]])\n"
+            "heavy = [m for m in ('numpy', 'rich', 'matplotlib') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\nsys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(specimen.pid), hex(addr)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout
+
+
+def test_version_and_help():
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("pagewalk ")
+    for command in ("maps", "dump", "v2p", "translate", "doctor"):
+        r = cli(command, "--help")
+        assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_doctor_reports_what_this_kernel_has():
+    import json
+
+    r = cli("doctor", "--json")
+    assert r.returncode == 0, r.stderr
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    with open("/proc/swaps") as f:
+        assert checks["swap devices"]["ok"] == (len(f.read().splitlines()) > 1)
+    import os
+
+    assert checks["idle page tracking"]["ok"] == os.path.exists("/sys/kernel/mm/page_idle/bitmap")
+    for c in checks.values():
+        assert c["ok"] or c["cost"], c  # every gap says what it costs

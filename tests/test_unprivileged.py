@@ -1,0 +1,112 @@
+"""An unprivileged reader: PFNs hidden (never shown as 0), flags still right, the
+note said once; another user's process: a clear permission error."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+
+from conftest import PAGE, pagemap_entry, requires_root
+from specimen import Specimen, drop_privileges
+
+NOBODY = 65534
+
+
+def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
+    """Run the pagewalk CLI in a forked child that dropped to ``uid`` (the venv's
+    interpreter may not be reachable by that user, so no exec)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 70
+        try:
+            os.close(r)
+            # Load everything first: once we are uid 65534, the interpreter's own
+            # library may be out of reach (it can live under /root).
+            import numpy  # noqa: F401
+
+            import pagewalk.output.dump  # noqa: F401
+            import pagewalk.output.maps  # noqa: F401
+            import pagewalk.pagetable  # noqa: F401
+            import pagewalk.scan  # noqa: F401
+            from pagewalk import system
+            from pagewalk.cli import main
+
+            drop_privileges(uid)
+
+            system.pfn_visible.cache_clear()  # the cache was filled while we were root
+            system.zero_pfns.cache_clear()
+            out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), io.StringIO()
+            with redirect_stdout(out), redirect_stderr(err):
+                try:
+                    status = main(argv)
+                except SystemExit as exc:
+                    status = exc.code if isinstance(exc.code, int) else 1
+            out.flush()
+            os.write(w, json.dumps([status, out.buffer.getvalue().decode(), err.getvalue()]).encode())
+        except BaseException:
+            import traceback
+
+            os.write(w, json.dumps([70, "", traceback.format_exc()]).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 1 << 16):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    status, out, err = json.loads(data)
+    return status, out, err
+
+
+@pytest.fixture
+def nobody_specimen():
+    with Specimen(uid=NOBODY) as s:
+        yield s
+
+
+@requires_root
+def test_unprivileged_reader_sees_flags_not_frames(nobody_specimen):
+    s = nobody_specimen
+    addr = s.run("a = mmap(8); write(a, 3); read(a + 4 * PAGE, 2); result = a")
+    status, out, err = run_as(NOBODY, ["maps", str(s.pid), "--json"])
+    assert status == 0, err
+    assert err.count("physical frame numbers are hidden") == 1
+    doc = json.loads(out)
+    assert doc["pfn_visible"] is False
+    row = next(m for m in doc["mappings"] if m["start"] == addr)
+    # the same counts root sees (from the raw entries, read here as root)
+    entries = [pagemap_entry(s.pid, addr + i * PAGE) for i in range(8)]
+    assert row["present"] == sum(e >> 63 for e in entries) == 5
+    assert row["exclusive"] == sum(e >> 56 & 1 for e in entries) == 3
+    assert row["zero"] == 2  # told apart without PFNs, through PAGEMAP_SCAN
+    assert row["rss"] == 3 * PAGE
+
+    status, out, err = run_as(NOBODY, ["v2p", str(s.pid), hex(addr), "--json"])
+    assert status == 0, err
+    assert err.count("hidden") == 1
+    answer = json.loads(out)[0]
+    assert answer["present"] is True and answer["exclusive"] is True
+    assert answer["pfn"] is None and answer["paddr"] is None
+
+    status, out, err = run_as(NOBODY, ["dump", str(s.pid), "--range", f"{addr:x}+8K", "--format", "jsonl"])
+    assert status == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["pfn"] for r in rows] == [None, None] and all(r["present"] for r in rows)
+    status, out, err = run_as(NOBODY, ["dump", str(s.pid), "--range", f"{addr:x}+4K"])
+    assert "pfn -" in out and "pfn 0" not in out
+
+
+@requires_root
+def test_another_users_process_is_permission_denied(specimen):
+    """The specimen runs as root; nobody may not read its pagemap."""
+    status, out, err = run_as(NOBODY, ["maps", str(specimen.pid)])
+    assert status == 1
+    assert err.startswith("pagewalk: error: cannot read /proc/") and "permission denied" in err
+    assert err.count("\n") == 1
