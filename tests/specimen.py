@@ -41,12 +41,17 @@ def _helpers() -> dict:
 
     def mmap(pages: int, prot: str = "rw", shared: bool = False, fd: int = -1, offset: int = 0,
              align: int = 0, noreserve: bool = False) -> int:
-        """Map ``pages`` pages; ``align`` (bytes) places the start on that boundary."""
+        """Map ``pages`` pages; ``align`` (bytes) places the start on that boundary.
+        The mapping sits between two pages of another protection, so it never merges
+        with a neighbour: its maps line and smaps block cover exactly these pages."""
         flags = (MAP_SHARED if shared else MAP_PRIVATE) | (MAP_ANONYMOUS if fd < 0 else 0)
         flags |= MAP_NORESERVE if noreserve else 0
         length = pages * PAGE
         if not align:
-            return check(libc.mmap(None, length, PROT[prot], flags, fd, offset), "mmap")
+            edge_prot = PROT["r"] if PROT[prot] == 0 else 0
+            span = check(libc.mmap(None, length + 2 * PAGE, edge_prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                                   -1, 0), "mmap")
+            return check(libc.mmap(span + PAGE, length, PROT[prot], flags | MAP_FIXED, fd, offset), "mmap fixed")
         span = check(libc.mmap(None, length + align, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), "mmap")
         start = (span + align - 1) & ~(align - 1)
         addr = check(libc.mmap(start, length, PROT[prot], flags | MAP_FIXED, fd, offset), "mmap fixed")

@@ -124,7 +124,7 @@ def test_process_api_translation_of_an_array(specimen):
     with pagewalk.Process(specimen.pid) as p:
         one = p.translate(addr + 7)
         many = p.translate_many([addr + 2 * PAGE, addr, 0x1000])
-    assert one.present and one.mapping.start == addr and one.vaddr == addr + 7
+    assert one.present and one.mapping.contains(addr) and one.vaddr == addr + 7  # may have merged with a neighbour
     assert [t.present for t in many] == [True, True, False]
     assert many[2].mapping is None and many[2].state == "not mapped"
     t = table(specimen.pid, addr, 3)

@@ -9,44 +9,38 @@ The library reads the kernel's own interfaces (``/proc/PID/maps``,
     t = p.translate(0x7ffd1234)         # virtual -> physical
     table = p.page_table(start, end)    # numpy arrays, every bit decoded
 
-Importing the package is cheap: numpy is loaded only by the calls that decode
-many pages at once.
+Importing the package is cheap: names are loaded on first use, and numpy only
+by the calls that decode many pages at once.
 """
-
-from .errors import (
-    AccessDenied,
-    InvalidArgument,
-    NoAddressSpace,
-    NoSuchProcess,
-    NotMapped,
-    PagewalkError,
-    ProcessGone,
-    Unsupported,
-)
-from .maps import Mapping, load_maps, parse_maps, read_maps
-from .pagemap import PAGE_SIZE
-from .process import CountsReport, MappingCounts, Process
-from .translate import Translation
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PAGE_SIZE",
-    "AccessDenied",
-    "CountsReport",
-    "InvalidArgument",
-    "Mapping",
-    "MappingCounts",
-    "NoAddressSpace",
-    "NoSuchProcess",
-    "NotMapped",
-    "PagewalkError",
-    "Process",
-    "ProcessGone",
-    "Translation",
-    "Unsupported",
-    "__version__",
-    "load_maps",
-    "parse_maps",
-    "read_maps",
-]
+# name -> module that defines it (PEP 562 lazy attributes keep start-up light)
+_EXPORTS = {
+    "AccessDenied": "errors", "InvalidArgument": "errors", "NoAddressSpace": "errors",
+    "NoSuchProcess": "errors", "NotMapped": "errors", "PagewalkError": "errors",
+    "ProcessGone": "errors", "Unsupported": "errors",
+    "Mapping": "maps", "load_maps": "maps", "parse_maps": "maps", "read_maps": "maps",
+    "PAGE_SIZE": "pagemap",
+    "Process": "process",
+    "Translation": "translate",
+    "PageTable": "pagetable", "PageCounts": "pagetable", "CountsReport": "pagetable",
+    "MappingCounts": "pagetable",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pagewalk' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -9,10 +9,8 @@ as one line.  :func:`translating` is the one place where ``OSError`` from a
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Iterator
 
 
 class PagewalkError(Exception):
@@ -102,17 +100,25 @@ def explain_no_mm(pid: int) -> PagewalkError:
     return ProcessGone(pid)
 
 
-@contextlib.contextmanager
-def translating(pid: int | None, path: str, *, started: bool = False) -> Iterator[None]:
+class translating:  # noqa: N801 - used like a function: ``with translating(pid, path):``
     """Translate OSError raised inside the block into a :class:`PagewalkError`.
 
     ``started`` says the process was already seen alive, so its disappearance
-    now means it exited during the work (:class:`ProcessGone`).
+    now means it exited during the work (:class:`ProcessGone`).  (A class, not
+    a contextlib generator: contextlib costs start-up time.)
     """
-    try:
-        yield
-    except OSError as exc:
-        raise from_oserror(exc, pid, path, started=started) from exc
+
+    __slots__ = ("pid", "path", "started")
+
+    def __init__(self, pid: int | None, path: str, *, started: bool = False) -> None:
+        self.pid, self.path, self.started = pid, path, started
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if isinstance(exc, OSError):
+            raise from_oserror(exc, self.pid, self.path, started=self.started) from exc
 
 
 def from_oserror(exc: OSError, pid: int | None, path: str, *, started: bool = False) -> Exception:

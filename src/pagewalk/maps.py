@@ -20,7 +20,7 @@ not UTF-8 survive a round trip through :func:`os.fsencode`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 from .errors import InvalidArgument, translating
 
@@ -32,22 +32,16 @@ SPECIAL_NAMES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Mapping:
+class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
     """One virtual memory area, as one line of ``/proc/PID/maps`` shows it.
 
     ``start`` and ``end`` are byte addresses (end exclusive); ``offset`` is the
     file offset in bytes; ``dev`` is ``"major:minor"`` in hex as the kernel
     prints it; ``path`` is the text after the inode ('' for anonymous memory).
+    Immutable and hashable (a named tuple: no dataclasses import on start-up).
     """
 
-    start: int
-    end: int
-    perms: str
-    offset: int
-    dev: str
-    inode: int
-    path: str
+    __slots__ = ()
 
     @property
     def size_bytes(self) -> int:

@@ -18,10 +18,11 @@ the kernel's ``pte_to_pagemap_entry`` (see :mod:`pagewalk.pagemap`):
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from .maps import Mapping
 from .pagemap import (
     FIRST_SPECIAL_SWAP_TYPE,
     PAGE_SIZE,
@@ -210,6 +211,25 @@ class PageCounts:
 
     def as_dict(self) -> dict[str, int | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class MappingCounts:
+    """One mapping and its page counts (None for ``[vsyscall]``, which has no entries)."""
+
+    mapping: Mapping
+    counts: PageCounts | None
+
+
+@dataclass
+class CountsReport:
+    """Per-mapping counts of a whole process, with what the reader could know."""
+
+    pid: int
+    pfn_visible: bool
+    mappings: list[MappingCounts]
+    totals: PageCounts
+    changed: list[Mapping] = field(default_factory=list)  # mappings that changed during the scan
 
 
 # Counting by histogram: bits 55..63 of an entry form a 9-bit number, so one

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from . import system
 from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from .maps import Mapping, read_maps
-from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PagemapFile
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PagemapFile
 from .translate import Translation, translate
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     import numpy as np
 
-    from .pagetable import PageCounts, PageTable
+    from .pagetable import CountsReport, PageTable
 
 CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
 
@@ -34,25 +33,6 @@ CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
 def scan_disabled() -> bool:
     """``PAGEWALK_NO_SCAN=1`` forces the plain read() path (to compare the two)."""
     return os.environ.get("PAGEWALK_NO_SCAN", "") not in ("", "0")
-
-
-@dataclass
-class MappingCounts:
-    """One mapping and its page counts (None for ``[vsyscall]``, which has no entries)."""
-
-    mapping: Mapping
-    counts: PageCounts | None
-
-
-@dataclass
-class CountsReport:
-    """Per-mapping counts of a whole process, with what the reader could know."""
-
-    pid: int
-    pfn_visible: bool
-    mappings: list[MappingCounts]
-    totals: PageCounts
-    changed: list[Mapping] = field(default_factory=list)  # mappings that changed during the scan
 
 
 class Process:
@@ -120,8 +100,8 @@ class Process:
 
     # -- translation (no numpy) ---------------------------------------------
     def _zero_of(self, entry: int, vaddr: int) -> bool | None:
-        if entry & (PM_FILE | PM_MMAP_EXCLUSIVE):
-            return False  # the zero page is neither file-backed nor exclusively mapped
+        if entry & PM_MMAP_EXCLUSIVE:
+            return False  # the zero page is never exclusively mapped (the huge one does carry PM_FILE)
         if self.pfn_visible:
             pfn = entry & PM_PFRAME_MASK
             flags = system.read_kpageflags(pfn)
@@ -220,7 +200,7 @@ class Process:
         """
         import numpy as np
 
-        from .pagetable import ChunkCounter, PageCounts
+        from .pagetable import ChunkCounter, CountsReport, MappingCounts, PageCounts
 
         maps = list(mappings) if mappings is not None else self.mappings()
         pagemap = self.pagemap()

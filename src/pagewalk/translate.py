@@ -9,8 +9,8 @@ with one ``pread`` per group.
 from __future__ import annotations
 
 import bisect
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from .maps import Mapping
 from .pagemap import (
@@ -34,21 +34,18 @@ from .pagemap import (
 _GAP_PAGES = 512
 
 
-@dataclass(frozen=True, slots=True)
-class Translation:
+class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zero", defaults=(False,))):
     """What the page table says about one virtual address.
 
     ``entry`` is the raw pagemap entry (None when the address is in no mapping
     or pagemap has no entry for it, as for ``[vsyscall]``).  ``pfn``, ``paddr``,
     ``swap_type`` and ``swap_offset`` are None where they do not apply or are
     hidden from this reader; ``zero`` is None when it cannot be told.
+    Fields: ``vaddr``, ``mapping`` (a :class:`Mapping` or None), ``entry``,
+    ``pfn_visible``, ``zero``.
     """
 
-    vaddr: int
-    mapping: Mapping | None
-    entry: int | None
-    pfn_visible: bool
-    zero: bool | None = False
+    __slots__ = ()
 
     @property
     def mapped(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..pagemap import PAGE_SIZE
-from ..process import CountsReport
+from ..pagetable import CountsReport
 from .table import render_table
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
