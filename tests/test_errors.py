@@ -126,3 +126,17 @@ def test_process_exits_during_a_dump(specimen):
     assert proc.returncode == 1, err
     assert b"exited during the dump" in err and b"partial" in err
     assert err.count(b"\n") == 1 and b"Traceback" not in err
+
+
+def test_mappings_that_change_during_a_scan_are_reported(specimen):
+    """counts() reads maps again afterwards: a mapping unmapped meanwhile is named,
+    not silently counted as zeros."""
+    a, b = specimen.run("a = mmap(4); b = mmap(4); write(a, 4); write(b, 4); result = [a, b]")
+    with pagewalk.Process(specimen.pid) as p:
+        before = p.mappings()
+        specimen.run(f"munmap({b}, 4)")
+        report = p.counts(before)
+    assert [m.start for m in report.changed] == [b]
+    assert all(m.start != b for m in p.counts().changed)
+    r = cli("maps", specimen.pid)
+    assert r.returncode == 0 and "changed during the scan" not in r.stderr
