@@ -51,6 +51,10 @@ class SeedFormat(Format):
         return b"addr pfn soft-dirty file/shared swapped present library\n"
 
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        if keep is None and len(table) and not table.raw.any():
+            fast = self._untouched(m, table)
+            if fast is not None:
+                return fast
         raw = _rows(table, keep, table.raw)
         vaddr = _rows(table, keep, table.vaddr)
         n = len(raw)
@@ -66,6 +70,21 @@ class SeedFormat(Format):
             vf.bit_col((raw & U64(PM_PRESENT)) != 0), sp,
             vf.const(os.fsencode(m.path) + b"\n", n),
         ])
+
+
+    @staticmethod
+    def _untouched(m: Mapping, table: PageTable) -> bytes | None:
+        """Fast path for untouched ranges (big reservations): every line is the page
+        number in hex, ``000``, and the same tail, so no per-field masks are needed.
+        None where that does not hold (other page sizes, page 0, a change of width)."""
+        first_vpn = table.start // table.page_size
+        last_vpn = first_vpn + len(table) - 1
+        width = max(1, (first_vpn.bit_length() + 3) // 4)
+        if table.page_size != 4096 or first_vpn == 0 or width != (last_vpn.bit_length() + 3) // 4:
+            return None
+        vpns = np.arange(first_vpn, last_vpn + 1, dtype=np.uint64)
+        n = len(vpns)
+        return vf.render([vf.hex_fixed(vpns, width), vf.const(b"000 0 0 0 0 0 " + os.fsencode(m.path) + b"\n", n)])
 
 
 ROW_FIELDS = ("vaddr", "pfn", "present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard",

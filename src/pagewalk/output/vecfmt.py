@@ -53,6 +53,13 @@ def hex_col(values: np.ndarray) -> Column:
     return _digits(values, 16)
 
 
+def hex_fixed(values: np.ndarray, width: int) -> Column:
+    """Hex in exactly ``width`` digits (the caller knows every value needs that many):
+    no keep mask, so rendering is a plain copy."""
+    shifts = np.arange(4 * (width - 1), -1, -4, dtype=np.uint64)
+    return Column(_HEX[(values.astype(np.uint64, copy=False)[:, None] >> shifts[None, :]) & np.uint64(15)])
+
+
 def dec_col(values: np.ndarray) -> Column:
     """Non-negative integers in decimal."""
     return _digits(values, 10)
