@@ -21,7 +21,7 @@ import sys
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 PROT = {"": 0, "r": 1, "rw": 3, "rwx": 7, "none": 0}
-MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE = 0x01, 0x02, 0x10, 0x20, 0x4000
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_HUGETLB = 0x01, 0x02, 0x10, 0x20, 0x4000, 0x40000
 MADV_DONTNEED, MADV_HUGEPAGE, MADV_DONTFORK, MADV_PAGEOUT, MADV_GUARD_INSTALL = 4, 14, 10, 21, 102
 
 
@@ -40,12 +40,12 @@ def _helpers() -> dict:
         return ret
 
     def mmap(pages: int, prot: str = "rw", shared: bool = False, fd: int = -1, offset: int = 0,
-             align: int = 0, noreserve: bool = False) -> int:
+             align: int = 0, noreserve: bool = False, extra_flags: int = 0) -> int:
         """Map ``pages`` pages; ``align`` (bytes) places the start on that boundary.
         The mapping sits between two pages of another protection, so it never merges
         with a neighbour: its maps line and smaps block cover exactly these pages."""
         flags = (MAP_SHARED if shared else MAP_PRIVATE) | (MAP_ANONYMOUS if fd < 0 else 0)
-        flags |= MAP_NORESERVE if noreserve else 0
+        flags |= (MAP_NORESERVE if noreserve else 0) | extra_flags
         length = pages * PAGE
         if not align:
             edge_prot = PROT["r"] if PROT[prot] == 0 else 0
@@ -132,7 +132,7 @@ def _helpers() -> dict:
     return {name: value for name, value in locals().items() if not name.startswith("_")} | {
         "PAGE": PAGE, "libc": libc, "os": os, "ctypes": ctypes,
         "MADV_DONTNEED": MADV_DONTNEED, "MADV_HUGEPAGE": MADV_HUGEPAGE, "MADV_DONTFORK": MADV_DONTFORK,
-        "MADV_PAGEOUT": MADV_PAGEOUT, "MADV_GUARD_INSTALL": MADV_GUARD_INSTALL,
+        "MADV_PAGEOUT": MADV_PAGEOUT, "MADV_GUARD_INSTALL": MADV_GUARD_INSTALL, "MAP_HUGETLB": MAP_HUGETLB,
     }
 
 

@@ -416,3 +416,28 @@ def test_dontneed_pages_are_not_present(specimen):
     assert counts.rss == block["Rss"]
     table = page_table(specimen.pid, half, 16)
     assert np.array_equal(table.present, kept)
+
+
+@requires_root
+def test_hugetlb_pages_are_huge_and_not_rss(specimen):
+    """hugetlb memory: smaps reports it in *_Hugetlb, not in Rss; pagewalk counts its
+    pages as present and huge, with rss 0 (the test reserves two 2 MiB pages itself)."""
+    knob = "/proc/sys/vm/nr_hugepages"
+    with open(knob) as f:
+        saved = f.read().strip()
+    try:
+        with open(knob, "w") as f:
+            f.write(str(int(saved) + 2))
+        try:
+            a = specimen.run("a = mmap(512, align=2 << 20, extra_flags=MAP_HUGETLB); write(a, 512); result = a")
+        except RuntimeError as exc:
+            pytest.skip(f"no hugetlb page could be allocated: {exc}")
+        kernel = smaps_of(specimen.pid, a)
+        counts = mapping_counts(specimen.pid, a)
+        assert kernel["Private_Hugetlb"] == 2 << 20 and kernel["Rss"] == 0
+        assert counts.present == 512 and counts.huge == 512
+        assert counts.rss == kernel["Rss"] == 0
+        specimen.run(f"munmap({a}, 512)")
+    finally:
+        with open(knob, "w") as f:
+            f.write(saved)
