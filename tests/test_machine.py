@@ -110,3 +110,37 @@ def test_scan_and_read_paths_agree_page_by_page(specimen):
                 assert np.array_equal(getattr(scan, name), getattr(plain, name)), (pid, m, name)
             checked += 1
     assert checked > 10
+
+
+def test_run_arithmetic_for_regions_that_straddle_mappings():
+    """PAGEMAP_SCAN merges equal neighbours across adjacent VMAs: counts per mapping
+    come from cumulative pages below each bound."""
+    from pagewalk.process import _pages_below
+
+    starts, ends = np.array([2, 10, 30]), np.array([5, 20, 31])
+    points = np.array([0, 2, 3, 5, 7, 10, 15, 20, 25, 30, 31, 99])
+    brute = [sum(max(0, min(p, e) - s) for s, e in zip(starts, ends)) for p in points]
+    assert _pages_below(starts, ends, points).tolist() == brute
+
+
+@requires_root
+def test_counts_agree_with_and_without_pagemap_scan(specimen):
+    specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
+                 "h = mmap(1024, align=2 << 20); madvise(h, 512, MADV_HUGEPAGE); read(h, 1)\n"
+                 "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)")
+    results = []
+    for no_scan in ("0", "1"):
+        os.environ["PAGEWALK_NO_SCAN"] = no_scan
+        try:
+            with pagewalk.Process(specimen.pid) as p:
+                results.append(p.counts())
+        finally:
+            del os.environ["PAGEWALK_NO_SCAN"]
+    scan, plain = results
+    assert scan.totals.zero >= 30 + 512 and plain.totals.huge is None
+    for a, b in zip(scan.mappings, plain.mappings):
+        if a.counts is None:
+            continue
+        da, db = a.counts.as_dict(), b.counts.as_dict()
+        da.pop("huge"), db.pop("huge")
+        assert da == db, a.mapping

@@ -137,10 +137,14 @@ def load_maps(path: str | os.PathLike[str]) -> list[Mapping]:
         return parse_maps(os.fsdecode(f.read()))
 
 
-def read_maps(pid: int, *, started: bool = False) -> list[Mapping]:
-    """Read and parse ``/proc/PID/maps`` of a live process."""
+def read_maps_text(pid: int, *, started: bool = False) -> str:
+    """The text of ``/proc/PID/maps`` of a live process ('' for a kernel thread or zombie)."""
     path = f"/proc/{pid}/maps"
     with translating(pid, path, started=started):
         with open(path, "rb") as f:
-            data = f.read()
-    return parse_maps(os.fsdecode(data))
+            return os.fsdecode(f.read())
+
+
+def read_maps(pid: int, *, started: bool = False) -> list[Mapping]:
+    """Read and parse ``/proc/PID/maps`` of a live process."""
+    return parse_maps(read_maps_text(pid, started=started))

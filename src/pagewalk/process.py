@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from . import system
 from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
-from .maps import Mapping, read_maps
+from .maps import Mapping, parse_maps, read_maps, read_maps_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PagemapFile
 from .translate import Translation, translate
 
@@ -192,54 +192,94 @@ class Process:
     def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
         """Per-mapping page counts, as ``pagewalk maps`` prints them.
 
-        Reads each mapping's pagemap range in bounded chunks and counts with one
-        histogram per chunk; zero-page and huge-page counts come from PAGEMAP_SCAN
-        (or, without it, zero pages from their PFNs when those are visible).  The
-        maps are read again afterwards: mappings that changed meanwhile are
-        listed in ``changed``.
+        Reads each mapping's pagemap range into a shared, bounded buffer and counts
+        whole batches of mappings with one histogram; zero-page and huge-page counts
+        come from one PAGEMAP_SCAN walk over the address space (without it, zero
+        pages from their PFNs when those are visible, and huge pages unknown).  The
+        maps are read again afterwards: mappings that changed meanwhile are listed
+        in ``changed``.
         """
-        import numpy as np
+        from .pagetable import COUNT_COLUMNS, BatchCounter, CountsReport, MappingCounts, PageCounts
 
-        from .pagetable import ChunkCounter, CountsReport, MappingCounts, PageCounts
-
-        maps = list(mappings) if mappings is not None else self.mappings()
+        self.pagemap()  # a kernel thread or zombie fails here with the reason
+        text = read_maps_text(self.pid, started=True) if mappings is None else None
+        maps = list(mappings) if mappings is not None else parse_maps(text)
         pagemap = self.pagemap()
         pfn_visible = self.pfn_visible
-        zero_pfns = system.zero_pfns()
-        scanner = self.scanner()
-        buf = np.empty(CHUNK_PAGES, dtype=np.uint64)
-        counter = ChunkCounter(CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
+        counter = BatchCounter(len(maps), CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=system.zero_pfns())
+        for i, m in enumerate(maps):
+            if m.is_vsyscall:
+                continue
+            vpn, last = m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT
+            while vpn < last:
+                view = counter.reserve(last - vpn)
+                got = pagemap.read_into(view, vpn)
+                counter.commit(i, got)
+                if got < len(view) // 8:
+                    break  # the end of user space
+                vpn += got
+        table = counter.finish()
+        scanned = self._zero_huge_per_mapping(maps)
+        zero_known = scanned is not None or (pfn_visible and bool(system.zero_pfns()))
         rows: list[MappingCounts] = []
-        totals = PageCounts()
-        for m in maps:
+        for i, m in enumerate(maps):
             if m.is_vsyscall:
                 rows.append(MappingCounts(m, None))
                 continue
-            c = PageCounts()
-            vpn, last = m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT
-            while vpn < last:
-                want = min(CHUNK_PAGES, last - vpn)
-                got = pagemap.read_into(memoryview(buf[:want]).cast("B"), vpn)
-                counter.count(buf[:got], c, zero_known=scanner is not None)
-                if got < want:
-                    break
-                vpn += got
-            runs = self._zero_huge_runs(m.start, m.end)
-            if runs is not None:
-                c.zero, c.huge = int((runs[1] - runs[0]).sum()), int((runs[3] - runs[2]).sum())
+            c = PageCounts(**dict(zip(COUNT_COLUMNS, map(int, table[i]))))
+            if scanned is not None:
+                c.zero, c.huge = int(scanned[0][i]), int(scanned[1][i])
             else:
+                c.zero = c.zero if zero_known else None
                 c.huge = None
             # smaps reports hugetlb pages apart from Rss; where zero pages cannot be
             # told apart (no PFNs, no PAGEMAP_SCAN) they are counted in.
             hugetlb = bool(c.huge) and system.is_hugetlb(self.pid, m)
             c.rss = 0 if hugetlb else (c.present - (c.zero or 0)) * PAGE_SIZE
             rows.append(MappingCounts(m, c))
-            totals = totals + c
-        after = read_maps(self.pid, started=True)
-        if not after and maps:
+        totals = PageCounts.total([r.counts for r in rows if r.counts is not None])
+        after_text = read_maps_text(self.pid, started=True)
+        if not after_text and maps:
             raise ProcessGone(self.pid)
-        changed = sorted(set(maps) - set(after), key=lambda m: m.start)
+        changed: list[Mapping] = []
+        if after_text != text:  # parse again only when something changed
+            changed = sorted(set(maps) - set(parse_maps(after_text)), key=lambda m: m.start)
         return CountsReport(self.pid, pfn_visible, rows, totals, changed)
+
+    def _zero_huge_per_mapping(self, maps: Sequence[Mapping]):
+        """Zero-page and huge-page counts of each mapping, from one PAGEMAP_SCAN walk
+        over the whole span (its holes between mappings cost nothing); None without
+        PAGEMAP_SCAN.  A region may straddle mappings, so counts come from the
+        cumulative page count at each mapping's bounds."""
+        scanner = self.scanner()
+        usable = [m for m in maps if not m.is_vsyscall]
+        if scanner is None or not usable:
+            return None
+        import numpy as np
+
+        lo = min(m.start for m in usable)
+        hi = max(m.end for m in usable)
+        runs = self._zero_huge_runs(lo, hi)
+        bounds_lo = np.array([(m.start - lo) >> PAGE_SHIFT for m in maps], dtype=np.int64)
+        bounds_hi = np.array([(m.end - lo) >> PAGE_SHIFT for m in maps], dtype=np.int64)
+        out = []
+        for starts, ends in ((runs[0], runs[1]), (runs[2], runs[3])):
+            out.append(_pages_below(starts, ends, bounds_hi) - _pages_below(starts, ends, bounds_lo))
+        return out
+
+
+def _pages_below(starts: np.ndarray, ends: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """For sorted, disjoint page runs ``[starts, ends)``: how many of their pages lie
+    below each point (vectorised)."""
+    import numpy as np
+
+    if len(starts) == 0:
+        return np.zeros(len(points), dtype=np.int64)
+    before = np.concatenate([[0], np.cumsum(ends - starts)])  # pages in runs before run j
+    i = np.searchsorted(starts, points, side="right")  # how many runs start at or below the point
+    last = np.maximum(i - 1, 0)
+    partial = np.clip(points - starts[last], 0, ends[last] - starts[last])
+    return np.where(i > 0, before[last] + partial, 0)
 
 
 def _paint(n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
