@@ -1,0 +1,565 @@
+#!/usr/bin/env python3
+"""pagewalk benchmark: pagewalk's time beside reference C programs, as ratios.
+
+Run from the repository root with the interpreter pagewalk is installed in::
+
+    .venv/bin/python bench/run.py                 # all workloads, 5 runs each
+    .venv/bin/python bench/run.py --quick         # 4 GiB and reservation only, fewer runs
+    .venv/bin/python bench/run.py --workloads 1g,res --runs 3
+    .venv/bin/python bench/run.py --write-results # also write bench/RESULTS.md
+
+What it does
+------------
+The reference ("anchor") programs in ../shared/anchors/ are compiled with
+``gcc -O2`` into a temporary directory.  For each workload, ``workload`` is
+started as the target process (it touches its memory, prints ``ready`` and
+sleeps) and these are measured against it:
+
+1. ``pagewalk dump PID --format seed`` vs ``seed_dump PID`` (the seed program:
+   one pread and one printf per page).  Both outputs are also read once and
+   their line counts (and contents) compared.
+2. ``pagewalk maps PID`` vs ``raw_read PID`` (big pread()s, counting only), and
+   vs ``raw_read`` + ``python -c "import numpy"``: the floor a numpy-based
+   Python command can reach.
+3. ``pagewalk dump PID`` (text format), reservation workload only: absolute time.
+4. ``pagewalk v2p PID ADDR`` (one address) vs ``python -c pass``: how much more
+   than starting Python one translation costs.  Once, on the first workload.
+5. ``pagewalk.Process(pid).counts()`` timed inside this Python process vs the
+   ``inproc_us`` that ``scan_ioctl`` (PAGEMAP_SCAN; best of per-mapping and
+   ``-w``) and ``raw_read`` print: the library's speed without process start-up.
+
+Every time is the median over ``--runs`` runs; within a run the programs
+alternate (A B A B ...) so that drift on a noisy machine hits both sides.
+Commands 1-4 are whole-process wall times (``time.perf_counter`` around
+``subprocess.run``, stdout to /dev/null).
+
+How to read the ratios
+----------------------
+ratio = pagewalk median / anchor median.  Below 1 pagewalk is faster than the
+anchor; 0.1 means ten times faster; 2 means twice as slow.  Only compare
+ratios measured in the same run: absolute times on these shared VMs drift, the
+ratio much less.  "target" is the goal from the issue tracker and "met" says
+whether this run reached it ("-" where there is no target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import hashlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+# ../shared beside the project, as on every developer machine and CI run
+ANCHOR_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "anchors"
+ANCHORS = ("seed_dump", "raw_read", "scan_ioctl", "workload")
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+
+# short name -> (label, workload arguments)
+WORKLOADS: dict[str, tuple[str, list[str]]] = {
+    "1g": ("1 GiB touched", ["1024"]),
+    "4g": ("4 GiB touched", ["4096"]),
+    "thp": ("1 GiB THP", ["-T", "1024"]),
+    "res": ("256 MiB + 64 GiB reservation", ["-s", "256"]),
+    "k10000": ("256 MiB + 10,000 mappings", ["-k", "10000", "256"]),
+}
+QUICK_WORKLOADS = ["4g", "res"]
+# MiB of available memory a workload needs (with some room for pagewalk itself)
+NEEDS_MIB = {"4g": 4096 + 1024}
+
+
+class BenchError(Exception):
+    """A command failed or printed something unexpected."""
+
+
+# -- results ------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    workload: str
+    measurement: str
+    pagewalk_s: float | None
+    anchor_s: float | None = None
+    target: str = "-"
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.pagewalk_s is None or not self.anchor_s:
+            return None
+        return self.pagewalk_s / self.anchor_s
+
+
+def ratio_row(workload: str, measurement: str, pagewalk_s: float, anchor_s: float,
+              limit: float | None = None, strict: bool = False, target: str | None = None) -> Row:
+    """A row whose target is on the ratio: ratio < limit (strict) or ratio <= limit."""
+    row = Row(workload, measurement, pagewalk_s, anchor_s)
+    if limit is not None:
+        ratio = row.ratio
+        assert ratio is not None
+        row.met = ratio < limit if strict else ratio <= limit
+        row.target = target or f"{'<' if strict else '<='} {limit:g}"
+    return row
+
+
+def fmt_num(x: float | None) -> str:
+    """Three significant digits, no exponent for the values seen here; '-' for none."""
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if x >= 1e-4 else f"{x:.6f}"
+
+
+COLUMNS = ("workload", "measurement", "pagewalk median (s)", "anchor median (s)", "ratio", "target", "met")
+
+
+def row_cells(row: Row) -> list[str]:
+    met = "-" if row.met is None else ("yes" if row.met else "no")
+    return [row.workload, row.measurement, fmt_num(row.pagewalk_s), fmt_num(row.anchor_s),
+            fmt_num(row.ratio), row.target, met]
+
+
+def text_table(rows: list[Row]) -> str:
+    cells = [list(COLUMNS)] + [row_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    numeric = {2, 3, 4}
+    lines = []
+    for n, c in enumerate(cells):
+        parts = [v.rjust(w) if i in numeric and n else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# -- the machine --------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return "unknown"
+
+
+def mem_available_mib() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def git_revision() -> str:
+    """The commit pagewalk is at, '+dirty' when src/ has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
+def machine_header(pagewalk: str) -> list[tuple[str, str]]:
+    return [
+        ("date", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
+        ("kernel (uname -r)", os.uname().release),
+        ("CPU", cpu_model()),
+        ("nproc", str(len(os.sched_getaffinity(0)))),
+        ("python", f"{sys.executable} ({sys.version.split()[0]})"),
+        ("pagewalk", f"{pagewalk} (git {git_revision()})"),
+    ]
+
+
+# -- programs -----------------------------------------------------------------------
+
+
+def find_pagewalk() -> str:
+    """The ``pagewalk`` next to this interpreter (its venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / "pagewalk"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("pagewalk")
+    if found is None:
+        raise BenchError(f"no pagewalk executable next to {sys.executable} or on PATH")
+    return found
+
+
+def same_python(a: Path, b: Path) -> bool:
+    """Same interpreter in the same environment (venv bin/python and bin/python3 are)."""
+    try:
+        return a.parent.resolve() == b.parent.resolve() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def build_anchors(tmpdir: Path) -> dict[str, str]:
+    """Compile the anchor programs into ``tmpdir``; name -> executable path."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise BenchError("gcc not found: it is needed to build the anchor programs")
+    built = {}
+    for name in ANCHORS:
+        exe = tmpdir / name
+        r = subprocess.run([gcc, "-O2", "-o", str(exe), str(ANCHOR_DIR / f"{name}.c")],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"building {name}.c failed:\n{r.stderr}")
+        built[name] = str(exe)
+    return built
+
+
+def _die_with_parent() -> None:
+    """In the workload child: get SIGKILL if this benchmark dies without cleaning up."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@contextmanager
+def running_workload(workload_exe: str, args: list[str]) -> Iterator[int]:
+    """Start ``workload ARGS``, wait for its ready line, yield its PID, and always
+    kill it (by PID) on the way out: normal exit, error or Ctrl-C."""
+    proc = subprocess.Popen([workload_exe, *args], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_die_with_parent)
+    try:
+        pid = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("PID "):
+                pid = int(line.split()[1])
+            elif line.startswith("ready"):
+                break
+        else:
+            raise BenchError(f"workload {' '.join(args)} exited with status {proc.wait()} before it was ready")
+        if pid != proc.pid:
+            raise BenchError(f"workload printed PID {pid}, but its PID is {proc.pid}")
+        yield proc.pid
+    finally:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def run_timed(argv: list[str]) -> float:
+    """Whole-process wall time of one run, stdout to /dev/null."""
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} exited with status {r.returncode}: "
+                         f"{r.stderr.decode(errors='replace').strip()}")
+    return elapsed
+
+
+def alternate(measures: list[Callable[[], float]], runs: int) -> list[float]:
+    """Call the measures in turn (A B C A B C ...) ``runs`` times; their medians."""
+    samples: list[list[float]] = [[] for _ in measures]
+    for _ in range(runs):
+        for i, measure in enumerate(measures):
+            samples[i].append(measure())
+    return [statistics.median(s) for s in samples]
+
+
+def timed_commands(commands: list[list[str]], runs: int) -> list[float]:
+    return alternate([lambda argv=argv: run_timed(argv) for argv in commands], runs)
+
+
+def output_digest(argv: list[str]) -> tuple[int, str]:
+    """Line count and SHA-256 of a command's stdout, streamed (it may be a GB)."""
+    digest = hashlib.sha256()
+    lines = 0
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        while chunk := proc.stdout.read(1 << 20):
+            lines += chunk.count(b"\n")
+            digest.update(chunk)
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.stderr.close()
+        status = proc.wait()
+    if status != 0:
+        raise BenchError(f"{' '.join(argv)} exited with status {status}: {err.decode(errors='replace').strip()}")
+    return lines, digest.hexdigest()
+
+
+def inproc_report(argv: list[str]) -> dict[str, str]:
+    """Run an anchor that prints ``key=value ... inproc_us=N``; its fields."""
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} exited with status {r.returncode}: {r.stderr.strip()}")
+    fields = dict(f.split("=", 1) for f in r.stdout.split() if "=" in f)
+    if "inproc_us" not in fields:
+        raise BenchError(f"{' '.join(argv)} printed no inproc_us: {r.stdout.strip()!r}")
+    return fields
+
+
+def largest_mapping_start(pid: int) -> int:
+    best_start, best_size = 0, -1
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            lo, _, hi = line.split()[0].partition("-")
+            start, end = int(lo, 16), int(hi, 16)
+            if end - start > best_size:
+                best_start, best_size = start, end - start
+    return best_start
+
+
+# -- the benchmark ------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, pagewalk: str, anchors: dict[str, str], runs: int, slow_runs: int) -> None:
+        self.pagewalk = pagewalk
+        self.anchors = anchors
+        self.runs = runs
+        self.slow_runs = slow_runs  # for the seed pair on the reservation (seed_dump ~12 s a run)
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.v2p_done = False
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    def note(self, msg: str) -> None:
+        self.log(msg)
+        self.notes.append(msg)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        cells = row_cells(row)
+        self.log(f"  {row.measurement}: pagewalk {cells[2]} s, anchor {cells[3]} s, ratio {cells[4]}"
+                 f" (target {cells[5]}, met {cells[6]})")
+
+    def workload(self, short: str) -> None:
+        label, args = WORKLOADS[short]
+        need = NEEDS_MIB.get(short, 0)
+        if need and mem_available_mib() < need:
+            self.note(f"{label}: skipped, needs about {need} MiB available, have {mem_available_mib()} MiB")
+            return
+        self.log(f"{label}: starting workload {' '.join(args)}")
+        with running_workload(self.anchors["workload"], args) as pid:
+            self.check_seed(label, pid)
+            self.seed_pair(label, short, pid)
+            self.maps_pair(label, pid)
+            if short == "res":
+                self.dump_text(label, pid)
+            self.in_process(label, pid)
+            if not self.v2p_done:
+                self.v2p(label, pid)
+                self.v2p_done = True
+
+    def check_seed(self, label: str, pid: int) -> None:
+        """Seed-format output must match seed_dump's (line count; contents too).
+        Also warms the page cache for the timed runs that follow."""
+        self.log("  checking pagewalk --format seed against seed_dump")
+        pw_lines, pw_hash = output_digest([self.pagewalk, "dump", str(pid), "--format", "seed"])
+        c_lines, c_hash = output_digest([self.anchors["seed_dump"], str(pid)])
+        if pw_lines != c_lines:
+            self.note(f"WARNING {label}: pagewalk dump --format seed printed {pw_lines} lines, "
+                      f"seed_dump {c_lines}")
+        elif pw_hash != c_hash:
+            self.note(f"WARNING {label}: pagewalk dump --format seed and seed_dump printed the same number "
+                      f"of lines ({c_lines}) but different bytes")
+        else:
+            self.log(f"  seed output identical ({c_lines} lines)")
+
+    def seed_pair(self, label: str, short: str, pid: int) -> None:
+        runs = self.slow_runs if short == "res" else self.runs
+        self.log(f"  dump --format seed vs seed_dump, {runs} runs")
+        pw, seed = timed_commands([[self.pagewalk, "dump", str(pid), "--format", "seed"],
+                                   [self.anchors["seed_dump"], str(pid)]], runs)
+        name = "dump --format seed vs seed_dump"
+        if short == "4g":
+            self.add(ratio_row(label, name, pw, seed, 1, strict=True, target="< 1 (later 0.25)"))
+        elif short == "res":
+            self.add(ratio_row(label, name, pw, seed, 0.1, target="<= 0.1 (later 0.05)"))
+        else:
+            self.add(ratio_row(label, name, pw, seed))
+
+    def maps_pair(self, label: str, pid: int) -> None:
+        self.log(f"  maps vs raw_read vs python -c 'import numpy', {self.runs} runs")
+        pw, raw, numpy = timed_commands([[self.pagewalk, "maps", str(pid)],
+                                         [self.anchors["raw_read"], str(pid)],
+                                         [sys.executable, "-c", "import numpy"]], self.runs)
+        self.add(ratio_row(label, "maps vs raw_read", pw, raw))
+        self.add(ratio_row(label, "maps vs raw_read + import numpy", pw, raw + numpy, 1))
+
+    def dump_text(self, label: str, pid: int) -> None:
+        self.log(f"  dump (text), {self.runs} runs")
+        (pw,) = timed_commands([[self.pagewalk, "dump", str(pid)]], self.runs)
+        self.add(Row(label, "dump (text format), absolute", pw, None, "< 1 s", pw < 1.0))
+
+    def v2p(self, label: str, pid: int) -> None:
+        addr = f"{largest_mapping_start(pid):x}"
+        self.log(f"  v2p {addr} vs python -c pass, {self.runs} runs")
+        pw, py = timed_commands([[self.pagewalk, "v2p", str(pid), addr],
+                                 [sys.executable, "-c", "pass"]], self.runs)
+        self.add(ratio_row(label, "v2p (1 address) vs python -c pass", pw, py, 2))
+
+    def in_process(self, label: str, pid: int) -> None:
+        try:
+            import pagewalk
+        except ImportError as exc:
+            self.note(f"{label}: in-process counts() skipped: cannot import pagewalk here ({exc})")
+            return
+        self.log(f"  in-process counts() vs scan_ioctl / raw_read inproc_us, {self.runs} runs")
+        reports: list = []
+
+        def counts() -> float:
+            t0 = time.perf_counter()
+            report = pagewalk.Process(pid).counts()
+            elapsed = time.perf_counter() - t0
+            reports.append(report)
+            return elapsed
+
+        anchor_fields: dict[str, dict[str, str]] = {}
+
+        def anchor(name: str, argv: list[str]) -> Callable[[], float]:
+            def measure() -> float:
+                fields = inproc_report(argv)
+                anchor_fields[name] = fields
+                return int(fields["inproc_us"]) / 1e6
+            return measure
+
+        counts()  # warm-up: imports numpy and the decoding modules
+        pw, scan_map, scan_whole, raw = alternate([
+            counts,
+            anchor("scan_ioctl", [self.anchors["scan_ioctl"], str(pid)]),
+            anchor("scan_ioctl -w", [self.anchors["scan_ioctl"], str(pid), "-w"]),
+            anchor("raw_read", [self.anchors["raw_read"], str(pid)]),
+        ], self.runs)
+        which, best = ("-w", scan_whole) if scan_whole < scan_map else ("per mapping", scan_map)
+        self.add(ratio_row(label, f"counts() in-process vs scan_ioctl ({which})", pw, best, 1.5,
+                           target="<= 1.5 (later goal)"))
+        self.add(ratio_row(label, "counts() in-process vs raw_read inproc_us", pw, raw))
+
+        # Cheap correctness check: the present-page totals must agree.
+        present = {name: int(f["present"]) for name, f in anchor_fields.items()}
+        pw_present = reports[-1].totals.present
+        if len(set(present.values()) | {pw_present}) != 1:
+            self.note(f"WARNING {label}: present pages differ: counts() {pw_present}, "
+                      + ", ".join(f"{n} {v}" for n, v in present.items()))
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Time pagewalk beside the reference C programs; print ratios.")
+    p.add_argument("--quick", action="store_true",
+                   help=f"only the {' and '.join(QUICK_WORKLOADS)} workloads, fewer runs (3, 2 for seed_dump "
+                        "on the reservation)")
+    p.add_argument("--runs", type=int, default=None,
+                   help="runs per measurement (default 5; 3 for the seed pair on the reservation workload)")
+    p.add_argument("--workloads", metavar="LIST",
+                   help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
+    p.add_argument("--write-results", action="store_true", help=f"also write the table to {RESULTS_MD}")
+    args = p.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        p.error("--runs must be at least 1")
+    if args.workloads:
+        args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        unknown = [w for w in args.workloads if w not in WORKLOADS]
+        if unknown:
+            p.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    else:
+        args.workloads = QUICK_WORKLOADS if args.quick else list(WORKLOADS)
+    return args
+
+
+def write_results(header: list[tuple[str, str]], bench: Bench, command: str) -> None:
+    lines = ["# pagewalk benchmark results", "",
+             f"Written by `{command}`. ratio = pagewalk median / anchor median (below 1: pagewalk faster);",
+             "see bench/README.md for what each row means. Compare ratios, not absolute times.", ""]
+    lines += [f"- {k}: {v}" for k, v in header]
+    lines += [f"- runs per measurement: {bench.runs} ({bench.slow_runs} for the seed pair on the reservation)",
+              "", markdown_table(bench.rows), ""]
+    if bench.notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in bench.notes] + [""]
+    RESULTS_MD.write_text("\n".join(lines))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    runs = args.runs if args.runs is not None else (3 if args.quick else 5)
+    slow_runs = args.runs if args.runs is not None else (2 if args.quick else 3)
+    # SIGTERM behaves like Ctrl-C: unwind, so every workload is killed in its finally.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    pagewalk = find_pagewalk()
+    header = machine_header(pagewalk)
+    with open(pagewalk, "rb") as f:
+        shebang = f.readline().decode(errors="replace")
+    notes_first = []
+    interpreter = Path(shebang[2:].strip().split()[0]) if shebang.startswith("#!") else None
+    if interpreter and not same_python(interpreter, Path(sys.executable)):
+        notes_first.append(f"pagewalk runs under {shebang[2:].strip()}, the Python baselines under "
+                           f"{sys.executable}: run this script with pagewalk's interpreter")
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="pagewalk-bench-") as tmp:
+            bench = Bench(pagewalk, build_anchors(Path(tmp)), runs, slow_runs)
+            for n in notes_first:
+                bench.note(n)
+            t0 = time.perf_counter()
+            for short in args.workloads:
+                bench.workload(short)
+            bench.log(f"done in {time.perf_counter() - t0:.0f} s")
+    except KeyboardInterrupt:
+        print("interrupted; workloads killed", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+
+    for k, v in header:
+        print(f"{k}: {v}")
+    print(f"runs per measurement: {runs} ({slow_runs} for the seed pair on the reservation)")
+    print()
+    print(text_table(bench.rows))
+    if bench.notes:
+        print()
+        for n in bench.notes:
+            print(f"note: {n}")
+    if args.write_results:
+        command = "python3 bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_results(header, bench, command.strip())
+        print(f"\nwrote {RESULTS_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
