@@ -214,6 +214,15 @@ def same_python(a: Path, b: Path) -> bool:
         return False
 
 
+def compile_pagewalk() -> None:
+    """Write pagewalk's bytecode first, as a regular install does: an editable install
+    under PYTHONDONTWRITEBYTECODE=1 (set on these machines) would otherwise compile
+    every module at every start and the start-up rows would measure the compiler."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    code = "import compileall, os, pagewalk; compileall.compile_dir(os.path.dirname(pagewalk.__file__), quiet=1)"
+    subprocess.run([sys.executable, "-c", code], env=env, check=False)
+
+
 def build_anchors(tmpdir: Path) -> dict[str, str]:
     """Compile the anchor programs into ``tmpdir``; name -> executable path."""
     gcc = shutil.which("gcc")
@@ -520,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
 
     pagewalk = find_pagewalk()
+    compile_pagewalk()
     header = machine_header(pagewalk)
     with open(pagewalk, "rb") as f:
         shebang = f.readline().decode(errors="replace")

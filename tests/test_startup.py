@@ -39,3 +39,13 @@ def test_doctor_reports_what_this_kernel_has():
     assert checks["idle page tracking"]["ok"] == os.path.exists("/sys/kernel/mm/page_idle/bitmap")
     for c in checks.values():
         assert c["ok"] or c["cost"], c  # every gap says what it costs
+
+
+def test_v2p_fast_path_and_argparse_path_agree(specimen):
+    """Plain `v2p PID ADDR --json` skips argparse; with the option first it goes
+    through argparse: the answers must be the same."""
+    addr = specimen.run("a = mmap(2); write(a); result = a")
+    fast = cli("v2p", specimen.pid, hex(addr), hex(addr + 4096), "--json")
+    slow = cli("v2p", "--json", specimen.pid, hex(addr), hex(addr + 4096))
+    assert fast.returncode == slow.returncode == 0
+    assert fast.stdout == slow.stdout

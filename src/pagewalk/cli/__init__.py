@@ -9,7 +9,6 @@ line on stderr and exit status 1 (the work could not be done) or 2 (usage);
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -20,14 +19,15 @@ from . import _common, doctor, dump, maps, v2p
 COMMANDS = (maps, dump, v2p, doctor)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the contract's one-line usage errors (exit 2)."""
+def build_parser():  # -> argparse.ArgumentParser
+    import argparse
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        _common.fail(f"{message} (see '{self.prog} --help')", 2)
+    class _Parser(argparse.ArgumentParser):
+        """argparse with the contract's one-line usage errors (exit 2)."""
 
+        def error(self, message: str) -> None:  # type: ignore[override]
+            _common.fail(f"{message} (see '{self.prog} --help')", 2)
 
-def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pagewalk", description="Where every page of a Linux process lives.")
     parser.add_argument("--version", action="version", version=f"pagewalk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # v2p of one address must cost little more than starting Python: its plain
+    # forms skip argparse (and the parser of every command) altogether.
+    args = v2p.fast_args(argv) or build_parser().parse_args(argv)
     try:
         return args.run(args)
     except InvalidArgument as exc:

@@ -23,6 +23,19 @@ def add_parser(sub) -> None:
         p.set_defaults(run=run)
 
 
+def fast_args(argv: list[str]):
+    """The parsed arguments of ``v2p PID ADDR... [--json]`` without argparse, or None
+    for anything else (help, other options, other commands: argparse handles those)."""
+    if len(argv) < 3 or argv[0] not in ("v2p", "translate"):
+        return None
+    rest = [a for a in argv[1:] if a != "--json"]
+    if len(rest) < 2 or any(a.startswith("-") and a != "-" for a in rest):
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(pid=rest[0], addrs=rest[1:], json="--json" in argv, run=run)
+
+
 def _read_addresses(args) -> list[int]:
     addrs: list[int] = []
     for a in args.addrs:
