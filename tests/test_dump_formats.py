@@ -75,3 +75,33 @@ def test_csv_and_jsonl_match_the_raw_entries(specimen):
     assert objs[5]["swap_type"] == 31 and objs[5]["swap_offset"] == 4  # the guard marker, kernel.md 1.1
     where = cli("dump", specimen.pid, "--format", "jsonl", "--range", rng, "--where", "present,~zero").stdout
     assert [json.loads(line)["vaddr"] for line in where.splitlines()] == [addr, addr + PAGE]
+
+
+def test_progress_shows_on_a_terminal_stderr_only(specimen):
+    """A long dump to a file reports progress on stderr when stderr is a terminal,
+    and nothing when it is not."""
+    import os
+    import pty
+
+    specimen.run("big = mmap(1 << 25, 'none', noreserve=True)")  # 128 GiB: a few seconds of output
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "pagewalk", "dump", str(specimen.pid), "--format", "seed"],
+                           stdout=subprocess.DEVNULL, stderr=slave, timeout=300)
+        assert r.returncode == 0
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert b"pagewalk: dump:" in seen and b"%" in seen
+    quiet = subprocess.run([sys.executable, "-m", "pagewalk", "dump", str(specimen.pid), "--format", "seed"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == b""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 from ..errors import InvalidArgument
 
@@ -90,3 +92,28 @@ def human_bytes(n: int | None) -> str:
 
 def pid_argument(parser, help: str = "process ID") -> None:  # noqa: A002
     parser.add_argument("pid", metavar="PID", type=str, help=help)
+
+
+class Progress:
+    """A one-line progress report on stderr, only when stderr is a terminal and
+    stdout is not (it would interleave with the output): ``dump > file``."""
+
+    def __init__(self, what: str, total: int, unit: str = "pages") -> None:
+        self.what, self.total, self.unit = what, max(total, 1), unit
+        self.done = 0
+        self.enabled = sys.stderr.isatty() and not sys.stdout.isatty() and not os.environ.get("PAGEWALK_NO_PROGRESS")
+        self._last = 0.0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and now - self._last >= 0.2:
+            self._last = now
+            pct = 100 * self.done // self.total
+            sys.stderr.write(f"\rpagewalk: {self.what}: {pct}% ({self.done:,} of {self.total:,} {self.unit})")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

@@ -25,9 +25,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import ProcessGone
+    from ..pagemap import PAGE_SIZE
     from ..output.dump import make_format
     from ..process import Process
-    from ..select import iter_pages, parse_where, where_mask
+    from ..select import clip, iter_pages, parse_where, where_mask
 
     pid = _common.parse_pid(args.pid)
     start, end = _common.parse_range(args.range) if args.range else (None, None)
@@ -40,6 +41,7 @@ def run(args) -> int:
             _common.pfn_hidden_note()
         out.write(fmt.header())
         current = None
+        progress = _common.Progress("dump", sum((hi - lo) // PAGE_SIZE for _, lo, hi in clip(mappings, start, end)))
         try:
             for m, table in iter_pages(proc, mappings, start, end):
                 if m is not current:
@@ -51,11 +53,14 @@ def run(args) -> int:
                     out.write(fmt.mapping(m, lo, hi))
                 if table is not None:
                     out.write(fmt.chunk(m, table, where_mask(table, terms)))
+                    progress.advance(len(table))
             if current is not None:
                 out.write(fmt.end_mapping())
         except ProcessGone:
+            progress.close()
             out.flush()
             raise ProcessGone(pid, f"process {pid} exited during the dump; the output above is partial")
+        progress.close()
         out.write(fmt.footer())
     out.flush()
     return 0
