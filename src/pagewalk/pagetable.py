@@ -65,7 +65,7 @@ class PageTable:
         self.pfn_visible = pfn_visible
         self.page_size = page_size
         self._zero = zero
-        self._huge = huge
+        self.huge = huge
         self._zero_pfns = zero_pfns
 
     def __len__(self) -> int:
@@ -143,15 +143,13 @@ class PageTable:
             return np.full(len(self.raw), -1, dtype=np.int64)
         return np.where(self.swap_entry, self._frame >> SWAP_TYPE_BITS, -1)
 
-    @property
+    @functools.cached_property
     def zero(self) -> np.ndarray | None:
-        if self._zero is None and self.pfn_visible and self._zero_pfns:
-            self._zero = self.present & zero_pfn_mask(self._frame, self._zero_pfns)
-        return self._zero
-
-    @property
-    def huge(self) -> np.ndarray | None:
-        return self._huge
+        if self._zero is not None:
+            return self._zero
+        if self.pfn_visible and self._zero_pfns:
+            return self.present & zero_pfn_mask(self._frame, self._zero_pfns)
+        return None
 
     def flag(self, name: str) -> np.ndarray:
         """A boolean column by name (``present``, ``~swapped`` ...); None-valued columns

@@ -132,31 +132,12 @@ class Process:
         return result
 
     # -- bulk (numpy) ---------------------------------------------------------
-    def _zero_huge_runs(self, start: int, end: int):
-        """Page-index runs ``(zero_lo, zero_hi, huge_lo, huge_hi)`` of ``[start, end)``
-        from PAGEMAP_SCAN (None without it): zero-page pages (the huge zero page
-        included) and present pages mapped huge that are not the huge zero page."""
-        scanner = self.scanner()
-        if scanner is None:
-            return None
-        import numpy as np
-
-        from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT
-
-        regions = scanner.region_array(start, end, anyof=PAGE_IS_PFNZERO | PAGE_IS_HUGE,
-                                       return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT)
-        lo = ((regions[:, 0] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-        hi = ((regions[:, 1] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-        cats = regions[:, 2]
-        zero = (cats & np.uint64(PAGE_IS_PFNZERO)) != 0
-        huge = (cats & np.uint64(PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO)) == np.uint64(
-            PAGE_IS_HUGE | PAGE_IS_PRESENT)
-        return lo[zero], hi[zero], lo[huge], hi[huge]
-
-    def page_table(self, start: int, end: int) -> PageTable:
+    def page_table(self, start: int, end: int, *, zero_huge: bool = True) -> PageTable:
         """The decoded page table of ``[start, end)`` (byte addresses, page aligned
         outward).  Holds ``8 * pages`` bytes plus its decoded columns: use
-        :meth:`iter_page_tables` for ranges too large for that."""
+        :meth:`iter_page_tables` for ranges too large for that.  ``zero_huge=False``
+        skips the PAGEMAP_SCAN call behind the ``zero`` and ``huge`` columns for
+        callers that do not use them (``huge`` is then None)."""
         import numpy as np
 
         from .pagetable import PageTable
@@ -167,14 +148,17 @@ class Process:
             raise InvalidArgument(f"range end 0x{end:x} is below its start 0x{start:x}")
         raw = np.frombuffer(self.pagemap().read(start >> PAGE_SHIFT, (end - start) >> PAGE_SHIFT), dtype="<u8")
         raw = raw.astype(np.uint64)  # a writable, native-order copy
-        runs = self._zero_huge_runs(start, start + len(raw) * PAGE_SIZE) if len(raw) else None
+        n = len(raw)
+        scanner = self.scanner() if zero_huge else None
         zero = huge = None
-        if runs is not None:
-            zero, huge = _paint(len(raw), runs[0], runs[1]), _paint(len(raw), runs[2], runs[3])
+        if scanner is not None and n:
+            runs = _zero_huge_runs(scanner, start, start + n * PAGE_SIZE)
+            zero, huge = _paint(n, runs[0], runs[1]), _paint(n, runs[2], runs[3])
         return PageTable(start, raw, pfn_visible=self.pfn_visible, zero=zero, huge=huge,
                          zero_pfns=system.zero_pfns())
 
-    def iter_page_tables(self, start: int, end: int, chunk_pages: int = CHUNK_PAGES) -> Iterator[PageTable]:
+    def iter_page_tables(self, start: int, end: int, chunk_pages: int = CHUNK_PAGES, *,
+                         zero_huge: bool = True) -> Iterator[PageTable]:
         """:meth:`page_table` of ``[start, end)`` in pieces of at most ``chunk_pages``
         pages, so memory stays bounded however large the range.  Stops early (without
         error) at the end of user space; raises :class:`ProcessGone` if the process
@@ -182,7 +166,7 @@ class Process:
         start &= ~(PAGE_SIZE - 1)
         step = chunk_pages * PAGE_SIZE
         while start < end:
-            table = self.page_table(start, min(end, start + step))
+            table = self.page_table(start, min(end, start + step), zero_huge=zero_huge)
             if len(table):
                 yield table
             if table.end < min(end, start + step):
@@ -201,12 +185,13 @@ class Process:
         """
         from .pagetable import COUNT_COLUMNS, BatchCounter, CountsReport, MappingCounts, PageCounts
 
-        self.pagemap()  # a kernel thread or zombie fails here with the reason
+        pagemap = self.pagemap()  # a kernel thread or zombie fails here with the reason
         text = read_maps_text(self.pid, started=True) if mappings is None else None
         maps = list(mappings) if mappings is not None else parse_maps(text)
-        pagemap = self.pagemap()
         pfn_visible = self.pfn_visible
-        counter = BatchCounter(len(maps), CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=system.zero_pfns())
+        # Zero pages by PFN only where PAGEMAP_SCAN cannot say (it is exact and cheaper).
+        zero_pfns = system.zero_pfns() if self.scanner() is None else frozenset()
+        counter = BatchCounter(len(maps), CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
         for i, m in enumerate(maps):
             if m.is_vsyscall:
                 continue
@@ -220,7 +205,7 @@ class Process:
                 vpn += got
         table = counter.finish()
         scanned = self._zero_huge_per_mapping(maps)
-        zero_known = scanned is not None or (pfn_visible and bool(system.zero_pfns()))
+        zero_known = scanned is not None or (pfn_visible and bool(zero_pfns))
         rows: list[MappingCounts] = []
         for i, m in enumerate(maps):
             if m.is_vsyscall:
@@ -259,13 +244,32 @@ class Process:
 
         lo = min(m.start for m in usable)
         hi = max(m.end for m in usable)
-        runs = self._zero_huge_runs(lo, hi)
+        runs = _zero_huge_runs(scanner, lo, hi)
         bounds_lo = np.array([(m.start - lo) >> PAGE_SHIFT for m in maps], dtype=np.int64)
         bounds_hi = np.array([(m.end - lo) >> PAGE_SHIFT for m in maps], dtype=np.int64)
         out = []
         for starts, ends in ((runs[0], runs[1]), (runs[2], runs[3])):
             out.append(_pages_below(starts, ends, bounds_hi) - _pages_below(starts, ends, bounds_lo))
         return out
+
+
+def _zero_huge_runs(scanner, start: int, end: int):
+    """Page-index runs ``(zero_lo, zero_hi, huge_lo, huge_hi)`` of ``[start, end)``
+    from PAGEMAP_SCAN: zero-page pages (the huge zero page included) and present
+    pages mapped huge that are not the huge zero page."""
+    import numpy as np
+
+    from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT
+
+    regions = scanner.region_array(start, end, anyof=PAGE_IS_PFNZERO | PAGE_IS_HUGE,
+                                   return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT)
+    lo = ((regions[:, 0] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    hi = ((regions[:, 1] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    cats = regions[:, 2]
+    zero = (cats & np.uint64(PAGE_IS_PFNZERO)) != 0
+    huge = (cats & np.uint64(PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO)) == np.uint64(
+        PAGE_IS_HUGE | PAGE_IS_PRESENT)
+    return lo[zero], hi[zero], lo[huge], hi[huge]
 
 
 def _pages_below(starts: np.ndarray, ends: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -62,12 +62,12 @@ def clip(mappings: Sequence[Mapping], start: int | None, end: int | None) -> lis
 
 
 def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None = None,
-               end: int | None = None) -> Iterator[tuple[Mapping, PageTable | None]]:
+               end: int | None = None, *, zero_huge: bool = True) -> Iterator[tuple[Mapping, PageTable | None]]:
     """For each mapping (clipped to the range), its page tables in bounded chunks;
     ``[vsyscall]`` yields ``(mapping, None)`` once: it has no pagemap entries."""
     for m, lo, hi in clip(mappings, start, end):
         if m.is_vsyscall:
             yield m, None
             continue
-        for table in process.iter_page_tables(lo, hi):
+        for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge):
             yield m, table

@@ -43,7 +43,9 @@ def run(args) -> int:
         current = None
         progress = _common.Progress("dump", sum((hi - lo) // PAGE_SIZE for _, lo, hi in clip(mappings, start, end)))
         try:
-            for m, table in iter_pages(proc, mappings, start, end):
+            # The seed format prints neither zero nor huge: skip what finds them.
+            needs_zero_huge = args.format != "seed" or bool(terms)
+            for m, table in iter_pages(proc, mappings, start, end, zero_huge=needs_zero_huge):
                 if m is not current:
                     if current is not None:
                         out.write(fmt.end_mapping())
