@@ -39,7 +39,8 @@ class Format:
         return b""
 
 
-def _rows(table: PageTable, keep: np.ndarray | None, column: np.ndarray) -> np.ndarray:
+def _rows(keep: np.ndarray | None, column: np.ndarray) -> np.ndarray:
+    """The kept rows of a per-page column."""
     return column if keep is None else column[keep]
 
 
@@ -55,8 +56,8 @@ class SeedFormat(Format):
             fast = self._untouched(m, table)
             if fast is not None:
                 return fast
-        raw = _rows(table, keep, table.raw)
-        vaddr = _rows(table, keep, table.vaddr)
+        raw = _rows(keep, table.raw)
+        vaddr = _rows(keep, table.vaddr)
         n = len(raw)
         if n == 0:
             return b""
@@ -70,7 +71,6 @@ class SeedFormat(Format):
             vf.bit_col((raw & U64(PM_PRESENT)) != 0), sp,
             vf.const(os.fsencode(m.path) + b"\n", n),
         ])
-
 
     @staticmethod
     def _untouched(m: Mapping, table: PageTable) -> bytes | None:
@@ -96,16 +96,16 @@ def _record_columns(m: Mapping, table: PageTable, keep: np.ndarray | None, *, tr
                     null: str, quote) -> list[vf.Column]:
     """The per-page fields of csv and jsonl, in ROW_FIELDS order (no separators)."""
     n = int(len(table) if keep is None else np.count_nonzero(keep))
-    cols: dict[str, vf.Column] = {"vaddr": vf.dec_col(_rows(table, keep, table.vaddr))}
+    cols: dict[str, vf.Column] = {"vaddr": vf.dec_col(_rows(keep, table.vaddr))}
     for name in ("pfn", "swap_type", "swap_offset"):
-        values = _rows(table, keep, getattr(table, name))
+        values = _rows(keep, getattr(table, name))
         cols[name] = vf.nullable(vf.dec_col(np.maximum(values, 0)), values < 0, null)
     for name in _BOOL_FIELDS:
         flags = getattr(table, name)
         if flags is None:
             cols[name] = vf.const(null, n)
         else:
-            cols[name] = vf.bool_col(_rows(table, keep, flags), true, false)
+            cols[name] = vf.bool_col(_rows(keep, flags), true, false)
     cols["mapping"] = vf.const(quote(m.path), n)
     return [cols[f] for f in ROW_FIELDS]
 

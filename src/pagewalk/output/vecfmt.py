@@ -26,7 +26,7 @@ class Column:
 
 def const(text: bytes | str, n: int) -> Column:
     """The same text on every row."""
-    data = text.encode() if isinstance(text, str) else text
+    data = text.encode(errors="surrogateescape") if isinstance(text, str) else text  # paths may not be UTF-8
     row = np.frombuffer(data, dtype=np.uint8)
     return Column(np.broadcast_to(row, (n, len(row))))
 
