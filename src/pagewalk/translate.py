@@ -115,8 +115,8 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
         if self.present:
             if self.zero:
                 return "present (shared zero page)"
-            kind = "file/shared" if self.file else "anonymous"
-            share = "exclusive" if self.exclusive else "shared"
+            kind = "file or shared memory" if self.file else "anonymous"
+            share = "mapped only here" if self.exclusive else "not exclusive"
             return f"present ({kind}, {share})"
         if self.guard:
             return "guard page"
