@@ -95,7 +95,7 @@ def _helpers() -> dict:
         import fcntl
         import struct
 
-        fd = check(libc.syscall(323, os.O_CLOEXEC, 0), "userfaultfd")
+        fd = check(libc.syscall(323, os.O_CLOEXEC | 1, 0), "userfaultfd")  # UFFD_USER_MODE_ONLY: no privilege needed
         features = (1 << 13) | (1 << 15)  # WP_UNPOPULATED | WP_ASYNC
         fcntl.ioctl(fd, 0xC018AA3F, bytearray(struct.pack("<QQQ", 0xAA, features, 0)), True)
         reg = bytearray(struct.pack("<QQQQ", addr, pages * PAGE, 2, 0))  # MODE_WP

@@ -140,3 +140,65 @@ def test_mappings_that_change_during_a_scan_are_reported(specimen):
     assert all(m.start != b for m in p.counts().changed)
     r = cli("maps", specimen.pid)
     assert r.returncode == 0 and "changed during the scan" not in r.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["maps", "²"], "not a process ID"),
+    (["maps", "١"], "not a process ID"),
+    (["dump", "1", "--range", "1000+1_0"], "not a size"),
+    (["dump", "1", "--where", "~~present"], "unknown page state"),
+])
+def test_more_malformed_arguments_exit_2(args, needle):
+    one_line_error(cli(*args), 2, needle)
+
+
+def test_v2p_with_empty_stdin_is_a_usage_error():
+    one_line_error(cli("v2p", os.getpid(), "-", input=""), 2, "no addresses")
+
+
+def test_a_thread_id_is_refused_with_its_process_id():
+    import threading
+
+    done = threading.Event()
+    thread = threading.Thread(target=done.wait)
+    thread.start()
+    try:
+        tid = thread.native_id
+        one_line_error(cli("maps", tid), 2, f"thread of process {os.getpid()}")
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_output_errors_are_one_line(specimen):
+    with open("/dev/full", "w") as full:
+        for args in (["maps", str(specimen.pid)], ["v2p", str(specimen.pid), "1000"]):
+            r = subprocess.run([sys.executable, "-m", "pagewalk", *args], stdout=full, stderr=subprocess.PIPE,
+                               text=True)
+            one_line_error(r, 1, "cannot write output")
+
+
+def test_where_on_what_cannot_be_known_fails_before_any_output(specimen):
+    r = cli("dump", specimen.pid, "--where", "huge", "--format", "csv", env={"PAGEWALK_NO_SCAN": "1"})
+    one_line_error(r, 1, "PAGEMAP_SCAN")
+    assert r.stdout == ""
+
+
+def test_paths_that_are_not_utf8(specimen, tmp_path):
+    """A mapped file whose name is not UTF-8: JSON stays valid Unicode (\\xNN escapes),
+    the seed format gives the raw bytes."""
+    path = os.path.join(os.fsencode(str(tmp_path)), b"bad\xffname")
+    with open(path, "wb") as f:
+        f.write(b"x" * PAGE)
+    addr = specimen.run(f"fd = os.open({path!r}, os.O_RDONLY); a = mmap(1, 'r', shared=True, fd=fd); read(a)\n"
+                        "result = a")
+    doc = cli_json("maps", specimen.pid)
+    row = next(m for m in doc["mappings"] if m["start"] == addr)
+    assert row["path"].endswith("bad\\xffname")
+    r = subprocess.run([sys.executable, "-m", "pagewalk", "dump", str(specimen.pid), "--format", "seed",
+                        "--range", f"{addr:x}+4K"], capture_output=True)
+    assert r.returncode == 0 and r.stdout.splitlines()[1].endswith(b"bad\xffname")
+    import json
+
+    line = cli("dump", specimen.pid, "--format", "jsonl", "--range", f"{addr:x}+4K").stdout
+    assert json.loads(line)["mapping"].endswith("bad\\xffname")

@@ -9,12 +9,8 @@ against those (kernel.md sections 0 and 1).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 
 import numpy as np
@@ -23,6 +19,7 @@ import pytest
 import pagewalk
 from conftest import (
     KPF_THP,
+    swap_file,
     KPF_ZERO_PAGE,
     cli,
     kpageflags,
@@ -284,52 +281,6 @@ def test_uffd_wp_markers_are_not_swap(specimen):
 
 
 # -- 4. real swap --------------------------------------------------------------------
-
-def _run(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=120)
-
-
-@contextlib.contextmanager
-def swap_file(size_mib: int = 64):
-    """A temporary swap file, enabled; always disabled and deleted afterwards.
-    Skips the test (with the reason) where no candidate filesystem takes it."""
-    reasons = []
-    for base in ("/var/tmp", "/tmp"):
-        if not os.path.isdir(base):
-            continue
-        directory = tempfile.mkdtemp(prefix="pagewalk-swap-", dir=base)
-        path = os.path.join(directory, "swapfile")
-        enabled = False
-        try:
-            if shutil.which("fallocate") and _run("fallocate", "-l", f"{size_mib}M", path).returncode == 0:
-                pass
-            else:
-                made = _run("dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={size_mib}")
-                if made.returncode:
-                    reasons.append(f"{base}: dd failed: {made.stderr.strip()}")
-                    continue
-            os.chmod(path, 0o600)
-            made = _run("mkswap", path)
-            if made.returncode:
-                reasons.append(f"{base}: mkswap failed: {made.stderr.strip()}")
-                continue
-            on = _run("swapon", path)
-            if on.returncode:
-                reasons.append(f"{base}: swapon failed: {on.stderr.strip()}")
-                continue
-            enabled = True
-            yield path
-            return
-        finally:
-            off = _run("swapoff", path) if enabled else None
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
-            if off is not None and off.returncode:
-                raise RuntimeError(f"swapoff {path} failed: {off.stderr.strip()}")
-    pytest.skip("cannot enable a swap file: " + "; ".join(reasons))
-
 
 def _swap_stable(pid: int, addr: int, pages: int) -> dict:
     """smaps of the region once Swap has stopped moving (two equal reads in a row)."""

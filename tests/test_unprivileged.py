@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -110,3 +109,32 @@ def test_another_users_process_is_permission_denied(specimen):
     assert status == 1
     assert err.startswith("pagewalk: error: cannot read /proc/") and "permission denied" in err
     assert err.count("\n") == 1
+
+
+@requires_root
+def test_unprivileged_swap_of_write_protected_pages_is_unknown_not_zero():
+    """Without PFNs the swap type is hidden: a swapped-out page under uffd-wp has the
+    same bits as a uffd-wp marker.  Root counts it exactly (smaps Swap); nobody must
+    report it as unknown, never as 0 (cli.md: "never shown as 0")."""
+    from conftest import smaps_of, swap_file
+
+    with swap_file() as _, Specimen(uid=NOBODY) as s:
+        addr = s.run("a = mmap(64); write(a, 64); uffd_wp(a, 64); result = a")
+        s.run(f"madvise({addr}, 64, MADV_PAGEOUT)")
+        swapped_bytes = smaps_of(s.pid, addr).get("Swap", 0)
+        if not swapped_bytes:
+            pytest.skip("the kernel paged nothing out")
+        status, out, err = run_as(NOBODY, ["maps", str(s.pid), "--json"])
+        assert status == 0, err
+        row = next(m for m in json.loads(out)["mappings"] if m["start"] == addr)
+        assert row["swapped"] is None and row["uffd_wp"] >= swapped_bytes // PAGE
+        import pagewalk
+
+        with pagewalk.Process(s.pid) as p:  # root: the swap type tells them apart
+            root_row = next(mc for mc in p.counts().mappings if mc.mapping.start == addr)
+        assert root_row.counts.swapped * PAGE == swapped_bytes
+        swapped_page = next(addr + i * PAGE for i in range(64)
+                            if pagemap_entry(s.pid, addr + i * PAGE) >> 62 & 1)
+        status, out, err = run_as(NOBODY, ["v2p", str(s.pid), hex(swapped_page), "--json"])
+        answer = json.loads(out)[0]
+        assert answer["swapped"] is None and "needs CAP_SYS_ADMIN" in answer["state"]

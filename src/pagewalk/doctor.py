@@ -7,7 +7,6 @@ than inferring from the version number.  Used by ``pagewalk doctor``.
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import mmap
 import os
@@ -90,6 +89,8 @@ def _damon() -> tuple[bool, str]:
         return False, "no DAMON sysfs interface"
     ops = system.read_text(f"{base}/0/contexts/0/avail_operations")
     if ops is None:
+        if not os.access(base, os.R_OK | os.X_OK):
+            return False, "DAMON present; its sysfs files are root's only"
         return False, "DAMON present; virtual-address support could not be read (no kdamond configured)"
     available = ops.split()
     state = (system.read_text(f"{base}/0/state") or "").strip()

@@ -46,7 +46,9 @@ class AccessDenied(PagewalkError):
 
     def __init__(self, path: str, hint: str | None = None) -> None:
         self.path = path
-        hint = hint or "run as root or as the process owner"
+        if hint is None:
+            hint = ("the kernel refuses even root here: a security module, Yama ptrace scope or another "
+                    "user namespace" if os.geteuid() == 0 else "run as root or as the process owner")
         super().__init__(f"cannot read {path}: permission denied ({hint})")
 
 

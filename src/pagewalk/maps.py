@@ -58,6 +58,12 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
         return self.path[: -len(DELETED_SUFFIX)] if self.deleted else self.path
 
     @property
+    def text_path(self) -> str:
+        """The path as valid Unicode for JSON and other text formats: bytes that are
+        not UTF-8 appear as ``\\xNN`` escapes (``path`` keeps them losslessly)."""
+        return os.fsencode(self.path).decode("utf-8", "backslashreplace")
+
+    @property
     def shared(self) -> bool:
         """Mapped MAP_SHARED (``s`` in perms) rather than private copy-on-write."""
         return self.perms[3:4] == "s"

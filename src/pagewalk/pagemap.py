@@ -43,42 +43,74 @@ PM_PRESENT = 1 << 63
 
 SWAP_TYPE_BITS = 5  # MAX_SWAPFILES_SHIFT
 SWAP_TYPE_MASK = (1 << SWAP_TYPE_BITS) - 1
-# Swap types are allocated downward from 31 for non-swap entries: the PTE marker
-# (31), then up to 3 device-private, 3 migration and 1 hwpoison types.  Real swap
-# devices are numbered from 0 and cannot reach the top eight.
 SWP_PTE_MARKER = 31
-FIRST_SPECIAL_SWAP_TYPE = 32 - 8
 PTE_MARKER_UFFD_WP = 1
 PTE_MARKER_POISONED = 2
 PTE_MARKER_GUARD = 4
 
 _U64 = struct.Struct("<Q")
+_max_swapfiles: int | None = None
 
 
-def is_swapped(entry: int, pfn_visible: bool) -> bool:
-    """A real swap entry: not a PTE marker (guard, uffd-wp) and not a migration entry.
+def max_swapfiles() -> int:
+    """``MAX_SWAPFILES`` of this kernel: swap types from it up are not swap devices.
 
-    Unprivileged readers cannot see the swap type, so a swap entry with the
-    uffd-wp bit is taken for a uffd-wp marker (the common case: write-protected
-    unpopulated pages) and a migration entry counts as swapped.
-    """
-    if not entry & PM_SWAP or entry & PM_GUARD_REGION:
-        return False
+    Special types are allocated downward from 31: the PTE marker (31), then 3
+    device-private types (CONFIG_DEVICE_PRIVATE), 3 migration types
+    (CONFIG_MIGRATION) and 1 hwpoison type (CONFIG_MEMORY_FAILURE).  Read from
+    /proc/config.gz where the kernel offers it; otherwise 24, the smallest value
+    any configuration gives (so no special entry is ever taken for swap)."""
+    global _max_swapfiles
+    if _max_swapfiles is None:
+        value = 32 - 1 - 3 - 3 - 1
+        try:
+            import gzip
+
+            with gzip.open("/proc/config.gz", "rt") as f:
+                config = {line.split("=", 1)[0] for line in f if line.endswith("=y\n")}
+            value = 32 - 1 - 3 * ("CONFIG_DEVICE_PRIVATE" in config) - 3 * ("CONFIG_MIGRATION" in config) \
+                - ("CONFIG_MEMORY_FAILURE" in config)
+        except (OSError, EOFError, ValueError):
+            pass
+        _max_swapfiles = value
+    return _max_swapfiles
+
+
+def runs_of(values: list[int], gap: int) -> list[tuple[int, int]]:
+    """Sorted distinct ``values`` grouped into ``(first, last)`` runs whose members are
+    at most ``gap`` apart: each run is one read instead of one per value."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and v - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
+
+
+def swap_classes(swap, guard_bit, uffd_wp, swap_type, swap_offset, pfn_visible: bool):
+    """Tell the kinds of swap entries (bit 62) apart, kernel.md 1.1.
+
+    Works alike on Python bools/ints (one entry) and numpy arrays (many): returns
+    ``(swapped, guard, ambiguous)``.  ``swapped`` is a real swap entry; ``guard`` a
+    guard-region marker (bit 58 since 6.15; before that, a type-31 marker with the
+    guard offset bit).  With PFNs visible the swap type decides.  Without them the
+    type is hidden: a swap entry with the uffd-wp bit may be a uffd-wp marker or
+    a write-protected page that was swapped out, so it is ``ambiguous`` and in
+    neither class; and a migration entry cannot be told from swap."""
     if pfn_visible:
-        return (entry & SWAP_TYPE_MASK) < FIRST_SPECIAL_SWAP_TYPE
-    return not entry & PM_UFFD_WP
+        guard = guard_bit | (swap & (swap_type == SWP_PTE_MARKER) & ((swap_offset & PTE_MARKER_GUARD) != 0))
+        swapped = swap & (guard ^ True) & (swap_type < max_swapfiles())
+        return swapped, guard, swap & False
+    rest = swap & (guard_bit ^ True)
+    return rest & (uffd_wp ^ True), guard_bit, rest & uffd_wp
 
 
-def is_guard(entry: int, pfn_visible: bool) -> bool:
-    """A guard-region marker (bit 58 since 6.15; before, marker type 31 with offset bit 4)."""
-    if entry & PM_GUARD_REGION:
-        return True
-    return bool(
-        pfn_visible
-        and entry & PM_SWAP
-        and entry & SWAP_TYPE_MASK == SWP_PTE_MARKER
-        and (entry & PM_PFRAME_MASK) >> SWAP_TYPE_BITS & PTE_MARKER_GUARD
-    )
+def decode_swap(entry: int, pfn_visible: bool) -> tuple[bool, bool, bool]:
+    """:func:`swap_classes` of one raw entry."""
+    frame = entry & PM_PFRAME_MASK
+    return swap_classes(bool(entry & PM_SWAP), bool(entry & PM_GUARD_REGION), bool(entry & PM_UFFD_WP),
+                        frame & SWAP_TYPE_MASK, frame >> SWAP_TYPE_BITS, pfn_visible)
 
 
 class PagemapFile:

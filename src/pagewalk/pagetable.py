@@ -24,7 +24,6 @@ import numpy as np
 
 from .maps import Mapping
 from .pagemap import (
-    FIRST_SPECIAL_SWAP_TYPE,
     PAGE_SIZE,
     PM_FILE,
     PM_GUARD_REGION,
@@ -34,10 +33,9 @@ from .pagemap import (
     PM_SOFT_DIRTY,
     PM_SWAP,
     PM_UFFD_WP,
-    PTE_MARKER_GUARD,
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
-    SWP_PTE_MARKER,
+    swap_classes,
 )
 
 U64 = np.uint64
@@ -109,20 +107,26 @@ class PageTable:
         return (self.raw & U64(PM_PFRAME_MASK)).view(np.int64)
 
     @functools.cached_property
-    def guard(self) -> np.ndarray:
-        g = _bit(self.raw, PM_GUARD_REGION)
-        if self.pfn_visible:  # kernels before 6.15: marker type 31 with the guard offset bit
-            marker = self.swap_entry & ((self._frame & SWAP_TYPE_MASK) == SWP_PTE_MARKER)
-            g |= marker & (((self._frame >> SWAP_TYPE_BITS) & PTE_MARKER_GUARD) != 0)
-        return g
+    def _swap_classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        frame = self._frame
+        return swap_classes(self.swap_entry, _bit(self.raw, PM_GUARD_REGION), self.uffd_wp,
+                            frame & SWAP_TYPE_MASK, frame >> SWAP_TYPE_BITS, self.pfn_visible)
 
-    @functools.cached_property
+    @property
+    def guard(self) -> np.ndarray:
+        """Guard-region markers."""
+        return self._swap_classes[1]
+
+    @property
     def swapped(self) -> np.ndarray:
-        """Real swap entries (see :func:`pagewalk.pagemap.is_swapped` for the unprivileged rule)."""
-        s = self.swap_entry & ~self.guard
-        if self.pfn_visible:
-            return s & ((self._frame & SWAP_TYPE_MASK) < FIRST_SPECIAL_SWAP_TYPE)
-        return s & ~self.uffd_wp
+        """Real swap entries (markers and, with PFNs visible, migration entries excluded)."""
+        return self._swap_classes[0]
+
+    @property
+    def swap_ambiguous(self) -> np.ndarray:
+        """Entries an unprivileged reader cannot class: swap or uffd-wp marker (never
+        set when PFNs are visible); they are in neither ``swapped`` nor ``guard``."""
+        return self._swap_classes[2]
 
     @functools.cached_property
     def pfn(self) -> np.ndarray:
@@ -244,9 +248,11 @@ _SEL = np.stack([
     (_TOP & (PM_SOFT_DIRTY >> 55)) != 0,
     (_TOP & (PM_UFFD_WP >> 55)) != 0,
     (_TOP & (PM_GUARD_REGION >> 55)) != 0,
-    # without PFNs: swap entries that are neither guard nor uffd-wp markers
+    # without PFNs (swap_classes): swap entries without the guard or uffd-wp bit are
+    # swapped; with the uffd-wp bit they are ambiguous
     (_TOP & ((PM_SWAP | PM_GUARD_REGION | PM_UFFD_WP) >> 55)) == (PM_SWAP >> 55),
-], axis=1).astype(np.int64)  # (512, fields)
+    (_TOP & ((PM_SWAP | PM_GUARD_REGION | PM_UFFD_WP) >> 55)) == ((PM_SWAP | PM_UFFD_WP) >> 55),
+], axis=1).astype(np.int64)  # (512, fields): COUNT_COLUMNS[1:8] and "ambiguous"
 _SWAP_NOT_GUARD = U64((PM_SWAP | PM_GUARD_REGION) >> 55)
 
 
@@ -304,22 +310,25 @@ class BatchCounter:
             seg = np.repeat(np.arange(k, dtype=np.int64), lengths) if k > 1 else np.zeros(n, dtype=np.int64)
             top = np.right_shift(raw, U64(55), out=self._top[:n]).view(np.int64)
             hist = np.bincount(seg * 512 + top if k > 1 else top, minlength=512 * k).reshape(k, 512)
-            rows[:, 1:8] = hist @ _SEL
+            per_field = hist @ _SEL
+            rows[:, 1:8] = per_field[:, :7]
+            rows[:, 9] = per_field[:, 7]
             if self.pfn_visible:
                 self._privileged_columns(raw, top, seg, rows, k)
         np.add.at(self.table, segments, rows)
 
     def _privileged_columns(self, raw: np.ndarray, top: np.ndarray, seg: np.ndarray, rows: np.ndarray,
                             k: int) -> None:
-        """With PFNs visible the swap type is known: real swap has a type below the
-        special ones, and a type-31 marker with the guard bit is a guard page on
-        kernels before 6.15 (which lack bit 58).  Zero pages are found by PFN."""
+        """With PFNs visible the swap type classes swap entries (:func:`swap_classes`,
+        applied to the few entries with bit 62 and without bit 58); zero pages are
+        found by PFN."""
         cand = np.flatnonzero((top & np.int64(_SWAP_NOT_GUARD)) == (PM_SWAP >> 55))
-        swap_type = raw[cand] & U64(SWAP_TYPE_MASK)
-        rows[:, 7] = np.bincount(seg[cand][swap_type < U64(FIRST_SPECIAL_SWAP_TYPE)], minlength=k)
-        old_guard = (swap_type == U64(SWP_PTE_MARKER)) & (
-            ((raw[cand] >> U64(SWAP_TYPE_BITS)) & U64(PTE_MARKER_GUARD)) != 0)
+        frame = raw[cand] & U64(PM_PFRAME_MASK)
+        swapped, old_guard, _ = swap_classes(np.ones(len(cand), dtype=bool), np.zeros(len(cand), dtype=bool), None,
+                                             frame & U64(SWAP_TYPE_MASK), frame >> U64(SWAP_TYPE_BITS), True)
+        rows[:, 7] = np.bincount(seg[cand][swapped], minlength=k)
         rows[:, 6] += np.bincount(seg[cand][old_guard], minlength=k)
+        rows[:, 9] = 0
         if self.zero_pfns and rows[:, 1].any():
             frame = (raw & U64(PM_PFRAME_MASK)).view(np.int64)
             is_zero = _bit(raw, PM_PRESENT) & zero_pfn_mask(frame, self.zero_pfns)
@@ -331,4 +340,5 @@ class BatchCounter:
         return self.table
 
 
-COUNT_COLUMNS = ("pages", "present", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "swapped", "zero")
+COUNT_COLUMNS = ("pages", "present", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "swapped", "zero",
+                 "ambiguous")  # the last: swap entries an unprivileged reader cannot class

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from . import system
 from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from .maps import Mapping, parse_maps, read_maps, read_maps_text
-from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PagemapFile
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -41,8 +41,11 @@ class Process:
     def __init__(self, pid: int) -> None:
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             raise InvalidArgument(f"not a process ID: {pid!r}")
-        if not os.path.isdir(f"/proc/{pid}"):
+        tgid = _thread_group(pid)
+        if tgid is None:
             raise NoSuchProcess(pid)
+        if tgid != pid:  # /proc/TID exists for threads too, but names the whole process
+            raise InvalidArgument(f"{pid} is a thread of process {tgid}: give the process ID, {tgid}")
         self.pid = pid
         self._pagemap: PagemapFile | None = None
         self._scanner: object | None = None
@@ -99,30 +102,41 @@ class Process:
         return self._scanner or None
 
     # -- translation (no numpy) ---------------------------------------------
-    def _zero_of(self, entry: int, vaddr: int) -> bool | None:
-        if entry & PM_MMAP_EXCLUSIVE:
-            return False  # the zero page is never exclusively mapped (the huge one does carry PM_FILE)
+    def _zero_pages(self, entries: dict[int, int]) -> dict[int, bool | None]:
+        """Which of these present pages (virtual page number -> entry) are the zero
+        page: by kpageflags' ZERO_PAGE bit where PFNs are visible (one open, grouped
+        reads), else by PAGEMAP_SCAN's PFNZERO over groups of nearby pages, else unknown."""
         if self.pfn_visible:
-            pfn = entry & PM_PFRAME_MASK
-            flags = system.read_kpageflags(pfn)
+            pfns = {e & PM_PFRAME_MASK for e in entries.values()}
+            flags = system.read_kpageflags(pfns)
             if flags is not None:
-                return bool(flags & system.KPF_ZERO_PAGE)
-            return pfn in system.zero_pfns()
+                return {vpn: bool(flags.get(e & PM_PFRAME_MASK, 0) & system.KPF_ZERO_PAGE) for vpn, e in entries.items()}
+            zero_pfns = system.zero_pfns()
+            return {vpn: (e & PM_PFRAME_MASK) in zero_pfns for vpn, e in entries.items()}
         scanner = self.scanner()
         if scanner is None:
-            return None
+            return dict.fromkeys(entries)
+        import bisect
+
+        from .pagemap import runs_of
         from .scan import PAGE_IS_PFNZERO
 
-        page = vaddr & ~(PAGE_SIZE - 1)
-        return any(True for _ in scanner.regions(page, page + PAGE_SIZE, mask=PAGE_IS_PFNZERO,
-                                                 return_mask=PAGE_IS_PFNZERO))
+        ordered = sorted(entries)
+        result: dict[int, bool | None] = dict.fromkeys(ordered, False)
+        for first, last in runs_of(ordered, 512):
+            for lo, hi, _ in scanner.regions(first << PAGE_SHIFT, (last + 1) << PAGE_SHIFT, mask=PAGE_IS_PFNZERO,
+                                             return_mask=PAGE_IS_PFNZERO):
+                for vpn in ordered[bisect.bisect_left(ordered, lo >> PAGE_SHIFT):
+                                   bisect.bisect_left(ordered, hi >> PAGE_SHIFT)]:
+                    result[vpn] = True
+        return result
 
     def translate_many(self, vaddrs: Sequence[int]) -> list[Translation]:
         """Translate many addresses in one pass (one maps read, grouped pagemap reads).
         Addresses in no mapping come back with ``mapping=None``; nothing is raised."""
         mappings = self.mappings()
         return translate(self.pagemap(), mappings, vaddrs, pfn_visible=self.pfn_visible,
-                         zero_of=self._zero_of)
+                         zero_pages=self._zero_pages)
 
     def translate(self, vaddr: int) -> Translation:
         """Translate one address; raises :class:`NotMapped` if it is in no mapping."""
@@ -146,9 +160,9 @@ class Process:
         end = (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if end < start:
             raise InvalidArgument(f"range end 0x{end:x} is below its start 0x{start:x}")
-        raw = np.frombuffer(self.pagemap().read(start >> PAGE_SHIFT, (end - start) >> PAGE_SHIFT), dtype="<u8")
-        raw = raw.astype(np.uint64)  # a writable, native-order copy
-        n = len(raw)
+        raw = np.empty((end - start) >> PAGE_SHIFT, dtype=np.uint64)  # read straight into it: one allocation
+        n = self.pagemap().read_into(memoryview(raw).cast("B"), start >> PAGE_SHIFT) if len(raw) else 0
+        raw = raw[:n]
         scanner = self.scanner() if zero_huge else None
         zero = huge = None
         if scanner is not None and n:
@@ -211,7 +225,11 @@ class Process:
             if m.is_vsyscall:
                 rows.append(MappingCounts(m, None))
                 continue
-            c = PageCounts(**dict(zip(COUNT_COLUMNS, map(int, table[i]))))
+            values = dict(zip(COUNT_COLUMNS, map(int, table[i])))
+            ambiguous = values.pop("ambiguous")
+            c = PageCounts(**values)
+            if ambiguous:
+                c.swapped = None  # swap or uffd-wp markers: unknown without PFNs, never a guess
             if scanned is not None:
                 c.zero, c.huge = int(scanned[0][i]), int(scanned[1][i])
             else:
@@ -251,6 +269,18 @@ class Process:
         for starts, ends in ((runs[0], runs[1]), (runs[2], runs[3])):
             out.append(_pages_below(starts, ends, bounds_hi) - _pages_below(starts, ends, bounds_lo))
         return out
+
+
+def _thread_group(pid: int) -> int | None:
+    """The process (thread group) ID that ``pid`` belongs to; None if there is no such task."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return pid
 
 
 def _zero_huge_runs(scanner, start: int, end: int):

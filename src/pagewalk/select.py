@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, Unsupported
 from .maps import Mapping
 
 if TYPE_CHECKING:
@@ -30,11 +30,22 @@ def parse_where(expr: str | None) -> list[tuple[str, bool]]:
     for token in expr.split(","):
         token = token.strip()
         negated = token.startswith("~")
-        name = token.lstrip("~").replace("-", "_")
+        name = (token[1:] if negated else token).replace("-", "_")
         if name not in WHERE_NAMES:
             raise InvalidArgument(f"unknown page state {token!r} in --where (valid: {', '.join(WHERE_NAMES)})")
         terms.append((name, negated))
     return terms
+
+
+def check_where(terms: list[tuple[str, bool]], *, zero_known: bool, huge_known: bool) -> None:
+    """Refuse, before any output, a condition this kernel and reader cannot decide."""
+    for name, _ in terms:
+        if name == "zero" and not zero_known:
+            raise Unsupported("--where zero: the zero page cannot be told apart here "
+                              "(needs CAP_SYS_ADMIN or the PAGEMAP_SCAN ioctl of Linux 6.7+)")
+        if name == "huge" and not huge_known:
+            raise Unsupported("--where huge: huge mappings cannot be seen here (needs the PAGEMAP_SCAN ioctl "
+                              "of Linux 6.7+)")
 
 
 def where_mask(table: PageTable, terms: list[tuple[str, bool]]) -> np.ndarray | None:
@@ -44,7 +55,7 @@ def where_mask(table: PageTable, terms: list[tuple[str, bool]]) -> np.ndarray | 
         try:
             column = table.flag(name)
         except ValueError as exc:
-            raise InvalidArgument(f"--where {name}: {exc}") from None
+            raise Unsupported(f"--where {name}: {exc}") from None
         column = ~column if negated else column
         mask = column if mask is None else mask & column
     return mask
@@ -62,12 +73,13 @@ def clip(mappings: Sequence[Mapping], start: int | None, end: int | None) -> lis
 
 
 def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None = None,
-               end: int | None = None, *, zero_huge: bool = True) -> Iterator[tuple[Mapping, PageTable | None]]:
-    """For each mapping (clipped to the range), its page tables in bounded chunks;
-    ``[vsyscall]`` yields ``(mapping, None)`` once: it has no pagemap entries."""
+               end: int | None = None, *, zero_huge: bool = True
+               ) -> Iterator[tuple[Mapping, int, int, PageTable | None]]:
+    """For each mapping clipped to the range (``m, lo, hi``), its page tables in
+    bounded chunks; ``[vsyscall]`` comes once with table None: it has no pagemap entries."""
     for m, lo, hi in clip(mappings, start, end):
         if m.is_vsyscall:
-            yield m, None
+            yield m, lo, hi, None
             continue
         for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge):
-            yield m, table
+            yield m, lo, hi, table

@@ -96,14 +96,26 @@ def zero_pfns() -> frozenset[int]:
     return frozenset(found)
 
 
-def read_kpageflags(pfn: int) -> int | None:
-    """Flags of one PFN from /proc/kpageflags; None when it cannot be read."""
+def read_kpageflags(pfns: set[int]) -> dict[int, int] | None:
+    """Flags of the given PFNs from /proc/kpageflags: one open, one read per group of
+    nearby PFNs.  None when the file cannot be read (it is root's only)."""
+    from .pagemap import runs_of
+
+    ordered = sorted(pfns)
+    out: dict[int, int] = {}
+    i = 0
     try:
         with open("/proc/kpageflags", "rb", buffering=0) as f:
-            data = os.pread(f.fileno(), 8, pfn * 8)
+            for first, last in runs_of(ordered, 512):
+                data = os.pread(f.fileno(), (last - first + 1) * 8, first * 8)
+                values = struct.unpack(f"<{len(data) // 8}Q", data)
+                while i < len(ordered) and ordered[i] <= last:
+                    if ordered[i] - first < len(values):
+                        out[ordered[i]] = values[ordered[i] - first]
+                    i += 1
     except OSError:
         return None
-    return struct.unpack("<Q", data)[0] if len(data) == 8 else None
+    return out
 
 
 def kernel_release() -> str:

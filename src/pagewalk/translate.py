@@ -26,8 +26,8 @@ from .pagemap import (
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
     PagemapFile,
-    is_guard,
-    is_swapped,
+    decode_swap,
+    runs_of,
 )
 
 # Pages closer than this share one read (8 bytes an entry: 4 KiB of gap at most).
@@ -76,11 +76,16 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def guard(self) -> bool:
-        return self.entry is not None and is_guard(self.entry, self.pfn_visible)
+        return self.entry is not None and decode_swap(self.entry, self.pfn_visible)[1]
 
     @property
-    def swapped(self) -> bool:
-        return self.entry is not None and is_swapped(self.entry, self.pfn_visible)
+    def swapped(self) -> bool | None:
+        """A real swap entry; None where an unprivileged reader cannot tell swap from
+        a uffd-wp marker (see :func:`pagewalk.pagemap.swap_classes`)."""
+        if self.entry is None:
+            return False
+        swapped, _, ambiguous = decode_swap(self.entry, self.pfn_visible)
+        return None if ambiguous else swapped
 
     @property
     def pfn(self) -> int | None:
@@ -125,6 +130,8 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
                 return "swapped out"
             return f"swapped out (type {self.swap_type}, offset 0x{self.swap_offset:x})"
         if self._has(PM_SWAP):
+            if self.swapped is None:
+                return "swapped out, or a uffd-wp marker (telling them apart needs CAP_SYS_ADMIN)"
             if self.uffd_wp:
                 return "uffd-wp marker (write-protected, never touched)"
             return f"not present (migration or special entry, type {self.swap_type})"
@@ -146,7 +153,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
             "soft_dirty": self.soft_dirty,
             "swap_type": self.swap_type,
             "swap_offset": self.swap_offset,
-            "mapping": (self.mapping.path or None) if self.mapping else None,
+            "mapping": (self.mapping.text_path or None) if self.mapping else None,
             "state": self.state,
         }
 
@@ -165,34 +172,31 @@ def read_entries(pagemap: PagemapFile, vpns: Iterable[int]) -> dict[int, int | N
     A page above the end of user space maps to None."""
     result: dict[int, int | None] = {}
     ordered = sorted(set(vpns))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] <= _GAP_PAGES:
-            j += 1
-        first = ordered[i]
-        values = pagemap.entries(first, ordered[j] - first + 1)
-        for vpn in ordered[i : j + 1]:
+    for first, last in runs_of(ordered, _GAP_PAGES):
+        values = pagemap.entries(first, last - first + 1)
+        for vpn in ordered[bisect.bisect_left(ordered, first) : bisect.bisect_right(ordered, last)]:
             k = vpn - first
             result[vpn] = values[k] if k < len(values) else None
-        i = j + 1
     return result
 
 
 def translate(pagemap: PagemapFile, mappings: Sequence[Mapping], vaddrs: Sequence[int], *,
-              pfn_visible: bool, zero_of: object = None) -> list[Translation]:
-    """Translate ``vaddrs`` (answers in the same order).  ``zero_of(entry, vaddr)``
-    tells whether a present entry is the zero page (None when unknown)."""
+              pfn_visible: bool, zero_pages=None) -> list[Translation]:
+    """Translate ``vaddrs`` (answers in the same order).  ``zero_pages({vpn: entry})``
+    answers, for present pages that are not exclusively mapped (the zero page never
+    is), whether each is the zero page (None when unknown); without it, unknown."""
     starts = [m.start for m in mappings]
     where = [find_mapping(mappings, v, starts) for v in vaddrs]
     entries = read_entries(
         pagemap, (v >> PAGE_SHIFT for v, m in zip(vaddrs, where) if m is not None and not m.is_vsyscall)
     )
+    candidates = {vpn: e for vpn, e in entries.items()
+                  if e is not None and e & PM_PRESENT and not e & PM_MMAP_EXCLUSIVE}
+    zero = zero_pages(candidates) if candidates and zero_pages is not None else {}
     out = []
     for vaddr, mapping in zip(vaddrs, where):
-        entry = entries.get(vaddr >> PAGE_SHIFT) if mapping is not None else None
-        zero: bool | None = False
-        if entry is not None and entry & PM_PRESENT and callable(zero_of):
-            zero = zero_of(entry, vaddr)
-        out.append(Translation(vaddr, mapping, entry, pfn_visible, zero))
+        vpn = vaddr >> PAGE_SHIFT
+        entry = entries.get(vpn) if mapping is not None else None
+        is_zero = zero.get(vpn) if vpn in candidates else False
+        out.append(Translation(vaddr, mapping, entry, pfn_visible, is_zero if mapping is not None else False))
     return out

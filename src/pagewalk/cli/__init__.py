@@ -55,8 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (pagewalk dump | head): not an error.  Point stdout
         # at /dev/null so the interpreter's final flush does not complain.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return 0
+    except OSError as exc:
+        # Reads of /proc are translated where they happen; what is left is output
+        # (a full disk, /dev/full) or a bug, which PAGEWALK_DEBUG shows.
+        if os.environ.get("PAGEWALK_DEBUG"):
+            raise
+        _silence_stdout()
+        where = f"{exc.filename}: " if exc.filename else "cannot write output: "
+        return _common.fail(where + (exc.strerror or str(exc)).lower(), 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

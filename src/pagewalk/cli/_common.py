@@ -33,7 +33,7 @@ def parse_pid(text: str) -> int:
     """A PID in decimal; ``self`` is refused (it would name pagewalk itself)."""
     if text == "self":
         raise InvalidArgument("'self' would name pagewalk itself: give the PID of the process to inspect")
-    if not text.isdigit() or int(text) <= 0 or int(text) >= 1 << 32:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0 or int(text) >= 1 << 32:
         raise InvalidArgument(f"not a process ID: {text!r}")
     return int(text)
 
@@ -42,7 +42,7 @@ def parse_addr(text: str) -> int:
     """A hexadecimal address, with or without ``0x``, as maps and the seed's dump print them."""
     t = text.strip().lower()
     digits = t[2:] if t.startswith("0x") else t
-    if not digits or not all(c in "0123456789abcdef" for c in digits) or len(digits) > 16:
+    if not digits or not all(c in "0123456789abcdef" for c in digits) or len(digits.lstrip("0")) > 16:
         raise InvalidArgument(f"not a hexadecimal address: {text!r}")
     return int(digits, 16)
 
@@ -53,13 +53,11 @@ def parse_size(text: str) -> int:
     mult = 1
     if t and t[-1] in _SUFFIXES:
         mult, t = _SUFFIXES[t[-1]], t[:-1]
-    try:
-        value = int(t, 16) if t.startswith("0x") else int(t, 10)
-    except ValueError:
-        raise InvalidArgument(f"not a size: {text!r}") from None
-    if value < 0:
+    hexadecimal = t.startswith("0x")
+    digits = t[2:] if hexadecimal else t
+    if not digits or not all(c in ("0123456789abcdef" if hexadecimal else "0123456789") for c in digits):
         raise InvalidArgument(f"not a size: {text!r}")
-    return value * mult
+    return int(digits, 16 if hexadecimal else 10) * mult
 
 
 def parse_range(text: str) -> tuple[int, int]:

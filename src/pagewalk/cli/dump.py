@@ -6,8 +6,6 @@ import sys
 
 from . import _common
 
-FORMATS = ("text", "seed", "csv", "jsonl")
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("dump", help="one entry per virtual page (text folds runs; seed, csv, jsonl)",
@@ -16,7 +14,8 @@ def add_parser(sub) -> None:
                                    "is byte for byte the output of the classic pagemap_dump.c; 'csv' and "
                                    "'jsonl' have one row per page.")
     _common.pid_argument(p)
-    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.add_argument("--format", choices=("text", "seed", "csv", "jsonl"), default="text",
+                   help="output format (default: text)")
     p.add_argument("--range", metavar="R", help="only pages in START-END or START+LENGTH (hex addresses)")
     p.add_argument("--where", metavar="EXPR",
                    help="only pages in these states, e.g. present, swapped, ~present, file,exclusive")
@@ -28,7 +27,7 @@ def run(args) -> int:
     from ..pagemap import PAGE_SIZE
     from ..output.dump import make_format
     from ..process import Process
-    from ..select import clip, iter_pages, parse_where, where_mask
+    from ..select import check_where, clip, iter_pages, parse_where, where_mask
 
     pid = _common.parse_pid(args.pid)
     start, end = _common.parse_range(args.range) if args.range else (None, None)
@@ -36,7 +35,9 @@ def run(args) -> int:
     out = sys.stdout.buffer
     with Process(pid) as proc:
         mappings = proc.mappings()
-        fmt = make_format(args.format, proc.pfn_visible)
+        scan = proc.scanner() is not None
+        check_where(terms, zero_known=scan or proc.pfn_visible, huge_known=scan)
+        fmt = make_format(args.format, filtered=bool(terms))
         if not proc.pfn_visible:
             _common.pfn_hidden_note()
         out.write(fmt.header())
@@ -45,13 +46,11 @@ def run(args) -> int:
         try:
             # The seed format prints neither zero nor huge: skip what finds them.
             needs_zero_huge = args.format != "seed" or bool(terms)
-            for m, table in iter_pages(proc, mappings, start, end, zero_huge=needs_zero_huge):
+            for m, lo, hi, table in iter_pages(proc, mappings, start, end, zero_huge=needs_zero_huge):
                 if m is not current:
                     if current is not None:
                         out.write(fmt.end_mapping())
                     current = m
-                    lo = m.start if start is None else max(m.start, start)
-                    hi = m.end if end is None else min(m.end, end)
                     out.write(fmt.mapping(m, lo, hi))
                 if table is not None:
                     out.write(fmt.chunk(m, table, where_mask(table, terms)))

@@ -51,6 +51,10 @@ def run(args) -> int:
 
     pid = _common.parse_pid(args.pid)
     addrs = _read_addresses(args)
+    if not addrs:
+        from ..errors import InvalidArgument
+
+        raise InvalidArgument("no addresses given (stdin was empty)")
     with Process(pid) as proc:
         results = proc.translate_many(addrs)
         pfn_visible = proc.pfn_visible

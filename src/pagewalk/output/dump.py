@@ -146,20 +146,23 @@ class JsonlFormat(Format):
         if n == 0:
             return b""
         cols = _record_columns(m, table, keep, true="true", false="false", null="null",
-                               quote=lambda p: json.dumps(p or None))
+                               quote=lambda p: json.dumps(os.fsencode(p).decode("utf-8", "backslashreplace") or None))
         seps = [('{' if i == 0 else ', ') + json.dumps(name) + ": " for i, name in enumerate(ROW_FIELDS)]
         return vf.render(_interleave(cols, [s.encode() for s in seps], n) + [vf.const(b"}\n", n)])
 
 
 # -- the folded text format ---------------------------------------------------------
 
-_STATE_BITS = ("present", "zero", "huge", "swapped", "guard", "uffd_wp", "file", "exclusive", "soft_dirty")
+# Page-state columns that make a run's key, in the order their names are printed.
+_STATE_BITS = ("present", "zero", "huge", "swapped", "swap_ambiguous", "guard", "uffd_wp", "file", "exclusive",
+               "soft_dirty")
+_STATE_NAMES = {"swap_ambiguous": "swapped-or-uffd-marker"}
 
 
 def _state_words(key: int) -> str:
-    words = [name for i, name in enumerate(_STATE_BITS) if key >> i & 1]
+    words = [_STATE_NAMES.get(name, name) for i, name in enumerate(_STATE_BITS) if key >> i & 1]
     if key >> len(_STATE_BITS) & 1:
-        words.append("nonswap-entry")  # migration or special entry
+        words.append("migration-or-special-entry")
     if not words:
         return "untouched"
     if "zero" in words:
@@ -171,10 +174,11 @@ class TextFormat(Format):
     """For people: one header per mapping, then one line per run of pages with the
     same state, consecutive addresses and (where shown) consecutive frames."""
 
-    def __init__(self, pfn_visible: bool) -> None:
-        self.pfn_visible = pfn_visible
-        self.page_size = 4096
+    def __init__(self, *, filtered: bool = False) -> None:
+        self.filtered = filtered
+        self.page_size = 4096  # set from each table
         self._pending: list | None = None  # the last run, which the next chunk may extend
+        self._header: bytes | None = None  # a mapping's header line, until it has a run to show
 
     def mapping(self, m: Mapping, lo: int, hi: int) -> bytes:
         line = f"{m.start:x}-{m.end:x} {m.perms} {m.label()}"
@@ -182,7 +186,16 @@ class TextFormat(Format):
             line += f"  (showing {lo:x}-{hi:x})"
         if m.is_vsyscall:
             line += "\n  (no pagemap entries: above the end of user space)"
-        return (line + "\n").encode(errors="surrogateescape")
+        header = (line + "\n").encode(errors="surrogateescape")
+        if self.filtered:
+            self._header = header  # printed with the mapping's first run, if any
+            return b""
+        return header
+
+    def _with_header(self, text: bytes) -> bytes:
+        if text and self._header is not None:
+            text, self._header = self._header + text, None
+        return text
 
     def _keys(self, table: PageTable) -> np.ndarray:
         key = np.zeros(len(table), dtype=np.int64)
@@ -190,7 +203,7 @@ class TextFormat(Format):
             col = getattr(table, name)
             if col is not None:
                 key |= col.astype(np.int64) << i
-        other = table.swap_entry & ~table.swapped & ~table.guard & ~table.uffd_wp
+        other = table.swap_entry & ~table.swapped & ~table.guard & ~table.swap_ambiguous & ~table.uffd_wp
         key |= other.astype(np.int64) << len(_STATE_BITS)
         return key
 
@@ -232,14 +245,15 @@ class TextFormat(Format):
         self._pending = [int(run_vaddr[-1]), int(run_count[-1]), int(run_key[-1]), int(run_first[-1]),
                          int(run_last[-1])]
         k = len(run_vaddr) - 1
-        return out + self._lines(run_vaddr[:k], run_count[:k], run_key[:k], run_first[:k], run_last[:k])
+        return self._with_header(out + self._lines(run_vaddr[:k], run_count[:k], run_key[:k], run_first[:k],
+                                                   run_last[:k]))
 
     def end_mapping(self) -> bytes:
         p, self._pending = self._pending, None
-        if p is None:
-            return b""
-        return self._lines(np.array([p[0]]), np.array([p[1]]), np.array([p[2]]), np.array([p[3]]),
-                           np.array([p[4]]))
+        text = b"" if p is None else self._with_header(
+            self._lines(np.array([p[0]]), np.array([p[1]]), np.array([p[2]]), np.array([p[3]]), np.array([p[4]])))
+        self._header = None
+        return text
 
     def _lines(self, vaddr, count, key, first, last) -> bytes:
         n = len(vaddr)
@@ -270,14 +284,13 @@ class TextFormat(Format):
         ])
 
 
-FORMATS = ("text", "seed", "csv", "jsonl")
-
-
-def make_format(name: str, pfn_visible: bool) -> Format:
+def make_format(name: str, *, filtered: bool = False) -> Format:
+    """The format called ``name`` (text, seed, csv, jsonl); ``filtered`` says pages are
+    being chosen by --where, so the text format names only mappings with pages shown."""
     if name == "seed":
         return SeedFormat()
     if name == "csv":
         return CsvFormat()
     if name == "jsonl":
         return JsonlFormat()
-    return TextFormat(pfn_visible)
+    return TextFormat(filtered=filtered)

@@ -26,7 +26,7 @@ def as_json(report: CountsReport) -> str:
     for mc in report.mappings:
         m = mc.mapping
         row: dict[str, object] = {"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset,
-                                  "dev": m.dev, "inode": m.inode, "path": m.path or None}
+                                  "dev": m.dev, "inode": m.inode, "path": m.text_path or None}
         counts = mc.counts.as_dict() if mc.counts else {}
         for name in (*COUNT_FIELDS, "rss"):
             row[name] = counts.get(name)
@@ -34,7 +34,7 @@ def as_json(report: CountsReport) -> str:
     totals = {name: value for name, value in report.totals.as_dict().items()}
     doc = {"pid": report.pid, "page_size": PAGE_SIZE, "pfn_visible": report.pfn_visible,
            "mappings": mappings, "totals": totals,
-           "changed_during_scan": [{"start": m.start, "end": m.end, "path": m.path or None}
+           "changed_during_scan": [{"start": m.start, "end": m.end, "path": m.text_path or None}
                                    for m in report.changed]}
     return json.dumps(doc, indent=1) + "\n"
 
