@@ -13,8 +13,6 @@ import struct
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT
 
 KPF_ZERO_PAGE = 1 << 24  # include/uapi/linux/kernel-page-flags.h
-KPF_THP = 1 << 22
-KPF_HUGE = 1 << 17
 
 
 def _self_entry(vaddr: int) -> int | None:
