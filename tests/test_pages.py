@@ -146,3 +146,11 @@ def test_v2p_reads_addresses_from_stdin_in_order(specimen):
     assert [o["vaddr"] for o in out] == [addr + 3 * PAGE, addr, 0x10, addr + PAGE + 1]
     assert [o["present"] for o in out] == [True, True, False, True]
     assert out[2]["mapping"] is None and out[2]["paddr"] is None
+
+
+def test_translate_a_numpy_array_of_addresses(specimen):
+    addr = specimen.run("a = mmap(4); write(a, 2); result = a")
+    with pagewalk.Process(specimen.pid) as p:
+        answers = p.translate_many(np.arange(addr, addr + 4 * PAGE, PAGE, dtype=np.uint64))
+    assert [a.present for a in answers] == [True, True, False, False]
+    assert all(type(a.vaddr) is int for a in answers)

@@ -133,7 +133,9 @@ class Process:
 
     def translate_many(self, vaddrs: Sequence[int]) -> list[Translation]:
         """Translate many addresses in one pass (one maps read, grouped pagemap reads).
-        Addresses in no mapping come back with ``mapping=None``; nothing is raised."""
+        Addresses in no mapping come back with ``mapping=None``; nothing is raised.
+        Any sequence of integers will do, a numpy array included."""
+        vaddrs = [int(v) for v in vaddrs]
         mappings = self.mappings()
         return translate(self.pagemap(), mappings, vaddrs, pfn_visible=self.pfn_visible,
                          zero_pages=self._zero_pages)
