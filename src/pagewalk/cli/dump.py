@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import ProcessGone
-    from ..pagemap import PAGE_SIZE
     from ..output.dump import make_format
+    from ..pagemap import PAGE_SIZE
     from ..process import Process
     from ..select import check_where, clip, iter_pages, parse_where, where_mask
 
@@ -58,10 +58,10 @@ def run(args) -> int:
             if current is not None:
                 out.write(fmt.end_mapping())
         except ProcessGone:
-            progress.close()
             out.flush()
-            raise ProcessGone(pid, f"process {pid} exited during the dump; the output above is partial")
-        progress.close()
+            raise ProcessGone(pid, f"process {pid} exited during the dump; the output above is partial") from None
+        finally:
+            progress.close()
         out.write(fmt.footer())
     out.flush()
     return 0
