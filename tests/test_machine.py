@@ -123,24 +123,64 @@ def test_run_arithmetic_for_regions_that_straddle_mappings():
     assert _pages_below(starts, ends, points).tolist() == brute
 
 
-@requires_root
-def test_counts_agree_with_and_without_pagemap_scan(specimen):
-    specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
-                 "h = mmap(1024, align=2 << 20); madvise(h, 512, MADV_HUGEPAGE); read(h, 1)\n"
-                 "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)")
+def counts_both_ways(pid: int):
+    """counts() with PAGEMAP_SCAN and with plain reads, and whether the scan path
+    read only the populated ranges."""
     results = []
     for no_scan in ("0", "1"):
         os.environ["PAGEWALK_NO_SCAN"] = no_scan
         try:
-            with pagewalk.Process(specimen.pid) as p:
+            with pagewalk.Process(pid) as p:
                 results.append(p.counts())
+                if no_scan == "0":
+                    layout = p._scan_layout(p.mappings())
         finally:
             del os.environ["PAGEWALK_NO_SCAN"]
-    scan, plain = results
-    assert scan.totals.zero >= 30 + 512 and plain.totals.huge is None
+    return results[0], results[1], layout is not None and layout.sparse
+
+
+def assert_same_counts(scan, plain, where) -> None:
+    assert plain.totals.huge is None
     for a, b in zip(scan.mappings, plain.mappings):
+        assert a.mapping == b.mapping
         if a.counts is None:
+            assert b.counts is None
             continue
         da, db = a.counts.as_dict(), b.counts.as_dict()
         da.pop("huge"), db.pop("huge")
-        assert da == db, a.mapping
+        assert da == db, (where, a.mapping)
+
+
+@requires_root
+def test_counts_agree_with_and_without_pagemap_scan(specimen):
+    """Both read paths give the same counts, on a dense specimen (every entry read)
+    and once a 64 GiB reservation makes it sparse (only populated runs read)."""
+    specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
+                 "h = mmap(1024, align=2 << 20); madvise(h, 512, MADV_HUGEPAGE); read(h, 1)\n"
+                 "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)\n"
+                 "u = mmap(8); uffd_wp(u, 8); write(u + 2 * PAGE)\n"
+                 "d = mmap(6000); write(d, 6000)")  # dense: most of the address space resident
+    paths = set()
+    for step in range(2):
+        scan, plain, sparse = counts_both_ways(specimen.pid)
+        paths.add(sparse)
+        assert scan.totals.zero >= 30 + 512
+        assert_same_counts(scan, plain, specimen.pid)
+        specimen.run("r = mmap(1 << 24, 'none', noreserve=True); w = mmap(64); write(w, 64)")  # now sparse
+    assert paths == {False, True}, "both the dense and the sparse scan path must have run"
+
+
+@requires_root
+def test_counts_agree_for_every_still_process():
+    compared = 0
+    for pid in user_processes():
+        before = kernel_view(pid)
+        try:
+            scan, plain, _ = counts_both_ways(pid)
+        except pagewalk.PagewalkError:
+            continue
+        if before is None or before != kernel_view(pid):
+            continue
+        assert_same_counts(scan, plain, pid)
+        compared += 1
+    assert compared >= 3

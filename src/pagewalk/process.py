@@ -168,8 +168,10 @@ class Process:
         scanner = self.scanner() if zero_huge else None
         zero = huge = None
         if scanner is not None and n:
-            runs = _zero_huge_runs(scanner, start, start + n * PAGE_SIZE)
-            zero, huge = _paint(n, runs[0], runs[1]), _paint(n, runs[2], runs[3])
+            from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO
+
+            lo, hi, z, h = _scan_runs(scanner, start, start + n * PAGE_SIZE, PAGE_IS_PFNZERO | PAGE_IS_HUGE)
+            zero, huge = _paint(n, lo[z], hi[z]), _paint(n, lo[h], hi[h])
         return PageTable(start, raw, pfn_visible=self.pfn_visible, zero=zero, huge=huge,
                          zero_pfns=system.zero_pfns())
 
@@ -192,12 +194,14 @@ class Process:
     def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
         """Per-mapping page counts, as ``pagewalk maps`` prints them.
 
-        Reads each mapping's pagemap range into a shared, bounded buffer and counts
-        whole batches of mappings with one histogram; zero-page and huge-page counts
-        come from one PAGEMAP_SCAN walk over the address space (without it, zero
-        pages from their PFNs when those are visible, and huge pages unknown).  The
-        maps are read again afterwards: mappings that changed meanwhile are listed
-        in ``changed``.
+        With PAGEMAP_SCAN, one walk over the address space finds the populated
+        pages (present, swap entries, markers, soft-dirty) and the zero and huge
+        ones; pagemap is then read only where pages are populated, so an untouched
+        64 GiB reservation costs nothing.  Without it (or ``PAGEWALK_NO_SCAN``),
+        every mapping is read, zero pages are found by PFN where PFNs are visible,
+        and huge pages are unknown.  Entries go through a shared, bounded buffer and
+        whole batches of mappings are counted with one histogram.  The maps are
+        read again afterwards: mappings that changed meanwhile are in ``changed``.
         """
         from .pagetable import COUNT_COLUMNS, BatchCounter, CountsReport, MappingCounts, PageCounts
 
@@ -205,13 +209,13 @@ class Process:
         text = read_maps_text(self.pid, started=True) if mappings is None else None
         maps = list(mappings) if mappings is not None else parse_maps(text)
         pfn_visible = self.pfn_visible
+        layout = self._scan_layout(maps)
         # Zero pages by PFN only where PAGEMAP_SCAN cannot say (it is exact and cheaper).
-        zero_pfns = system.zero_pfns() if self.scanner() is None else frozenset()
+        zero_pfns = system.zero_pfns() if layout is None else frozenset()
         counter = BatchCounter(len(maps), CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
-        for i, m in enumerate(maps):
-            if m.is_vsyscall:
-                continue
-            vpn, last = m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT
+        pieces = layout.pieces() if layout is not None else (
+            (i, m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT) for i, m in enumerate(maps) if not m.is_vsyscall)
+        for i, vpn, last in pieces:
             while vpn < last:
                 view = counter.reserve(last - vpn)
                 got = pagemap.read_into(view, vpn)
@@ -220,29 +224,43 @@ class Process:
                     break  # the end of user space
                 vpn += got
         table = counter.finish()
-        scanned = self._zero_huge_per_mapping(maps)
-        zero_known = scanned is not None or (pfn_visible and bool(zero_pfns))
+        col = {name: table[:, k] for k, name in enumerate(COUNT_COLUMNS)}
+        zero_known = layout is not None or (pfn_visible and bool(zero_pfns))
+        if layout is not None:
+            zero, huge = layout.zero, layout.huge
+        else:
+            zero, huge = col["zero"], None
+        real = [not m.is_vsyscall for m in maps]
+        pages = [(m.end - m.start) >> PAGE_SHIFT if r else 0 for m, r in zip(maps, real)]
+        # smaps reports hugetlb pages apart from Rss; where zero pages cannot be told
+        # apart (no PFNs, no PAGEMAP_SCAN) they are counted in.
+        hugetlb = [bool(h) and system.is_hugetlb(self.pid, m) for m, h in zip(maps, huge.tolist())] \
+            if huge is not None else [False] * len(maps)
+        rss = [0 if ht else (p - (z if zero_known else 0)) * PAGE_SIZE
+               for ht, p, z in zip(hugetlb, col["present"].tolist(), zero.tolist())]
         rows: list[MappingCounts] = []
+        lists = {name: col[name].tolist() for name in COUNT_COLUMNS}
+        zero_list, huge_list = zero.tolist(), huge.tolist() if huge is not None else None
         for i, m in enumerate(maps):
-            if m.is_vsyscall:
+            if not real[i]:
                 rows.append(MappingCounts(m, None))
                 continue
-            values = dict(zip(COUNT_COLUMNS, map(int, table[i])))
-            ambiguous = values.pop("ambiguous")
-            c = PageCounts(**values)
-            if ambiguous:
-                c.swapped = None  # swap or uffd-wp markers: unknown without PFNs, never a guess
-            if scanned is not None:
-                c.zero, c.huge = int(scanned[0][i]), int(scanned[1][i])
-            else:
-                c.zero = c.zero if zero_known else None
-                c.huge = None
-            # smaps reports hugetlb pages apart from Rss; where zero pages cannot be
-            # told apart (no PFNs, no PAGEMAP_SCAN) they are counted in.
-            hugetlb = bool(c.huge) and system.is_hugetlb(self.pid, m)
-            c.rss = 0 if hugetlb else (c.present - (c.zero or 0)) * PAGE_SIZE
-            rows.append(MappingCounts(m, c))
-        totals = PageCounts.total([r.counts for r in rows if r.counts is not None])
+            rows.append(MappingCounts(m, PageCounts(
+                pages=pages[i], present=lists["present"][i], file=lists["file"][i],
+                exclusive=lists["exclusive"][i], soft_dirty=lists["soft_dirty"][i], uffd_wp=lists["uffd_wp"][i],
+                guard=lists["guard"][i],
+                # swap or uffd-wp markers, when PFNs are hidden: unknown, never a guess
+                swapped=None if lists["ambiguous"][i] else lists["swapped"][i],
+                zero=zero_list[i] if zero_known else None,
+                huge=huge_list[i] if huge_list is not None else None,
+                rss=rss[i])))
+        totals = PageCounts(
+            pages=sum(pages), present=int(col["present"].sum()), file=int(col["file"].sum()),
+            exclusive=int(col["exclusive"].sum()), soft_dirty=int(col["soft_dirty"].sum()),
+            uffd_wp=int(col["uffd_wp"].sum()), guard=int(col["guard"].sum()),
+            swapped=None if col["ambiguous"].any() else int(col["swapped"].sum()),
+            zero=int(zero.sum()) if zero_known else None, huge=int(huge.sum()) if huge is not None else None,
+            rss=sum(rss))
         after_text = read_maps_text(self.pid, started=True)
         if not after_text and maps:
             raise ProcessGone(self.pid)
@@ -251,26 +269,80 @@ class Process:
             changed = sorted(set(maps) - set(parse_maps(after_text)), key=lambda m: m.start)
         return CountsReport(self.pid, pfn_visible, rows, totals, changed)
 
-    def _zero_huge_per_mapping(self, maps: Sequence[Mapping]):
-        """Zero-page and huge-page counts of each mapping, from one PAGEMAP_SCAN walk
-        over the whole span (its holes between mappings cost nothing); None without
-        PAGEMAP_SCAN.  A region may straddle mappings, so counts come from the
-        cumulative page count at each mapping's bounds."""
+    def _scan_layout(self, maps: Sequence[Mapping]) -> _ScanLayout | None:
+        """What one PAGEMAP_SCAN walk over all of ``maps`` says (None without it)."""
         scanner = self.scanner()
         usable = [m for m in maps if not m.is_vsyscall]
         if scanner is None or not usable:
             return None
-        import numpy as np
+        from . import scan
 
+        # Populated: present, swap entries and markers; and soft-dirty, which pagemap
+        # also shows for untouched pages of VM_SOFTDIRTY areas.  Kernels before 6.8
+        # cannot report that category, so there every page is read.  Finding the
+        # populated runs costs a walk about a third of the price of reading every
+        # entry, so it is done only where most of the address space is not resident.
+        sparse = (bool(scan.categories_supported(self.pagemap().fd) & scan.PAGE_IS_SOFT_DIRTY)
+                  and self._mostly_unpopulated())
+        if sparse:
+            anyof = scan.PAGE_IS_PRESENT | scan.PAGE_IS_SWAPPED | scan.PAGE_IS_SOFT_DIRTY
+        else:
+            anyof = scan.PAGE_IS_PFNZERO | scan.PAGE_IS_HUGE  # only the zero and huge counts
         lo = min(m.start for m in usable)
         hi = max(m.end for m in usable)
-        runs = _zero_huge_runs(scanner, lo, hi)
-        bounds_lo = np.array([(m.start - lo) >> PAGE_SHIFT for m in maps], dtype=np.int64)
-        bounds_hi = np.array([(m.end - lo) >> PAGE_SHIFT for m in maps], dtype=np.int64)
-        out = []
-        for starts, ends in ((runs[0], runs[1]), (runs[2], runs[3])):
-            out.append(_pages_below(starts, ends, bounds_hi) - _pages_below(starts, ends, bounds_lo))
-        return out
+        return _ScanLayout(maps, lo, _scan_runs(scanner, lo, hi, anyof), sparse)
+
+
+    def _mostly_unpopulated(self) -> bool:
+        """Whether fewer than half of the process's virtual pages are resident
+        (``/proc/PID/statm``: total size, then resident, in pages)."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                size, resident = (int(x) for x in f.read().split()[:2])
+        except (OSError, ValueError):
+            return True
+        return 2 * resident < size
+
+
+class _ScanLayout:
+    """Per-mapping results of one PAGEMAP_SCAN walk: zero and huge page counts, and
+    (when the walk looked for every populated page) the populated runs to read."""
+
+    def __init__(self, maps: Sequence[Mapping], base: int, runs, sparse: bool) -> None:
+        import numpy as np
+
+        lo, hi, zero, huge = runs
+        self.maps, self.base, self.sparse = maps, base, sparse
+        bounds_lo = np.array([(m.start - base) >> PAGE_SHIFT for m in maps], dtype=np.int64)
+        bounds_hi = np.array([(m.end - base) >> PAGE_SHIFT for m in maps], dtype=np.int64)
+        # A region may straddle adjacent mappings: count from cumulative pages at the bounds.
+        self.zero = _pages_below(lo[zero], hi[zero], bounds_hi) - _pages_below(lo[zero], hi[zero], bounds_lo)
+        self.huge = _pages_below(lo[huge], hi[huge], bounds_hi) - _pages_below(lo[huge], hi[huge], bounds_lo)
+        self._runs = _merge_runs(lo, hi) if sparse else []
+
+    def pieces(self):
+        """``(mapping index, first page, end page)`` ranges to read, in address order:
+        the populated runs of each mapping, or all of it where the walk could not
+        tell (no soft-dirty category; VM_PFNMAP areas such as [vvar], which the walk
+        skips but pagemap still describes)."""
+        import numpy as np
+
+        offset = self.base >> PAGE_SHIFT
+        starts = np.array([a for a, _ in self._runs], dtype=np.int64) + offset
+        ends = np.array([b for _, b in self._runs], dtype=np.int64) + offset
+        firsts = [m.start >> PAGE_SHIFT for m in self.maps]
+        lasts = [m.end >> PAGE_SHIFT for m in self.maps]
+        k_from = np.searchsorted(ends, firsts, side="right").tolist()  # first run ending after the start
+        k_to = np.searchsorted(starts, lasts, side="left").tolist()  # runs starting before the end
+        starts_l, ends_l = starts.tolist(), ends.tolist()
+        for i, m in enumerate(self.maps):
+            if m.is_vsyscall:
+                continue
+            if not self.sparse or m.kind in ("vvar", "vvar_vclock") or m.path.startswith("/dev/"):
+                yield i, firsts[i], lasts[i]
+                continue
+            for k in range(k_from[i], k_to[i]):
+                yield i, max(starts_l[k], firsts[i]), min(ends_l[k], lasts[i])
 
 
 def _thread_group(pid: int) -> int | None:
@@ -285,15 +357,16 @@ def _thread_group(pid: int) -> int | None:
     return pid
 
 
-def _zero_huge_runs(scanner, start: int, end: int):
-    """Page-index runs ``(zero_lo, zero_hi, huge_lo, huge_hi)`` of ``[start, end)``
-    from PAGEMAP_SCAN: zero-page pages (the huge zero page included) and present
+def _scan_runs(scanner, start: int, end: int, anyof: int):
+    """One PAGEMAP_SCAN walk of ``[start, end)`` for pages in any of the ``anyof``
+    categories: their runs as page indices from ``start`` (``lo``, ``hi``), and which
+    runs are the zero page (the huge zero page included) and which are present
     pages mapped huge that are not the huge zero page."""
     import numpy as np
 
     from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT
 
-    regions = scanner.region_array(start, end, anyof=PAGE_IS_PFNZERO | PAGE_IS_HUGE,
+    regions = scanner.region_array(start, end, anyof=anyof,
                                    return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT)
     lo = ((regions[:, 0] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
     hi = ((regions[:, 1] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
@@ -301,7 +374,18 @@ def _zero_huge_runs(scanner, start: int, end: int):
     zero = (cats & np.uint64(PAGE_IS_PFNZERO)) != 0
     huge = (cats & np.uint64(PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO)) == np.uint64(
         PAGE_IS_HUGE | PAGE_IS_PRESENT)
-    return lo[zero], hi[zero], lo[huge], hi[huge]
+    return lo, hi, zero, huge
+
+
+def _merge_runs(lo, hi) -> list[tuple[int, int]]:
+    """Sorted runs with touching neighbours joined (one read each)."""
+    out: list[tuple[int, int]] = []
+    for a, b in zip(lo.tolist(), hi.tolist()):
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
 
 
 def _pages_below(starts: np.ndarray, ends: np.ndarray, points: np.ndarray) -> np.ndarray:
