@@ -38,7 +38,7 @@ def scan_disabled() -> bool:
 class Process:
     """A process named by PID.  Cheap to create; every method reads ``/proc`` afresh."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, use_scan: bool | None = None) -> None:
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             raise InvalidArgument(f"not a process ID: {pid!r}")
         tgid = _thread_group(pid)
@@ -47,6 +47,9 @@ class Process:
         if tgid != pid:  # /proc/TID exists for threads too, but names the whole process
             raise InvalidArgument(f"{pid} is a thread of process {tgid}: give the process ID, {tgid}")
         self.pid = pid
+        # PAGEMAP_SCAN where the kernel has it, unless told otherwise (here or by
+        # PAGEWALK_NO_SCAN=1): both paths give the same answers, to compare them.
+        self.use_scan = not scan_disabled() if use_scan is None else use_scan
         self._pagemap: PagemapFile | None = None
         self._scanner: object | None = None
 
@@ -93,12 +96,12 @@ class Process:
 
     def scanner(self):  # -> pagewalk.scan.Scanner | None
         """A PAGEMAP_SCAN scanner on this process, or None where the kernel has none
-        (or ``PAGEWALK_NO_SCAN`` is set)."""
+        (or ``use_scan`` is off)."""
         if self._scanner is None:
             from . import scan
 
             fd = self.pagemap().fd
-            self._scanner = scan.Scanner(fd) if not scan_disabled() and scan.supported(fd) else False
+            self._scanner = scan.Scanner(fd) if self.use_scan and scan.supported(fd) else False
         return self._scanner or None
 
     # -- translation (no numpy) ---------------------------------------------

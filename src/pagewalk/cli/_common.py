@@ -92,6 +92,17 @@ def pid_argument(parser, help: str = "process ID") -> None:  # noqa: A002
     parser.add_argument("pid", metavar="PID", type=str, help=help)
 
 
+def no_scan_argument(parser) -> None:
+    parser.add_argument("--no-scan", action="store_true",
+                        help="read every pagemap entry instead of using the PAGEMAP_SCAN ioctl (same answers; "
+                             "also PAGEWALK_NO_SCAN=1)")
+
+
+def use_scan(args) -> bool | None:
+    """The Process(use_scan=...) that the command line asks for (None: the default)."""
+    return False if getattr(args, "no_scan", False) else None
+
+
 class Progress:
     """A one-line progress report on stderr, only when stderr is a terminal and
     stdout is not (it would interleave with the output): ``dump > file``."""

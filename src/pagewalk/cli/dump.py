@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
                                    "is byte for byte the output of the classic pagemap_dump.c; 'csv' and "
                                    "'jsonl' have one row per page.")
     _common.pid_argument(p)
+    _common.no_scan_argument(p)
     p.add_argument("--format", choices=("text", "seed", "csv", "jsonl"), default="text",
                    help="output format (default: text)")
     p.add_argument("--range", metavar="R", help="only pages in START-END or START+LENGTH (hex addresses)")
@@ -33,7 +34,7 @@ def run(args) -> int:
     start, end = _common.parse_range(args.range) if args.range else (None, None)
     terms = parse_where(args.where)
     out = sys.stdout.buffer
-    with Process(pid) as proc:
+    with Process(pid, use_scan=_common.use_scan(args)) as proc:
         mappings = proc.mappings()
         scan = proc.scanner() is not None
         check_where(terms, zero_known=scan or proc.pfn_visible, huge_known=scan)

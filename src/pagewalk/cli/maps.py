@@ -13,6 +13,7 @@ def add_parser(sub) -> None:
                                    "(present, zero page, swapped, file/shared, exclusive, huge, guard, "
                                    "uffd-wp, soft-dirty) and RSS as smaps counts it; a total row.")
     _common.pid_argument(p)
+    _common.no_scan_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--sort", metavar="FIELD", help="sort by start, end, path, a count, or rss (counts descending)")
     p.set_defaults(run=run)
@@ -25,7 +26,7 @@ def run(args) -> int:
     pid = _common.parse_pid(args.pid)
     if args.sort and args.sort not in out.SORT_FIELDS:
         raise _invalid(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_FIELDS)})")
-    with Process(pid) as proc:
+    with Process(pid, use_scan=_common.use_scan(args)) as proc:
         report = proc.counts()
     if not report.pfn_visible:
         _common.pfn_hidden_note()

@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
                                        "address. ADDR is hex (0x optional); '-' reads addresses from stdin, "
                                        "one per line.")
         _common.pid_argument(p)
+        _common.no_scan_argument(p)
         p.add_argument("addrs", metavar="ADDR", nargs="+", help="hex virtual address, or - for stdin")
         p.add_argument("--json", action="store_true", help="print a JSON list")
         p.set_defaults(run=run)
@@ -55,7 +56,7 @@ def run(args) -> int:
         from ..errors import InvalidArgument
 
         raise InvalidArgument("no addresses given (stdin was empty)")
-    with Process(pid) as proc:
+    with Process(pid, use_scan=_common.use_scan(args)) as proc:
         results = proc.translate_many(addrs)
         pfn_visible = proc.pfn_visible
     if not pfn_visible:
