@@ -69,6 +69,17 @@ class PageTable:
     def __len__(self) -> int:
         return len(self.raw)
 
+    def __getitem__(self, part: slice) -> PageTable:
+        """The pages ``part`` (a slice with step 1) of this table, as a table."""
+        a, b, step = part.indices(len(self.raw))
+        if step != 1:
+            raise ValueError("page tables slice with step 1 only")
+        cut = slice(a, max(a, b))
+        return PageTable(self.start + a * self.page_size, self.raw[cut], pfn_visible=self.pfn_visible,
+                         zero=None if self._zero is None else self._zero[cut],
+                         huge=None if self.huge is None else self.huge[cut],
+                         zero_pfns=self._zero_pfns, page_size=self.page_size)
+
     @property
     def end(self) -> int:
         return self.start + len(self.raw) * self.page_size

@@ -119,36 +119,68 @@ def _interleave(cols: list[vf.Column], seps: list[bytes], n: int) -> list[vf.Col
     return out
 
 
-class CsvFormat(Format):
+class RecordFormat(Format):
+    """One record per page (csv, jsonl), rendered in slices of :attr:`SLICE_ROWS`
+    rows so that wide rows stay within bounded memory."""
+
+    SLICE_ROWS = 1 << 14
+    true = false = null = ""
+    seps: list[bytes] = []
+    end = b"\n"
+
+    def quote(self, path: str) -> str:
+        raise NotImplementedError
+
+    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        out = []
+        for a in range(0, len(table), self.SLICE_ROWS):
+            part = table[a : a + self.SLICE_ROWS]
+            kept = None if keep is None else keep[a : a + self.SLICE_ROWS]
+            if kept is None and not part.raw.any():
+                out.append(self._untouched(m, part))
+            else:
+                out.append(self._records(m, part, kept))
+        return b"".join(out)
+
+    def _records(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        n = int(len(table) if keep is None else np.count_nonzero(keep))
+        if n == 0:
+            return b""
+        cols = _record_columns(m, table, keep, true=self.true, false=self.false, null=self.null, quote=self.quote)
+        return vf.render(_interleave(cols, self.seps, n) + [vf.const(self.end, n)])
+
+    def _untouched(self, m: Mapping, table: PageTable) -> bytes:
+        """Untouched pages (big reservations): the record of the first one, with the
+        address (the first field) changed per row; no per-field work."""
+        first = self._records(m, table[:1], None)
+        prefix = self.seps[0]
+        suffix = first[len(prefix) + len(str(table.start)) :]
+        n = len(table)
+        return vf.render([vf.const(prefix, n), vf.dec_col(table.vaddr), vf.const(suffix, n)])
+
+
+class CsvFormat(RecordFormat):
     """One row per page; booleans 0/1, integers decimal, unknown values empty."""
+
+    true, false, null = "1", "0", ""
+    seps = [b""] + [b","] * (len(ROW_FIELDS) - 1)
 
     def header(self) -> bytes:
         return (",".join(ROW_FIELDS) + "\n").encode()
 
-    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
-        n = int(len(table) if keep is None else np.count_nonzero(keep))
-        if n == 0:
-            return b""
-
-        def quote(path: str) -> str:
-            return '"' + path.replace('"', '""') + '"' if any(c in path for c in ',"\n') else path
-
-        cols = _record_columns(m, table, keep, true="1", false="0", null="", quote=quote)
-        seps = [b""] + [b","] * (len(cols) - 1)
-        return vf.render(_interleave(cols, seps, n) + [vf.const(b"\n", n)])
+    def quote(self, path: str) -> str:
+        return '"' + path.replace('"', '""') + '"' if any(c in path for c in ',"\n\r') else path
 
 
-class JsonlFormat(Format):
+class JsonlFormat(RecordFormat):
     """One JSON object per page and line; unknown values are ``null``."""
 
-    def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
-        n = int(len(table) if keep is None else np.count_nonzero(keep))
-        if n == 0:
-            return b""
-        cols = _record_columns(m, table, keep, true="true", false="false", null="null",
-                               quote=lambda p: json.dumps(os.fsencode(p).decode("utf-8", "backslashreplace") or None))
-        seps = [('{' if i == 0 else ', ') + json.dumps(name) + ": " for i, name in enumerate(ROW_FIELDS)]
-        return vf.render(_interleave(cols, [s.encode() for s in seps], n) + [vf.const(b"}\n", n)])
+    true, false, null = "true", "false", "null"
+    seps = [(("{" if i == 0 else ", ") + json.dumps(name) + ": ").encode() for i, name in enumerate(ROW_FIELDS)]
+    end = b"}\n"
+
+    def quote(self, path: str) -> str:
+        return json.dumps(os.fsencode(path).decode("utf-8", "backslashreplace") or None)
 
 
 # -- the folded text format ---------------------------------------------------------

@@ -45,7 +45,7 @@ def _digits(values: np.ndarray, base: int) -> Column:
         d = (v[:, None] // powers[None, :]) % np.uint64(base)
     keep = np.logical_or.accumulate(d != 0, axis=1)
     keep[:, -1] = True
-    return Column(_HEX[d], keep)
+    return Column(_HEX[d], None if keep[:, 0].all() else keep)  # all as wide: a plain copy
 
 
 def hex_col(values: np.ndarray) -> Column:
