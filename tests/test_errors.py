@@ -202,3 +202,16 @@ def test_paths_that_are_not_utf8(specimen, tmp_path):
 
     line = cli("dump", specimen.pid, "--format", "jsonl", "--range", f"{addr:x}+4K").stdout
     assert json.loads(line)["mapping"].endswith("bad\\xffname")
+
+
+def test_a_walk_on_a_process_that_exited_is_process_gone(specimen):
+    """PAGEMAP_SCAN on the fd of a process that exited fails with ESRCH: that is
+    ProcessGone, like a read, never a raw OSError."""
+    with pagewalk.Process(specimen.pid) as p:
+        scanner = p.scanner()
+        if scanner is None:
+            pytest.skip("no PAGEMAP_SCAN on this kernel")
+        os.kill(specimen.pid, signal.SIGKILL)
+        specimen._proc.wait()
+        with pytest.raises(pagewalk.ProcessGone):
+            scanner.region_array(0x10000, 0x7FFF0000, anyof=8, return_mask=8)

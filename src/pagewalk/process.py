@@ -101,7 +101,7 @@ class Process:
             from . import scan
 
             fd = self.pagemap().fd
-            self._scanner = scan.Scanner(fd) if self.use_scan and scan.supported(fd) else False
+            self._scanner = scan.Scanner(fd, pid=self.pid) if self.use_scan and scan.supported(fd) else False
         return self._scanner or None
 
     # -- translation (no numpy) ---------------------------------------------

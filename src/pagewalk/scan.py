@@ -26,6 +26,8 @@ import functools
 import struct
 from collections.abc import Iterator
 
+from .errors import translating
+
 PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
 PM_SCAN_WP_MATCHING = 1 << 0
 PM_SCAN_CHECK_WPASYNC = 1 << 1
@@ -98,8 +100,9 @@ def categories_supported(fd: int) -> int:
 class Scanner:
     """Repeated PAGEMAP_SCAN calls over one fd with one reusable result buffer."""
 
-    def __init__(self, fd: int, vec_len: int = MAX_VEC_LEN) -> None:
+    def __init__(self, fd: int, vec_len: int = MAX_VEC_LEN, *, pid: int | None = None) -> None:
         self.fd = fd
+        self.pid = pid  # for errors: a process that exits mid-walk is ProcessGone, not an OSError
         self.vec_len = min(vec_len, MAX_VEC_LEN)
         self._vec = (ctypes.c_uint64 * (3 * self.vec_len))()
         self._addr = ctypes.addressof(self._vec)
@@ -109,8 +112,9 @@ class Scanner:
         """Call the ioctl until ``[start, end)`` is covered; yield how many regions
         each call left in the buffer."""
         while start < end:
-            count, walk_end = _call(self.fd, start, end, self._addr, self.vec_len, mask=mask,
-                                    anyof=anyof, inverted=inverted, return_mask=return_mask)
+            with translating(self.pid, f"/proc/{self.pid}/pagemap", started=True):
+                count, walk_end = _call(self.fd, start, end, self._addr, self.vec_len, mask=mask,
+                                        anyof=anyof, inverted=inverted, return_mask=return_mask)
             yield count
             if count < self.vec_len or walk_end <= start:
                 return
