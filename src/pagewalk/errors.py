@@ -129,7 +129,8 @@ def from_oserror(exc: OSError, pid: int | None, path: str, *, started: bool = Fa
     if code in (errno.EACCES, errno.EPERM):
         return AccessDenied(path)
     if pid is not None and code == errno.ESRCH:
-        return explain_no_mm(pid)
+        # Seen alive before: it exited during the work (even if a zombie now).
+        return ProcessGone(pid) if started else explain_no_mm(pid)
     if pid is not None and code == errno.ENOENT:
         if started or os.path.exists(f"/proc/{pid}"):
             return ProcessGone(pid)

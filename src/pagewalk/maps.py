@@ -97,6 +97,13 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
         so pagemap has no entries for it (a read there returns 0 bytes)."""
         return self.path == "[vsyscall]"
 
+    @property
+    def scan_skips(self) -> bool:
+        """Probably a VM_PFNMAP area (``[vvar]``, a device file): PAGEMAP_SCAN does not
+        walk those, while pagemap still gives their entries (soft-dirty ones, on
+        kernels with soft-dirty), so their entries are always read."""
+        return self.kind in ("vvar", "vvar_vclock") or self.path.startswith("/dev/")
+
     def contains(self, vaddr: int) -> bool:
         return self.start <= vaddr < self.end
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .pagetable import CountsReport, PageTable
 
 CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
+USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space (EFAULT)
 
 
 def scan_disabled() -> bool:
@@ -151,12 +152,15 @@ class Process:
         return result
 
     # -- bulk (numpy) ---------------------------------------------------------
-    def page_table(self, start: int, end: int, *, zero_huge: bool = True) -> PageTable:
+    def page_table(self, start: int, end: int, *, zero_huge: bool = True, sparse: bool = False) -> PageTable:
         """The decoded page table of ``[start, end)`` (byte addresses, page aligned
         outward).  Holds ``8 * pages`` bytes plus its decoded columns: use
         :meth:`iter_page_tables` for ranges too large for that.  ``zero_huge=False``
         skips the PAGEMAP_SCAN call behind the ``zero`` and ``huge`` columns for
-        callers that do not use them (``huge`` is then None)."""
+        callers that do not use them (``huge`` is then None).  ``sparse=True`` lets
+        one PAGEMAP_SCAN walk find the populated pages and reads only those, the
+        rest being 0 by the kernel's definition; only for ranges without VM_PFNMAP
+        areas (:attr:`Mapping.scan_skips`), which the walk does not visit."""
         import numpy as np
 
         from .pagetable import PageTable
@@ -165,21 +169,42 @@ class Process:
         end = (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if end < start:
             raise InvalidArgument(f"range end 0x{end:x} is below its start 0x{start:x}")
-        raw = np.empty((end - start) >> PAGE_SHIFT, dtype=np.uint64)  # read straight into it: one allocation
-        n = self.pagemap().read_into(memoryview(raw).cast("B"), start >> PAGE_SHIFT) if len(raw) else 0
-        raw = raw[:n]
-        scanner = self.scanner() if zero_huge else None
-        zero = huge = None
-        if scanner is not None and n:
-            from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO
+        pages = (end - start) >> PAGE_SHIFT
+        scanner = self.scanner() if zero_huge or sparse else None
+        runs = None
+        if scanner is not None and sparse and pages and end <= USER_END_4LEVEL and self._scan_sees_every_entry():
+            from .scan import PAGE_IS_PRESENT, PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED
 
-            lo, hi, z, h = _scan_runs(scanner, start, start + n * PAGE_SIZE, PAGE_IS_PFNZERO | PAGE_IS_HUGE)
-            zero, huge = _paint(n, lo[z], hi[z]), _paint(n, lo[h], hi[h])
+            runs = _scan_runs(scanner, start, end, PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_SOFT_DIRTY)
+            raw = np.zeros(pages, dtype=np.uint64)
+            view = memoryview(raw).cast("B")
+            for a, b in _merge_runs(runs[0], runs[1]):
+                self.pagemap().read_into(view[a * 8 : b * 8], (start >> PAGE_SHIFT) + a)
+        else:
+            raw = np.empty(pages, dtype=np.uint64)  # read straight into it: one allocation
+            n = self.pagemap().read_into(memoryview(raw).cast("B"), start >> PAGE_SHIFT) if pages else 0
+            raw = raw[:n]
+            if scanner is not None and zero_huge and n:
+                from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO
+
+                runs = _scan_runs(scanner, start, start + n * PAGE_SIZE, PAGE_IS_PFNZERO | PAGE_IS_HUGE)
+        zero = huge = None
+        if runs is not None and zero_huge:
+            lo, hi, z, h = runs
+            zero, huge = _paint(len(raw), lo[z], hi[z]), _paint(len(raw), lo[h], hi[h])
         return PageTable(start, raw, pfn_visible=self.pfn_visible, zero=zero, huge=huge,
                          zero_pfns=system.zero_pfns())
 
+    def _scan_sees_every_entry(self) -> bool:
+        """Whether a PAGEMAP_SCAN walk can name every page pagemap shows nonzero:
+        present, swap entries and markers, and soft-dirty (a category since 6.8),
+        which pagemap also shows for untouched pages of VM_SOFTDIRTY areas."""
+        from . import scan
+
+        return bool(scan.categories_supported(self.pagemap().fd) & scan.PAGE_IS_SOFT_DIRTY)
+
     def iter_page_tables(self, start: int, end: int, chunk_pages: int = CHUNK_PAGES, *,
-                         zero_huge: bool = True) -> Iterator[PageTable]:
+                         zero_huge: bool = True, sparse: bool = False) -> Iterator[PageTable]:
         """:meth:`page_table` of ``[start, end)`` in pieces of at most ``chunk_pages``
         pages, so memory stays bounded however large the range.  Stops early (without
         error) at the end of user space; raises :class:`ProcessGone` if the process
@@ -187,7 +212,7 @@ class Process:
         start &= ~(PAGE_SIZE - 1)
         step = chunk_pages * PAGE_SIZE
         while start < end:
-            table = self.page_table(start, min(end, start + step), zero_huge=zero_huge)
+            table = self.page_table(start, min(end, start + step), zero_huge=zero_huge, sparse=sparse)
             if len(table):
                 yield table
             if table.end < min(end, start + step):
@@ -280,13 +305,10 @@ class Process:
             return None
         from . import scan
 
-        # Populated: present, swap entries and markers; and soft-dirty, which pagemap
-        # also shows for untouched pages of VM_SOFTDIRTY areas.  Kernels before 6.8
-        # cannot report that category, so there every page is read.  Finding the
-        # populated runs costs a walk about a third of the price of reading every
-        # entry, so it is done only where most of the address space is not resident.
-        sparse = (bool(scan.categories_supported(self.pagemap().fd) & scan.PAGE_IS_SOFT_DIRTY)
-                  and self._mostly_unpopulated())
+        # Finding the populated runs costs a walk about a third of the price of
+        # reading every entry, so it is done only where most of the address space
+        # is not resident.
+        sparse = self._scan_sees_every_entry() and self._mostly_unpopulated()
         if sparse:
             anyof = scan.PAGE_IS_PRESENT | scan.PAGE_IS_SWAPPED | scan.PAGE_IS_SOFT_DIRTY
         else:
@@ -326,8 +348,7 @@ class _ScanLayout:
     def pieces(self):
         """``(mapping index, first page, end page)`` ranges to read, in address order:
         the populated runs of each mapping, or all of it where the walk could not
-        tell (no soft-dirty category; VM_PFNMAP areas such as [vvar], which the walk
-        skips but pagemap still describes)."""
+        tell (no soft-dirty category; :attr:`Mapping.scan_skips` areas)."""
         import numpy as np
 
         offset = self.base >> PAGE_SHIFT
@@ -341,7 +362,7 @@ class _ScanLayout:
         for i, m in enumerate(self.maps):
             if m.is_vsyscall:
                 continue
-            if not self.sparse or m.kind in ("vvar", "vvar_vclock") or m.path.startswith("/dev/"):
+            if not self.sparse or m.scan_skips:
                 yield i, firsts[i], lasts[i]
                 continue
             for k in range(k_from[i], k_to[i]):

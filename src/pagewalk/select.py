@@ -81,5 +81,5 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
         if m.is_vsyscall:
             yield m, lo, hi, None
             continue
-        for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge):
+        for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge, sparse=not m.scan_skips):
             yield m, lo, hi, table

@@ -241,35 +241,21 @@ class TextFormat(Format):
 
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
         self.page_size = table.page_size
-        idx = np.arange(len(table), dtype=np.int64)
-        key = self._keys(table)
-        frame = np.where(table.present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
-        # Frames must be consecutive within a run, except the zero page's: one frame for all.
-        zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
-        step = np.where(zero, 0, 1)
-        if keep is not None:
-            idx, key, frame, step = idx[keep], key[keep], frame[keep], step[keep]
-        if len(idx) == 0:
-            return b""
-        vaddr = table.start + idx * table.page_size
-        follows = np.ones(len(idx), dtype=bool)
-        follows[1:] = ((idx[1:] == idx[:-1] + 1) & (key[1:] == key[:-1])
-                       & ((frame[1:] < 0) | (frame[1:] == frame[:-1] + step[1:])))
-        starts = np.flatnonzero(~follows)
-        if len(starts) == 0 or starts[0] != 0:
-            starts = np.concatenate([[0], starts])
-        run_vaddr = vaddr[starts]
-        run_key = key[starts]
-        run_first = frame[starts]
-        ends = np.append(starts[1:], len(idx))
-        run_count = ends - starts
-        run_last = frame[ends - 1]
+        if keep is None and len(table) and not table.raw.any():
+            # Untouched (a big reservation): one run, no per-page work.
+            one = np.array([0])
+            runs = (np.array([table.start]), np.array([len(table)]), one, one - 1, one - 1, 1)
+        else:
+            runs = self._runs(table, keep)
+            if runs is None:
+                return b""
+        run_vaddr, run_count, run_key, run_first, run_last, first_step = runs
         out = b""
         p = self._pending
         if p is not None:
             # Join the previous chunk's last run when this chunk continues it.
             if (p[0] + p[1] * table.page_size == run_vaddr[0] and p[2] == run_key[0]
-                    and (run_first[0] < 0 or run_first[0] == p[4] + step[0])):
+                    and (run_first[0] < 0 or run_first[0] == p[4] + first_step)):
                 run_vaddr[0], run_count[0], run_first[0] = p[0], run_count[0] + p[1], p[3]
             else:
                 out = self._lines(np.array([p[0]]), np.array([p[1]]), np.array([p[2]]),
@@ -279,6 +265,29 @@ class TextFormat(Format):
         k = len(run_vaddr) - 1
         return self._with_header(out + self._lines(run_vaddr[:k], run_count[:k], run_key[:k], run_first[:k],
                                                    run_last[:k]))
+
+    def _runs(self, table: PageTable, keep: np.ndarray | None):
+        """Runs of the kept pages: start address, length, state key, first and last
+        frame (-1 where none is shown), and the frame step the first page expects."""
+        idx = np.arange(len(table), dtype=np.int64)
+        key = self._keys(table)
+        frame = np.where(table.present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
+        # Frames must be consecutive within a run, except the zero page's: one frame for all.
+        zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
+        step = np.where(zero, 0, 1)
+        if keep is not None:
+            idx, key, frame, step = idx[keep], key[keep], frame[keep], step[keep]
+        if len(idx) == 0:
+            return None
+        vaddr = table.start + idx * table.page_size
+        follows = np.ones(len(idx), dtype=bool)
+        follows[1:] = ((idx[1:] == idx[:-1] + 1) & (key[1:] == key[:-1])
+                       & ((frame[1:] < 0) | (frame[1:] == frame[:-1] + step[1:])))
+        starts = np.flatnonzero(~follows)
+        if len(starts) == 0 or starts[0] != 0:
+            starts = np.concatenate([[0], starts])
+        ends = np.append(starts[1:], len(idx))
+        return vaddr[starts], ends - starts, key[starts], frame[starts], frame[ends - 1], int(step[0])
 
     def end_mapping(self) -> bytes:
         p, self._pending = self._pending, None
