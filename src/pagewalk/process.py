@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
 USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space (EFAULT)
+SPARSE_MIN_PAGES = 512  # page_table(sparse=True) below this size reads every entry
 
 
 def scan_disabled() -> bool:
@@ -172,7 +173,9 @@ class Process:
         pages = (end - start) >> PAGE_SHIFT
         scanner = self.scanner() if zero_huge or sparse else None
         runs = None
-        if scanner is not None and sparse and pages and end <= USER_END_4LEVEL and self._scan_sees_every_entry():
+        # For a few pages one read is cheaper than a walk and its reads.
+        if (scanner is not None and sparse and pages > SPARSE_MIN_PAGES and end <= USER_END_4LEVEL
+                and self._scan_sees_every_entry()):
             from .scan import PAGE_IS_PRESENT, PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED
 
             runs = _scan_runs(scanner, start, end, PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_SOFT_DIRTY)
