@@ -215,15 +215,6 @@ class PageCounts:
     soft_dirty: int = 0
     rss: int = 0
 
-    @classmethod
-    def total(cls, items: list[PageCounts]) -> PageCounts:
-        """Field-wise sum; a field unknown (None) anywhere is unknown in the total."""
-        out = cls()
-        for f in fields(cls):
-            values = [getattr(c, f.name) for c in items]
-            setattr(out, f.name, None if None in values else sum(values))
-        return out
-
     def as_dict(self) -> dict[str, int | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

@@ -265,13 +265,12 @@ class Process:
         pages = [(m.end - m.start) >> PAGE_SHIFT if r else 0 for m, r in zip(maps, real)]
         # smaps reports hugetlb pages apart from Rss; where zero pages cannot be told
         # apart (no PFNs, no PAGEMAP_SCAN) they are counted in.
-        hugetlb = [bool(h) and system.is_hugetlb(self.pid, m) for m, h in zip(maps, huge.tolist())] \
-            if huge is not None else [False] * len(maps)
+        zero_list, huge_list = zero.tolist(), huge.tolist() if huge is not None else None
+        hugetlb = [bool(h) and system.is_hugetlb(self.pid, m) for m, h in zip(maps, huge_list or [0] * len(maps))]
         rss = [0 if ht else (p - (z if zero_known else 0)) * PAGE_SIZE
-               for ht, p, z in zip(hugetlb, col["present"].tolist(), zero.tolist())]
+               for ht, p, z in zip(hugetlb, col["present"].tolist(), zero_list)]
         rows: list[MappingCounts] = []
         lists = {name: col[name].tolist() for name in COUNT_COLUMNS}
-        zero_list, huge_list = zero.tolist(), huge.tolist() if huge is not None else None
         for i, m in enumerate(maps):
             if not real[i]:
                 rows.append(MappingCounts(m, None))
@@ -319,7 +318,6 @@ class Process:
         lo = min(m.start for m in usable)
         hi = max(m.end for m in usable)
         return _ScanLayout(maps, lo, _scan_runs(scanner, lo, hi, anyof), sparse)
-
 
     def _mostly_unpopulated(self) -> bool:
         """Whether fewer than half of the process's virtual pages are resident
