@@ -105,3 +105,27 @@ def test_progress_shows_on_a_terminal_stderr_only(specimen):
     quiet = subprocess.run([sys.executable, "-m", "pagewalk", "dump", str(specimen.pid), "--format", "seed"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
     assert quiet.returncode == 0 and quiet.stderr == b""
+
+
+def test_text_lines_are_the_same_for_few_and_many_runs(specimen):
+    """Few runs are printed by a plain loop, many by the vectorised formatter: the
+    same runs must print the same either way."""
+    import numpy as np
+
+    from pagewalk.output.dump import FEW_RUNS, TextFormat
+
+    fmt = TextFormat()
+    fmt.page_size = PAGE
+    rng = np.random.default_rng(7)
+    n = 3 * FEW_RUNS
+    vaddr = (rng.integers(1, 1 << 30, n) * PAGE).astype(np.int64)
+    count = rng.integers(1, 5000, n)
+    count[:4] = 1
+    key = rng.choice([0, 1, 1 | 2, 1 | 128, 8, 8 | 128, 32, 64], n)
+    first = np.where(key & (1 | 8), rng.integers(-1, 1 << 20, n), -1)
+    last = np.where(first >= 0, first + count - 1, -1)
+    last[5] = first[5]
+    many = fmt._lines(vaddr, count, key, first, last)
+    few = b"".join(fmt._lines(vaddr[i:i + 1], count[i:i + 1], key[i:i + 1], first[i:i + 1], last[i:i + 1])
+                   for i in range(n))
+    assert many == few

@@ -35,6 +35,7 @@ from .pagemap import (
     PM_UFFD_WP,
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
+    runs_of,
     swap_classes,
 )
 
@@ -57,7 +58,8 @@ class PageTable:
 
     def __init__(self, start: int, raw: np.ndarray, *, pfn_visible: bool,
                  zero: np.ndarray | None = None, huge: np.ndarray | None = None,
-                 zero_pfns: frozenset[int] = frozenset(), page_size: int = PAGE_SIZE) -> None:
+                 zero_pfns: frozenset[int] = frozenset(), page_size: int = PAGE_SIZE,
+                 vaddr: np.ndarray | None = None) -> None:
         self.start = start
         self.raw = raw
         self.pfn_visible = pfn_visible
@@ -65,6 +67,25 @@ class PageTable:
         self._zero = zero
         self.huge = huge
         self._zero_pfns = zero_pfns
+        if vaddr is not None:  # pages that are not consecutive (see concat)
+            self.vaddr = vaddr
+
+    @classmethod
+    def concat(cls, parts: list[tuple[PageTable, np.ndarray | None]]) -> PageTable:
+        """The kept pages of several tables, one after another, as one table whose
+        ``vaddr`` says where each page is (``start`` and slicing do not apply)."""
+        def joined(column):
+            cols = [getattr(t, column) for t, _ in parts]
+            if any(c is None for c in cols):
+                return None
+            return np.concatenate([c if k is None else c[k] for c, (_, k) in zip(cols, parts)])
+
+        first = parts[0][0]
+        # Zero-page masks given by PAGEMAP_SCAN are joined; otherwise the joined table
+        # derives its own from the PFNs, once for all rows.
+        return cls(first.start, joined("raw"), pfn_visible=first.pfn_visible, zero=joined("_zero"),
+                   huge=joined("huge"), zero_pfns=first._zero_pfns, page_size=first.page_size,
+                   vaddr=joined("vaddr"))
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -179,19 +200,15 @@ def zero_pfn_mask(frame: np.ndarray, zero_pfns: frozenset[int]) -> np.ndarray:
     """True where ``frame`` is a zero-page PFN.  The set holds the zero page and the
     512 frames of the huge zero page, so it is tested as ranges, not with isin."""
     out = np.zeros(len(frame), dtype=bool)
-    for lo, hi in _runs(sorted(zero_pfns)):
-        out |= (frame >= lo) & (frame < hi)
+    for lo, hi in _pfn_ranges(zero_pfns):
+        out |= (frame >= lo) & (frame <= hi)
     return out
 
 
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for v in values:
-        if runs and runs[-1][1] == v:
-            runs[-1] = (runs[-1][0], v + 1)
-        else:
-            runs.append((v, v + 1))
-    return runs
+@functools.lru_cache(maxsize=4)
+def _pfn_ranges(pfns: frozenset[int]) -> list[tuple[int, int]]:
+    """Inclusive ``(first, last)`` ranges of consecutive PFNs."""
+    return runs_of(sorted(pfns), 1)
 
 
 @dataclass(slots=True)

@@ -6,6 +6,9 @@ import sys
 
 from . import _common
 
+BATCH_BELOW = 4096  # tables smaller than this are batched with their neighbours
+BATCH_PAGES = 1 << 16  # pages a batch gathers before it is formatted
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("dump", help="one entry per virtual page (text folds runs; seed, csv, jsonl)",
@@ -43,6 +46,16 @@ def run(args) -> int:
             _common.pfn_hidden_note()
         out.write(fmt.header())
         current = None
+        pending: list = []
+        pending_pages = 0
+
+        def flush() -> None:
+            nonlocal pending_pages
+            if pending:
+                out.write(fmt.batch(pending))
+                pending.clear()
+                pending_pages = 0
+
         progress = _common.Progress("dump", sum((hi - lo) // PAGE_SIZE for _, lo, hi in clip(mappings, start, end)))
         try:
             # The seed format prints neither zero nor huge: skip what finds them.
@@ -53,12 +66,23 @@ def run(args) -> int:
                         out.write(fmt.end_mapping())
                     current = m
                     out.write(fmt.mapping(m, lo, hi))
-                if table is not None:
-                    out.write(fmt.chunk(m, table, where_mask(table, terms)))
-                    progress.advance(len(table))
+                if table is None:
+                    continue
+                keep = where_mask(table, terms)
+                if fmt.batches and len(table) < BATCH_BELOW:
+                    pending.append((m, table, keep))  # many small mappings: formatted together
+                    pending_pages += len(table)
+                    if pending_pages >= BATCH_PAGES:
+                        flush()
+                else:
+                    flush()
+                    out.write(fmt.chunk(m, table, keep))
+                progress.advance(len(table))
+            flush()
             if current is not None:
                 out.write(fmt.end_mapping())
         except ProcessGone:
+            flush()
             out.flush()
             raise ProcessGone(pid, f"process {pid} exited during the dump; the output above is partial") from None
         finally:

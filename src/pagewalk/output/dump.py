@@ -7,6 +7,7 @@ vectorised, so output streams in bounded memory.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -21,7 +22,25 @@ U64 = np.uint64
 
 
 class Format:
-    """Base: ``header()``, then ``mapping()`` per mapping and ``chunk()`` per table."""
+    """Base: ``header()``, then ``mapping()`` per mapping and ``chunk()`` per table.
+
+    Formats with ``batches`` set also take many small tables of several mappings
+    at once (:meth:`batch`), so a process of thousands of small mappings is not
+    formatted mapping by mapping."""
+
+    batches = False
+
+    def batch(self, items: list[tuple[Mapping, PageTable, np.ndarray | None]]) -> bytes:
+        """The pages of several ``(mapping, table, keep)`` items, in order."""
+        merged = PageTable.concat([(t, k) for _, t, k in items])
+        lengths = [len(t) if k is None else int(np.count_nonzero(k)) for _, t, k in items]
+        index = np.repeat(np.arange(len(items)), lengths)
+        return self.rows([m for m, _, _ in items], index, merged)
+
+    def rows(self, maps: list[Mapping], index: np.ndarray | None, table: PageTable) -> bytes:
+        """Every page of ``table``; row ``i`` belongs to ``maps[index[i]]`` (``maps[0]``
+        for all rows when ``index`` is None)."""
+        raise NotImplementedError
 
     def header(self) -> bytes:
         return b""
@@ -44,6 +63,13 @@ def _rows(keep: np.ndarray | None, column: np.ndarray) -> np.ndarray:
     return column if keep is None else column[keep]
 
 
+def _mapping_col(maps: list[Mapping], index: np.ndarray | None, n: int, text) -> vf.Column:
+    """The per-row mapping field: ``text(mapping)`` of each row's mapping."""
+    if index is None:
+        return vf.const(text(maps[0]), n)
+    return vf.choice_col(index, [text(m) for m in maps])
+
+
 class SeedFormat(Format):
     """Byte for byte the seed's ``pagemap_dump.c``: ``addr pfn soft-dirty file/shared
     swapped present library``, the frame field printed raw as the seed does."""
@@ -51,25 +77,29 @@ class SeedFormat(Format):
     def header(self) -> bytes:
         return b"addr pfn soft-dirty file/shared swapped present library\n"
 
+    batches = True
+
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
         if keep is None and len(table) and not table.raw.any():
             fast = self._untouched(m, table)
             if fast is not None:
                 return fast
-        raw = _rows(keep, table.raw)
-        vaddr = _rows(keep, table.vaddr)
+        return self.rows([m], None, table if keep is None else PageTable.concat([(table, keep)]))
+
+    def rows(self, maps: list[Mapping], index: np.ndarray | None, table: PageTable) -> bytes:
+        raw = table.raw
         n = len(raw)
         if n == 0:
             return b""
         sp = vf.const(b" ", n)
         return vf.render([
-            vf.hex_col(vaddr), sp,
+            vf.hex_col(table.vaddr), sp,
             vf.hex_col(raw & U64(PM_PFRAME_MASK)), sp,
             vf.bit_col((raw & U64(PM_SOFT_DIRTY)) != 0), sp,
             vf.bit_col((raw & U64(PM_FILE)) != 0), sp,
             vf.bit_col((raw & U64(PM_SWAP)) != 0), sp,
             vf.bit_col((raw & U64(PM_PRESENT)) != 0), sp,
-            vf.const(os.fsencode(m.path) + b"\n", n),
+            _mapping_col(maps, index, n, lambda m: os.fsencode(m.path) + b"\n"),
         ])
 
     @staticmethod
@@ -92,21 +122,18 @@ ROW_FIELDS = ("vaddr", "pfn", "present", "swapped", "file", "exclusive", "soft_d
 _BOOL_FIELDS = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero")
 
 
-def _record_columns(m: Mapping, table: PageTable, keep: np.ndarray | None, *, true: str, false: str,
+def _record_columns(maps: list[Mapping], index: np.ndarray | None, table: PageTable, *, true: str, false: str,
                     null: str, quote) -> list[vf.Column]:
     """The per-page fields of csv and jsonl, in ROW_FIELDS order (no separators)."""
-    n = int(len(table) if keep is None else np.count_nonzero(keep))
-    cols: dict[str, vf.Column] = {"vaddr": vf.dec_col(_rows(keep, table.vaddr))}
+    n = len(table)
+    cols: dict[str, vf.Column] = {"vaddr": vf.dec_col(table.vaddr)}
     for name in ("pfn", "swap_type", "swap_offset"):
-        values = _rows(keep, getattr(table, name))
+        values = getattr(table, name)
         cols[name] = vf.nullable(vf.dec_col(np.maximum(values, 0)), values < 0, null)
     for name in _BOOL_FIELDS:
         flags = getattr(table, name)
-        if flags is None:
-            cols[name] = vf.const(null, n)
-        else:
-            cols[name] = vf.bool_col(_rows(keep, flags), true, false)
-    cols["mapping"] = vf.const(quote(m.path), n)
+        cols[name] = vf.const(null, n) if flags is None else vf.bool_col(flags, true, false)
+    cols["mapping"] = _mapping_col(maps, index, n, lambda m: quote(m.path))
     return [cols[f] for f in ROW_FIELDS]
 
 
@@ -131,28 +158,31 @@ class RecordFormat(Format):
     def quote(self, path: str) -> str:
         raise NotImplementedError
 
+    batches = True
+
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
         out = []
         for a in range(0, len(table), self.SLICE_ROWS):
             part = table[a : a + self.SLICE_ROWS]
-            kept = None if keep is None else keep[a : a + self.SLICE_ROWS]
-            if kept is None and not part.raw.any():
+            if keep is None and not part.raw.any():
                 out.append(self._untouched(m, part))
             else:
-                out.append(self._records(m, part, kept))
+                kept = part if keep is None else PageTable.concat([(part, keep[a : a + self.SLICE_ROWS])])
+                out.append(self.rows([m], None, kept))
         return b"".join(out)
 
-    def _records(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
-        n = int(len(table) if keep is None else np.count_nonzero(keep))
+    def rows(self, maps: list[Mapping], index: np.ndarray | None, table: PageTable) -> bytes:
+        n = len(table)
         if n == 0:
             return b""
-        cols = _record_columns(m, table, keep, true=self.true, false=self.false, null=self.null, quote=self.quote)
+        cols = _record_columns(maps, index, table, true=self.true, false=self.false, null=self.null,
+                               quote=self.quote)
         return vf.render(_interleave(cols, self.seps, n) + [vf.const(self.end, n)])
 
     def _untouched(self, m: Mapping, table: PageTable) -> bytes:
         """Untouched pages (big reservations): the record of the first one, with the
         address (the first field) changed per row; no per-field work."""
-        first = self._records(m, table[:1], None)
+        first = self.rows([m], None, table[:1])
         prefix = self.seps[0]
         suffix = first[len(prefix) + len(str(table.start)) :]
         n = len(table)
@@ -191,6 +221,10 @@ _STATE_BITS = ("present", "zero", "huge", "swapped", "swap_ambiguous", "guard", 
 _STATE_NAMES = {"swap_ambiguous": "swapped-or-uffd-marker"}
 
 
+FEW_RUNS = 8
+
+
+@functools.lru_cache(maxsize=256)
 def _state_words(key: int) -> str:
     words = [_STATE_NAMES.get(name, name) for i, name in enumerate(_STATE_BITS) if key >> i & 1]
     if key >> len(_STATE_BITS) & 1:
@@ -296,10 +330,25 @@ class TextFormat(Format):
         self._header = None
         return text
 
+    def _line(self, vaddr: int, count: int, key: int, first: int, last: int) -> str:
+        """One run as :meth:`_lines` prints it (kept identical: tests compare both)."""
+        kind = 1 if key & 1 else 2 if key >> _STATE_BITS.index("swapped") & 1 else 0
+        frames = ("", "pfn ", "swap ")[kind]
+        if kind and first < 0:
+            frames += "-"
+        elif kind:
+            frames += f"{first:x}" + (f"-{last:x}" if last != first else "")
+        plural = "  " if count == 1 else "s "
+        return (f"  {vaddr:x}-{vaddr + count * self.page_size:x} {count:>9} page{plural}{frames:<24} "
+                f"{_state_words(key)}\n")
+
     def _lines(self, vaddr, count, key, first, last) -> bytes:
         n = len(vaddr)
         if n == 0:
             return b""
+        if n <= FEW_RUNS:  # a loop over a few runs costs less than setting up the arrays
+            return "".join(map(self._line, vaddr.tolist(), count.tolist(), key.tolist(), first.tolist(),
+                               last.tolist())).encode()
         page = self.page_size
         uniq, inv = np.unique(key, return_inverse=True)
         words = [_state_words(int(k)) for k in uniq]
