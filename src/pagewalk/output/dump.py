@@ -58,11 +58,6 @@ class Format:
         return b""
 
 
-def _rows(keep: np.ndarray | None, column: np.ndarray) -> np.ndarray:
-    """The kept rows of a per-page column."""
-    return column if keep is None else column[keep]
-
-
 def _mapping_col(maps: list[Mapping], index: np.ndarray | None, n: int, text) -> vf.Column:
     """The per-row mapping field: ``text(mapping)`` of each row's mapping."""
     if index is None:
