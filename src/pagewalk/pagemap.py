@@ -48,7 +48,6 @@ PTE_MARKER_UFFD_WP = 1
 PTE_MARKER_POISONED = 2
 PTE_MARKER_GUARD = 4
 
-_U64 = struct.Struct("<Q")
 _max_swapfiles: int | None = None
 
 
@@ -184,11 +183,6 @@ class PagemapFile:
                 got += len(data) // ENTRY_BYTES
         self._check_short(got, count)
         return b"".join(chunks)
-
-    def entry(self, vaddr: int) -> int | None:
-        """The raw entry of the page holding ``vaddr``; None above the end of user space."""
-        data = self.read(vaddr >> PAGE_SHIFT, 1)
-        return _U64.unpack(data)[0] if data else None
 
     def entries(self, vpn: int, count: int) -> list[int]:
         """Raw entries as Python ints (for small lookups that should not pay for numpy)."""

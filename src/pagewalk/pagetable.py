@@ -280,9 +280,9 @@ class BatchCounter:
 
     Callers :meth:`reserve` room, read pagemap entries straight into the returned
     buffer, :meth:`commit` how many arrived for which mapping, and finally
-    :meth:`finish`, which returns one row per mapping of :data:`COUNT_COLUMNS`.
-    Zero pages are counted here from their PFNs when PFNs are visible (callers
-    with PAGEMAP_SCAN overwrite that column with its exact answer).
+    :meth:`finish`, which returns one row per mapping of :data:`COUNT_COLUMNS`
+    (``pages`` there is the entries read).  Zero pages are counted from their PFNs
+    when ``zero_pfns`` is given (callers with PAGEMAP_SCAN pass none: it says).
     """
 
     MAX_SEGMENTS = 1024  # bounds the histogram at 512 K bins

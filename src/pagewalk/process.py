@@ -58,15 +58,6 @@ class Process:
     def __repr__(self) -> str:
         return f"pagewalk.Process(pid={self.pid})"
 
-    # -- identity ---------------------------------------------------------
-    def command(self) -> str:
-        """The command name (``/proc/PID/comm``), '' if it cannot be read."""
-        try:
-            with open(f"/proc/{self.pid}/comm") as f:
-                return f.read().rstrip("\n")
-        except OSError:
-            return ""
-
     @property
     def pfn_visible(self) -> bool:
         """Whether this reader sees PFNs and swap offsets (CAP_SYS_ADMIN)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import functools
 import struct
 from collections.abc import Iterator
 
@@ -81,19 +80,28 @@ def supported(fd: int) -> bool:
     return True
 
 
-@functools.cache
+_accepted_categories: int | None = None
+
+
 def categories_supported(fd: int) -> int:
-    """The category bits this kernel accepts (EINVAL names an unknown bit).
-    Cached per fd number: callers pass a fresh fd only for the same kernel."""
+    """The category bits this kernel accepts (EINVAL names an unknown bit).  A
+    property of the kernel, so remembered once it is known; an fd whose process
+    has gone cannot tell, and its answer (0) is not remembered."""
+    global _accepted_categories
+    if _accepted_categories is not None:
+        return _accepted_categories
     if not supported(fd):
         return 0
     accepted = 0
     for bit in CATEGORY_NAMES:
         try:
             _call(fd, 0, 0, 0, 0, return_mask=bit)
-        except OSError:
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                return 0  # not an answer about the kernel (the process may have gone)
             continue
         accepted |= bit
+    _accepted_categories = accepted
     return accepted
 
 
