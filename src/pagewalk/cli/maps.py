@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import InvalidArgument
 from . import _common
 
 
@@ -25,7 +26,7 @@ def run(args) -> int:
 
     pid = _common.parse_pid(args.pid)
     if args.sort and args.sort not in out.SORT_FIELDS:
-        raise _invalid(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_FIELDS)})")
+        raise InvalidArgument(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_FIELDS)})")
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         report = proc.counts()
     if not report.pfn_visible:
@@ -37,9 +38,3 @@ def run(args) -> int:
         out.sort_report(report, args.sort)
     sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
     return 0
-
-
-def _invalid(msg: str):
-    from ..errors import InvalidArgument
-
-    return InvalidArgument(msg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import InvalidArgument, NotMapped  # light: the CLI has loaded errors already
 from . import _common
 
 
@@ -53,8 +54,6 @@ def run(args) -> int:
     pid = _common.parse_pid(args.pid)
     addrs = _read_addresses(args)
     if not addrs:
-        from ..errors import InvalidArgument
-
         raise InvalidArgument("no addresses given (stdin was empty)")
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         results = proc.translate_many(addrs)
@@ -80,7 +79,5 @@ def run(args) -> int:
     sys.stdout.flush()
     unmapped = [r.vaddr for r in results if r.mapping is None]
     if unmapped:
-        from ..errors import NotMapped
-
         raise NotMapped(pid, unmapped)
     return 0
