@@ -18,7 +18,7 @@ the kernel's ``pte_to_pagemap_entry`` (see :mod:`pagewalk.pagemap`):
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, fields
+from collections import namedtuple
 
 import numpy as np
 
@@ -211,54 +211,47 @@ def _pfn_ranges(pfns: frozenset[int]) -> list[tuple[int, int]]:
     return runs_of(sorted(pfns), 1)
 
 
-@dataclass(slots=True)
-class PageCounts:
+class PageCounts(namedtuple("PageCounts", "pages present zero swapped file exclusive huge guard uffd_wp soft_dirty rss",
+                             defaults=(0,) * 11)):
     """Page counts of a range (a mapping, or a whole process).
 
     All counts are in pages except ``rss`` (bytes, as smaps ``Rss`` counts it:
     present pages that are not the zero page and not hugetlb).  ``zero`` and
-    ``huge`` are None when this kernel and reader cannot tell.
+    ``huge`` are None when this kernel and reader cannot tell.  A named tuple,
+    as are the two classes below: no dataclasses (and inspect) import on start-up.
     """
 
-    pages: int = 0
-    present: int = 0
-    zero: int | None = 0
-    swapped: int = 0
-    file: int = 0
-    exclusive: int = 0
-    huge: int | None = 0
-    guard: int = 0
-    uffd_wp: int = 0
-    soft_dirty: int = 0
-    rss: int = 0
+    __slots__ = ()
 
     def as_dict(self) -> dict[str, int | None]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self._asdict()
 
 
-@dataclass
-class MappingCounts:
+class MappingCounts(namedtuple("MappingCounts", "mapping counts")):
     """One mapping and its page counts (None for ``[vsyscall]``, which has no entries)."""
 
+    __slots__ = ()
     mapping: Mapping
     counts: PageCounts | None
 
 
-@dataclass
-class CountsReport:
-    """Per-mapping counts of a whole process, with what the reader could know."""
+class CountsReport(namedtuple("CountsReport", "pid pfn_visible mappings totals changed")):
+    """Per-mapping counts of a whole process, with what the reader could know:
+    ``changed`` lists the mappings that changed while they were counted."""
 
+    __slots__ = ()
     pid: int
     pfn_visible: bool
     mappings: list[MappingCounts]
     totals: PageCounts
-    changed: list[Mapping] = field(default_factory=list)  # mappings that changed during the scan
+    changed: list[Mapping]
 
 
-# Counting by histogram: bits 55..63 of an entry form a 9-bit number, so one
-# bincount over a batch gives every flag count of every mapping in it at once
-# (bin = segment * 512 + top bits).  Small mappings share a batch, so 10,000
-# one-page mappings cost a few numpy calls, not 10,000 times a dozen.
+# Counting by table: bits 55..63 of an entry form a 9-bit number, and _SEL says
+# which counts each of the 512 values adds to.  A batch with few segments is one
+# bincount (bin = segment * 512 + top bits) times _SEL; one with many (10,000
+# one-page mappings) sums _SEL's rows per segment with reduceat: either way a
+# few numpy calls a batch, not a dozen per mapping.
 _TOP = np.arange(512)
 _SEL = np.stack([
     (_TOP & (PM_PRESENT >> 55)) != 0,
@@ -272,6 +265,7 @@ _SEL = np.stack([
     (_TOP & ((PM_SWAP | PM_GUARD_REGION | PM_UFFD_WP) >> 55)) == (PM_SWAP >> 55),
     (_TOP & ((PM_SWAP | PM_GUARD_REGION | PM_UFFD_WP) >> 55)) == ((PM_SWAP | PM_UFFD_WP) >> 55),
 ], axis=1).astype(np.int64)  # (512, fields): COUNT_COLUMNS[1:8] and "ambiguous"
+_SEL32 = _SEL.astype(np.int32)  # gathered per entry by reduceat: half the bytes
 _SWAP_NOT_GUARD = U64((PM_SWAP | PM_GUARD_REGION) >> 55)
 
 
@@ -285,7 +279,7 @@ class BatchCounter:
     when ``zero_pfns`` is given (callers with PAGEMAP_SCAN pass none: it says).
     """
 
-    MAX_SEGMENTS = 1024  # bounds the histogram at 512 K bins
+    HISTOGRAM_SEGMENTS = 256  # above this many segments a batch, reduceat is cheaper than k * 512 bins
 
     def __init__(self, n_mappings: int, capacity: int, *, pfn_visible: bool, zero_pfns: frozenset[int]) -> None:
         self.pfn_visible = pfn_visible
@@ -301,7 +295,7 @@ class BatchCounter:
 
     def reserve(self, want: int) -> memoryview:
         """A byte view of room for up to ``want`` entries (flushing first if full)."""
-        if self._fill == self.capacity or len(self._segments) == self.MAX_SEGMENTS:
+        if self._fill == self.capacity:
             self.flush()
         n = min(want, self.capacity - self._fill)
         return self._bytes[self._fill * 8 : (self._fill + n) * 8]
@@ -326,32 +320,42 @@ class BatchCounter:
         rows[:, 0] = lengths
         raw = self.buf[:n]
         if raw.any():  # untouched ranges (the common case in big reservations) add pages only
-            seg = np.repeat(np.arange(k, dtype=np.int64), lengths) if k > 1 else np.zeros(n, dtype=np.int64)
+            starts = np.zeros(k, dtype=np.int64)
+            np.cumsum(lengths[:-1], out=starts[1:])
             top = np.right_shift(raw, U64(55), out=self._top[:n]).view(np.int64)
-            hist = np.bincount(seg * 512 + top if k > 1 else top, minlength=512 * k).reshape(k, 512)
-            per_field = hist @ _SEL
+            if k == 1:
+                per_field = (np.bincount(top, minlength=512) @ _SEL)[None, :]
+            elif k <= self.HISTOGRAM_SEGMENTS:
+                seg = np.repeat(np.arange(k, dtype=np.int64), lengths)
+                per_field = np.bincount(seg * 512 + top, minlength=512 * k).reshape(k, 512) @ _SEL
+            else:
+                per_field = np.add.reduceat(_SEL32[top], starts, axis=0, dtype=np.int64)
             rows[:, 1:8] = per_field[:, :7]
             rows[:, 9] = per_field[:, 7]
             if self.pfn_visible:
-                self._privileged_columns(raw, top, seg, rows, k)
+                self._privileged_columns(raw, top, starts, rows)
         np.add.at(self.table, segments, rows)
 
-    def _privileged_columns(self, raw: np.ndarray, top: np.ndarray, seg: np.ndarray, rows: np.ndarray,
-                            k: int) -> None:
+    def _privileged_columns(self, raw: np.ndarray, top: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> None:
         """With PFNs visible the swap type classes swap entries (:func:`swap_classes`,
         applied to the few entries with bit 62 and without bit 58); zero pages are
-        found by PFN."""
-        cand = np.flatnonzero((top & np.int64(_SWAP_NOT_GUARD)) == (PM_SWAP >> 55))
-        frame = raw[cand] & U64(PM_PFRAME_MASK)
-        swapped, old_guard, _ = swap_classes(np.ones(len(cand), dtype=bool), np.zeros(len(cand), dtype=bool), None,
-                                             frame & U64(SWAP_TYPE_MASK), frame >> U64(SWAP_TYPE_BITS), True)
-        rows[:, 7] = np.bincount(seg[cand][swapped], minlength=k)
-        rows[:, 6] += np.bincount(seg[cand][old_guard], minlength=k)
+        found by PFN.  ``starts``: the first entry of each segment."""
+        k = len(starts)
+
+        def per_segment(entries: np.ndarray) -> np.ndarray:
+            return np.bincount(np.searchsorted(starts, entries, side="right") - 1, minlength=k)
+
         rows[:, 9] = 0
+        cand = np.flatnonzero((top & np.int64(_SWAP_NOT_GUARD)) == (PM_SWAP >> 55))
+        if len(cand):  # most processes have none: skip reading the kernel's MAX_SWAPFILES
+            frame = raw[cand] & U64(PM_PFRAME_MASK)
+            swapped, old_guard, _ = swap_classes(np.ones(len(cand), dtype=bool), np.zeros(len(cand), dtype=bool),
+                                                 None, frame & U64(SWAP_TYPE_MASK), frame >> U64(SWAP_TYPE_BITS), True)
+            rows[:, 7] = per_segment(cand[swapped])
+            rows[:, 6] += per_segment(cand[old_guard])
         if self.zero_pfns and rows[:, 1].any():
             frame = (raw & U64(PM_PFRAME_MASK)).view(np.int64)
-            is_zero = _bit(raw, PM_PRESENT) & zero_pfn_mask(frame, self.zero_pfns)
-            rows[:, 8] = np.bincount(seg[is_zero], minlength=k)
+            rows[:, 8] = per_segment(np.flatnonzero(_bit(raw, PM_PRESENT) & zero_pfn_mask(frame, self.zero_pfns)))
 
     def finish(self) -> np.ndarray:
         """Per-mapping rows of :data:`COUNT_COLUMNS`."""

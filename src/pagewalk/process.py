@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
 USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space (EFAULT)
 SPARSE_MIN_PAGES = 512  # page_table(sparse=True) below this size reads every entry
+HOLE_PAGES = 256  # counts() reads across holes this small: 2 KiB of zeros costs less than a read
 
 
 def scan_disabled() -> bool:
@@ -234,18 +235,12 @@ class Process:
         layout = self._scan_layout(maps)
         # Zero pages by PFN only where PAGEMAP_SCAN cannot say (it is exact and cheaper).
         zero_pfns = system.zero_pfns() if layout is None else frozenset()
-        counter = BatchCounter(len(maps), CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
+        # One row more than mappings: the holes read between nearby pieces.
+        counter = BatchCounter(len(maps) + 1, CHUNK_PAGES, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
         pieces = layout.pieces() if layout is not None else (
             (i, m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT) for i, m in enumerate(maps) if not m.is_vsyscall)
-        for i, vpn, last in pieces:
-            while vpn < last:
-                view = counter.reserve(last - vpn)
-                got = pagemap.read_into(view, vpn)
-                counter.commit(i, got)
-                if got < len(view) // 8:
-                    break  # the end of user space
-                vpn += got
-        table = counter.finish()
+        _count_pieces(pagemap, counter, pieces, hole=len(maps))
+        table = counter.finish()[:-1]
         col = {name: table[:, k] for k, name in enumerate(COUNT_COLUMNS)}
         zero_known = layout is not None or (pfn_visible and bool(zero_pfns))
         if layout is not None:
@@ -359,6 +354,43 @@ class _ScanLayout:
                 continue
             for k in range(k_from[i], k_to[i]):
                 yield i, max(starts_l[k], firsts[i]), min(ends_l[k], lasts[i])
+
+
+def _count_pieces(pagemap: PagemapFile, counter, pieces, hole: int) -> None:
+    """Read the entries of ``pieces`` (``(mapping index, first page, end page)``)
+    into ``counter`` (a :class:`~pagewalk.pagetable.BatchCounter`).  Pieces at most
+    :data:`HOLE_PAGES` apart are read as one, the entries between them counted to
+    row ``hole``, so 10,000 small mappings cost a few hundred reads, not 10,000."""
+    group: list[tuple[int, int, int]] = []
+    for piece in pieces:
+        if group and not 0 <= piece[1] - group[-1][2] <= HOLE_PAGES:
+            _count_group(pagemap, counter, group)
+            group = []
+        if group and piece[1] > group[-1][2]:
+            group.append((hole, group[-1][2], piece[1]))
+        group.append(piece)
+    if group:
+        _count_group(pagemap, counter, group)
+
+
+def _count_group(pagemap: PagemapFile, counter, group: list[tuple[int, int, int]]) -> None:
+    """Read the contiguous ``group`` of pieces in as few reads as the counter's
+    buffer allows, committing each piece's share of every read."""
+    vpn, end = group[0][1], group[-1][2]
+    k = 0
+    while vpn < end:
+        view = counter.reserve(end - vpn)
+        got = pagemap.read_into(view, vpn)
+        stop = vpn + got
+        while k < len(group) and group[k][1] < stop:
+            i, first, last = group[k]
+            counter.commit(i, min(last, stop) - max(first, vpn))
+            if last > stop:
+                break  # the rest of this piece comes with the next read
+            k += 1
+        if got < len(view) // 8:
+            return  # the end of user space
+        vpn = stop
 
 
 def _thread_group(pid: int) -> int | None:

@@ -1,6 +1,6 @@
 """The ``pagewalk`` command: parse, call the library, print.
 
-Each command is one small module with ``add_parser(subparsers)`` and
+Each command is one small module with ``NAMES``, ``add_parser(subparsers)`` and
 ``run(args) -> int``.  Modules import their heavy dependencies inside ``run``,
 so ``pagewalk v2p`` never loads numpy.  Errors the user can cause become one
 line on stderr and exit status 1 (the work could not be done) or 2 (usage);
@@ -19,7 +19,9 @@ from . import _common, doctor, dump, maps, v2p
 COMMANDS = (maps, dump, v2p, doctor)
 
 
-def build_parser():  # -> argparse.ArgumentParser
+def build_parser(command: str | None = None):  # -> argparse.ArgumentParser
+    """The parser of every command, or only of ``command`` when it names one
+    (the others' parsers cost start-up time and would go unused)."""
     import argparse
 
     class _Parser(argparse.ArgumentParser):
@@ -32,7 +34,8 @@ def build_parser():  # -> argparse.ArgumentParser
     parser.add_argument("--version", action="version", version=f"pagewalk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in COMMANDS:
+    chosen = [m for m in COMMANDS if command in m.NAMES] or COMMANDS
+    for module in chosen:
         module.add_parser(sub)
     return parser
 
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # v2p of one address must cost little more than starting Python: its plain
     # forms skip argparse (and the parser of every command) altogether.
-    args = v2p.fast_args(argv) or build_parser().parse_args(argv)
+    args = v2p.fast_args(argv) or build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return args.run(args)
     except InvalidArgument as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+NAMES = ("doctor",)  # the command names this module serves
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("doctor", help="what this kernel and user can see, and what each gap costs",

@@ -9,6 +9,8 @@ from . import _common
 BATCH_BELOW = 4096  # tables smaller than this are batched with their neighbours
 BATCH_PAGES = 1 << 16  # pages a batch gathers before it is formatted
 
+NAMES = ("dump",)  # the command names this module serves
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("dump", help="one entry per virtual page (text folds runs; seed, csv, jsonl)",

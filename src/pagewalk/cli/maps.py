@@ -7,6 +7,8 @@ import sys
 from ..errors import InvalidArgument
 from . import _common
 
+NAMES = ("maps",)  # the command names this module serves
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("maps", help="mappings with pages present, zero, swapped, file, huge ... and RSS",

@@ -11,9 +11,11 @@ import sys
 from ..errors import InvalidArgument, NotMapped  # light: the CLI has loaded errors already
 from . import _common
 
+NAMES = ("v2p", "translate")  # the command names this module serves
+
 
 def add_parser(sub) -> None:
-    for name in ("v2p", "translate"):
+    for name in NAMES:
         p = sub.add_parser(name, help="virtual to physical address" + (" (same as v2p)" if name != "v2p" else ""),
                            description="The physical address, PFN, page state and mapping of each virtual "
                                        "address. ADDR is hex (0x optional); '-' reads addresses from stdin, "

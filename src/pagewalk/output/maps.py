@@ -1,16 +1,22 @@
-"""``pagewalk maps`` output: a table for people, JSON for programs."""
+"""``pagewalk maps`` output: a table for people, JSON for programs.
+
+Both are built column by column or with the C JSON encoder, so 10,000 mappings
+print in milliseconds.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 
 from ..pagemap import PAGE_SIZE
-from ..pagetable import CountsReport
-from .table import render_table
+from ..pagetable import CountsReport, PageCounts
+from .table import render_columns
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
                 "soft_dirty")
 SORT_FIELDS = ("start", "end", "path", *COUNT_FIELDS, "rss")
+_UNKNOWN = PageCounts(*[None] * len(PageCounts._fields))  # the counts of [vsyscall]: none
 
 
 def sort_report(report: CountsReport, field: str) -> None:
@@ -22,42 +28,44 @@ def sort_report(report: CountsReport, field: str) -> None:
 
 
 def as_json(report: CountsReport) -> str:
-    mappings = []
+    """One JSON document; each mapping on a line of its own (readable, and encoded
+    by json's C encoder, which ``indent`` would turn off)."""
+    keys = (*COUNT_FIELDS, "rss")
+    rows = []
     for mc in report.mappings:
         m = mc.mapping
-        row: dict[str, object] = {"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset,
-                                  "dev": m.dev, "inode": m.inode, "path": m.text_path or None}
-        counts = mc.counts.as_dict() if mc.counts else {}
-        for name in (*COUNT_FIELDS, "rss"):
-            row[name] = counts.get(name)
-        mappings.append(row)
-    totals = {name: value for name, value in report.totals.as_dict().items()}
-    doc = {"pid": report.pid, "page_size": PAGE_SIZE, "pfn_visible": report.pfn_visible,
-           "mappings": mappings, "totals": totals,
-           "changed_during_scan": [{"start": m.start, "end": m.end, "path": m.text_path or None}
-                                   for m in report.changed]}
-    return json.dumps(doc, indent=1) + "\n"
+        counts = mc.counts or _UNKNOWN
+        row = {"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset, "dev": m.dev,
+               "inode": m.inode, "path": m.text_path or None}
+        row.update(zip(keys, (getattr(counts, k) for k in keys)))
+        rows.append(json.dumps(row))
+    head = {"pid": report.pid, "page_size": PAGE_SIZE, "pfn_visible": report.pfn_visible,
+            "totals": report.totals.as_dict(),
+            "changed_during_scan": [{"start": m.start, "end": m.end, "path": m.text_path or None}
+                                    for m in report.changed]}
+    return json.dumps(head)[:-1] + ',\n"mappings": [\n' + ",\n".join(rows) + "\n]}\n"
 
 
 def as_text(report: CountsReport) -> str:
     headers = ["START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "FILE", "EXCL", "HUGE", "GUARD",
                "UFFD_WP", "SOFT_DIRTY", "RSS", "MAPPING"]
+    maps = [mc.mapping for mc in report.mappings]
+    counts = [mc.counts or _UNKNOWN for mc in report.mappings] + [report.totals]
+    columns = [
+        [f"{m.start:x}" for m in maps] + ["total"],
+        [f"{m.end:x}" for m in maps] + [""],
+        [m.perms for m in maps] + [""],
+    ]
+    by_field = dict(zip(PageCounts._fields, zip(*counts)))
+    for name in COUNT_FIELDS:
+        columns.append(["-" if v is None else str(v) for v in by_field[name]])
+    columns.append([_size(v) for v in by_field["rss"]])
+    columns.append([m.label() for m in maps] + [f"{len(maps)} mappings"])
+    return render_columns(headers, columns, right=set(range(3, 14)))
 
-    def cells(counts) -> list[str]:
-        if counts is None:
-            return ["-"] * (len(COUNT_FIELDS) + 1)
-        values = [getattr(counts, f) for f in COUNT_FIELDS]
-        return ["-" if v is None else str(v) for v in values] + [_size(counts.rss)]
 
-    rows = []
-    for mc in report.mappings:
-        m = mc.mapping
-        rows.append([f"{m.start:x}", f"{m.end:x}", m.perms, *cells(mc.counts), m.label()])
-    rows.append(["total", "", "", *cells(report.totals), f"{len(report.mappings)} mappings"])
-    return render_table(headers, rows, right=set(range(3, 14)))
-
-
-def _size(n: int) -> str:
+@functools.lru_cache(maxsize=1024)  # many mappings share a size
+def _size(n: int | None) -> str:
     from ..cli._common import human_bytes
 
     return human_bytes(n)
