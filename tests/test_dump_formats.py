@@ -37,6 +37,41 @@ def test_text_folds_a_64_gib_reservation_into_one_line_in_bounded_memory(specime
     assert peak < 100 * 1024, f"peak RSS {peak} KiB"
 
 
+def streamed_dump(pid: int, fmt: str) -> tuple[int, int, bytes]:
+    """``dump PID --format FMT`` of the whole process read through a pipe as it is
+    written: (peak RSS of pagewalk in KiB, lines, the first 4 KiB)."""
+    code = ("import resource, sys\nfrom pagewalk.cli import main\nrc = main(sys.argv[1:])\nsys.stdout.flush()\n"
+            "sys.stderr.write(f'MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "dump", str(pid), "--format", fmt],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines, head = 0, b""
+    while chunk := proc.stdout.read(1 << 20):
+        lines += chunk.count(b"\n")
+        head = head or chunk[:4096]
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, stderr
+    return int(stderr.split("MAXRSS ")[1].split()[0]), lines, head
+
+
+def test_every_format_streams_the_reservation_workload_in_bounded_memory(specimen):
+    """256 MiB written plus a 64 GiB reservation: 16.8 million pages, whose csv or
+    jsonl would take gigabytes if held; every format stays under 100 MiB."""
+    specimen.run("w = mmap(65536); write(w, 65536); r = mmap(%d, 'none', noreserve=True)" % RESERVATION_PAGES)
+    with open(f"/proc/{specimen.pid}/maps") as f:
+        pages = sum((int(hi, 16) - int(lo, 16)) // PAGE for lo, hi in
+                    (line.split()[0].split("-") for line in f if "[vsyscall]" not in line))
+    assert pages > RESERVATION_PAGES + 65536
+    expected = {"seed": pages + 1, "csv": pages + 1, "jsonl": pages}  # seed and csv have a header line
+    for fmt in ("seed", "csv", "jsonl", "text"):
+        peak, lines, head = streamed_dump(specimen.pid, fmt)
+        assert peak < 100 * 1024, (fmt, f"peak RSS {peak} KiB")
+        if fmt == "text":
+            assert 0 < lines < 65536 + 1000, lines  # runs folded: at most a line a written page
+        else:
+            assert lines == expected[fmt], fmt
+            assert head.startswith({"seed": b"addr pfn", "csv": b"vaddr,pfn", "jsonl": b'{"vaddr":'}[fmt])
+
+
 def test_text_runs_break_on_state_and_frames(specimen):
     addr = specimen.run("a = mmap(16); write(a, 4); read(a + 8 * PAGE, 4); madvise(a + 15 * PAGE, 1, MADV_GUARD_INSTALL)"
                         "\nresult = a")
