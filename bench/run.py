@@ -408,9 +408,9 @@ class Bench:
                                    [self.anchors["seed_dump"], str(pid)]], runs)
         name = "dump --format seed vs seed_dump"
         if short == "4g":
-            self.add(ratio_row(label, name, pw, seed, 1, strict=True, target="< 1 (later 0.25)"))
+            self.add(ratio_row(label, name, pw, seed, 0.25))
         elif short == "res":
-            self.add(ratio_row(label, name, pw, seed, 0.1, target="<= 0.1 (later 0.05)"))
+            self.add(ratio_row(label, name, pw, seed, 0.05))
         else:
             self.add(ratio_row(label, name, pw, seed))
 
@@ -467,8 +467,7 @@ class Bench:
             anchor("raw_read", [self.anchors["raw_read"], str(pid)]),
         ], self.runs)
         which, best = ("-w", scan_whole) if scan_whole < scan_map else ("per mapping", scan_map)
-        self.add(ratio_row(label, f"counts() in-process vs scan_ioctl ({which})", pw, best, 1.5,
-                           target="<= 1.5 (later goal)"))
+        self.add(ratio_row(label, f"counts() in-process vs scan_ioctl ({which})", pw, best, 1.5))
         self.add(ratio_row(label, "counts() in-process vs raw_read inproc_us", pw, raw))
 
         # Cheap correctness check: the present-page totals must agree.
@@ -505,6 +504,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# Why a target can be missed, and what would close it: printed under the table for
+# every measurement that missed its target in the run.
+WHY_MISSED = {
+    "counts() in-process vs scan_ioctl": (
+        "scan_ioctl counts present pages from the ioctl's list of runs, a few calls for a dense "
+        "process. `maps` also needs `exclusive` per mapping, and PAGEMAP_SCAN has no category for it, "
+        "so pagewalk reads the pagemap entry of every present page (raw_read's in-process time, in the "
+        "row below, is that floor); with 10,000 mappings, parsing maps and building 10,000 rows in "
+        "Python adds about 5 us a mapping. Closing it needs an exclusive category in the kernel, or "
+        "`counts()` without `exclusive` (scan only), or the per-mapping work in C."),
+    "maps vs raw_read + import numpy": (
+        "pagewalk starts Python and numpy (the baseline) plus its own modules and argparse (about 10 ms), "
+        "then counts at about raw_read's speed (see the in-process rows); with 10,000 mappings the "
+        "per-mapping Python work (parsing maps, one row each) costs more than raw_read's whole run. "
+        "Closing it needs the per-mapping work out of Python (a compiled helper) or a lighter start-up "
+        "than the interpreter gives."),
+}
+
+
+def why_missed(rows: list[Row]) -> list[str]:
+    missed = {key for row in rows if row.met is False for key in WHY_MISSED if row.measurement.startswith(key)}
+    return [f"- {key}: {WHY_MISSED[key]}" for key in WHY_MISSED if key in missed]
+
+
 def write_results(header: list[tuple[str, str]], bench: Bench, command: str) -> None:
     lines = ["# pagewalk benchmark results", "",
              f"Written by `{command}`. ratio = pagewalk median / anchor median (below 1: pagewalk faster);",
@@ -512,6 +535,8 @@ def write_results(header: list[tuple[str, str]], bench: Bench, command: str) -> 
     lines += [f"- {k}: {v}" for k, v in header]
     lines += [f"- runs per measurement: {bench.runs} ({bench.slow_runs} for the seed pair on the reservation)",
               "", markdown_table(bench.rows), ""]
+    if why_missed(bench.rows):
+        lines += ["Targets missed, why, and what would close them:", "", *why_missed(bench.rows), ""]
     if bench.notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in bench.notes] + [""]
     RESULTS_MD.write_text("\n".join(lines))
@@ -560,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"runs per measurement: {runs} ({slow_runs} for the seed pair on the reservation)")
     print()
     print(text_table(bench.rows))
+    for line in why_missed(bench.rows):
+        print("missed " + line[2:])
     if bench.notes:
         print()
         for n in bench.notes:

@@ -164,3 +164,18 @@ def test_text_lines_are_the_same_for_few_and_many_runs(specimen):
     few = b"".join(fmt._lines(vaddr[i:i + 1], count[i:i + 1], key[i:i + 1], first[i:i + 1], last[i:i + 1])
                    for i in range(n))
     assert many == few
+
+
+def test_vectorised_numbers_print_as_printf_does():
+    """hex_col and dec_col against Python's own formatting, widths mixed in one column."""
+    import numpy as np
+
+    from pagewalk.output import vecfmt as vf
+
+    rng = np.random.default_rng(3)
+    edges = [0, 1, 9, 10, 15, 16, 255, 256, 4095, 4096, 10**12, 2**47 - 1, 2**63 - 1, 2**64 - 1]
+    for values in (np.array(edges, dtype=np.uint64), rng.integers(0, 1 << 52, 5000).astype(np.uint64),
+                   np.arange(0x7F0000000000, 0x7F0000000000 + 300 * PAGE, PAGE, dtype=np.uint64), np.array([7])):
+        n = len(values)
+        assert vf.render([vf.hex_col(values), vf.const(b"\n", n)]) == "".join(f"{int(v):x}\n" for v in values).encode()
+        assert vf.render([vf.dec_col(values), vf.const(b"\n", n)]) == "".join(f"{int(v)}\n" for v in values).encode()

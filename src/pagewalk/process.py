@@ -296,7 +296,7 @@ class Process:
         # Finding the populated runs costs a walk about a third of the price of
         # reading every entry, so it is done only where most of the address space
         # is not resident.
-        sparse = self._scan_sees_every_entry() and self._mostly_unpopulated()
+        sparse = self._scan_sees_every_entry() and self.mostly_unpopulated()
         if sparse:
             anyof = scan.PAGE_IS_PRESENT | scan.PAGE_IS_SWAPPED | scan.PAGE_IS_SOFT_DIRTY
         else:
@@ -305,7 +305,7 @@ class Process:
         hi = max(m.end for m in usable)
         return _ScanLayout(maps, lo, _scan_runs(scanner, lo, hi, anyof), sparse)
 
-    def _mostly_unpopulated(self) -> bool:
+    def mostly_unpopulated(self) -> bool:
         """Whether fewer than half of the process's virtual pages are resident
         (``/proc/PID/statm``: total size, then resident, in pages)."""
         try:

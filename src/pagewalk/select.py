@@ -76,10 +76,13 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
                end: int | None = None, *, zero_huge: bool = True
                ) -> Iterator[tuple[Mapping, int, int, PageTable | None]]:
     """For each mapping clipped to the range (``m, lo, hi``), its page tables in
-    bounded chunks; ``[vsyscall]`` comes once with table None: it has no pagemap entries."""
+    bounded chunks; ``[vsyscall]`` comes once with table None: it has no pagemap entries.
+    Where most of the process is not resident, a PAGEMAP_SCAN walk first finds what
+    to read; in a dense one it would cost more than it saves."""
+    sparse = process.mostly_unpopulated()
     for m, lo, hi in clip(mappings, start, end):
         if m.is_vsyscall:
             yield m, lo, hi, None
             continue
-        for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge, sparse=not m.scan_skips):
+        for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge, sparse=sparse and not m.scan_skips):
             yield m, lo, hi, table

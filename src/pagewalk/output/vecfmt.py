@@ -31,38 +31,49 @@ def const(text: bytes | str, n: int) -> Column:
     return Column(np.broadcast_to(row, (n, len(row))))
 
 
-def _digits(values: np.ndarray, base: int) -> Column:
+def dec_col(values: np.ndarray) -> Column:
+    """Non-negative integers in decimal."""
     v = values.astype(np.uint64, copy=False)
     top = int(v.max()) if len(v) else 0
-    width = 1
-    while base**width <= top:
-        width += 1
-    if base == 16:
-        shifts = np.arange(4 * (width - 1), -1, -4, dtype=np.uint64)
-        d = (v[:, None] >> shifts[None, :]) & np.uint64(15)
-    else:
-        powers = np.array([base**k for k in range(width - 1, -1, -1)], dtype=np.uint64)
-        d = (v[:, None] // powers[None, :]) % np.uint64(base)
+    width = len(str(top))
+    powers = np.array([10**k for k in range(width - 1, -1, -1)], dtype=np.uint64)
+    d = (v[:, None] // powers[None, :]) % np.uint64(10)
     keep = np.logical_or.accumulate(d != 0, axis=1)
     keep[:, -1] = True
     return Column(_HEX[d], None if keep[:, 0].all() else keep)  # all as wide: a plain copy
 
 
+# The two hex digits of each byte value, as one uint16: a row of hex is one take()
+# of its bytes (about 8 times faster than shifting out digits).
+_HEX_PAIRS = np.stack([_HEX[np.arange(256) >> 4], _HEX[np.arange(256) & 15]], axis=1).view(np.uint16).ravel()
+
+
+def _hex_chars(v: np.ndarray, width: int) -> np.ndarray:
+    """The last ``width`` hex digits of each of ``v`` (uint64), zero-padded: (n, width) uint8."""
+    n = len(v)
+    nbytes = (width + 1) // 2
+    # Little-endian: the low ``nbytes`` bytes, most significant first.
+    pairs = np.take(_HEX_PAIRS, np.ascontiguousarray(v).view(np.uint8).reshape(n, 8)[:, nbytes - 1 :: -1])
+    return pairs.view(np.uint8).reshape(n, 2 * nbytes)[:, 2 * nbytes - width :]
+
+
 def hex_col(values: np.ndarray) -> Column:
     """Lower-case hex without leading zeros or prefix, like ``printf("%jx")``."""
-    return _digits(values, 16)
+    v = values.astype(np.uint64, copy=False)
+    top = int(v.max()) if len(v) else 0
+    width = max(1, (top.bit_length() + 3) // 4)
+    chars = _hex_chars(v, width)
+    if not len(v) or int(v.min()) >= 16 ** (width - 1):
+        return Column(chars)  # every value as wide: a plain copy
+    thresholds = np.array([16**k for k in range(1, width)], dtype=np.uint64)
+    digits = np.searchsorted(thresholds, v, side="right") + 1
+    return Column(chars, np.arange(width)[None, :] >= (width - digits)[:, None])
 
 
 def hex_fixed(values: np.ndarray, width: int) -> Column:
     """Hex in exactly ``width`` digits (the caller knows every value needs that many):
     no keep mask, so rendering is a plain copy."""
-    shifts = np.arange(4 * (width - 1), -1, -4, dtype=np.uint64)
-    return Column(_HEX[(values.astype(np.uint64, copy=False)[:, None] >> shifts[None, :]) & np.uint64(15)])
-
-
-def dec_col(values: np.ndarray) -> Column:
-    """Non-negative integers in decimal."""
-    return _digits(values, 10)
+    return Column(_hex_chars(values.astype(np.uint64, copy=False), width))
 
 
 def bit_col(flags: np.ndarray) -> Column:
