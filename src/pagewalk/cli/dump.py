@@ -35,7 +35,10 @@ def run(args) -> int:
     from ..process import Process
     from ..select import check_where, clip, iter_pages, parse_where, where_mask
 
+    from ..system import reuse_freed_memory
+
     pid = _common.parse_pid(args.pid)
+    reuse_freed_memory()
     start, end = _common.parse_range(args.range) if args.range else (None, None)
     terms = parse_where(args.where)
     out = sys.stdout.buffer
