@@ -1,0 +1,153 @@
+"""``pagewalk types``: the kernel's page-types, option for option (kernel.md 4)."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InvalidArgument
+from . import _common
+
+NAMES = ("types",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "types", help="count pages by kernel flags, like the kernel's page-types (root)",
+        description="page-types in Python: every physical frame of the machine, a process's pages (-p) or "
+                    "a file's page cache (-f), counted by their /proc/kpageflags flags. Numbers are read as C's "
+                    "strtoll does (0x hex, 0 octal). Rows are sorted by page count.")
+    add = p.add_argument
+    add("-r", "--raw", action="store_true", help="raw mode: kernel-hacker bits, compound bits of every page, "
+                                                  "and page-types' synthetic bits (anon_exclusive, file, swap ...)")
+    add("-p", "--pid", metavar="PID", help="walk this process's address space")
+    add("-f", "--file", metavar="PATH", help="walk the page cache of a file, or of every file under a directory")
+    add("-a", "--addr", metavar="RANGE", action="append", default=[],
+        help="N, N+M, N,M (M exclusive), N, or ,M: PFNs; virtual pages with -p; file pages with -f")
+    add("-b", "--bits", metavar="EXPR", action="append", default=[],
+        help="flag filter: a,b (any), a,b=a or a,~b (masked), =a,b (exact); names may be prefixes")
+    add("-c", "--cgroup", metavar="PATH|@INODE", help="only pages charged to this memory cgroup")
+    add("-C", "--list-cgroup", action="store_true", help="add the cgroup inode to lists")
+    add("-M", "--list-mapcnt", action="store_true", help="add the map count to lists")
+    add("-d", "--describe", metavar="EXPR", action="append", help="print what a flag expression means, and exit")
+    add("-i", "--mark-idle", action="store_true",
+        help="mark the matching frames idle (idle page tracking; changes what reclaim and wss see)")
+    add("-l", "--list", dest="list_mode", action="store_const", const=1, default=0,
+        help="list matching pages as ranges")
+    add("-L", "--list-each", dest="list_mode", action="store_const", const=2, help="list matching pages one by one")
+    add("-N", "--no-summary", action="store_true", help="no summary table")
+    add("-F", "--kpageflags", metavar="FILE", help="read flags from a saved copy of /proc/kpageflags")
+    add("--json", action="store_true", help="print the summary as one JSON document")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from .. import flags as fl
+
+    if args.describe:
+        for expr in args.describe:
+            sys.stdout.write(fl.describe(expr) + "\n")
+        return 0
+    if args.pid and args.file:
+        raise InvalidArgument("-p and -f cannot be combined: walk a process or a file")
+    if args.json and args.list_mode:
+        raise InvalidArgument("--json prints the summary; lists (-l, -L) are text only")
+
+    from ..pagemap import PAGE_SIZE
+    from ..pagetypes import Frames, IdleMarker, Lister, Options, TypesCounter, parse_cgroup, parse_range
+    from ..system import reuse_freed_memory
+
+    reuse_freed_memory()
+    options = Options(raw=args.raw, filters=[fl.parse_bits(e) for e in args.bits],
+                      cgroup=parse_cgroup(args.cgroup) if args.cgroup else None, list_mode=args.list_mode,
+                      list_cgroup=args.list_cgroup, list_mapcnt=args.list_mapcnt,
+                      ranges=[parse_range(r) for r in args.addr])
+    pid = fl.parse_number(args.pid, "process ID") if args.pid else None
+    out = sys.stdout.buffer
+    frames = Frames(options, args.kpageflags)
+    idle = IdleMarker() if args.mark_idle else None
+    lister = Lister(options, out, "voffset" if pid else "foffset" if args.file else None) \
+        if options.list_mode else None
+    counter = TypesCounter(options, lister, idle)
+    try:
+        if lister:
+            out.write(lister.header().encode())
+        for batch in _walk(args, pid, options, frames):
+            counter.add(batch)
+        if lister:
+            lister.flush()
+    finally:
+        frames.close()
+        if idle:
+            idle.close()
+    if args.json:
+        import json
+
+        rows = [{"flags": f, "pages": n, "symbolic": fl.symbolic(f), "names": fl.names(f)} for f, n in counter.rows()]
+        out.write((json.dumps({"rows": rows, "total": {"pages": counter.total}}, indent=1) + "\n").encode())
+        return 0
+    if args.no_summary:
+        return 0
+    text = "\n\n" if lister else ""
+    if args.file:
+        text += _file_header(args.file, PAGE_SIZE) + "\n"
+    text += _summary(counter, PAGE_SIZE)
+    out.write(text.encode())
+    return 0
+
+
+def _walk(args, pid, options, frames):
+    from ..pagetypes import walk_file, walk_machine, walk_process
+
+    if pid is not None:
+        from ..process import Process
+
+        with Process(pid) as proc:
+            if not proc.pfn_visible:
+                raise InvalidArgument("types -p needs the frames of the pages: run as root (CAP_SYS_ADMIN)")
+            yield from walk_process(proc, frames, options.ranges)
+    elif args.file:
+        import os
+
+        from ..pagecache import regular_files
+        from ..pagemap import PagemapFile
+
+        with PagemapFile(os.getpid()) as own:
+            for path, _ in regular_files(args.file):
+                yield from walk_file(path, frames, options.ranges, own)
+    else:
+        end = frames.flags.end_pfn()
+        for first, _ in options.ranges:
+            if first >= end:
+                raise InvalidArgument(f"PFN {first:#x} is beyond the end of memory (the last PFN is {end - 1:#x})")
+        progress = _common.Progress("types", end, "frames")
+        try:
+            for batch in walk_machine(frames, options.ranges):
+                progress.advance(len(batch.offset))
+                yield batch
+        finally:
+            progress.close()
+
+
+def _summary(counter, page_size: int) -> str:
+    """page-types' summary table, rows sorted by page count."""
+    from .. import flags as fl
+
+    mb = lambda pages: pages * page_size >> 20  # noqa: E731
+    lines = ["             flags\tpage-count       MB  symbolic-flags\t\t\tlong-symbolic-flags"]
+    for f, n in counter.rows():
+        lines.append(f"0x{f:016x}\t{n:10d} {mb(n):8d}  {fl.symbolic(f)}\t{','.join(fl.names(f))}")
+    lines.append(f"             total\t{counter.total:10d} {mb(counter.total):8d}")
+    return "\n".join(lines) + "\n"
+
+
+def _file_header(path: str, page_size: int) -> str:
+    """What page-types prints of the path given to -f (a directory in directory mode)."""
+    import os
+    import time
+
+    st = os.stat(path)
+    now = int(time.time())
+    stamp = lambda t: time.strftime("%c", time.localtime(t))  # noqa: E731
+    return (f"{path}\tInode: {st.st_ino}\tSize: {st.st_size} ({(st.st_size + page_size - 1) // page_size} pages)\n"
+            f"Modify: {stamp(st.st_mtime)} ({now - int(st.st_mtime)} seconds ago)\n"
+            f"Access: {stamp(st.st_atime)} ({now - int(st.st_atime)} seconds ago)\n")

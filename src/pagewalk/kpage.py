@@ -1,0 +1,138 @@
+"""``/proc/kpageflags``, ``/proc/kpagecount`` and ``/proc/kpagecgroup``: one u64 per PFN.
+
+kernel.md section 2.  Each file is indexed by physical frame number (entry ``pfn``
+at byte ``8 * pfn``); reads at or past the end of memory return 0 bytes, and every
+entry costs the kernel 60 to 90 ns however it is read.  So :meth:`KpageFile.read`
+sorts and de-duplicates the PFNs asked for and reads each run of nearby ones
+once, and :meth:`KpageFile.chunks` streams the whole PFN space in large reads.
+All three files are root's only (mode 0400); ``kpagecgroup`` exists only with
+CONFIG_MEMCG.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from .errors import AccessDenied, PagewalkError, Unsupported
+
+KPAGEFLAGS = "kpageflags"
+KPAGECOUNT = "kpagecount"
+KPAGECGROUP = "kpagecgroup"
+ENTRY_BYTES = 8
+CHUNK_PFNS = 1 << 17  # 1 MiB of entries a read when streaming
+RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one read call
+
+_WHY_MISSING = {
+    KPAGECGROUP: "this kernel has no /proc/kpagecgroup (it needs CONFIG_MEMCG)",
+    KPAGECOUNT: "this kernel has no /proc/kpagecount (it needs CONFIG_PROC_PAGE_MONITOR)",
+    KPAGEFLAGS: "this kernel has no /proc/kpageflags (it needs CONFIG_PROC_PAGE_MONITOR)",
+}
+
+
+class KpageFile:
+    """One of the three per-PFN files, open for bulk reads.
+
+    ``path`` may name a saved copy of the file (``types -F``), which reads the same way.
+    """
+
+    def __init__(self, name: str, path: str | None = None) -> None:
+        self.name = name
+        self.path = path or f"/proc/{name}"
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _translate(exc, self.path, name if path is None else None) from None
+        self._end: int | None = None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> KpageFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read_range(self, first_pfn: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Entries ``first_pfn .. first_pfn + count - 1`` (fewer at the end of memory)."""
+        buf = np.empty(count, dtype=np.uint64) if out is None else out[:count]
+        view = memoryview(buf).cast("B")
+        got = 0
+        try:
+            while got < count:
+                n = os.preadv(self.fd, [view[got * ENTRY_BYTES :]], (first_pfn + got) * ENTRY_BYTES)
+                if n <= 0:
+                    break
+                got += n // ENTRY_BYTES
+        except OSError as exc:
+            raise _translate(exc, self.path, None) from None
+        return buf[:got]
+
+    def read(self, pfns: np.ndarray) -> np.ndarray:
+        """The entries of ``pfns`` (any order, repeats allowed), as a uint64 array of
+        the same shape; 0 for PFNs past the end of memory.  Each run of nearby
+        distinct PFNs is one read."""
+        pfns = np.asarray(pfns, dtype=np.uint64)
+        if pfns.size == 0:
+            return np.zeros(pfns.shape, dtype=np.uint64)
+        unique, inverse = np.unique(pfns, return_inverse=True)
+        signed = unique.astype(np.int64)
+        breaks = np.flatnonzero(np.diff(signed) > RUN_GAP) + 1
+        starts = signed[np.concatenate(([0], breaks))]
+        ends = signed[np.concatenate((breaks - 1, [len(signed) - 1]))] + 1
+        offsets = np.concatenate(([0], np.cumsum(ends - starts)))
+        values = np.zeros(int(offsets[-1]), dtype=np.uint64)
+        for first, end, at in zip(starts.tolist(), ends.tolist(), offsets.tolist()):
+            if len(self.read_range(first, end - first, values[at:])) < end - first:
+                break  # the end of memory: later runs are past it too
+        run = np.searchsorted(starts, signed, side="right") - 1
+        return values[offsets[run] + (signed - starts[run])][inverse].reshape(pfns.shape)
+
+    def chunks(self, start: int = 0, end: int | None = None, chunk: int = CHUNK_PFNS
+               ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first pfn, entries)`` over ``[start, end)`` (to the end of memory without
+        ``end``), in reads of ``chunk`` entries into one reused buffer: each array is
+        valid only until the next one is produced."""
+        buf = np.empty(chunk, dtype=np.uint64)
+        pfn = start
+        while end is None or pfn < end:
+            want = chunk if end is None else min(chunk, end - pfn)
+            got = self.read_range(pfn, want, buf)
+            if len(got):
+                yield pfn, got
+            if len(got) < want:
+                return
+            pfn += len(got)
+
+    def end_pfn(self) -> int:
+        """The first PFN without an entry: the end of memory as this file sees it
+        (found by probing, since the file's size reads as 0)."""
+        if self._end is None:
+            lo, hi = 0, 1
+            while self._has(hi):
+                lo, hi = hi, hi * 2
+            while hi - lo > 1:  # lo has an entry, hi has none
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if self._has(mid) else (lo, mid)
+            self._end = hi if self._has(lo) else 0
+        return self._end
+
+    def _has(self, pfn: int) -> bool:
+        try:
+            return len(os.pread(self.fd, ENTRY_BYTES, pfn * ENTRY_BYTES)) == ENTRY_BYTES
+        except OSError as exc:
+            raise _translate(exc, self.path, None) from None
+
+
+def _translate(exc: OSError, path: str, name: str | None) -> PagewalkError:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(path, "the per-frame files are root's only: run as root (CAP_SYS_ADMIN)")
+    if exc.errno == errno.ENOENT and name is not None:
+        return Unsupported(_WHY_MISSING[name])
+    return PagewalkError(f"cannot read {path}: {os.strerror(exc.errno) if exc.errno else exc}")

@@ -1,0 +1,162 @@
+"""Page-cache residency of files: which pages are cached, and their frames.
+
+``mincore`` on a shared read-only mapping of the file says which pages are in the
+cache (any user may ask).  Frames need more: the cached pages are mapped in
+(``MADV_POPULATE_READ`` on each run of cached pages, which faults them in without
+I/O because they are cached, and reports an error instead of SIGBUS past the end
+of the file), this process's own pagemap is read for the mapping, and the mapping
+is dropped again before the caller reads kpageflags and kpagecount, so those show
+the file's other users, not this reader (as page-types does).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from .errors import AccessDenied, InvalidArgument, PagewalkError
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PagemapFile
+
+CHUNK_PAGES = 1 << 16  # one mapping of at most 256 MiB at a time
+PROT_READ, MAP_SHARED = 0x1, 0x01
+MADV_RANDOM, MADV_SEQUENTIAL, MADV_POPULATE_READ = 1, 2, 22
+MAP_FAILED = ctypes.c_void_p(-1).value
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+def open_file(path: str) -> int:
+    """Open a file to inspect without changing its access time where allowed."""
+    for flags in (os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME, os.O_RDONLY | os.O_NOFOLLOW):
+        try:
+            return os.open(path, flags | os.O_CLOEXEC)
+        except PermissionError:
+            continue  # O_NOATIME needs ownership: try without it
+        except OSError as exc:
+            raise file_error(exc, path) from None
+    raise AccessDenied(path, "the file is not readable by this user")
+
+
+def file_error(exc: OSError, path: str) -> PagewalkError:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(path, "not readable by this user")
+    if exc.errno == errno.ENOENT:
+        return InvalidArgument(f"no such file: {path}")
+    if exc.errno == errno.ELOOP:
+        return InvalidArgument(f"{path} is a symbolic link (not followed)")
+    return PagewalkError(f"cannot read {path}: {os.strerror(exc.errno) if exc.errno else exc}")
+
+
+def file_pages(size_bytes: int) -> int:
+    """Pages of a file of this size, the partial last page included."""
+    return (size_bytes + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+
+class _Mapped:
+    """A read-only shared mapping of ``count`` file pages from ``first``."""
+
+    def __init__(self, fd: int, first: int, count: int, path: str) -> None:
+        self.length = count << PAGE_SHIFT
+        addr = _libc.mmap(None, self.length, PROT_READ, MAP_SHARED, fd, first << PAGE_SHIFT)
+        if addr in (None, MAP_FAILED):
+            raise file_error(OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno())), path)
+        self.addr = addr
+
+    def cached(self) -> np.ndarray:
+        vec = np.zeros(self.length >> PAGE_SHIFT, dtype=np.uint8)
+        if _libc.mincore(self.addr, self.length, vec.ctypes.data) != 0:
+            raise PagewalkError(f"mincore failed: {os.strerror(ctypes.get_errno())}")
+        return (vec & 1).astype(bool)
+
+    def populate(self, runs: list[tuple[int, int]]) -> None:
+        """Map in the pages of each ``(first, end)`` run without reading ahead."""
+        _libc.madvise(self.addr, self.length, MADV_RANDOM)
+        for a, b in runs:
+            if _libc.madvise(self.addr + (a << PAGE_SHIFT), (b - a) << PAGE_SHIFT, MADV_POPULATE_READ) != 0:
+                if ctypes.get_errno() == errno.EINVAL:  # before 5.14: touch each cached page instead
+                    buf = (ctypes.c_char * ((b - a) << PAGE_SHIFT)).from_address(self.addr + (a << PAGE_SHIFT))
+                    np.frombuffer(buf, dtype=np.uint8)[::PAGE_SIZE].sum()
+                # other errors (truncated meanwhile): those pages read as not present
+        _libc.madvise(self.addr, self.length, MADV_SEQUENTIAL)  # stop harvesting reference bits
+
+    def close(self) -> None:
+        if self.addr:
+            _libc.munmap(self.addr, self.length)
+            self.addr = 0
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first page, cached mask)`` over ``count`` pages from ``first``, in chunks."""
+    end = first + count
+    while first < end:
+        n = min(CHUNK_PAGES, end - first)
+        m = _Mapped(fd, first, n, path)
+        try:
+            yield first, m.cached()
+        finally:
+            m.close()
+        first += n
+
+
+def cached_frames(fd: int, first: int, count: int, path: str, self_pagemap: PagemapFile
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first page, cached mask, pagemap entries)`` over ``count`` pages from
+    ``first``, in chunks; the mapping is gone before each chunk is yielded."""
+    end = first + count
+    while first < end:
+        n = min(CHUNK_PAGES, end - first)
+        m = _Mapped(fd, first, n, path)
+        try:
+            cached = m.cached()
+            m.populate(_runs(cached))
+            entries = np.frombuffer(self_pagemap.read(m.addr >> PAGE_SHIFT, n), dtype=np.uint64)
+        finally:
+            m.close()
+        yield first, cached, entries
+        first += n
+
+
+def regular_files(path: str) -> Iterator[tuple[str, os.stat_result]]:
+    """``path`` itself if it is a regular file, else every regular file under it,
+    not following symbolic links nor crossing into other file systems (page-types'
+    ``nftw(FTW_MOUNT | FTW_PHYS)``).  A directory that cannot be read raises."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError as exc:
+        raise file_error(exc, path) from None
+    import stat as stat_module
+
+    if stat_module.S_ISREG(st.st_mode):
+        yield path, st
+        return
+    if not stat_module.S_ISDIR(st.st_mode):
+        raise InvalidArgument(f"not a regular file or directory: {path}")
+    device = st.st_dev
+
+    def failed(exc: OSError) -> None:
+        raise file_error(exc, exc.filename or path)
+
+    for root, dirs, files in os.walk(path, onerror=failed):
+        dirs[:] = sorted(d for d in dirs if os.stat(os.path.join(root, d), follow_symlinks=False).st_dev == device)
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full, follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            if stat_module.S_ISREG(st.st_mode):
+                yield full, st

@@ -1,0 +1,338 @@
+"""``page-types`` in numpy: count (and list) pages by their kernel flags.
+
+Three walks produce batches of pages, in order: the whole machine (or PFN
+ranges) from ``/proc/kpageflags``; a process's pages from its pagemap (present
+pages with their frames' flags, swapped pages with none); a file's page-cache
+pages.  :class:`TypesCounter` applies page-types' transformation and filters to
+each batch and counts distinct flag values; :class:`Lister` prints page-types'
+``-l``/``-L`` lists.  Behaviour follows kernel.md 4.3 to 4.6, except where
+page-types is wrong: a file's partial last page is walked, each file of a
+directory gets its own range, and guard or uffd-wp markers are not counted as
+swapped pages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+from collections.abc import Iterator
+
+import numpy as np
+
+from . import flags as fl
+from .errors import InvalidArgument, Unsupported
+from .kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile
+from .pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
+
+ULONG_MAX = (1 << 64) - 1
+IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
+
+
+class Batch(namedtuple("Batch", "voffset offset flags pme cgroup mapcnt swapped", defaults=(0, None, None, None))):
+    """Pages in walk order.  ``offset`` is the PFN (the swap offset for swapped
+    pages), ``voffset`` the virtual or file page (the PFN in a physical walk);
+    ``flags`` raw kpageflags (0 for swapped pages); ``pme`` the pagemap entry or 0;
+    ``cgroup`` and ``mapcnt`` read only when asked for; ``swapped`` marks swap entries."""
+
+    __slots__ = ()
+
+    def select(self, keep: np.ndarray) -> Batch:
+        pick = lambda a: a if a is None or np.isscalar(a) else a[keep]  # noqa: E731
+        return Batch(*(pick(a) for a in self))
+
+
+class Options:
+    """What ``types`` was asked for (page-types' options)."""
+
+    def __init__(self, *, raw: bool = False, filters: list[tuple[int, int]] | None = None,
+                 cgroup: int | None = None, list_mode: int = 0, list_cgroup: bool = False,
+                 list_mapcnt: bool = False, ranges: list[tuple[int, int]] | None = None) -> None:
+        self.raw = raw
+        self.filters = filters or []  # -b: (mask, bits), all must pass
+        self.cgroup = cgroup  # -c: only pages charged to this memory cgroup inode
+        self.list_mode = list_mode  # 1: -l ranges, 2: -L each page
+        self.list_cgroup = list_cgroup  # -C
+        self.list_mapcnt = list_mapcnt  # -M
+        self.ranges = ranges or []  # -a: (first, count)
+
+    @property
+    def needs_cgroup(self) -> bool:
+        return self.cgroup is not None or self.list_cgroup
+
+    @property
+    def needs_mapcnt(self) -> bool:
+        return bool(self.list_mode) and self.list_mapcnt
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """An ``-a`` range as page-types reads it: ``N``, ``N+M``, ``N,M`` (M exclusive),
+    ``N,`` or ``N+`` (to the end), ``,M`` or ``+M`` (from 0).  Returns (first, count)."""
+    sep = "," if "," in text else "+" if "+" in text else None
+    if sep is None:
+        return fl.parse_number(text), 1
+    head, tail = text.split(sep, 1)
+    if head == "":
+        return 0, fl.parse_number(tail)
+    first = fl.parse_number(head)
+    if tail == "":
+        return first, ULONG_MAX - first
+    n = fl.parse_number(tail)
+    if sep == ",":
+        if n < first:
+            raise InvalidArgument(f"invalid range: {first},{n} (the end is before the start)")
+        n -= first
+    return first, min(n, ULONG_MAX - first)
+
+
+def parse_cgroup(text: str) -> int:
+    """``-c PATH`` (a cgroup directory: its inode) or ``-c @INODE``."""
+    if text.startswith("@"):
+        return fl.parse_number(text[1:], "cgroup inode")
+    try:
+        st = os.stat(text)
+    except OSError as exc:
+        raise InvalidArgument(f"no such cgroup directory: {text} ({os.strerror(exc.errno)})") from None
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument(f"not a cgroup directory: {text}")
+    return st.st_ino
+
+
+class TypesCounter:
+    """Transforms, filters, lists and counts batches of pages."""
+
+    def __init__(self, options: Options, lister: Lister | None = None, idle: IdleMarker | None = None) -> None:
+        self.options = options
+        self.lister = lister
+        self.idle = idle
+        self.counts: dict[int, int] = {}
+        self.total = 0
+
+    def add(self, batch: Batch) -> None:
+        o = self.options
+        flags = fl.transform(batch.flags, batch.pme, o.raw)
+        keep = fl.matches(flags, o.filters)
+        if o.cgroup is not None:
+            cg = batch.cgroup if batch.cgroup is not None else np.zeros(len(flags), dtype=np.uint64)
+            ok = cg == np.uint64(o.cgroup)
+            if batch.swapped is not None:
+                ok &= ~batch.swapped  # page-types drops swapped pages under -c
+            keep = ok if keep is None else keep & ok
+        if keep is not None:
+            if not keep.any():
+                return
+            if not keep.all():
+                batch, flags = batch.select(keep), flags[keep]
+        if self.idle is not None:
+            self.idle.mark(batch.offset if batch.swapped is None else batch.offset[~batch.swapped])
+        if self.lister is not None:
+            self.lister.add(batch, flags)
+        values, counts = np.unique(flags, return_counts=True)
+        for v, c in zip(values.tolist(), counts.tolist()):
+            self.counts[v] = self.counts.get(v, 0) + c
+        self.total += len(flags)
+
+    def rows(self) -> list[tuple[int, int]]:
+        """``(flags, pages)``, most pages first, ties by flags."""
+        return sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+class Lister:
+    """page-types' ``-l`` (runs of pages with equal flags, cgroup and map count and
+    consecutive frames and virtual pages) and ``-L`` (one line a page), written
+    to ``out`` as batches arrive; a run may continue into the next batch."""
+
+    def __init__(self, options: Options, out, voffset_column: str | None) -> None:
+        self.o = options
+        self.out = out
+        self.voffset_column = voffset_column  # "voffset", "foffset" or None
+        self.pending: tuple[int, int, int, int, int, int] | None = None  # voff, off, count, flags, cg, cnt
+
+    def header(self) -> str:
+        cols = [self.voffset_column] if self.voffset_column else []
+        cols += ["cgroup"] if self.o.list_cgroup else []
+        cols += ["map-cnt"] if self.o.list_mapcnt else []
+        cols += ["offset", "len", "flags"] if self.o.list_mode == 1 else ["offset", "flags"]
+        return "\t".join(cols) + "\n"
+
+    def add(self, batch: Batch, flags: np.ndarray) -> None:
+        n = len(flags)
+        if n == 0:
+            return
+        zeros = np.zeros(n, dtype=np.uint64)
+        cg = batch.cgroup if batch.cgroup is not None else zeros
+        cnt = batch.mapcnt if batch.mapcnt is not None else zeros
+        voff = batch.voffset.astype(np.uint64)
+        off = batch.offset.astype(np.uint64)
+        if self.o.list_mode == 2:
+            self.out.write(self._render(voff, off, None, flags, cg, cnt))
+            return
+        one = np.uint64(1)
+        same = ((flags[1:] == flags[:-1]) & (cg[1:] == cg[:-1]) & (cnt[1:] == cnt[:-1])
+                & (off[1:] == off[:-1] + one) & (voff[1:] == voff[:-1] + one))
+        starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+        lengths = np.diff(np.concatenate((starts, [n])))
+        first = (int(voff[0]), int(off[0]), int(flags[0]), int(cg[0]), int(cnt[0]))
+        p = self.pending
+        if p is not None and p[3:] == first[2:] and first[1] == p[1] + p[2] and first[0] == p[0] + p[2]:
+            lengths = lengths.copy()
+            self.pending = (p[0], p[1], p[2] + int(lengths[0]), p[3], p[4], p[5])
+            starts, lengths = starts[1:], lengths[1:]
+        if len(starts) == 0:
+            return
+        self.flush()
+        last = len(starts) - 1
+        k = starts[:last]
+        self.out.write(self._render(voff[k], off[k], lengths[:last].astype(np.uint64), flags[k], cg[k], cnt[k]))
+        s = starts[last]
+        self.pending = (int(voff[s]), int(off[s]), int(lengths[last]), int(flags[s]), int(cg[s]), int(cnt[s]))
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            v, o, c, f, g, m = self.pending
+            self.pending = None
+            a = lambda x: np.array([x], dtype=np.uint64)  # noqa: E731
+            self.out.write(self._render(a(v), a(o), a(c), a(f), a(g), a(m)))
+
+    def _render(self, voff, off, length, flags, cg, cnt) -> bytes:
+        from .output import vecfmt as vf
+
+        n = len(off)
+        if n == 0:
+            return b""
+        tab = vf.const(b"\t", n)
+        cols = []
+        if self.voffset_column:
+            cols += [vf.hex_col(voff), tab]
+        if self.o.list_cgroup:
+            cols += [vf.const(b"@", n), vf.dec_col(cg), tab]
+        if self.o.list_mapcnt:
+            cols += [vf.dec_col(cnt), tab]
+        cols += [vf.hex_col(off), tab]
+        if length is not None:
+            cols += [vf.hex_col(length), tab]
+        values, index = np.unique(flags, return_inverse=True)
+        cols += [vf.choice_col(index, [fl.symbolic(v) for v in values.tolist()]), vf.const(b"\n", n)]
+        return vf.render(cols)
+
+
+class IdleMarker:
+    """``-i``: set the idle bit of each frame in ``/sys/kernel/mm/page_idle/bitmap``
+    (one bit a PFN, written a 64-bit word at a time; runs of words in one write)."""
+
+    def __init__(self) -> None:
+        try:
+            self.fd = os.open(IDLE_BITMAP, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise Unsupported(f"cannot mark pages idle: {IDLE_BITMAP} does not exist (this kernel was built "
+                              "without CONFIG_IDLE_PAGE_TRACKING)") from None
+        except PermissionError:
+            raise Unsupported(f"cannot mark pages idle: {IDLE_BITMAP} is writable by root only") from None
+
+    def mark(self, pfns: np.ndarray) -> None:
+        if len(pfns) == 0:
+            return
+        pfns = np.unique(pfns.astype(np.uint64))
+        words = pfns >> np.uint64(6)
+        bits = np.left_shift(np.uint64(1), pfns & np.uint64(63))
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(words)) + 1))
+        values = np.bitwise_or.reduceat(bits, starts)
+        uwords = words[starts].astype(np.int64)
+        breaks = np.concatenate(([0], np.flatnonzero(np.diff(uwords) != 1) + 1, [len(uwords)]))
+        for a, b in zip(breaks[:-1].tolist(), breaks[1:].tolist()):
+            os.pwrite(self.fd, values[a:b].tobytes(), int(uwords[a]) * 8)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+# -- the walks --------------------------------------------------------------------------
+
+class Frames:
+    """The per-frame files one walk needs, open together."""
+
+    def __init__(self, options: Options, kpageflags_path: str | None = None) -> None:
+        self.flags = KpageFile(KPAGEFLAGS, kpageflags_path)
+        self.cgroup = KpageFile(KPAGECGROUP) if options.needs_cgroup else None
+        self.count = KpageFile(KPAGECOUNT) if options.needs_mapcnt else None
+
+    def batch(self, voffset: np.ndarray, pfns: np.ndarray, pme: np.ndarray | int = 0,
+              swapped: np.ndarray | None = None) -> Batch:
+        """Read what is needed of the frames ``pfns`` (swap entries: ``swapped`` True,
+        their ``pfns`` the swap offsets, no frame read)."""
+        frames = pfns if swapped is None else np.where(swapped, np.uint64(0), pfns)
+        real = slice(None) if swapped is None else ~swapped
+
+        def read(f: KpageFile | None) -> np.ndarray | None:
+            if f is None:
+                return None
+            out = np.zeros(len(pfns), dtype=np.uint64)
+            out[real] = f.read(frames[real])
+            return out
+
+        return Batch(voffset, pfns, read(self.flags), pme, read(self.cgroup), read(self.count), swapped)
+
+    def close(self) -> None:
+        for f in (self.flags, self.cgroup, self.count):
+            if f is not None:
+                f.close()
+
+
+def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:
+    """Every PFN of ``ranges`` (default: all of memory), streamed in large reads."""
+    for first, count in ranges or [(0, ULONG_MAX)]:
+        end = None if count >= ULONG_MAX - first else first + count
+        for pfn, values in frames.flags.chunks(first, end):
+            n = len(values)
+            pfns = np.arange(pfn, pfn + n, dtype=np.uint64)
+            cg = frames.cgroup.read_range(pfn, n) if frames.cgroup is not None else None
+            cnt = frames.count.read_range(pfn, n) if frames.count is not None else None
+            yield Batch(pfns, pfns, values, 0, cg, cnt)
+
+
+def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:
+    """The pages of ``process`` (ranges in virtual page numbers) that have a frame
+    (present, PFN not 0) or are swapped out, in address order."""
+    spans = [(m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT, m) for m in process.mappings() if not m.is_vsyscall]
+    if not ranges:
+        ranges = [(0, ULONG_MAX)]
+    sparse = process.mostly_unpopulated()
+    for first, count in ranges:
+        end = first + count
+        for lo, hi, m in spans:
+            a, b = max(lo, first), min(hi, end)
+            if a >= b:
+                continue
+            for table in process.iter_page_tables(a << PAGE_SHIFT, b << PAGE_SHIFT, zero_huge=False,
+                                                  sparse=sparse and not m.scan_skips):
+                raw = table.raw
+                has_frame = ((raw & np.uint64(PM_PRESENT)) != 0) & (table.pfn > 0)
+                swapped = table.swapped
+                keep = np.flatnonzero(has_frame | swapped)
+                if len(keep) == 0:
+                    continue
+                vpn = (table.vaddr[keep] >> PAGE_SHIFT).astype(np.uint64)
+                sw = swapped[keep]
+                offset = np.where(sw, table.swap_offset[keep], table.pfn[keep]).astype(np.uint64)
+                yield frames.batch(vpn, offset, raw[keep], sw if sw.any() else None)
+
+
+def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pagemap) -> Iterator[Batch]:
+    """The page-cache pages of one regular file (ranges in file pages; default:
+    every page, the partial last page included)."""
+    from .pagecache import cached_frames, file_pages, open_file
+
+    fd = open_file(path)
+    try:
+        size_pages = file_pages(os.fstat(fd).st_size)
+        for first, count in ranges or [(0, size_pages)]:
+            count = min(count, max(0, size_pages - first))
+            for page, cached, entries in cached_frames(fd, first, count, path, self_pagemap):
+                present = (entries & np.uint64(PM_PRESENT)) != 0
+                pfns = entries & np.uint64(PM_PFRAME_MASK)
+                keep = np.flatnonzero(cached & present & (pfns > 0))
+                if len(keep):
+                    yield frames.batch((page + keep).astype(np.uint64), pfns[keep], entries[keep])
+    finally:
+        os.close(fd)

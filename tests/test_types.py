@@ -1,0 +1,233 @@
+"""``pagewalk types``: page-types' counts, checked against a count the test builds
+itself from raw pagemap entries and /proc/kpageflags with the kernel's definitions
+(kernel.md 4.5), and page-types' option syntax and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from conftest import PAGE, cli, requires_root
+
+pytestmark = requires_root  # the per-frame files are root's only
+
+PRESENT, SWAP, FILE_BIT, EXCL, SOFT_DIRTY = 1 << 63, 1 << 62, 1 << 61, 1 << 56, 1 << 55
+FRAME = (1 << 55) - 1
+ANON, OWNER_2, SLAB, ACTIVE, ERROR, RECLAIM, WRITEBACK = 1 << 12, 1 << 34, 1 << 7, 1 << 6, 1 << 1, 1 << 9, 1 << 8
+COMPOUND, HUGE = (1 << 15) | (1 << 16), 1 << 17
+# Bits a living system flips by itself (kernel.md 0: kdamond's idle sampling, LRU aging).
+VOLATILE = (1 << 25) | (1 << 2) | (1 << 6) | (1 << 5) | (1 << 50)
+
+
+def entries_of(pid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(virtual page numbers, raw entries) of every mapping, read by the test."""
+    vpns, raws = [], []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm:
+        for line in maps:
+            if line.rstrip().endswith("[vsyscall]"):
+                continue
+            lo, hi = (int(x, 16) // PAGE for x in line.split()[0].split("-"))
+            data = os.pread(pm.fileno(), (hi - lo) * 8, lo * 8)
+            vpns.append(np.arange(lo, lo + len(data) // 8, dtype=np.uint64))
+            raws.append(np.frombuffer(data, dtype=np.uint64))
+    return np.concatenate(vpns), np.concatenate(raws)
+
+
+def frame_flags(pfns: np.ndarray) -> np.ndarray:
+    with open("/proc/kpageflags", "rb", buffering=0) as f:
+        return np.array([int.from_bytes(os.pread(f.fileno(), 8, int(p) * 8), "little") for p in pfns],
+                        dtype=np.uint64)
+
+
+def expected_counts(pid: int, raw_mode: bool) -> dict[int, int]:
+    """page-types -p's counts as kernel.md 4.3/4.5 define them, built here."""
+    _, raw = entries_of(pid)
+    present = (raw & np.uint64(PRESENT)) != 0
+    pfn = raw & np.uint64(FRAME)
+    framed = present & (pfn != 0)
+    counts: dict[int, int] = {}
+    for e, f in zip(raw[framed].tolist(), frame_flags(pfn[framed]).tolist()):
+        if raw_mode:
+            if f & ANON and f & OWNER_2:
+                f ^= OWNER_2 | (1 << 47)
+            if f & SLAB and f & ACTIVE:
+                f ^= ACTIVE | (1 << 50)
+            if f & SLAB and f & ERROR:
+                f ^= ERROR | (1 << 51)
+            if f & (RECLAIM | WRITEBACK) == RECLAIM:
+                f ^= RECLAIM | (1 << 48)
+            f |= (1 << 40 if e & SOFT_DIRTY else 0) | (1 << 61 if e & FILE_BIT else 0) \
+                | (1 << 62 if e & SWAP else 0) | (1 << 63 if e & EXCL else 0)
+        else:
+            f &= ~(0xFFFF << 32)
+            if f & COMPOUND and not f & HUGE:
+                f &= ~COMPOUND
+        counts[f & ~VOLATILE] = counts.get(f & ~VOLATILE, 0) + 1
+    return counts
+
+
+def types_json(*args: str) -> dict:
+    r = cli("types", *args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def masked(doc: dict) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for row in doc["rows"]:
+        out[row["flags"] & ~VOLATILE] = out.get(row["flags"] & ~VOLATILE, 0) + row["pages"]
+    return out
+
+
+@pytest.mark.parametrize("raw_mode", [False, True], ids=["default", "raw"])
+def test_process_counts_match_the_kernel_definitions(specimen, raw_mode):
+    specimen.run("a = mmap(300); write(a, 200); read(a + 250 * PAGE, 20)\n"
+                 "h = mmap(1024, align=2 << 20); madvise(h, 512, MADV_HUGEPAGE); write(h, 512)")
+    args = [f"-p{specimen.pid}"] + (["-r"] if raw_mode else [])
+    for attempt in range(3):  # a row may move between the two reads on a living system
+        expected = expected_counts(specimen.pid, raw_mode)
+        doc = types_json(*args)
+        if masked(doc) == expected:
+            break
+    assert masked(doc) == expected
+    assert doc["total"]["pages"] == sum(expected.values()) == sum(r["pages"] for r in doc["rows"])
+    pages = [r["pages"] for r in doc["rows"]]
+    assert pages == sorted(pages, reverse=True)
+    if raw_mode:
+        assert any(r["flags"] & (1 << 63) for r in doc["rows"])  # mmap_exclusive seen
+        # the THP's pages: compound head/tail and thp, shown only in raw mode
+        assert sum(r["pages"] for r in doc["rows"] if r["flags"] & (1 << 22) and r["flags"] & COMPOUND) >= 512
+    else:
+        assert not any(r["flags"] & (0xFFFF << 32) for r in doc["rows"])
+
+
+def test_filters_select_what_they_say(specimen):
+    specimen.run("a = mmap(100); write(a, 100)")
+    pid = f"{specimen.pid}"
+    everything = types_json("-p", pid)
+    anon = sum(r["pages"] for r in everything["rows"] if r["flags"] & ANON)
+    assert types_json("-p", pid, "-b", "anon")["total"]["pages"] == anon  # prefix of "anonymous"
+    swapbacked_unmapped = sum(r["pages"] for r in everything["rows"] if r["flags"] & (1 << 14) and not r["flags"] & 2048)
+    assert types_json("-p", pid, "-b", "swapb,~mmap")["total"]["pages"] == swapbacked_unmapped
+    mapped_not_anon = sum(r["pages"] for r in everything["rows"] if r["flags"] & 2048 and not r["flags"] & ANON)
+    assert types_json("-p", pid, "-b", "mmap,anon=mmap")["total"]["pages"] == mapped_not_anon
+    assert types_json("-p", pid, "-b", "~anon")["total"]["pages"] == everything["total"]["pages"] - anon
+    assert types_json("-p", pid, "-b", "0x1000")["total"]["pages"] == anon  # a mask number
+    exact = types_json("-p", pid, "-b", "=mmap,anonymous,uptodate,lru,swapbacked")
+    assert all(r["flags"] == 0x5828 for r in exact["rows"])
+
+
+def test_describe_is_page_types_own_line():
+    r = cli("types", "-d", "anon,0x10")
+    assert r.returncode == 0
+    assert r.stdout == "0x0000000000001010\t____D_______a______________________________\tdirty,anonymous\n"
+
+
+def test_whole_machine_counts_every_frame():
+    with open("/proc/kpageflags", "rb", buffering=0) as f:
+        frames = 0
+        while chunk := f.read(1 << 22):
+            frames += len(chunk) // 8
+    doc = types_json()
+    assert doc["total"]["pages"] == frames == sum(r["pages"] for r in doc["rows"])
+    assert types_json("-a", "0x1000,0x3000")["total"]["pages"] == 0x2000
+    assert types_json("-a", "0x1000+0x10", "-a", "5")["total"]["pages"] == 0x11
+    r = cli("types", "-a", "0x1000,0x1008", "-l", "-N")
+    lines = r.stdout.splitlines()
+    assert lines[0] == "offset\tlen\tflags"
+    assert sum(int(line.split("\t")[1], 16) for line in lines[1:]) == 8  # ranges cover every PFN once
+
+
+def test_lists_cover_the_process_pages(specimen):
+    addr = specimen.run("a = mmap(64); write(a, 64); result = a")
+    pid = str(specimen.pid)
+    each = cli("types", "-p", pid, "-L", "-N", "-M", "-C").stdout.splitlines()
+    assert each[0] == "voffset\tcgroup\tmap-cnt\toffset\tflags"
+    rows = [line.split("\t") for line in each[1:]]
+    mine = [r for r in rows if addr // PAGE <= int(r[0], 16) < addr // PAGE + 64]
+    assert len(mine) == 64
+    with open(f"/proc/{specimen.pid}/pagemap", "rb") as f:
+        f.seek(addr // PAGE * 8)
+        raw = np.frombuffer(f.read(64 * 8), dtype=np.uint64)
+    assert [int(r[3], 16) for r in mine] == (raw & np.uint64(FRAME)).tolist()
+    assert all(r[2] == "1" and r[1].startswith("@") for r in mine)
+    ranges = cli("types", "-p", pid, "-l", "-N").stdout.splitlines()[1:]
+    assert sum(int(r.split("\t")[2], 16) for r in ranges) == len(rows)  # the runs add up to the pages
+
+
+def cached_pages(fd: int, pages: int) -> list[int]:
+    """Cached pages of a file by mincore(2) on the test's own mapping."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    addr = libc.mmap(None, pages * PAGE, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+    vec = (ctypes.c_ubyte * pages)()
+    try:
+        assert libc.mincore(addr, pages * PAGE, vec) == 0
+    finally:
+        libc.munmap(addr, pages * PAGE)
+    return [i for i in range(pages) if vec[i] & 1]
+
+
+def test_file_cache_includes_the_partial_last_page_and_each_file_of_a_directory():
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
+        big = os.path.join(d, "big")
+        with open(big, "wb") as f:
+            f.write(b"x" * (5 * PAGE + 1000))  # 6 pages, the last partial
+            f.flush()
+            os.fsync(f.fileno())
+        fd = os.open(big, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # nothing cached
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead
+        os.pread(fd, 10, 5 * PAGE)  # the partial last page
+        os.pread(fd, 10, 0)
+        cached = cached_pages(fd, 6)  # the kernel's word (large folios may bring neighbours)
+        assert 5 in cached and 0 in cached and len(cached) < 6
+        r = cli("types", "-f", big, "-L", "-N")
+        assert r.returncode == 0, r.stderr
+        pages = [int(line.split("\t")[0], 16) for line in r.stdout.splitlines()[1:]]
+        assert pages == cached
+        small = os.path.join(d, "small")
+        with open(small, "wb") as f:
+            f.write(b"y" * 100)
+        os.pread(fd, 6 * PAGE, 0)
+        os.close(fd)
+        r = cli("types", "-f", d, "-l")
+        assert r.returncode == 0, r.stderr
+        listed = sum(int(line.split("\t")[2], 16) for line in r.stdout.split("\n\n")[0].splitlines()[1:])
+        assert listed == 7  # 6 + 1: every file its own range (page-types would walk 1 page of each)
+        assert f"{d}\tInode: " in r.stdout and "Modify: " in r.stdout
+
+
+def test_bad_input_is_one_line_with_the_contract_status():
+    r = cli("types", "-b", "bogus")
+    assert r.returncode == 2 and "bogus" in r.stderr and "anonymous" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = cli("types", "-c", "/sys/fs/cgroup/no-such-group")
+    assert r.returncode == 2 and "no-such-group" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = cli("types", "-a", "5,3")
+    assert r.returncode == 2 and "invalid range" in r.stderr
+    r = cli("types", "-a", "0x7fffffffffff")
+    assert r.returncode == 2 and "beyond the end of memory" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = cli("types", "-p", "xyz")
+    assert r.returncode == 2 and "xyz" in r.stderr
+
+
+def test_mark_idle_works_or_says_why_not(specimen):
+    addr = specimen.run("a = mmap(8); write(a, 8); result = a")
+    r = cli("types", "-p", str(specimen.pid), "-a", f"{addr // PAGE:#x}+8", "-i", "-N")
+    if not os.path.exists("/sys/kernel/mm/page_idle/bitmap"):
+        assert r.returncode == 1 and "CONFIG_IDLE_PAGE_TRACKING" in r.stderr
+        pytest.skip("no idle page tracking on this kernel (checked the message instead)")
+    assert r.returncode == 0, r.stderr
+    from conftest import kpageflags, pagemap_entry
+
+    for i in range(8):
+        assert kpageflags(pagemap_entry(specimen.pid, addr + i * PAGE) & FRAME) & (1 << 25)
