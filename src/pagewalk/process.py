@@ -214,6 +214,46 @@ class Process:
                 return  # the end of user space
             start += step
 
+    def resident_table(self, mappings: Sequence[Mapping] | None = None) -> PageTable:
+        """Every page of the process with a frame or a swap entry (present, zero page
+        included; swapped; markers), in address order, as one table whose ``vaddr``
+        says where each page is.  With PAGEMAP_SCAN one walk finds them and only
+        they are read, so the cost follows the resident set, not the address space.
+        Skips ``[vsyscall]`` and VM_PFNMAP areas (device memory; smaps counts none
+        of their pages either).  Without PAGEMAP_SCAN every mapping is read."""
+        import numpy as np
+
+        from .pagetable import PageTable
+
+        maps = [m for m in (self.mappings() if mappings is None else mappings)
+                if not m.is_vsyscall and not m.scan_skips]
+        scanner = self.scanner()
+        parts = [] if scanner is not None else [
+            (t, t.present | t.swap_entry) for m in maps for t in self.iter_page_tables(m.start, m.end, zero_huge=False)]
+        if parts:
+            return PageTable.concat(parts)
+        if scanner is None or not maps:
+            return PageTable(0, np.empty(0, dtype=np.uint64), pfn_visible=self.pfn_visible,
+                             vaddr=np.empty(0, dtype=np.uint64))
+        from .scan import PAGE_IS_PRESENT, PAGE_IS_SWAPPED
+
+        base = min(m.start for m in maps)
+        top = min(max(m.end for m in maps), USER_END_4LEVEL)
+        lo, hi, zero, huge = _scan_runs(scanner, base, top, PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
+        lengths = hi - lo
+        total = int(lengths.sum())
+        raw = np.zeros(total, dtype=np.uint64)
+        view = memoryview(raw).cast("B")
+        at = 0
+        for a, b in _merge_runs(lo, hi):
+            self.pagemap().read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
+            at += b - a
+        first_index = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        page = np.repeat(lo - first_index, lengths) + np.arange(total)
+        vaddr = page.astype(np.uint64) * np.uint64(PAGE_SIZE) + np.uint64(base)
+        return PageTable(base, raw, pfn_visible=self.pfn_visible, zero=np.repeat(zero, lengths),
+                         huge=np.repeat(huge, lengths), zero_pfns=system.zero_pfns(), vaddr=vaddr)
+
     def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
         """Per-mapping page counts, as ``pagewalk maps`` prints them.
 

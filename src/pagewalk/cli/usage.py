@@ -1,0 +1,50 @@
+"""``pagewalk usage``: RSS, PSS, USS and swap per process, like procrank and smem."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InvalidArgument
+from . import _common
+
+NAMES = ("usage",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("usage", help="RSS, PSS, USS and swap per process (procrank, smem)",
+                       description="Memory per process from pagemap and /proc/kpagecount: RSS (resident), PSS "
+                                   "(shared pages divided among their mappers), USS (pages mapped only once) "
+                                   "and swap. No PID and --all both mean every process. Without root, USS comes "
+                                   "from the exclusive bit and PSS from smaps_rollup where readable.")
+    p.add_argument("pids", metavar="PID", nargs="*", help="processes to measure (default: all)")
+    p.add_argument("--all", action="store_true", help="every process")
+    p.add_argument("--sort", default="pss", choices=("rss", "pss", "uss", "swap"), help="largest first (default pss)")
+    p.add_argument("--by", default="process", choices=("process", "user", "command", "mapping", "cgroup"),
+                   help="group the rows (default: one per process)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..output import usage as out
+    from ..usage import all_pids, measure
+
+    if args.all and args.pids:
+        raise InvalidArgument("give PIDs or --all, not both")
+    pids = [_common.parse_pid(p) for p in args.pids]
+    explicit = bool(pids)
+    pids = pids or all_pids()
+    progress = _common.Progress("usage", len(pids), "processes")
+    try:
+        report = measure(pids, by=args.by, sort=args.sort, explicit=explicit, progress=progress.advance)
+    finally:
+        progress.close()
+    if not report.pfn_visible:
+        _common.warn("note: frames are hidden from this user: PSS and USS come from smaps_rollup where it "
+                     "is readable; elsewhere PSS is '-' (null) and USS counts pages with pagemap's exclusive "
+                     "bit, a lower bound; run as root for exact numbers everywhere")
+    if report.skipped:
+        first = next(iter(report.skipped.items()))
+        _common.warn(f"note: {len(report.skipped)} process(es) left out, e.g. {first[0]}: {first[1]}")
+    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
+    return 0

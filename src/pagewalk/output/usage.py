@@ -1,0 +1,40 @@
+"""``pagewalk usage`` output: a table for people, JSON for programs (bytes)."""
+
+from __future__ import annotations
+
+import json
+
+from ..usage import Report
+from .table import render_columns
+
+
+def as_json(report: Report) -> str:
+    def amounts(u) -> dict:
+        return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap}
+
+    doc: dict = {"by": report.by, "pfn_visible": report.pfn_visible}
+    if report.by == "process":
+        doc["processes"] = [{"pid": u.pid, "command": u.command, "user": u.user, **amounts(u)} for u in report.rows]
+    else:
+        doc["groups"] = [{"name": u.name, "processes": u.processes, **amounts(u)} for u in report.rows]
+    doc["totals"] = {"processes": report.totals.processes, **amounts(report.totals)}
+    doc["skipped"] = [{"pid": pid, "why": why} for pid, why in sorted(report.skipped.items())]
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def as_text(report: Report) -> str:
+    """One row per process (or group), sizes human-readable, the name last (it may be long)."""
+    from ..cli._common import human_bytes
+
+    rows = [*report.rows, report.totals]
+    sizes = [[human_bytes(getattr(u, f)) for u in rows] for f in ("rss", "pss", "uss", "swap")]
+    if report.by == "process":
+        pids = [str(u.pid) for u in report.rows] + ["total"]
+        users = [u.user for u in report.rows] + [""]
+        commands = [u.command for u in report.rows] + [f"{report.totals.processes} processes"]
+        return render_columns(["PID", "USER", "RSS", "PSS", "USS", "SWAP", "COMMAND"],
+                              [pids, users, *sizes, commands], right={0, 2, 3, 4, 5})
+    names = [u.name for u in report.rows] + ["total"]
+    procs = [str(u.processes) for u in rows]
+    return render_columns(["PROCS", "RSS", "PSS", "USS", "SWAP", report.by.upper()], [procs, *sizes, names],
+                          right={0, 1, 2, 3, 4})

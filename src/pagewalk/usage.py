@@ -1,0 +1,220 @@
+"""RSS, PSS, USS and swap per process, from pagemap and kpagecount (procrank's way).
+
+A present page that is not the zero page and not hugetlb adds a page to RSS;
+with map count n it adds page_size / n to PSS (in smaps' fixed point, 12
+fractional bits, so sums round as smaps_rollup's do) and to USS when n is 1.
+Pages whose pagemap entry has the exclusive bit have map count 1 (kernel.md 1.1,
+CONFIG_PAGE_MAPCOUNT), so only the others are looked up in kpagecount: once per
+distinct frame for all processes together.  Swap counts real swap entries.
+
+Without CAP_SYS_ADMIN frames are hidden and kpagecount is closed: PSS and USS
+come from ``/proc/PID/smaps_rollup`` where it is readable (the caller's own
+processes); elsewhere PSS is unknown (None) and USS counts the pages with the
+exclusive bit, a lower bound (pages of a large folio that other processes map in
+part lack the bit although mapped once).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+from collections.abc import Iterable
+
+import numpy as np
+
+from . import system
+from .errors import AccessDenied, NoAddressSpace, NoSuchProcess, PagewalkError
+from .pagemap import PAGE_SHIFT, PAGE_SIZE
+
+PSS_SHIFT = 12  # smaps' fixed point
+GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
+SORT_FIELDS = ("rss", "pss", "uss", "swap")
+
+
+class Usage(namedtuple("Usage", "name processes rss pss uss swap pid command user")):
+    """Memory of one process or group, in bytes (``pss``/``uss`` None where unknown)."""
+
+    __slots__ = ()
+
+
+class _Pages:
+    """What one process contributes, per mapping label, before PSS is known."""
+
+    def __init__(self, pid: int, command: str, user: str, cgroup: str, labels: list[str], rss: np.ndarray,
+                 exclusive: np.ndarray, swap: np.ndarray, shared_pfns: np.ndarray | None,
+                 shared_label: np.ndarray | None, rollup: dict[str, int] | None) -> None:
+        self.pid, self.command, self.user, self.cgroup = pid, command, user, cgroup
+        self.labels = labels  # per label index: rss, exclusive and swap pages
+        self.rss, self.exclusive, self.swap = rss, exclusive, swap
+        self.shared_pfns, self.shared_label = shared_pfns, shared_label
+        self.rollup = rollup  # smaps_rollup (bytes), read where frames are hidden
+
+
+class Report(namedtuple("Report", "by rows totals pfn_visible skipped")):
+    """``rows`` sorted; ``skipped`` maps PID to why it was left out (gone, denied)."""
+
+    __slots__ = ()
+
+
+def all_pids() -> list[int]:
+    return sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+
+
+def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,
+            progress=None) -> Report:
+    """Usage of ``pids`` grouped ``by`` process, user, command, mapping or cgroup.
+
+    ``explicit``: the PIDs were named by the user, so one that cannot be read is
+    an error; otherwise (``--all``) kernel threads and processes that exit before
+    they are read are passed over, and those that refuse are listed in
+    ``skipped`` with the reason.  ``progress(1)`` is called after each process."""
+    from .process import Process
+
+    visible = system.pfn_visible()
+    collected: list[_Pages] = []
+    skipped: dict[int, str] = {}
+    for pid in pids:
+        try:
+            with Process(pid) as proc:
+                collected.append(_collect(proc, visible))
+        except (NoAddressSpace, NoSuchProcess):
+            if explicit:
+                raise
+        except (AccessDenied, PagewalkError) as exc:
+            if explicit:
+                raise
+            skipped[pid] = str(exc)
+        if progress is not None:
+            progress(1)
+    pss_parts, uss_parts = _proportional(collected, visible)
+    rows = _group(collected, pss_parts, uss_parts, by)
+    rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
+    totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(collected),
+                   sum(u.rss for u in rows), _sum(u.pss for u in rows), _sum(u.uss for u in rows),
+                   sum(u.swap for u in rows), None, None, None)
+    return Report(by, rows, totals, visible, skipped)
+
+
+def _sum(values: Iterable[int | None]) -> int | None:
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def _collect(proc, visible: bool) -> _Pages:
+    maps = proc.mappings()
+    table = proc.resident_table(maps)
+    labels = sorted({m.label() for m in maps})
+    label_of = {name: i for i, name in enumerate(labels)}
+    starts = np.array([m.start for m in maps], dtype=np.uint64)
+    map_index = np.searchsorted(starts, table.vaddr, side="right") - 1
+    map_label = np.array([label_of[m.label()] for m in maps], dtype=np.int64)
+    label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
+    zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
+    resident = table.present & ~zero
+    if table.huge is not None and table.huge.any():
+        # hugetlb pages are not in smaps' Rss or Pss: leave their mappings out
+        for i in np.unique(map_index[table.huge]).tolist():
+            if system.is_hugetlb(proc.pid, maps[i]):
+                resident &= map_index != i
+    n = len(labels)
+    rss = np.bincount(label[resident], minlength=n)
+    exclusive = np.bincount(label[resident & table.exclusive], minlength=n)
+    swap = np.bincount(label[table.swapped], minlength=n)
+    shared = resident & ~table.exclusive
+    command, user, cgroup = _identity(proc.pid)
+    return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap,
+                  table.pfn[shared] if visible else None, label[shared] if visible else None,
+                  None if visible else _smaps_rollup(proc.pid))
+
+
+def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
+    """Per process, per label: PSS in fixed point and USS pages, from one kpagecount
+    read of every distinct shared frame."""
+    if not visible:
+        return [None] * len(collected), [p.exclusive for p in collected]
+    from .kpage import KPAGECOUNT, KpageFile
+
+    every = [p.shared_pfns for p in collected]
+    with KpageFile(KPAGECOUNT) as f:
+        counts = f.read(np.concatenate(every)) if every else np.zeros(0, dtype=np.uint64)
+    unit = PAGE_SIZE << PSS_SHIFT
+    pss_parts, uss_parts = [], []
+    at = 0
+    for p in collected:
+        n = len(p.labels)
+        c = counts[at : at + len(p.shared_pfns)].astype(np.int64)
+        at += len(p.shared_pfns)
+        c = np.maximum(c, 1)  # mapped meanwhile by nobody else: counts as its own
+        share = np.bincount(p.shared_label, weights=unit // c, minlength=n).astype(np.int64)
+        pss_parts.append(p.exclusive * unit + share)
+        uss_parts.append(p.exclusive + np.bincount(p.shared_label[c == 1], minlength=n))
+    return pss_parts, uss_parts
+
+
+def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
+    groups: dict[str, list] = {}  # name -> [processes, rss, pss (fixed point or None), uss, swap, first]
+
+    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int) -> None:
+        g = groups.setdefault(key, [0, 0, 0, 0, 0, p])
+        g[0] += 1
+        g[1] += rss
+        g[2] = None if g[2] is None or pss is None else g[2] + pss
+        g[3] += uss
+        g[4] += swap
+
+    for p, pss, uss in zip(collected, pss_parts, uss_parts):
+        if by == "mapping":
+            for i, name in enumerate(p.labels):
+                if p.rss[i] or p.swap[i]:
+                    add(name, p, int(p.rss[i]), None if pss is None else int(pss[i]), int(uss[i]), int(p.swap[i]))
+            continue
+        uss_total = int(uss.sum())
+        if pss is not None:
+            pss_total = int(pss.sum())
+        elif p.rollup is not None:  # the kernel's own numbers, exact, where readable
+            pss_total = p.rollup["Pss"] << PSS_SHIFT
+            uss_total = (p.rollup["Private_Clean"] + p.rollup["Private_Dirty"]) >> PAGE_SHIFT
+        else:
+            pss_total = None
+        key = {"process": str(p.pid), "user": p.user, "command": p.command, "cgroup": p.cgroup}[by]
+        add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()))
+    single = by == "process"
+    return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
+                  swap << PAGE_SHIFT, first.pid if single else None, first.command if single else None,
+                  first.user if single else None)
+            for name, (procs, rss, pss, uss, swap, first) in groups.items()]
+
+
+def _identity(pid: int) -> tuple[str, str, str]:
+    """Command name, user name and memory cgroup of a process."""
+    command = (system.read_text(f"/proc/{pid}/comm") or "?").strip()
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+        import pwd
+
+        user = pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        user = str(uid) if "uid" in locals() else "?"
+    cgroup = "?"
+    for line in (system.read_text(f"/proc/{pid}/cgroup") or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            cgroup = path
+            break
+        if controllers == "":
+            cgroup = path  # cgroup v2 (kept unless a v1 memory line follows)
+    return command, user, cgroup
+
+
+def _smaps_rollup(pid: int) -> dict[str, int] | None:
+    """``/proc/PID/smaps_rollup`` in bytes, or None where it cannot be read."""
+    fields = {}
+    for line in (system.read_text(f"/proc/{pid}/smaps_rollup") or "").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == "kB":
+            fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return fields if "Pss" in fields else None

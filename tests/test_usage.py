@@ -1,0 +1,142 @@
+"""``pagewalk usage``: RSS, PSS and USS against the kernel's smaps_rollup, and a
+forked family whose PSS adds up to its distinct frames.
+
+The library is called in the test's own process: the reader's mappings of shared
+libraries then count the same when pagewalk reads kpagecount and when the test
+reads smaps_rollup (kernel.md 0: the observer changes what it observes)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import PAGE, cli, requires_root
+
+pytestmark = requires_root
+
+FRAME = (1 << 55) - 1
+
+
+def rollup(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return out
+
+
+def mappings_of(pid: int) -> int:
+    with open(f"/proc/{pid}/maps") as f:
+        return sum(1 for _ in f)
+
+
+def test_rss_pss_uss_equal_smaps_rollup(specimen, tmp_path):
+    from pagewalk.usage import measure
+
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(64 * PAGE))
+    specimen.run(f"import mmap as m\nf = open({str(path)!r}, 'rb')\nfm = m.mmap(f.fileno(), 0, prot=m.PROT_READ)\n"
+                 "s = sum(fm[i] for i in range(0, len(fm), PAGE))\n"
+                 "a = mmap(500); write(a, 400); read(a + 450 * PAGE, 20)\n"
+                 "shm = mmap(50, shared=True); write(shm, 50)")
+    child = specimen.run("result = fork()")  # shares everything: PSS halves, USS shrinks
+    specimen.run("write(a, 100)")  # the parent breaks copy-on-write of 100 pages
+    for pid in (specimen.pid, child):
+        for attempt in range(3):
+            report = measure([pid])
+            kernel = rollup(pid)
+            row = report.rows[0]
+            if row.rss == kernel["Rss"] and row.uss == kernel["Private_Clean"] + kernel["Private_Dirty"]:
+                break
+        assert row.rss == kernel["Rss"]
+        assert row.uss == kernel["Private_Clean"] + kernel["Private_Dirty"]
+        assert abs(row.pss - kernel["Pss"]) <= PAGE * mappings_of(pid), (row.pss, kernel["Pss"])
+        assert row.swap == kernel["Swap"] == 0
+
+
+def anon_frames(pid: int) -> set[int]:
+    """PFNs of the present, non-zero-page pages of the anonymous private mappings."""
+    out = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm, \
+            open("/proc/kpageflags", "rb", buffering=0) as kf:
+        for line in maps:
+            parts = line.split()
+            if len(parts) > 5 and parts[5] not in ("[heap]", "[stack]") or parts[1][3] != "p":
+                continue
+            lo, hi = (int(x, 16) // PAGE for x in parts[0].split("-"))
+            raw = np.frombuffer(os.pread(pm.fileno(), (hi - lo) * 8, lo * 8), dtype=np.uint64)
+            for pfn in (raw[(raw >> np.uint64(63)) == 1] & np.uint64(FRAME)).tolist():
+                if not int.from_bytes(os.pread(kf.fileno(), 8, pfn * 8), "little") & (1 << 24):  # not the zero page
+                    out.add(pfn)
+    return out
+
+
+def test_a_forked_family_pss_adds_up_to_its_distinct_frames(specimen):
+    from pagewalk.usage import measure
+
+    a = specimen.run("a = mmap(2000); write(a, 2000); result = a")
+    family = [specimen.pid] + [specimen.run("result = fork()") for _ in range(3)]
+    specimen.run(f"child('write({a}, 300)', 0); child('write({a + 1000 * PAGE}, 50)', 2)")  # copy-on-write breaks
+    anon = ("[anon]", "[heap]", "[stack]")
+    for attempt in range(3):
+        frames = set().union(*(anon_frames(pid) for pid in family))
+        report = measure(family, by="mapping")
+        pss = sum(row.pss for row in report.rows if row.name in anon)
+        if abs(pss - len(frames) * PAGE) <= PAGE:
+            break
+    assert len(frames) >= 2000 + 350
+    assert abs(pss - len(frames) * PAGE) <= PAGE  # fixed-point rounding only
+    assert report.totals.processes == 4
+
+
+def test_cli_all_json_and_groups(specimen):
+    specimen.run("a = mmap(300); write(a, 300)")
+    r = cli("usage", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    row = next(p for p in doc["processes"] if p["pid"] == specimen.pid)
+    assert set(row) >= {"pid", "command", "user", "rss", "pss", "uss", "swap"}
+    assert row["rss"] >= 300 * PAGE and row["uss"] >= 300 * PAGE and row["user"] == "root"
+    pss = [p["pss"] for p in doc["processes"]]
+    assert pss == sorted(pss, reverse=True)
+    assert doc["totals"]["rss"] == sum(p["rss"] for p in doc["processes"])
+    by_user = json.loads(cli("usage", "--by", "user", "--json").stdout)
+    assert any(g["name"] == "root" for g in by_user["groups"])
+    text = cli("usage", str(specimen.pid)).stdout.splitlines()
+    assert text[0].split() == ["PID", "USER", "RSS", "PSS", "USS", "SWAP", "COMMAND"] and text[-1].startswith("total")
+
+
+def test_bad_input(specimen):
+    r = cli("usage", "abc")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    r = cli("usage", "--by", "planet")
+    assert r.returncode == 2
+    r = cli("usage", "999999999")
+    assert r.returncode == 2 or r.returncode == 1
+    assert len(r.stderr.splitlines()) == 1
+
+
+def test_unprivileged_fallback_is_stated(specimen):
+    from specimen import Specimen
+
+    with Specimen(uid=65534) as other:
+        other.run("a = mmap(100); write(a, 100)")
+        r = other.run("import pagewalk.usage as u\nfrom pagewalk import system\n"
+                      "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()  # filled while root\n"
+                      "rep = u.measure([os.getpid()])\n"
+                      "text = open('/proc/self/smaps_rollup').read()\n"
+                      "result = [rep.pfn_visible, rep.rows[0].uss, rep.rows[0].pss, text]")
+        visible, uss, pss, text = r
+        assert visible is False
+        kernel = {line.split()[0].rstrip(":"): int(line.split()[1]) * 1024 for line in text.splitlines()[1:]}
+        # its own process: smaps_rollup is readable, so its numbers are taken (the
+        # process allocates a little between that read and this one)
+        assert abs(uss - (kernel["Private_Clean"] + kernel["Private_Dirty"])) <= 32 * PAGE
+        assert pss is not None and abs(pss - kernel["Pss"]) <= 32 * PAGE
+    r = cli("usage", "--json", env={})  # as root: not the fallback
+    assert json.loads(r.stdout)["pfn_visible"] is True
