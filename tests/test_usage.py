@@ -11,7 +11,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from conftest import PAGE, cli, requires_root
 
