@@ -1,0 +1,42 @@
+"""``pagewalk file PATH...``: what the page cache holds of files (fincore, vmtouch)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import _common
+
+NAMES = ("file",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("file", help="page-cache residency of files: cached ranges, flags, who maps them",
+                       description="Which pages of each file are in the page cache (the partial last page "
+                                   "included), as ranges; as root also their kernel flags (dirty, active, "
+                                   "referenced ...) and map counts. A directory means every regular file under "
+                                   "it (symbolic links and other file systems are not followed). Without root, "
+                                   "residency alone (mincore).")
+    p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import os
+
+    from ..output import files as out
+    from ..pagecache import file_residency, regular_files
+    from ..pagemap import PagemapFile
+    from ..system import pfn_visible
+
+    visible = pfn_visible() and os.access("/proc/kpageflags", os.R_OK)
+    if not visible:
+        _common.warn("note: frames are hidden from this user: residency only (mincore), no flags or map counts")
+    own = PagemapFile(os.getpid()) if visible else None
+    try:
+        reports = [file_residency(path, own) for arg in args.paths for path, _ in regular_files(arg)]
+    finally:
+        if own is not None:
+            own.close()
+    sys.stdout.write(out.as_json(reports) if args.json else out.as_text(reports))
+    return 0

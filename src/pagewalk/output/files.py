@@ -1,0 +1,48 @@
+"""``pagewalk file`` output: page-cache residency per file, text or JSON."""
+
+from __future__ import annotations
+
+import json
+
+from ..pagecache import FileResidency
+from ..pagemap import PAGE_SIZE
+
+
+def _span(first: int, count: int) -> str:
+    return f"{first}" if count == 1 else f"{first}-{first + count - 1}"
+
+
+def as_json(reports: list[FileResidency]) -> str:
+    from .. import flags as fl
+
+    docs = []
+    for r in reports:
+        doc = {"path": r.path, "size": r.size_bytes, "pages": r.pages, "cached": r.cached,
+               "ranges": [[a, n] for a, n in r.ranges], "mapped": r.mapped}
+        if r.runs is not None:
+            doc["runs"] = [{"first": a, "count": n, "flags": f, "names": fl.names(f), "mapcount": c}
+                           for a, n, f, c in r.runs]
+        docs.append(doc)
+    return json.dumps(docs, indent=1) + "\n"
+
+
+def as_text(reports: list[FileResidency]) -> str:
+    """A line per file, then its cached pages: runs with their flags and map count
+    where frames are visible, else plain ranges."""
+    from .. import flags as fl
+    from ..cli._common import human_bytes
+
+    lines = []
+    for r in reports:
+        share = f" ({100 * r.cached / r.pages:.0f}%)" if r.pages else ""
+        mapped = f", {r.mapped} mapped by a process" if r.mapped is not None else ""
+        lines.append(f"{r.path}: {r.pages} pages ({human_bytes(r.size_bytes)}), {r.cached} cached "
+                     f"({human_bytes(r.cached * PAGE_SIZE)}){share}{mapped}")
+        if r.runs is not None:
+            width = max((len(_span(a, n)) for a, n, _, _ in r.runs), default=0)
+            for a, n, f, c in r.runs:
+                lines.append(f"  pages {_span(a, n):<{width}}  {n:>7} cached  map count {c:<3} "
+                             f"{','.join(fl.names(f)) or '-'}")
+        elif r.ranges:
+            lines.append("  cached pages: " + ", ".join(_span(a, n) for a, n in r.ranges))
+    return "\n".join(lines) + "\n"
