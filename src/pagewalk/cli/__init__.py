@@ -14,9 +14,9 @@ import sys
 
 from .. import __version__
 from ..errors import InvalidArgument, PagewalkError
-from . import _common, doctor, dump, files, maps, types, usage, v2p
+from . import _common, doctor, dump, files, maps, shared, types, usage, v2p, who
 
-COMMANDS = (maps, dump, v2p, types, usage, files, doctor)
+COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, doctor)
 
 
 def build_parser(command: str | None = None):  # -> argparse.ArgumentParser

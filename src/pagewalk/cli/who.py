@@ -1,0 +1,55 @@
+"""``pagewalk who ADDR...``: which processes, at which virtual addresses, map a frame."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InvalidArgument
+from . import _common
+
+NAMES = ("who",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("who", help="which processes and virtual addresses map a physical address or PFN (root)",
+                       description="Reverse lookup: every process and virtual address that maps the frame of "
+                                   "each physical address (hex), or of each --pfn (hex). Reads only the resident "
+                                   "pages of each process, and stops once the frames' map counts are accounted for.")
+    p.add_argument("addrs", metavar="ADDR", nargs="*", help="physical address, hex (0x optional)")
+    p.add_argument("--pfn", metavar="PFN", action="append", default=[], help="a page frame number, hex")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..pagemap import PAGE_SHIFT
+    from ..sharing import who_maps
+    from ..usage import all_pids
+
+    pfns = [_common.parse_addr(a) >> PAGE_SHIFT for a in args.addrs] + [_common.parse_addr(p) for p in args.pfn]
+    if not pfns:
+        raise InvalidArgument("give a physical address or --pfn PFN")
+    pids = all_pids()
+    progress = _common.Progress("who", len(pids), "processes")
+    try:
+        hits, mapcounts = who_maps(pfns, pids, progress.advance)
+    finally:
+        progress.close()
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps([h._asdict() for h in hits], indent=1) + "\n")
+        return 0
+    from ..output.table import render_columns
+
+    rows = [[f"{h.pfn:x}" for h in hits], [str(h.pid) for h in hits], [h.command for h in hits],
+            [f"{h.vaddr:x}" for h in hits], [h.mapping for h in hits]]
+    sys.stdout.write(render_columns(["PFN", "PID", "COMMAND", "VADDR", "MAPPING"], rows, right={1}))
+    for pfn, n in sorted(mapcounts.items()):
+        found = sum(1 for h in hits if h.pfn == pfn)
+        if found < n:
+            _common.warn(f"note: frame {pfn:x} has map count {n}, {found} mapping(s) seen: the rest are in "
+                         "processes that could not be read or changed meanwhile")
+        elif n == 0 and not found:
+            _common.warn(f"note: frame {pfn:x} is mapped by no process (map count 0)")
+    return 0
