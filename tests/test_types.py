@@ -239,3 +239,24 @@ def test_mark_idle_works_or_says_why_not(specimen):
 
     for i in range(8):
         assert kpageflags(pagemap_entry(specimen.pid, addr + i * PAGE) & FRAME) & (1 << 25)
+
+
+def test_kpage_reader_coalesces_and_streams():
+    """KpageFile.read (sorted, unique, coalesced runs) and chunks() against one
+    pread per PFN, on the live /proc/kpageflags and /proc/kpagecount."""
+    from pagewalk.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+
+    rng = np.random.default_rng(5)
+    with KpageFile(KPAGEFLAGS) as f, open("/proc/kpageflags", "rb", buffering=0) as raw:
+        end = f.end_pfn()
+        assert len(os.pread(raw.fileno(), 8, (end - 1) * 8)) == 8 and os.pread(raw.fileno(), 8, end * 8) == b""
+        pfns = np.concatenate([rng.integers(0, end, 500), np.arange(1000, 1040), [end - 1, 1000, 5, end + 10]])
+        got = f.read(pfns.astype(np.uint64))
+        one_by_one = [int.from_bytes(os.pread(raw.fileno(), 8, int(p) * 8) or bytes(8), "little") for p in pfns]
+        volatile = np.uint64(VOLATILE)
+        assert ((got & ~volatile) == (np.array(one_by_one, dtype=np.uint64) & ~volatile)).all()
+        assert got[-1] == 0  # past the end of memory
+        streamed = np.concatenate([a.copy() for _, a in f.chunks(2000, 3000, chunk=300)])
+        assert len(streamed) == 1000 and ((streamed & ~volatile) == (f.read_range(2000, 1000) & ~volatile)).all()
+    with KpageFile(KPAGECOUNT) as c:
+        assert c.read(np.array([], dtype=np.uint64)).shape == (0,)

@@ -279,16 +279,46 @@ class Frames:
                 f.close()
 
 
-def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:
-    """Every PFN of ``ranges`` (default: all of memory), streamed in large reads."""
+def walk_machine(frames: Frames, ranges: list[tuple[int, int]], workers: int = 0) -> Iterator[Batch]:
+    """Every PFN of ``ranges`` (default: all of memory), in order, in large reads.
+    The kernel spends 60 to 90 ns on each entry whoever reads it, so chunks are
+    read by ``workers`` threads at once (one a CPU, at most 4; a read releases the
+    GIL), a few chunks ahead of the caller."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .kpage import CHUNK_PFNS
+
+    end_of_memory = frames.flags.end_pfn()
+    spans = []
     for first, count in ranges or [(0, ULONG_MAX)]:
-        end = None if count >= ULONG_MAX - first else first + count
-        for pfn, values in frames.flags.chunks(first, end):
-            n = len(values)
-            pfns = np.arange(pfn, pfn + n, dtype=np.uint64)
-            cg = frames.cgroup.read_range(pfn, n) if frames.cgroup is not None else None
-            cnt = frames.count.read_range(pfn, n) if frames.count is not None else None
-            yield Batch(pfns, pfns, values, 0, cg, cnt)
+        end = min(end_of_memory, first + min(count, ULONG_MAX - first))
+        spans += [(pfn, min(CHUNK_PFNS, end - pfn)) for pfn in range(first, end, CHUNK_PFNS)]
+
+    def read(span: tuple[int, int]) -> Batch:
+        pfn, n = span
+        values = frames.flags.read_range(pfn, n)
+        n = len(values)
+        pfns = np.arange(pfn, pfn + n, dtype=np.uint64)
+        cg = frames.cgroup.read_range(pfn, n) if frames.cgroup is not None else None
+        cnt = frames.count.read_range(pfn, n) if frames.count is not None else None
+        return Batch(pfns, pfns, values, 0, cg, cnt)
+
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        todo = iter(spans)
+        for span in todo:
+            pending.append(pool.submit(read, span))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            batch = pending.popleft().result()
+            span = next(todo, None)
+            if span is not None:
+                pending.append(pool.submit(read, span))
+            if len(batch.offset):
+                yield batch
 
 
 def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:
