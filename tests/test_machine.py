@@ -214,3 +214,25 @@ def test_dump_is_the_same_with_and_without_pagemap_scan(specimen):
             if x["file"]:
                 x.pop("exclusive"), y.pop("exclusive")
             assert x == y
+
+
+@requires_root
+def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen):
+    """resident_table (behind usage, who and shared) finds the same pages, entry for
+    entry, whether PAGEMAP_SCAN finds them or every entry is read."""
+    specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
+                 "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)\n"
+                 "r = mmap(1 << 16, 'none', noreserve=True); w = mmap(600); write(w, 1); write(w + 300 * PAGE, 1)")
+    compared = 0
+    for pid in [specimen.pid, *user_processes()]:
+        try:
+            scan = pagewalk.Process(pid, use_scan=True).resident_table()
+            plain = pagewalk.Process(pid, use_scan=False).resident_table()
+        except pagewalk.PagewalkError:
+            continue
+        if not np.array_equal(scan.vaddr, plain.vaddr) or not np.array_equal(scan.raw, plain.raw):
+            assert pid != specimen.pid, "the specimen holds still"
+            continue  # another process moved between the two reads
+        assert len(scan) and scan.present.any()
+        compared += 1
+    assert compared >= 3

@@ -242,14 +242,19 @@ class Process:
         lo, hi, zero, huge = _scan_runs(scanner, base, top, PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
         lengths = hi - lo
         total = int(lengths.sum())
-        raw = np.zeros(total, dtype=np.uint64)
-        view = memoryview(raw).cast("B")
-        at = 0
-        for a, b in _merge_runs(lo, hi):
-            self.pagemap().read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
-            at += b - a
         first_index = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        page = np.repeat(lo - first_index, lengths) + np.arange(total)
+        page = np.repeat(lo - first_index, lengths) + np.arange(total)  # page index of each entry
+        # Runs at most HOLE_PAGES apart are read as one span (a read costs more than
+        # 2 KiB of entries), then the runs' entries are picked out of the spans.
+        spans = _merge_runs(lo, hi, HOLE_PAGES)
+        span_lo = np.array([a for a, _ in spans], dtype=np.int64)
+        span_at = np.concatenate(([0], np.cumsum([b - a for a, b in spans])))
+        buf = np.zeros(int(span_at[-1]), dtype=np.uint64)
+        view = memoryview(buf).cast("B")
+        for (a, b), at in zip(spans, span_at.tolist()):
+            self.pagemap().read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
+        which = np.searchsorted(span_lo, page, side="right") - 1
+        raw = buf[span_at[:-1][which] + page - span_lo[which]]
         vaddr = page.astype(np.uint64) * np.uint64(PAGE_SIZE) + np.uint64(base)
         return PageTable(base, raw, pfn_visible=self.pfn_visible, zero=np.repeat(zero, lengths),
                          huge=np.repeat(huge, lengths), zero_pfns=system.zero_pfns(), vaddr=vaddr)
@@ -465,11 +470,11 @@ def _scan_runs(scanner, start: int, end: int, anyof: int):
     return lo, hi, zero, huge
 
 
-def _merge_runs(lo, hi) -> list[tuple[int, int]]:
-    """Sorted runs with touching neighbours joined (one read each)."""
+def _merge_runs(lo, hi, gap: int = 0) -> list[tuple[int, int]]:
+    """Sorted runs with neighbours at most ``gap`` pages apart joined (one read each)."""
     out: list[tuple[int, int]] = []
     for a, b in zip(lo.tolist(), hi.tolist()):
-        if out and out[-1][1] == a:
+        if out and a - out[-1][1] <= gap:
             out[-1] = (out[-1][0], b)
         else:
             out.append((a, b))
