@@ -48,6 +48,7 @@ import argparse
 import ctypes
 import datetime
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -73,6 +74,11 @@ WORKLOADS: dict[str, tuple[str, list[str]]] = {
     "thp": ("1 GiB THP", ["-T", "1024"]),
     "res": ("256 MiB + 64 GiB reservation", ["-s", "256"]),
     "k10000": ("256 MiB + 10,000 mappings", ["-k", "10000", "256"]),
+}
+# Workloads measured by their own method rather than the anchor workload program.
+SPECIAL_WORKLOADS = {
+    "machine": "whole machine (every physical frame)",
+    "fork200": "200 forked processes sharing 64 MiB",
 }
 QUICK_WORKLOADS = ["4g", "res"]
 # MiB of available memory a workload needs (with some room for pagewalk itself)
@@ -276,6 +282,52 @@ def running_workload(workload_exe: str, args: list[str]) -> Iterator[int]:
             proc.stdout.close()
 
 
+FAMILY = """
+import mmap, os, signal, sys
+n, mib = int(sys.argv[1]), int(sys.argv[2])
+buf = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for i in range(0, mib << 20, 4096):
+    buf[i] = 1
+for k in range(n - 1):
+    if os.fork() == 0:
+        for i in range(16):  # 16 pages of its own: copy-on-write breaks
+            buf[((k * 16 + i) * 4096) % (mib << 20)] = 2
+        print("PID", os.getpid(), flush=True)
+        signal.pause()
+        os._exit(0)
+print("PID", os.getpid(), flush=True)
+print("ready", flush=True)
+signal.pause()
+"""
+
+
+@contextmanager
+def running_family(processes: int, mib: int) -> Iterator[list[int]]:
+    """A parent and ``processes - 1`` forked children sharing ``mib`` MiB of private
+    memory (each child with 16 pages of its own); all killed, as a process group."""
+    proc = subprocess.Popen([sys.executable, "-c", FAMILY, str(processes), str(mib)], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        pids = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("PID "):
+                pids.append(int(line.split()[1]))
+            elif line.startswith("ready"):
+                break
+        else:
+            raise BenchError(f"the family exited with status {proc.wait()} before it was ready")
+        yield pids
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def run_timed(argv: list[str]) -> float:
     """Whole-process wall time of one run, stdout to /dev/null."""
     t0 = time.perf_counter()
@@ -369,6 +421,10 @@ class Bench:
                  f" (target {cells[5]}, met {cells[6]})")
 
     def workload(self, short: str) -> None:
+        if short == "machine":
+            return self.machine(SPECIAL_WORKLOADS[short])
+        if short == "fork200":
+            return self.fork_family(SPECIAL_WORKLOADS[short], 200, 64)
         label, args = WORKLOADS[short]
         need = NEEDS_MIB.get(short, 0)
         if need and mem_available_mib() < need:
@@ -382,6 +438,8 @@ class Bench:
             if short == "res":
                 self.dump_text(label, pid)
             self.in_process(label, pid)
+            if short == "4g":
+                self.types_process(label, pid)
             if not self.v2p_done:
                 self.v2p(label, pid)
                 self.v2p_done = True
@@ -433,6 +491,53 @@ class Bench:
         pw, py = timed_commands([[self.pagewalk, "v2p", str(pid), addr],
                                  [sys.executable, "-c", "pass"]], self.runs)
         self.add(ratio_row(label, "v2p (1 address) vs python -c pass", pw, py, 2))
+
+    def types_process(self, label: str, pid: int) -> None:
+        """types -p against page-types where the machine has it, else against a floor:
+        raw_read (every pagemap entry) plus Python with numpy started."""
+        page_types = shutil.which("page-types")
+        if page_types:
+            self.log(f"  types -p vs page-types -p, {self.runs} runs")
+            pw, pt = timed_commands([[self.pagewalk, "types", "-p", str(pid)], [page_types, "-p", str(pid)]],
+                                    self.runs)
+            self.add(ratio_row(label, "types -p vs page-types -p", pw, pt, 0.5))
+            return
+        self.log(f"  types -p vs raw_read + import numpy (page-types is not on PATH), {self.runs} runs")
+        pw, raw, numpy = timed_commands([[self.pagewalk, "types", "-p", str(pid)], [self.anchors["raw_read"], str(pid)],
+                                         [sys.executable, "-c", "import numpy"]], self.runs)
+        self.add(ratio_row(label, "types -p vs raw_read + import numpy (floor; no page-types here)", pw,
+                           raw + numpy))
+        self.note("page-types is not on PATH here (not packaged by Debian), so types -p is compared with a floor "
+                  "that does less work: reading every pagemap entry in C, plus starting Python with numpy; "
+                  "types -p also reads the kpageflags of every present frame (about 70 ns each in the kernel)")
+
+    def machine(self, label: str) -> None:
+        """types over every frame against dd of /proc/kpageflags plus Python's start-up."""
+        self.log(f"{label}: types vs dd bs=1M of /proc/kpageflags + python -c pass, {self.runs} runs")
+        pw, dd, py = timed_commands([[self.pagewalk, "types"],
+                                     ["dd", "if=/proc/kpageflags", "of=/dev/null", "bs=1M", "status=none"],
+                                     [sys.executable, "-c", "pass"]], self.runs)
+        self.add(ratio_row(label, "types (whole machine) vs dd bs=1M + python -c pass", pw, dd + py, 1))
+
+    def fork_family(self, label: str, processes: int, mib: int) -> None:
+        """usage --all against smem, with the family's PSS totals compared."""
+        smem = shutil.which("smem")
+        if not smem:
+            self.note(f"{label}: skipped: smem is not installed (Debian package smem)")
+            return
+        self.log(f"{label}: starting the family")
+        with running_family(processes, mib) as pids:
+            self.log(f"  usage --all vs smem, {self.runs} runs")
+            pw, sm = timed_commands([[self.pagewalk, "usage", "--all"], [smem]], self.runs)
+            self.add(ratio_row(label, "usage --all vs smem", pw, sm, 0.5))
+            ours = json.loads(subprocess.run([self.pagewalk, "usage", "--json", *map(str, pids)],
+                                             capture_output=True, text=True, check=True).stdout)["totals"]["pss"]
+            listing = subprocess.run([smem, "-c", "pid pss", "-H"], capture_output=True, text=True, check=True)
+            theirs = sum(int(pss) * 1024 for pid, pss in (line.split() for line in listing.stdout.splitlines())
+                         if int(pid) in set(pids))
+            diff = abs(ours - theirs) / max(theirs, 1)
+            self.add(Row(label, "family PSS total: usage vs smem, relative difference", diff, None, "<= 0.01",
+                         diff <= 0.01))
 
     def in_process(self, label: str, pid: int) -> None:
         try:
@@ -496,11 +601,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--runs must be at least 1")
     if args.workloads:
         args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-        unknown = [w for w in args.workloads if w not in WORKLOADS]
+        unknown = [w for w in args.workloads if w not in WORKLOADS and w not in SPECIAL_WORKLOADS]
         if unknown:
             p.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
     else:
-        args.workloads = QUICK_WORKLOADS if args.quick else list(WORKLOADS)
+        args.workloads = QUICK_WORKLOADS if args.quick else [*WORKLOADS, *SPECIAL_WORKLOADS]
     return args
 
 

@@ -25,6 +25,8 @@ KPAGECGROUP = "kpagecgroup"
 ENTRY_BYTES = 8
 CHUNK_PFNS = 1 << 17  # 1 MiB of entries a read when streaming
 RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one read call
+DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
+DENSE_SPREAD = 16  # if the tables (5 bytes a PFN up to the highest) stay within 80 bytes a PFN asked
 
 _WHY_MISSING = {
     KPAGECGROUP: "this kernel has no /proc/kpagecgroup (it needs CONFIG_MEMCG)",
@@ -81,7 +83,18 @@ class KpageFile:
         pfns = np.asarray(pfns, dtype=np.uint64)
         if pfns.size == 0:
             return np.zeros(pfns.shape, dtype=np.uint64)
-        unique, inverse = np.unique(pfns, return_inverse=True)
+        top = int(pfns.max()) + 1
+        if pfns.size >= DENSE_MIN and top <= DENSE_SPREAD * pfns.size:
+            # Many PFNs (usage over hundreds of processes sharing frames): a bitmap
+            # and an index table over the PFN range cost O(n), a sort O(n log n).
+            seen = np.zeros(top, dtype=bool)
+            seen[pfns] = True
+            unique = np.flatnonzero(seen)
+            index = np.zeros(top, dtype=np.int32)
+            index[unique] = np.arange(len(unique), dtype=np.int32)
+            inverse = index[pfns]
+        else:
+            unique, inverse = np.unique(pfns, return_inverse=True)
         signed = unique.astype(np.int64)
         breaks = np.flatnonzero(np.diff(signed) > RUN_GAP) + 1
         starts = signed[np.concatenate(([0], breaks))]
