@@ -41,8 +41,8 @@ def as_text(reports: list[FileResidency]) -> str:
         if r.runs is not None:
             width = max((len(_span(a, n)) for a, n, _, _ in r.runs), default=0)
             for a, n, f, c in r.runs:
-                lines.append(f"  pages {_span(a, n):<{width}}  {n:>7} cached  map count {c:<3} "
-                             f"{','.join(fl.names(f)) or '-'}")
+                lines.append(f"  {'page ' if n == 1 else 'pages'} {_span(a, n):<{width}}  {n:>7} cached  "
+                             f"map count {c:<3} {','.join(fl.names(f)) or '-'}")
         elif r.ranges:
             lines.append("  cached pages: " + ", ".join(_span(a, n) for a, n in r.ranges))
     return "\n".join(lines) + "\n"
