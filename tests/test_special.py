@@ -338,6 +338,14 @@ def test_real_swap_entries():
             assert r.returncode == 0, r.stderr
             assert "swapped out (type" in r.stdout, r.stdout
 
+            # usage: swap as smaps_rollup counts it, and the kernel's SwapPss beside it
+            from pagewalk.usage import measure
+
+            row = measure([s.pid]).rows[0]
+            with open(f"/proc/{s.pid}/smaps_rollup") as f:
+                rollup = {ln.split()[0].rstrip(":"): int(ln.split()[1]) * 1024 for ln in f if ln.endswith("kB\n")}
+            assert row.swap == rollup["Swap"] > 0 and row.swap_pss == rollup["SwapPss"]
+
 
 # -- 5. MADV_DONTNEED ----------------------------------------------------------------
 

@@ -264,3 +264,33 @@ def test_kpage_reader_coalesces_and_streams():
         whole = c.read_range(0, int(many.max()) + 1)
         got = c.read(many)
         assert (got == whole[many]).mean() > 0.999  # map counts of a living system may move a little
+
+
+def memory_cgroup_dir(pid: int) -> str | None:
+    """The directory of the memory cgroup a process is charged to (v1 or v2)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for _, controllers, path in lines:
+        if "memory" in controllers.split(","):
+            return f"/sys/fs/cgroup/memory{path}"
+    for _, controllers, path in lines:
+        if controllers == "":
+            return f"/sys/fs/cgroup{path}"
+    return None
+
+
+def test_cgroup_filter_and_column(specimen):
+    specimen.run("a = mmap(200); write(a, 200)")
+    pid = str(specimen.pid)
+    directory = memory_cgroup_dir(specimen.pid)
+    if directory is None or not os.path.isdir(directory):
+        pytest.skip("no memory cgroup directory for the specimen")
+    inode = os.stat(directory).st_ino
+    anon = types_json("-p", pid, "-b", "anon")["total"]["pages"]
+    assert anon >= 200
+    # its anonymous pages are charged to its own memory cgroup: by path and by inode
+    assert types_json("-p", pid, "-b", "anon", "-c", directory)["total"]["pages"] == anon
+    assert types_json("-p", pid, "-b", "anon", "-c", f"@{inode}")["total"]["pages"] == anon
+    assert types_json("-p", pid, "-c", f"@{inode + 1000003}")["total"]["pages"] == 0
+    listed = cli("types", "-p", pid, "-b", "anon", "-L", "-C", "-N").stdout.splitlines()[1:]
+    assert {line.split("\t")[1] for line in listed} == {f"@{inode}"}

@@ -107,7 +107,8 @@ def test_cli_all_json_and_groups(specimen):
     by_user = json.loads(cli("usage", "--by", "user", "--json").stdout)
     assert any(g["name"] == "root" for g in by_user["groups"])
     text = cli("usage", str(specimen.pid)).stdout.splitlines()
-    assert text[0].split() == ["PID", "USER", "RSS", "PSS", "USS", "SWAP", "COMMAND"] and text[-1].startswith("total")
+    assert text[0].split() == ["PID", "USER", "RSS", "PSS", "USS", "SWAP", "SWAP_PSS", "COMMAND"]
+    assert text[-1].startswith("total")
 
 
 def test_bad_input(specimen):

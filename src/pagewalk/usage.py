@@ -5,7 +5,8 @@ with map count n it adds page_size / n to PSS (in smaps' fixed point, 12
 fractional bits, so sums round as smaps_rollup's do) and to USS when n is 1.
 Pages whose pagemap entry has the exclusive bit have map count 1 (kernel.md 1.1,
 CONFIG_PAGE_MAPCOUNT), so only the others are looked up in kpagecount: once per
-distinct frame for all processes together.  Swap counts real swap entries.
+distinct frame for all processes together.  Swap counts real swap entries;
+``swap_pss`` is the kernel's SwapPss (smaps_rollup), for processes with swap.
 
 Without CAP_SYS_ADMIN frames are hidden and kpagecount is closed: PSS and USS
 come from ``/proc/PID/smaps_rollup`` where it is readable (the caller's own
@@ -31,8 +32,10 @@ GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
 
 
-class Usage(namedtuple("Usage", "name processes rss pss uss swap pid command user")):
-    """Memory of one process or group, in bytes (``pss``/``uss`` None where unknown)."""
+class Usage(namedtuple("Usage", "name processes rss pss uss swap swap_pss pid command user")):
+    """Memory of one process or group, in bytes (None where unknown).  ``swap_pss``
+    is swap shared out like PSS: pagemap gives no swap map counts, so it is the
+    kernel's ``SwapPss`` from smaps_rollup, read only for processes with swap."""
 
     __slots__ = ()
 
@@ -42,12 +45,13 @@ class _Pages:
 
     def __init__(self, pid: int, command: str, user: str, cgroup: str, labels: list[str], rss: np.ndarray,
                  exclusive: np.ndarray, swap: np.ndarray, shared_pfns: np.ndarray | None,
-                 shared_label: np.ndarray | None, rollup: dict[str, int] | None) -> None:
+                 shared_label: np.ndarray | None, rollup: dict[str, int] | None, swap_pss: int | None) -> None:
         self.pid, self.command, self.user, self.cgroup = pid, command, user, cgroup
         self.labels = labels  # per label index: rss, exclusive and swap pages
         self.rss, self.exclusive, self.swap = rss, exclusive, swap
         self.shared_pfns, self.shared_label = shared_pfns, shared_label
         self.rollup = rollup  # smaps_rollup (bytes), read where frames are hidden
+        self.swap_pss = swap_pss
 
 
 class Report(namedtuple("Report", "by rows totals pfn_visible skipped")):
@@ -91,7 +95,7 @@ def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", expl
     rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
     totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(collected),
                    sum(u.rss for u in rows), _sum(u.pss for u in rows), _sum(u.uss for u in rows),
-                   sum(u.swap for u in rows), None, None, None)
+                   sum(u.swap for u in rows), _sum(u.swap_pss for u in rows), None, None, None)
     return Report(by, rows, totals, visible, skipped)
 
 
@@ -126,9 +130,14 @@ def _collect(proc, visible: bool) -> _Pages:
     swap = np.bincount(label[table.swapped], minlength=n)
     shared = resident & ~table.exclusive
     command, user, cgroup = _identity(proc.pid)
+    rollup = None if visible else _smaps_rollup(proc.pid)
+    swap_pss = 0
+    if swap.any():
+        rollup = rollup or _smaps_rollup(proc.pid)
+        swap_pss = rollup.get("SwapPss") if rollup else None
     return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap,
                   table.pfn[shared] if visible else None, label[shared] if visible else None,
-                  None if visible else _smaps_rollup(proc.pid))
+                  None if visible else rollup, swap_pss)
 
 
 def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
@@ -158,19 +167,21 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
 def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
     groups: dict[str, list] = {}  # name -> [processes, rss, pss (fixed point or None), uss, swap, first]
 
-    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int) -> None:
-        g = groups.setdefault(key, [0, 0, 0, 0, 0, p])
+    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None) -> None:
+        g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, p])
         g[0] += 1
         g[1] += rss
         g[2] = None if g[2] is None or pss is None else g[2] + pss
         g[3] += uss
         g[4] += swap
+        g[5] = None if g[5] is None or swap_pss is None else g[5] + swap_pss
 
     for p, pss, uss in zip(collected, pss_parts, uss_parts):
         if by == "mapping":
             for i, name in enumerate(p.labels):
                 if p.rss[i] or p.swap[i]:
-                    add(name, p, int(p.rss[i]), None if pss is None else int(pss[i]), int(uss[i]), int(p.swap[i]))
+                    add(name, p, int(p.rss[i]), None if pss is None else int(pss[i]), int(uss[i]), int(p.swap[i]),
+                        0 if not p.swap[i] else None)  # SwapPss exists per process only
             continue
         uss_total = int(uss.sum())
         if pss is not None:
@@ -181,12 +192,12 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
         else:
             pss_total = None
         key = {"process": str(p.pid), "user": p.user, "command": p.command, "cgroup": p.cgroup}[by]
-        add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()))
+        add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()), p.swap_pss)
     single = by == "process"
     return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
-                  swap << PAGE_SHIFT, first.pid if single else None, first.command if single else None,
+                  swap << PAGE_SHIFT, swap_pss, first.pid if single else None, first.command if single else None,
                   first.user if single else None)
-            for name, (procs, rss, pss, uss, swap, first) in groups.items()]
+            for name, (procs, rss, pss, uss, swap, swap_pss, first) in groups.items()]
 
 
 def _identity(pid: int) -> tuple[str, str, str]:

@@ -10,7 +10,7 @@ from .table import render_columns
 
 def as_json(report: Report) -> str:
     def amounts(u) -> dict:
-        return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap}
+        return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap, "swap_pss": u.swap_pss}
 
     doc: dict = {"by": report.by, "pfn_visible": report.pfn_visible}
     if report.by == "process":
@@ -27,14 +27,14 @@ def as_text(report: Report) -> str:
     from ..cli._common import human_bytes
 
     rows = [*report.rows, report.totals]
-    sizes = [[human_bytes(getattr(u, f)) for u in rows] for f in ("rss", "pss", "uss", "swap")]
+    sizes = [[human_bytes(getattr(u, f)) for u in rows] for f in ("rss", "pss", "uss", "swap", "swap_pss")]
     if report.by == "process":
         pids = [str(u.pid) for u in report.rows] + ["total"]
         users = [u.user for u in report.rows] + [""]
         commands = [u.command for u in report.rows] + [f"{report.totals.processes} processes"]
-        return render_columns(["PID", "USER", "RSS", "PSS", "USS", "SWAP", "COMMAND"],
-                              [pids, users, *sizes, commands], right={0, 2, 3, 4, 5})
+        return render_columns(["PID", "USER", "RSS", "PSS", "USS", "SWAP", "SWAP_PSS", "COMMAND"],
+                              [pids, users, *sizes, commands], right={0, 2, 3, 4, 5, 6})
     names = [u.name for u in report.rows] + ["total"]
     procs = [str(u.processes) for u in rows]
-    return render_columns(["PROCS", "RSS", "PSS", "USS", "SWAP", report.by.upper()], [procs, *sizes, names],
-                          right={0, 1, 2, 3, 4})
+    return render_columns(["PROCS", "RSS", "PSS", "USS", "SWAP", "SWAP_PSS", report.by.upper()],
+                          [procs, *sizes, names], right={0, 1, 2, 3, 4, 5})
