@@ -236,3 +236,34 @@ def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen):
         assert len(scan) and scan.present.any()
         compared += 1
     assert compared >= 3
+
+
+@requires_root
+def test_counts_read_from_threads_equal_counts_read_in_turn(specimen, monkeypatch):
+    """counts() reads large processes from several threads in small tasks; forced
+    onto every process here (tasks of 1,000 entries, so pieces split across tasks),
+    it must count exactly what the one-thread path counts."""
+    import pagewalk.process as process_module
+
+    specimen.run("a = mmap(5000); write(a, 3000); read(a + 4000 * PAGE, 500)\n"
+                 "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)")
+    compared = 0
+    for pid in [specimen.pid, *user_processes()]:
+        before = kernel_view(pid)
+        try:
+            monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 1 << 60)
+            with pagewalk.Process(pid) as p:
+                one = p.counts()
+            monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 0)
+            monkeypatch.setattr(process_module, "CHUNK_PAGES", 1000)
+            with pagewalk.Process(pid) as p:
+                many = p.counts()
+        except pagewalk.PagewalkError:
+            continue
+        finally:
+            monkeypatch.undo()
+        if before is None or before != kernel_view(pid):
+            continue
+        assert [mc.counts for mc in one.mappings] == [mc.counts for mc in many.mappings], pid
+        compared += 1
+    assert compared >= 3

@@ -313,12 +313,15 @@ class BatchCounter:
     def flush(self) -> None:
         n, segments, lengths = self._fill, self._segments, self._lengths
         self._fill, self._segments, self._lengths = 0, [], []
-        if n == 0:
-            return
-        k = len(segments)
+        if n:
+            self.count(self.buf[:n], segments, lengths)
+
+    def count(self, raw: np.ndarray, segments: list[int], lengths: list[int]) -> None:
+        """Count ``raw`` (at most ``capacity`` entries), whose consecutive ``lengths``
+        entries belong to the mappings ``segments``, into the table."""
+        n, k = len(raw), len(segments)
         rows = np.zeros((k, len(COUNT_COLUMNS)), dtype=np.int64)
         rows[:, 0] = lengths
-        raw = self.buf[:n]
         if raw.any():  # untouched ranges (the common case in big reservations) add pages only
             starts = np.zeros(k, dtype=np.int64)
             np.cumsum(lengths[:-1], out=starts[1:])

@@ -279,15 +279,12 @@ class Frames:
                 f.close()
 
 
-def walk_machine(frames: Frames, ranges: list[tuple[int, int]], workers: int = 0) -> Iterator[Batch]:
+def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:
     """Every PFN of ``ranges`` (default: all of memory), in order, in large reads.
     The kernel spends 60 to 90 ns on each entry whoever reads it, so chunks are
-    read by ``workers`` threads at once (one a CPU, at most 4; a read releases the
-    GIL), a few chunks ahead of the caller."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
+    read by a thread per CPU, a few chunks ahead of the caller."""
     from .kpage import CHUNK_PFNS
+    from .parallel import ordered_map
 
     end_of_memory = frames.flags.end_pfn()
     spans = []
@@ -304,21 +301,9 @@ def walk_machine(frames: Frames, ranges: list[tuple[int, int]], workers: int = 0
         cnt = frames.count.read_range(pfn, n) if frames.count is not None else None
         return Batch(pfns, pfns, values, 0, cg, cnt)
 
-    workers = workers or max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        todo = iter(spans)
-        for span in todo:
-            pending.append(pool.submit(read, span))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            batch = pending.popleft().result()
-            span = next(todo, None)
-            if span is not None:
-                pending.append(pool.submit(read, span))
-            if len(batch.offset):
-                yield batch
+    for batch in ordered_map(read, spans):
+        if len(batch.offset):
+            yield batch
 
 
 def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:

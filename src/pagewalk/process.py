@@ -31,6 +31,7 @@ CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
 USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space (EFAULT)
 SPARSE_MIN_PAGES = 512  # page_table(sparse=True) below this size reads every entry
 HOLE_PAGES = 256  # counts() reads across holes this small: 2 KiB of zeros costs less than a read
+PARALLEL_MIN_PAGES = 1 << 18  # counts() reads from several threads from this many entries on
 
 
 def scan_disabled() -> bool:
@@ -405,17 +406,69 @@ def _count_pieces(pagemap: PagemapFile, counter, pieces, hole: int) -> None:
     """Read the entries of ``pieces`` (``(mapping index, first page, end page)``)
     into ``counter`` (a :class:`~pagewalk.pagetable.BatchCounter`).  Pieces at most
     :data:`HOLE_PAGES` apart are read as one, the entries between them counted to
-    row ``hole``, so 10,000 small mappings cost a few hundred reads, not 10,000."""
+    row ``hole``, so 10,000 small mappings cost a few hundred reads, not 10,000.
+    Many entries are read by a thread per CPU while the counter counts."""
+    groups = list(_groups(pieces, hole))
+    if sum(g[-1][2] - g[0][1] for g in groups) >= PARALLEL_MIN_PAGES:
+        from .parallel import ordered_map, workers
+
+        if workers() > 1:
+            import numpy as np
+
+            def read(task: tuple[int, int, list[tuple[int, int]]]):
+                vpn, n, segments = task
+                buf = np.empty(n, dtype=np.uint64)
+                return buf[: pagemap.read_into(memoryview(buf).cast("B"), vpn)], segments
+
+            for raw, segments in ordered_map(read, _tasks(groups, CHUNK_PAGES)):
+                _count_read(counter, raw, segments)
+            return
+    for group in groups:
+        _count_group(pagemap, counter, group)
+
+
+def _groups(pieces, hole: int) -> Iterator[list[tuple[int, int, int]]]:
+    """Runs of pieces at most HOLE_PAGES apart, the holes between them as pieces of
+    mapping ``hole``: each run is contiguous and read as one."""
     group: list[tuple[int, int, int]] = []
     for piece in pieces:
         if group and not 0 <= piece[1] - group[-1][2] <= HOLE_PAGES:
-            _count_group(pagemap, counter, group)
+            yield group
             group = []
         if group and piece[1] > group[-1][2]:
             group.append((hole, group[-1][2], piece[1]))
         group.append(piece)
     if group:
-        _count_group(pagemap, counter, group)
+        yield group
+
+
+def _tasks(groups, size: int) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """Reads of at most ``size`` entries: ``(first page, entries, [(mapping, entries)...])``."""
+    for group in groups:
+        vpn, end, k = group[0][1], group[-1][2], 0
+        while vpn < end:
+            stop = min(end, vpn + size)
+            segments = []
+            while k < len(group) and group[k][1] < stop:
+                i, first, last = group[k]
+                segments.append((i, min(last, stop) - max(first, vpn)))
+                if last > stop:
+                    break  # the rest of this piece comes with the next read
+                k += 1
+            yield vpn, stop - vpn, segments
+            vpn = stop
+
+
+def _count_read(counter, raw, segments: list[tuple[int, int]]) -> None:
+    """Count one read; a short one (the end of user space) covers only its first entries."""
+    left, kept = len(raw), []
+    for i, n in segments:
+        if left <= 0:
+            break
+        kept.append((i, min(n, left)))
+        left -= n
+    if kept:
+        counter.count(raw, [i for i, _ in kept], [n for _, n in kept])
 
 
 def _count_group(pagemap: PagemapFile, counter, group: list[tuple[int, int, int]]) -> None:
