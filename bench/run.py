@@ -254,32 +254,44 @@ def _die_with_parent() -> None:
 
 
 @contextmanager
-def running_workload(workload_exe: str, args: list[str]) -> Iterator[int]:
-    """Start ``workload ARGS``, wait for its ready line, yield its PID, and always
-    kill it (by PID) on the way out: normal exit, error or Ctrl-C."""
-    proc = subprocess.Popen([workload_exe, *args], stdout=subprocess.PIPE, text=True,
-                            preexec_fn=_die_with_parent)
+def running(argv: list[str], what: str, *, group: bool = False) -> Iterator[list[int]]:
+    """Start ``argv``, read the ``PID n`` lines it prints until ``ready``, yield those
+    PIDs, and always kill it on the way out (normal exit, error or Ctrl-C): by PID, or
+    with ``group`` its whole process group (a forked family)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=group,
+                            preexec_fn=None if group else _die_with_parent)
     try:
-        pid = None
+        pids = []
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("PID "):
-                pid = int(line.split()[1])
+                pids.append(int(line.split()[1]))
             elif line.startswith("ready"):
                 break
         else:
-            raise BenchError(f"workload {' '.join(args)} exited with status {proc.wait()} before it was ready")
-        if pid != proc.pid:
-            raise BenchError(f"workload printed PID {pid}, but its PID is {proc.pid}")
-        yield proc.pid
+            raise BenchError(f"{what} exited with status {proc.wait()} before it was ready")
+        yield pids
     finally:
         try:
-            os.kill(proc.pid, signal.SIGKILL)
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextmanager
+def running_workload(workload_exe: str, args: list[str]) -> Iterator[int]:
+    """The anchor workload with ``args``, ready; its PID."""
+    what = f"workload {' '.join(args)}"
+    with running([workload_exe, *args], what) as pids:
+        if len(pids) != 1:
+            raise BenchError(f"{what} printed PIDs {pids}, expected its own")
+        yield pids[0]
 
 
 FAMILY = """
@@ -301,31 +313,10 @@ signal.pause()
 """
 
 
-@contextmanager
-def running_family(processes: int, mib: int) -> Iterator[list[int]]:
+def running_family(processes: int, mib: int):
     """A parent and ``processes - 1`` forked children sharing ``mib`` MiB of private
     memory (each child with 16 pages of its own); all killed, as a process group."""
-    proc = subprocess.Popen([sys.executable, "-c", FAMILY, str(processes), str(mib)], stdout=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        pids = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("PID "):
-                pids.append(int(line.split()[1]))
-            elif line.startswith("ready"):
-                break
-        else:
-            raise BenchError(f"the family exited with status {proc.wait()} before it was ready")
-        yield pids
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    return running([sys.executable, "-c", FAMILY, str(processes), str(mib)], "the family", group=True)
 
 
 def run_timed(argv: list[str]) -> float:
@@ -627,11 +618,11 @@ WHY_MISSED = {
         "than the interpreter gives."),
     "usage --all vs smem": (
         "smem reads /proc/PID/smaps, where the kernel sums each mapping's pages itself; usage follows "
-        "procrank's method, as the issue asks: it reads the 8-byte pagemap entry of every resident page (about "
-        "4 million for this family) and the map count of every shared frame, and starts numpy. Those kernel reads "
-        "alone take about as long as smem's whole run here. Closing it needs the kernel's own sums "
-        "(smaps_rollup, which cannot give per-frame sharing or per-mapping USS the same way) or reading several "
-        "processes at once from threads."),
+        "procrank's method, as the issue asks: it reads the 8-byte pagemap entry of every resident page (over "
+        "3 million for this family) and the map count of every shared frame, starts numpy, and spends about a "
+        "millisecond of Python on each process. Reading processes from two threads was tried and gained nothing "
+        "(that Python work holds the GIL). Closing it needs the kernel's own sums (smaps_rollup, which gives "
+        "neither per-frame sharing nor the procrank method), or the per-process work in compiled code."),
 }
 
 
