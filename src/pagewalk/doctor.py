@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -38,26 +37,6 @@ def _readable(path: str) -> tuple[bool, str]:
         return True, "readable"
     except OSError as exc:
         return False, os.strerror(exc.errno or 0).lower()
-
-
-def _soft_dirty_supported() -> bool:
-    """A fresh anonymous mapping carries ``sd`` in its smaps VmFlags exactly when the
-    kernel has CONFIG_MEM_SOFT_DIRTY (the kernel selftests' test)."""
-    m = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    anchor = ctypes.c_char.from_buffer(m)
-    start = ctypes.addressof(anchor)
-    del anchor
-    try:
-        with open("/proc/self/smaps") as f:
-            inside = False
-            for line in f:
-                if "-" in line.split(" ", 1)[0] and not line.startswith("VmFlags"):
-                    inside = int(line.split("-", 1)[0], 16) == start
-                elif inside and line.startswith("VmFlags:"):
-                    return "sd" in line.split()[1:]
-    finally:
-        m.close()
-    return False
 
 
 UFFDIO_API = 0xC018AA3F
@@ -125,7 +104,7 @@ def run_checks() -> list[Check]:
         ok, how = _readable(path)
         checks.append(Check(path, ok, how, "" if ok else cost + " (run as root)"))
 
-    sd = _soft_dirty_supported()
+    sd = system.soft_dirty_supported()
     checks.append(Check("soft-dirty bits", sd, "CONFIG_MEM_SOFT_DIRTY on" if sd else "not built in",
                         "" if sd else "soft_dirty is always 0; wss --method soft-dirty and diff's 'written' are unavailable"))
 

@@ -190,3 +190,27 @@ def reuse_freed_memory(max_bytes: int = 64 << 20) -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 2 * max_bytes)
     except (OSError, AttributeError):
         pass
+
+
+@functools.cache
+def soft_dirty_supported() -> bool:
+    """A fresh anonymous mapping carries ``sd`` in its smaps VmFlags exactly when the
+    kernel has CONFIG_MEM_SOFT_DIRTY (the kernel selftests' test)."""
+    import ctypes
+    import mmap
+
+    m = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anchor = ctypes.c_char.from_buffer(m)
+    start = ctypes.addressof(anchor)
+    del anchor
+    try:
+        with open("/proc/self/smaps") as f:
+            inside = False
+            for line in f:
+                if "-" in line.split(" ", 1)[0] and not line.startswith("VmFlags"):
+                    inside = int(line.split("-", 1)[0], 16) == start
+                elif inside and line.startswith("VmFlags:"):
+                    return "sd" in line.split()[1:]
+    finally:
+        m.close()
+    return False

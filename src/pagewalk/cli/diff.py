@@ -1,0 +1,65 @@
+"""``pagewalk diff A B``: what changed between two snapshots, or a snapshot and a live process."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import InvalidArgument
+from . import _common
+
+NAMES = ("diff",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("diff", help="what changed between two snapshots (or a snapshot and a live PID)",
+                       description="Per mapping and in total: pages that appeared, vanished, moved to another "
+                                   "frame, were swapped out or in, were written (where the kernel has soft-dirty "
+                                   "and A was taken with --clear-soft-dirty), changed huge-page state; mappings "
+                                   "added and removed. An argument that names an existing file is a snapshot; "
+                                   "otherwise digits name a live process.")
+    p.add_argument("a", metavar="A", help="snapshot file (or PID)")
+    p.add_argument("b", metavar="B", help="snapshot file or PID")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(run=run)
+
+
+def _side(arg: str):
+    from ..diff import live
+    from ..snapshot import Snapshot
+
+    if os.path.exists(arg):
+        return Snapshot.load(arg)
+    if arg.isdigit():
+        return live(_common.parse_pid(arg))
+    raise InvalidArgument(f"{arg!r} is neither a snapshot file nor a process ID")
+
+
+def run(args) -> int:
+    from ..diff import FIELDS, diff
+
+    doc = diff(_side(args.a), _side(args.b))
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        return 0
+    from ..output.table import render_columns
+
+    show = lambda v: "-" if v is None else str(v)  # noqa: E731
+    out = [f"from PID {doc['a']['pid']} at {doc['a']['time']} to PID {doc['b']['pid']} at {doc['b']['time']}",
+           "totals: " + ", ".join(f"{f.replace('_', ' ')} {show(doc['totals'][f])}" for f in FIELDS)]
+    for what in ("added", "removed"):
+        for m in doc[f"mappings_{what}"]:
+            out.append(f"mapping {what}: {m['start']:x}-{m['end']:x} {m['perms']} {m['path'] or '[anon]'} "
+                       f"({m['present']} pages present)")
+    rows = doc["mappings"]
+    text = "\n".join(out) + "\n"
+    if rows:
+        cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows]]
+        cols += [[show(r[f]) for r in rows] for f in FIELDS]
+        cols.append([r["path"] or "[anon]" for r in rows])
+        text += "\n" + render_columns(["START", "END", *(f.upper() for f in FIELDS), "MAPPING"], cols,
+                                      right=set(range(2, 2 + len(FIELDS))))
+    sys.stdout.write(text)
+    return 0

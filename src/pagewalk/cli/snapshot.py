@@ -1,0 +1,72 @@
+"""``pagewalk snapshot PID -o FILE`` and ``pagewalk snapshot --load FILE``."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InvalidArgument
+from . import _common
+
+NAMES = ("snapshot",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("snapshot", help="record a process's pages to a file (mode 0600), or read one back",
+                       description="Record the mappings and every populated page (all pagemap bits, PFN, and "
+                                   "as root each frame's kpageflags and map count) with metadata, to a "
+                                   "compressed NumPy .npz file readable without pagewalk (see the README). "
+                                   "The file is written atomically and created mode 0600: it holds physical "
+                                   "addresses. --load reads one back and summarises it.")
+    p.add_argument("pid", metavar="PID", nargs="?", help="process to record")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write the snapshot")
+    p.add_argument("--load", metavar="FILE", help="read this snapshot and summarise it")
+    p.add_argument("--json", action="store_true", help="with --load: print one JSON document")
+    p.add_argument("--clear-soft-dirty", action="store_true",
+                   help="after recording, clear the target's soft-dirty bits so that a later diff can say which "
+                        "pages were written (needs CONFIG_MEM_SOFT_DIRTY; disturbs the target: each page's next "
+                        "write faults once)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..snapshot import Snapshot
+
+    if args.load:
+        if args.pid or args.output:
+            raise InvalidArgument("--load reads a snapshot: give no PID or -o with it")
+        summary = Snapshot.load(args.load).summary()
+        if args.json:
+            import json
+
+            sys.stdout.write(json.dumps(summary, indent=1) + "\n")
+        else:
+            sys.stdout.write(_text(summary))
+        return 0
+    if not args.pid or not args.output:
+        raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
+    from ..process import Process
+
+    with Process(_common.parse_pid(args.pid)) as proc:
+        snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty)
+    if not snap.meta["pfn_visible"]:
+        _common.pfn_hidden_note()
+    size = snap.save(args.output)
+    present = int(snap.table().present.sum())
+    _common.warn(f"wrote {args.output}: {len(snap.mappings)} mappings, {snap.meta['pages']} populated pages "
+                 f"({present} present), {size} bytes")
+    return 0
+
+
+def _text(summary: dict) -> str:
+    from ..output.table import render_columns
+
+    meta = summary["meta"]
+    head = (f"snapshot of PID {meta['pid']} ({meta['comm']}) at {meta['time']}, kernel {meta['kernel']}, "
+            f"page size {meta['page_size']}, PFNs {'visible' if meta['pfn_visible'] else 'hidden'}, "
+            f"frame flags {'recorded' if meta['frames'] else 'not recorded'}\n")
+    rows = summary["mappings"]
+    cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows], [r["perms"] for r in rows],
+            [str(r["pages"]) for r in rows], [str(r["present"]) for r in rows], [str(r["swapped"]) for r in rows],
+            [r["path"] or "[anon]" for r in rows]]
+    return head + render_columns(["START", "END", "PERMS", "PAGES", "PRESENT", "SWAPPED", "MAPPING"], cols,
+                                 right={3, 4, 5})

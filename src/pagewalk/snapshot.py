@@ -1,0 +1,202 @@
+"""Snapshots: a process's mappings and the state of every populated page, in a file.
+
+Format (version 1): a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, deflate
+compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
+
+* ``meta``: a 0-d string array holding JSON: ``format`` ("pagewalk-snapshot"),
+  ``version``, ``time`` (ISO 8601), ``unix_time``, ``kernel``, ``page_size``, ``pid``,
+  ``cmdline`` (list), ``comm``, ``pfn_visible``, ``frames`` (whether ``kpageflags`` and
+  ``mapcount`` were recorded), ``pages`` (populated pages recorded).
+* ``map_start``, ``map_end``, ``map_offset``, ``map_inode`` (uint64), ``map_perms``,
+  ``map_dev``, ``map_path`` (strings): one element per line of ``/proc/PID/maps``.
+* ``vpn_delta`` (int64) and ``entry_delta`` (uint64, wrapping): the virtual page
+  numbers and raw pagemap entries of the populated pages (present, swapped, or a
+  marker), in address order, each stored as the difference from the previous one
+  (the first from 0), so runs of consecutive pages and frames compress to almost
+  nothing.  ``numpy.cumsum`` gives them back (for the entries, in uint64).
+  Pages not listed read 0 in pagemap (untouched).
+* ``zero``, ``huge`` (bool, per recorded page; ``huge`` all False when unknown: see
+  ``meta["huge_known"]``), and where ``frames``: ``kpageflags`` (uint64) and
+  ``mapcount`` (uint32) of each present page's frame (0 elsewhere).
+
+Files are written to a temporary file in the same directory (mode 0600: they hold
+physical addresses) and renamed into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from .errors import PagewalkError, Unsupported
+from .maps import Mapping
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
+
+FORMAT = "pagewalk-snapshot"
+VERSION = 1
+MAP_FIELDS = ("start", "end", "perms", "offset", "dev", "inode", "path")
+
+
+class BadSnapshot(PagewalkError):
+    """A file that is not a snapshot this pagewalk can read."""
+
+
+class Snapshot:
+    """One process's page table state at one moment (see the module doc for the file)."""
+
+    def __init__(self, meta: dict, mappings: list[Mapping], vaddr: np.ndarray, raw: np.ndarray,
+                 zero: np.ndarray, huge: np.ndarray, kpageflags: np.ndarray | None = None,
+                 mapcount: np.ndarray | None = None) -> None:
+        self.meta = meta
+        self.mappings = mappings
+        self.vaddr, self.raw, self.zero, self.huge = vaddr, raw, zero, huge
+        self.kpageflags, self.mapcount = kpageflags, mapcount
+
+    @property
+    def pid(self) -> int:
+        return self.meta["pid"]
+
+    def table(self):  # -> pagewalk.pagetable.PageTable
+        """The recorded pages as a page table (explicit ``vaddr``)."""
+        from .pagetable import PageTable
+
+        return PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,
+                         huge=self.huge if self.meta.get("huge_known") else None, vaddr=self.vaddr)
+
+    # -- taking --------------------------------------------------------------------
+    @classmethod
+    def take(cls, process, *, clear_soft_dirty: bool = False) -> Snapshot:
+        """Record ``process`` (a :class:`pagewalk.Process`) now.  ``clear_soft_dirty``
+        then clears its soft-dirty bits (``clear_refs`` 4), so that a later snapshot's
+        soft-dirty pages are the pages written since: this write-protects every page
+        of the target, whose next write to each then faults once."""
+        from . import system
+
+        if clear_soft_dirty and not system.soft_dirty_supported():
+            raise Unsupported("cannot track written pages: this kernel has no soft-dirty bits "
+                              "(CONFIG_MEM_SOFT_DIRTY is off)")
+
+        maps = process.mappings()
+        table = process.resident_table(maps)
+        pid = process.pid
+        visible = process.pfn_visible
+        present = table.present
+        kflags = mapcount = None
+        frames = False
+        if visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK):
+            from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+
+            pfns = (table.raw[present] & np.uint64(PM_PFRAME_MASK))
+            kflags = np.zeros(len(table), dtype=np.uint64)
+            mapcount = np.zeros(len(table), dtype=np.uint32)
+            with KpageFile(KPAGEFLAGS) as f, KpageFile(KPAGECOUNT) as c:
+                kflags[present] = f.read(pfns)
+                mapcount[present] = c.read(pfns).astype(np.uint32)
+            frames = True
+        now = datetime.datetime.now().astimezone()
+        cmdline = (system.read_text(f"/proc/{pid}/cmdline") or "").split("\0")
+        meta = {"format": FORMAT, "version": VERSION, "time": now.isoformat(timespec="seconds"),
+                "unix_time": now.timestamp(), "kernel": os.uname().release, "page_size": PAGE_SIZE, "pid": pid,
+                "cmdline": [a for a in cmdline if a], "comm": (system.read_text(f"/proc/{pid}/comm") or "").strip(),
+                "pfn_visible": visible, "frames": frames, "huge_known": table.huge is not None,
+                "pages": len(table)}
+        if clear_soft_dirty:
+            from .errors import translating
+
+            path = f"/proc/{pid}/clear_refs"
+            with translating(pid, path, started=True), open(path, "w") as f:
+                f.write("4")
+            meta["soft_dirty_cleared"] = True
+        zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
+        huge = table.huge if table.huge is not None else np.zeros(len(table), dtype=bool)
+        return cls(meta, maps, table.vaddr.astype(np.uint64), table.raw.copy(), zero.astype(bool),
+                   huge.astype(bool), kflags, mapcount)
+
+    # -- the file ------------------------------------------------------------------
+    def save(self, path: str) -> int:
+        """Write the snapshot atomically, mode 0600; return the file's size in bytes."""
+        arrays = {"meta": np.array(json.dumps(self.meta))}
+        for name in MAP_FIELDS:
+            values = [getattr(m, name) for m in self.mappings]
+            arrays[f"map_{name}"] = np.array(values, dtype=np.uint64) if name in ("start", "end", "offset", "inode") \
+                else np.array(values, dtype=str)
+        vpn = (self.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+        arrays["vpn_delta"] = np.diff(vpn, prepend=np.int64(0))
+        arrays["entry_delta"] = np.diff(self.raw, prepend=np.uint64(0))  # uint64: wraps, cumsum undoes it
+        arrays["zero"], arrays["huge"] = self.zero, self.huge
+        if self.kpageflags is not None:
+            arrays["kpageflags"], arrays["mapcount"] = self.kpageflags, self.mapcount
+        directory = os.path.dirname(os.path.abspath(path))
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return os.path.getsize(path)
+
+    @classmethod
+    def load(cls, path: str) -> Snapshot:
+        """Read a snapshot; :class:`BadSnapshot` for anything that is not one (a
+        truncated or foreign file, a newer format version)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "meta" not in z.files:
+                    raise BadSnapshot(f"{path} is not a pagewalk snapshot (no metadata)")
+                meta = json.loads(str(z["meta"]))
+                if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                    raise BadSnapshot(f"{path} is not a pagewalk snapshot")
+                version = meta.get("version")
+                if not isinstance(version, int) or version > VERSION:
+                    raise BadSnapshot(f"{path} was written by a newer pagewalk (snapshot format version {version}; "
+                                      f"this one reads up to {VERSION}): upgrade pagewalk to read it")
+                columns = {name: z[f"map_{name}"] for name in MAP_FIELDS}
+                vpn = np.cumsum(z["vpn_delta"].astype(np.int64))
+                raw = np.cumsum(z["entry_delta"].astype(np.uint64), dtype=np.uint64)
+                zero, huge = z["zero"].astype(bool), z["huge"].astype(bool)
+                frames = meta.get("frames") and "kpageflags" in z.files
+                kflags = z["kpageflags"].astype(np.uint64) if frames else None
+                mapcount = z["mapcount"].astype(np.uint32) if frames else None
+        except FileNotFoundError:
+            raise BadSnapshot(f"no such snapshot file: {path}") from None
+        except PermissionError:
+            raise BadSnapshot(f"cannot read {path}: permission denied") from None
+        except BadSnapshot:
+            raise
+        except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, TypeError, json.JSONDecodeError) as exc:
+            raise BadSnapshot(f"{path} is not a readable pagewalk snapshot (damaged or truncated: "
+                              f"{type(exc).__name__})") from None
+        n = len(vpn)
+        lengths = {len(raw), len(zero), len(huge)} | ({len(kflags), len(mapcount)} if kflags is not None else set())
+        if lengths != {n} or len({len(c) for c in columns.values()}) > 1:
+            raise BadSnapshot(f"{path} is damaged: its arrays disagree in length")
+        mappings = [Mapping(int(s), int(e), str(p), int(o), str(d), int(i), str(pa))
+                    for s, e, p, o, d, i, pa in zip(*(columns[name].tolist() for name in MAP_FIELDS))]
+        vaddr = vpn.astype(np.uint64) << np.uint64(PAGE_SHIFT)
+        return cls(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
+
+    def summary(self) -> dict:
+        """Per-mapping counts of what was recorded (for ``snapshot --load``)."""
+        table = self.table()
+        starts = np.array([m.start for m in self.mappings], dtype=np.uint64)
+        index = np.searchsorted(starts, self.vaddr, side="right") - 1
+        n = len(self.mappings)
+        present = np.bincount(index[table.present & ~self.zero], minlength=n)
+        swapped = np.bincount(index[table.swapped], minlength=n)
+        rows = [{"start": m.start, "end": m.end, "perms": m.perms, "path": m.text_path or None,
+                 "pages": (m.end - m.start) >> PAGE_SHIFT, "present": int(p), "swapped": int(s)}
+                for m, p, s in zip(self.mappings, present.tolist(), swapped.tolist())]
+        return {"meta": self.meta, "mappings": rows}
+
