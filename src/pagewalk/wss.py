@@ -1,0 +1,211 @@
+"""Working-set size over time: how much of a process's memory it really uses.
+
+Each sample resets what the method tracks, waits one interval and counts the
+pages touched meanwhile.  Methods (kernel.md 6):
+
+* ``referenced``: ``clear_refs`` 1 clears the accessed bits, then smaps
+  ``Referenced`` counts the pages accessed since.  ``clear_refs`` 1 alone does not
+  flush the TLB, so 4 is written right after it (which only flushes, where
+  soft-dirty is off, and clears soft-dirty bits where it is on).  Disturbs the
+  target: reclaim sees its pages as not recently used.
+* ``soft-dirty``: ``clear_refs`` 4, then pagemap bit 55: pages *written* since
+  (reads are not seen).  Disturbs: every page is write-protected, its next write
+  faults once.  Needs CONFIG_MEM_SOFT_DIRTY.
+* ``idle``: the frames are marked idle in ``/sys/kernel/mm/page_idle/bitmap`` and
+  read back; pages no longer idle were accessed.  Disturbs reclaim like
+  ``referenced``.  Needs CONFIG_IDLE_PAGE_TRACKING and root.
+* ``damon``: the kernel's DAMON monitoring of virtual addresses; needs
+  CONFIG_DAMON_VADDR and a free kdamond.
+
+``auto`` takes the first of idle, referenced, soft-dirty this kernel and user have.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import namedtuple
+
+from . import system
+from .errors import Unsupported, translating
+from .pagemap import PAGE_SIZE
+
+METHODS = ("referenced", "soft-dirty", "idle", "damon")
+DISTURBS = {
+    "referenced": "clears the accessed bits of every page (reclaim then sees them as not recently used)",
+    "soft-dirty": "write-protects every page (each page's next write faults once)",
+    "idle": "clears the accessed bits of every page it marks idle (reclaim then sees them as not recently used)",
+    "damon": "runs a kdamond that samples accessed bits",
+}
+
+Sample = namedtuple("Sample", "time wss_bytes rss_bytes mappings")  # mappings: [(label, start, wss_bytes)]
+Cost = namedtuple("Cost", "seconds pages_scanned")
+
+
+def why_unavailable(method: str, pid: int) -> str | None:
+    """Why this kernel or user cannot use ``method`` (None: it can)."""
+    if method == "soft-dirty" and not system.soft_dirty_supported():
+        return "this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY is off)"
+    if method == "idle":
+        if not os.path.exists("/sys/kernel/mm/page_idle/bitmap"):
+            return "this kernel has no idle page tracking (/sys/kernel/mm/page_idle/bitmap: CONFIG_IDLE_PAGE_TRACKING)"
+        if not (os.access("/sys/kernel/mm/page_idle/bitmap", os.W_OK) and system.pfn_visible()):
+            return "idle page tracking needs root (the bitmap and the frames are root's only)"
+    if method == "damon":
+        ops = system.read_text("/sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/avail_operations")
+        if ops is None:
+            return "this kernel has no DAMON sysfs interface (CONFIG_DAMON_SYSFS)"
+        if "vaddr" not in ops.split():
+            return f"this kernel's DAMON cannot monitor virtual addresses (operations: {ops.strip()}; CONFIG_DAMON_VADDR)"
+        return "pagewalk does not drive DAMON yet; use referenced or idle"
+    if method in ("referenced", "soft-dirty") and not os.access(f"/proc/{pid}/clear_refs", os.W_OK):
+        return f"/proc/{pid}/clear_refs is writable by the process owner only"
+    return None
+
+
+def choose(method: str, pid: int) -> str:
+    """The method to use: ``method`` itself (Unsupported with the reason if it cannot
+    run here) or, for ``auto``, the best available."""
+    if method != "auto":
+        why = why_unavailable(method, pid)
+        if why:
+            raise Unsupported(f"wss --method {method}: {why}")
+        return method
+    reasons = []
+    for candidate in ("idle", "referenced", "soft-dirty"):
+        why = why_unavailable(candidate, pid)
+        if why is None:
+            return candidate
+        reasons.append(f"{candidate}: {why}")
+    raise Unsupported("no working-set method works here (" + "; ".join(reasons) + ")")
+
+
+def _clear_refs(pid: int, values: str) -> None:
+    path = f"/proc/{pid}/clear_refs"
+    with translating(pid, path, started=True):
+        for value in values:
+            with open(path, "w") as f:
+                f.write(value)
+
+
+def _smaps(pid: int, field: str) -> list[tuple[str, int, int, int]]:
+    """Per mapping: (label, start, Rss bytes, ``field`` bytes)."""
+    path = f"/proc/{pid}/smaps"
+    out = []
+    with translating(pid, path, started=True), open(path, "rb") as f:
+        label, start, rss = "", 0, 0
+        for line in f:
+            head = line.split(None, 1)[0]
+            if head.endswith(b":"):
+                if head == b"Rss:":
+                    rss = int(line.split()[1]) * 1024
+                elif head == field.encode() + b":":
+                    out.append((label, start, rss, int(line.split()[1]) * 1024))
+            else:
+                parts = line.split(None, 5)
+                start = int(parts[0].split(b"-")[0], 16)
+                label = os.fsdecode(parts[5].strip()) if len(parts) > 5 else "[anon]"
+    return out
+
+
+class Tracker:
+    """Samples the working set of ``pid`` with one method."""
+
+    def __init__(self, pid: int, method: str) -> None:
+        from .process import Process
+
+        self.pid = pid
+        self.method = method
+        self.process = Process(pid)
+        self.cost = Cost(0.0, 0)
+        self._marked = None
+
+    def _spend(self, t0: float, pages: int) -> None:
+        self.cost = Cost(self.cost.seconds + time.monotonic() - t0, self.cost.pages_scanned + pages)
+
+    def reset(self) -> None:
+        t0 = time.monotonic()
+        pages = 0
+        if self.method == "referenced":
+            _clear_refs(self.pid, "14")  # 4 right after 1: the TLB flush 1 lacks (kernel.md 6.1)
+        elif self.method == "soft-dirty":
+            _clear_refs(self.pid, "4")
+        elif self.method == "idle":
+            import numpy as np
+
+            from .pagetypes import IdleMarker
+
+            table = self.process.resident_table()
+            pfns = table.pfn[table.present & ~(table.zero if table.zero is not None else False)]
+            self._marked = (table.vaddr[table.present], np.asarray(pfns, dtype=np.uint64))
+            marker = IdleMarker()
+            try:
+                marker.mark(self._marked[1])
+            finally:
+                marker.close()
+            pages = len(table)
+        self._spend(t0, pages)
+
+    def measure(self, elapsed: float) -> Sample:
+        t0 = time.monotonic()
+        if self.method == "referenced":
+            rows = _smaps(self.pid, "Referenced")
+            sample = Sample(elapsed, sum(r[3] for r in rows), sum(r[2] for r in rows),
+                            [(label, start, ref) for label, start, _, ref in rows if ref])
+            pages = sample.rss_bytes // PAGE_SIZE
+        else:
+            sample, pages = self._measure_frames(elapsed)
+        self._spend(t0, pages)
+        return sample
+
+    def _measure_frames(self, elapsed: float) -> tuple[Sample, int]:
+        import numpy as np
+
+        maps = self.process.mappings()
+        starts = np.array([m.start for m in maps], dtype=np.uint64)
+        table = self.process.resident_table(maps)
+        resident = table.present & ~(table.zero if table.zero is not None else np.zeros(len(table), dtype=bool))
+        if self.method == "soft-dirty":
+            used_vaddr = table.vaddr[resident & table.soft_dirty]
+        else:  # idle: marked frames whose idle bit the kernel cleared
+            vaddr, pfns = self._marked
+            words = pfns >> np.uint64(6)
+            fd = os.open("/sys/kernel/mm/page_idle/bitmap", os.O_RDONLY)
+            try:
+                lo = int(words.min()) if len(words) else 0
+                hi = int(words.max()) + 1 if len(words) else 0
+                data = np.frombuffer(os.pread(fd, (hi - lo) * 8, lo * 8), dtype=np.uint64) if hi > lo else \
+                    np.zeros(0, dtype=np.uint64)
+            finally:
+                os.close(fd)
+            idle = (data[(words - np.uint64(lo)).astype(np.int64)] >> (pfns & np.uint64(63))) & np.uint64(1)
+            used_vaddr = vaddr[idle == 0]
+        index = np.searchsorted(starts, used_vaddr, side="right") - 1
+        per = np.bincount(index, minlength=len(maps))
+        mappings = [(maps[i].label(), maps[i].start, int(n) * PAGE_SIZE) for i, n in enumerate(per.tolist()) if n]
+        return Sample(elapsed, int(len(used_vaddr)) * PAGE_SIZE, int(resident.sum()) * PAGE_SIZE, mappings), len(table)
+
+    def close(self) -> None:
+        self.process.close()
+
+
+def track(pid: int, method: str = "auto", interval: float = 1.0, count: int = 1, on_sample=None
+          ) -> tuple[str, list[Sample], Cost]:
+    """``count`` samples of ``interval`` seconds each; returns (method used, samples, cost)."""
+    chosen = choose(method, pid)
+    tracker = Tracker(pid, chosen)
+    samples: list[Sample] = []
+    first = None
+    try:
+        for _ in range(count):
+            tracker.reset()
+            time.sleep(interval)
+            now = time.monotonic()
+            first = now if first is None else first
+            sample = tracker.measure(round(now - first, 3))
+            samples.append(sample)
+            if on_sample is not None:
+                on_sample(sample)
+    finally:
+        tracker.close()
+    return chosen, samples, tracker.cost
