@@ -1,0 +1,39 @@
+"""``pagewalk watch PID``: a live view of a process's memory per mapping."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import PagewalkError
+from . import _common
+
+NAMES = ("watch",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("watch", help="live view of RSS, PSS and swap per mapping, with their changes (q quits)",
+                       description="Redraws every --interval seconds: RSS, PSS and swap per mapping, sorted by RSS, "
+                                   "with the change since the previous sample and the totals. Follows the "
+                                   "terminal's size; q or Ctrl-C quits; when the process exits the view says so and "
+                                   "stops updating until q.")
+    _common.pid_argument(p)
+    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between samples (default 1)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..errors import InvalidArgument
+    from ..output.live import Watch
+    from ..system import read_text
+    from ..usage import measure
+
+    pid = _common.parse_pid(args.pid)
+    if not args.interval > 0:
+        raise InvalidArgument("--interval must be above 0")
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise PagewalkError("watch draws on a terminal; for a record use 'pagewalk usage --by mapping --json' "
+                            "or 'pagewalk wss --json'")
+    measure([pid], by="mapping")  # fails here, before the screen is taken, if it cannot be read
+    command = (read_text(f"/proc/{pid}/comm") or "?").strip()
+    Watch(pid, args.interval, lambda: measure([pid], by="mapping"), command).run()
+    return 0

@@ -1,0 +1,66 @@
+"""``pagewalk watch`` in a real terminal (tmux): it draws, updates, follows a resize,
+says when the process exits, and quits on q with status 0."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from specimen import Specimen
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (Debian package tmux)")
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30).stdout
+
+
+def screen(session: str) -> str:
+    return tmux("capture-pane", "-p", "-t", session)
+
+
+def wait_for(session: str, predicate, seconds: float = 10) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        text = screen(session)
+        if predicate(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+def test_watch_draws_updates_and_quits_on_q():
+    session = f"pagewalk-watch-{os.getpid()}"
+    with Specimen() as s:
+        command = f"{sys.executable} -m pagewalk watch {s.pid} --interval 0.3; echo EXIT=$?; sleep 60"
+        tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
+        try:
+            text = wait_for(session, lambda t: "sample 2" in t)
+            assert f"pagewalk watch {s.pid}" in text and "MAPPING" in text and "total" in text, text
+            s.run("a = mmap(2000); write(a, 2000)")  # 7.8 MiB more resident
+            text = wait_for(session, lambda t: "+7.8M" in t)
+            assert "+7.8M" in text, text  # the change since the previous sample
+            tmux("resize-window", "-t", session, "-x", "50", "-y", "20")
+            redrawn = lambda t: t.startswith("pagewalk watch") and max(map(len, t.splitlines())) <= 50  # noqa: E731
+            text = wait_for(session, redrawn)
+            assert redrawn(text) and "RSS" in text, text
+            tmux("resize-window", "-t", session, "-x", "120", "-y", "40")
+            s.close()  # the process exits
+            text = wait_for(session, lambda t: "exited" in t)
+            assert f"process {s.pid} exited" in text, text
+            tmux("send-keys", "-t", session, "q")
+            text = wait_for(session, lambda t: "EXIT=" in t)
+            assert "EXIT=0" in text, text
+        finally:
+            tmux("kill-session", "-t", session)
+
+
+def test_watch_needs_a_terminal():
+    with Specimen() as s:
+        r = subprocess.run([sys.executable, "-m", "pagewalk", "watch", str(s.pid)], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=30)
+    assert r.returncode == 1 and "terminal" in r.stderr and len(r.stderr.splitlines()) == 1
