@@ -27,6 +27,7 @@ CHUNK_PFNS = 1 << 17  # 1 MiB of entries a read when streaming
 RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one read call
 DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
 DENSE_SPREAD = 16  # if the tables (5 bytes a PFN up to the highest) stay within 80 bytes a PFN asked
+PARALLEL_MIN = 1 << 16  # entries from which reads are spread over threads
 
 _WHY_MISSING = {
     KPAGECGROUP: "this kernel has no /proc/kpagecgroup (it needs CONFIG_MEMCG)",
@@ -101,9 +102,22 @@ class KpageFile:
         ends = signed[np.concatenate((breaks - 1, [len(signed) - 1]))] + 1
         offsets = np.concatenate(([0], np.cumsum(ends - starts)))
         values = np.zeros(int(offsets[-1]), dtype=np.uint64)
-        for first, end, at in zip(starts.tolist(), ends.tolist(), offsets.tolist()):
-            if len(self.read_range(first, end - first, values[at:])) < end - first:
-                break  # the end of memory: later runs are past it too
+        runs = list(zip(starts.tolist(), ends.tolist(), offsets.tolist()))
+
+        def read_runs(part: list[tuple[int, int, int]]) -> None:
+            for first, end, at in part:  # each run into its own slice of ``values``
+                if len(self.read_range(first, end - first, values[at:])) < end - first:
+                    return  # the end of memory: later runs are past it too
+
+        if len(values) >= PARALLEL_MIN:
+            # The kernel's per-entry cost dominates: read parts from a thread per CPU.
+            from .parallel import ordered_map, workers
+
+            step = max(1, len(runs) // (4 * workers()))
+            for _ in ordered_map(read_runs, [runs[i : i + step] for i in range(0, len(runs), step)]):
+                pass
+        else:
+            read_runs(runs)
         run = np.searchsorted(starts, signed, side="right") - 1
         return values[offsets[run] + (signed - starts[run])][inverse].reshape(pfns.shape)
 
