@@ -52,7 +52,7 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
         if _key(m) not in keys_b:
             continue
         sa, sb = _pages_in(a, m), _pages_in(b, m)
-        counts = _compare(_cut(ta, sa), _cut(tb, sb), frames_known, written_known, huge_known)
+        counts = _compare(ta[sa], tb[sb], frames_known, written_known, huge_known)
         if any(counts.values()):
             rows.append({"start": m.start, "end": m.end, "path": m.text_path or None, **counts})
         for f in FIELDS:
@@ -60,16 +60,16 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
     removed = [m for m in a.mappings if _key(m) not in keys_b]
     added = [m for m in b.mappings if _key(m) not in keys_a]
     for m in removed:
-        totals["vanished"] += int(_cut(ta, _pages_in(a, m)).present.sum())
+        totals["vanished"] += int(ta[_pages_in(a, m)].present.sum())
     for m in added:
-        totals["appeared"] += int(_cut(tb, _pages_in(b, m)).present.sum())
+        totals["appeared"] += int(tb[_pages_in(b, m)].present.sum())
     for f, known in (("moved", frames_known), ("written", written_known), ("huge_changed", huge_known)):
         if not known:
             totals[f] = None
 
     def listing(ms: list[Mapping], snap: Snapshot, table) -> list[dict]:
         return [{"start": m.start, "end": m.end, "perms": m.perms, "path": m.text_path or None,
-                 "present": int(_cut(table, _pages_in(snap, m)).present.sum())} for m in ms]
+                 "present": int(table[_pages_in(snap, m)].present.sum())} for m in ms]
 
     return {"a": _describe(a), "b": _describe(b), "totals": totals,
             "mappings_added": listing(added, b, tb), "mappings_removed": listing(removed, a, ta), "mappings": rows}
@@ -77,15 +77,6 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
 
 def _describe(snap: Snapshot) -> dict:
     return {"pid": snap.meta["pid"], "time": snap.meta["time"]}
-
-
-def _cut(table, part: slice):
-    """Rows ``part`` of a table with explicit vaddr (page tables slice by position)."""
-    from .pagetable import PageTable
-
-    return PageTable(0, table.raw[part], pfn_visible=table.pfn_visible,
-                     zero=None if table._zero is None else table._zero[part],
-                     huge=None if table.huge is None else table.huge[part], vaddr=table.vaddr[part])
 
 
 def _compare(ta, tb, frames_known: bool, written_known: bool, huge_known: bool) -> dict:

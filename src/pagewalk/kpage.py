@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .errors import AccessDenied, PagewalkError, Unsupported
+from .pagemap import read_entries_into
 
 KPAGEFLAGS = "kpageflags"
 KPAGECOUNT = "kpagecount"
@@ -65,14 +66,8 @@ class KpageFile:
     def read_range(self, first_pfn: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
         """Entries ``first_pfn .. first_pfn + count - 1`` (fewer at the end of memory)."""
         buf = np.empty(count, dtype=np.uint64) if out is None else out[:count]
-        view = memoryview(buf).cast("B")
-        got = 0
         try:
-            while got < count:
-                n = os.preadv(self.fd, [view[got * ENTRY_BYTES :]], (first_pfn + got) * ENTRY_BYTES)
-                if n <= 0:
-                    break
-                got += n // ENTRY_BYTES
+            got = read_entries_into(self.fd, memoryview(buf).cast("B"), first_pfn)
         except OSError as exc:
             raise _translate(exc, self.path, None) from None
         return buf[:got]

@@ -112,6 +112,20 @@ def decode_swap(entry: int, pfn_visible: bool) -> tuple[bool, bool, bool]:
                         frame & SWAP_TYPE_MASK, frame >> SWAP_TYPE_BITS, pfn_visible)
 
 
+def read_entries_into(fd: int, buf: memoryview, index: int) -> int:
+    """Fill the byte buffer ``buf`` with u64 entries from entry ``index`` of the file
+    ``fd`` (pagemap or a per-PFN file), in as few ``preadv`` calls as the kernel
+    allows; return the entries read (fewer at the end of the file)."""
+    wanted = len(buf) // ENTRY_BYTES
+    got = 0
+    while got < wanted:
+        n = os.preadv(fd, [buf[got * ENTRY_BYTES :]], (index + got) * ENTRY_BYTES)
+        if n <= 0:
+            break
+        got += n // ENTRY_BYTES
+    return got
+
+
 class PagemapFile:
     """An open ``/proc/PID/pagemap`` with bulk, bounded reads.
 
@@ -160,13 +174,8 @@ class PagemapFile:
         """Fill ``buf`` (a writable byte buffer, length a multiple of 8) with the
         entries from virtual page ``vpn`` on; return how many entries were read."""
         wanted = len(buf) // ENTRY_BYTES
-        got = 0
         with translating(self.pid, self.path, started=True):
-            while got < wanted:
-                n = os.preadv(self.fd, [buf[got * ENTRY_BYTES :]], (vpn + got) * ENTRY_BYTES)
-                if n <= 0:
-                    break
-                got += n // ENTRY_BYTES
+            got = read_entries_into(self.fd, buf, vpn)
         self._check_short(got, wanted)
         return got
 

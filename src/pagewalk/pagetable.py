@@ -67,6 +67,7 @@ class PageTable:
         self._zero = zero
         self.huge = huge
         self._zero_pfns = zero_pfns
+        self._explicit_vaddr = vaddr is not None
         if vaddr is not None:  # pages that are not consecutive (see concat)
             self.vaddr = vaddr
 
@@ -91,7 +92,8 @@ class PageTable:
         return len(self.raw)
 
     def __getitem__(self, part: slice) -> PageTable:
-        """The pages ``part`` (a slice with step 1) of this table, as a table."""
+        """The pages ``part`` (a slice with step 1) of this table, as a table (rows, for
+        a table with explicit ``vaddr``)."""
         a, b, step = part.indices(len(self.raw))
         if step != 1:
             raise ValueError("page tables slice with step 1 only")
@@ -99,7 +101,8 @@ class PageTable:
         return PageTable(self.start + a * self.page_size, self.raw[cut], pfn_visible=self.pfn_visible,
                          zero=None if self._zero is None else self._zero[cut],
                          huge=None if self.huge is None else self.huge[cut],
-                         zero_pfns=self._zero_pfns, page_size=self.page_size)
+                         zero_pfns=self._zero_pfns, page_size=self.page_size,
+                         vaddr=self.vaddr[cut] if self._explicit_vaddr else None)
 
     @property
     def end(self) -> int:
