@@ -148,6 +148,11 @@ def test_whole_machine_counts_every_frame():
     lines = r.stdout.splitlines()
     assert lines[0] == "offset\tlen\tflags"
     assert sum(int(line.split("\t")[1], 16) for line in lines[1:]) == 8  # ranges cover every PFN once
+    # across the boundary of two reads (128 Ki PFNs each): runs continue, every PFN once, in order
+    lines = cli("types", "-a", "0x1fff0,0x20010", "-l", "-N").stdout.splitlines()[1:]
+    spans = [(int(line.split("\t")[0], 16), int(line.split("\t")[1], 16)) for line in lines]
+    assert spans[0][0] == 0x1FFF0 and all(a + n == b for (a, n), (b, _) in zip(spans, spans[1:]))
+    assert sum(n for _, n in spans) == 0x20
 
 
 def test_lists_cover_the_process_pages(specimen):

@@ -176,7 +176,6 @@ class Lister:
         first = (int(voff[0]), int(off[0]), int(flags[0]), int(cg[0]), int(cnt[0]))
         p = self.pending
         if p is not None and p[3:] == first[2:] and first[1] == p[1] + p[2] and first[0] == p[0] + p[2]:
-            lengths = lengths.copy()
             self.pending = (p[0], p[1], p[2] + int(lengths[0]), p[3], p[4], p[5])
             starts, lengths = starts[1:], lengths[1:]
         if len(starts) == 0:
