@@ -190,6 +190,12 @@ class PageTable:
             return self.present & zero_pfn_mask(self._frame, self._zero_pfns)
         return None
 
+    @functools.cached_property
+    def resident(self) -> np.ndarray:
+        """Present pages that hold memory of their own: not the zero page (where the
+        zero page cannot be told apart, every present page)."""
+        return self.present if self.zero is None else self.present & ~self.zero
+
     def flag(self, name: str) -> np.ndarray:
         """A boolean column by name (``present``, ``~swapped`` ...); None-valued columns
         (``zero``/``huge`` where unknown) raise ValueError."""

@@ -25,16 +25,12 @@ def _require_frames(what: str) -> None:
                           "(CAP_SYS_ADMIN)")
 
 
-def _command(pid: int) -> str:
-    return (system.read_text(f"/proc/{pid}/comm") or "?").strip()
-
-
 def _frames_of(process) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
     """(PFNs, virtual addresses, the mappings, each page's mapping index) of the
     present pages that hold memory of their own (the zero page left out)."""
     maps = process.mappings()
     table = process.resident_table(maps)
-    keep = table.present & ~(table.zero if table.zero is not None else np.zeros(len(table), dtype=bool))
+    keep = table.resident
     vaddr = table.vaddr[keep]
     starts = np.array([m.start for m in maps], dtype=np.uint64)
     index = np.searchsorted(starts, vaddr, side="right") - 1
@@ -67,7 +63,7 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
             with Process(pid) as proc:
                 pfn, vaddr, maps, index = _frames_of(proc)
                 found = np.flatnonzero(np.isin(pfn, targets))
-                command = _command(pid)
+                command = system.command_name(pid)
                 hits += [Hit(int(pfn[k]), pid, command, int(vaddr[k]), maps[int(index[k])].label())
                          for k in found.tolist()]
         except PagewalkError:

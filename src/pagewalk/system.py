@@ -116,6 +116,11 @@ def read_kpageflags(pfns: set[int]) -> dict[int, int] | None:
     return out
 
 
+def command_name(pid: int) -> str:
+    """The process's command name (``/proc/PID/comm``), ``?`` where unreadable."""
+    return (read_text(f"/proc/{pid}/comm") or "?").strip()
+
+
 def kernel_release() -> str:
     return os.uname().release
 

@@ -117,8 +117,7 @@ def _collect(proc, visible: bool) -> _Pages:
     map_index = np.searchsorted(starts, table.vaddr, side="right") - 1
     map_label = np.array([label_of[m.label()] for m in maps], dtype=np.int64)
     label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
-    zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
-    resident = table.present & ~zero
+    resident = table.resident.copy()  # hugetlb mappings are taken out below
     if table.huge is not None and table.huge.any():
         # hugetlb pages are not in smaps' Rss or Pss: leave their mappings out
         for i in np.unique(map_index[table.huge]).tolist():
@@ -202,7 +201,7 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
 
 def _identity(pid: int) -> tuple[str, str, str]:
     """Command name, user name and memory cgroup of a process."""
-    command = (system.read_text(f"/proc/{pid}/comm") or "?").strip()
+    command = system.command_name(pid)
     try:
         uid = os.stat(f"/proc/{pid}").st_uid
         import pwd

@@ -136,8 +136,8 @@ class Tracker:
             from .pagetypes import IdleMarker
 
             table = self.process.resident_table()
-            pfns = table.pfn[table.present & ~(table.zero if table.zero is not None else False)]
-            self._marked = (table.vaddr[table.present], np.asarray(pfns, dtype=np.uint64))
+            pfns = table.pfn[table.resident]
+            self._marked = (table.vaddr[table.resident], np.asarray(pfns, dtype=np.uint64))
             marker = IdleMarker()
             try:
                 marker.mark(self._marked[1])
@@ -164,7 +164,7 @@ class Tracker:
         maps = self.process.mappings()
         starts = np.array([m.start for m in maps], dtype=np.uint64)
         table = self.process.resident_table(maps)
-        resident = table.present & ~(table.zero if table.zero is not None else np.zeros(len(table), dtype=bool))
+        resident = table.resident
         if self.method == "soft-dirty":
             used_vaddr = table.vaddr[resident & table.soft_dirty]
         else:  # idle: marked frames whose idle bit the kernel cleared

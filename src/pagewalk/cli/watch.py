@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..errors import InvalidArgument
     from ..output.live import Watch
-    from ..system import read_text
+    from ..system import command_name
     from ..usage import measure
 
     pid = _common.parse_pid(args.pid)
@@ -34,6 +34,6 @@ def run(args) -> int:
         raise PagewalkError("watch draws on a terminal; for a record use 'pagewalk usage --by mapping --json' "
                             "or 'pagewalk wss --json'")
     measure([pid], by="mapping")  # fails here, before the screen is taken, if it cannot be read
-    command = (read_text(f"/proc/{pid}/comm") or "?").strip()
+    command = command_name(pid)
     Watch(pid, args.interval, lambda: measure([pid], by="mapping"), command).run()
     return 0
