@@ -74,20 +74,29 @@ def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", expl
     ``skipped`` with the reason.  ``progress(1)`` is called after each process."""
     from .process import Process
 
+    system.reuse_freed_memory()
     visible = system.pfn_visible()
     collected: list[_Pages] = []
     skipped: dict[int, str] = {}
-    for pid in pids:
+    from .parallel import ordered_map
+
+    def one(pid: int):
         try:
             with Process(pid) as proc:
-                collected.append(_collect(proc, visible))
-        except (NoAddressSpace, NoSuchProcess):
+                return pid, _collect(proc, visible)
+        except PagewalkError as exc:
+            return pid, exc
+
+    for pid, got in ordered_map(one, pids):
+        if isinstance(got, (NoAddressSpace, NoSuchProcess)):
             if explicit:
-                raise
-        except (AccessDenied, PagewalkError) as exc:
+                raise got
+        elif isinstance(got, PagewalkError):
             if explicit:
-                raise
-            skipped[pid] = str(exc)
+                raise got
+            skipped[pid] = str(got)
+        else:
+            collected.append(got)
         if progress is not None:
             progress(1)
     pss_parts, uss_parts = _proportional(collected, visible)
