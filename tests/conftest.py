@@ -78,11 +78,23 @@ def mapping_counts(pid: int, addr: int):
     raise KeyError(hex(addr))
 
 
-def kpageflags(pfn: int) -> int:
-    """Flags of a PFN straight from /proc/kpageflags (independent of pagewalk)."""
-    with open("/proc/kpageflags", "rb") as f:
+def kpageflags(pfn: int, file: str = "/proc/kpageflags") -> int:
+    """Flags of a PFN straight from /proc/kpageflags (or another per-PFN file such as
+    /proc/kpagecount), independent of pagewalk."""
+    with open(file, "rb") as f:
         f.seek(pfn * 8)
         return int.from_bytes(f.read(8), "little")
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """``/proc/PID/smaps_rollup`` in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return out
 
 
 def pagemap_entry(pid: int, vaddr: int) -> int:

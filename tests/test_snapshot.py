@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PAGE, cli, requires_root, smaps_of, swap_file
+from conftest import PAGE, cli, kpageflags, requires_root, smaps_of, smaps_rollup, swap_file
 
 pytestmark = requires_root  # frames and swap need root
 
@@ -121,3 +121,66 @@ def test_written_pages_need_soft_dirty(specimen, tmp_path):
     specimen.run(f"write({a}, 7)")
     doc = json.loads(cli("diff", tmp_path / "s.npz", specimen.pid, "--json").stdout)
     assert row_of(doc, a)["written"] == 7
+
+
+def test_parquet_snapshot_reads_in_pyarrow_and_back(specimen, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="the test extra installs pyarrow")
+    a = specimen.run("a = mmap(40); write(a, 30); result = a")
+    path = tmp_path / "snap.parquet"
+    r = cli("snapshot", specimen.pid, "-o", path)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    table = pq.read_table(path)  # pyarrow alone, no pagewalk
+    meta = json.loads(table.schema.metadata[b"pagewalk"])
+    assert meta["pid"] == specimen.pid and meta["frames"] is True
+    assert a in [m["start"] for m in meta["mappings"]]
+    rows = table.to_pydict()
+    mine = [i for i, v in enumerate(rows["vaddr"]) if a <= v < a + 40 * PAGE]
+    with open(f"/proc/{specimen.pid}/pagemap", "rb") as f:
+        f.seek(a // PAGE * 8)
+        raw = np.frombuffer(f.read(30 * 8), dtype=np.uint64).tolist()
+    pfns = [e & FRAME for e in raw]
+    flags = [kpageflags(pfn) for pfn in pfns]
+    counts = [kpageflags(pfn, "/proc/kpagecount") for pfn in pfns]
+    assert [rows["vaddr"][i] for i in mine] == [a + k * PAGE for k in range(30)]
+    assert [rows["entry"][i] for i in mine] == raw
+    assert [rows["pfn"][i] for i in mine] == pfns
+    assert all(rows["present"][i] and not rows["swapped"][i] and rows["path"][i] is None for i in mine)
+    assert [rows["mapcount"][i] for i in mine] == counts == [1] * 30
+    # kpageflags may gain LRU/active bits between the two reads: the stable ones must agree
+    stable = (1 << 4) | (1 << 11) | (1 << 12)  # dirty, mmap, anon
+    assert [rows["kpageflags"][i] & stable for i in mine] == [f & stable for f in flags]
+    not_present = [i for i, p in enumerate(rows["present"]) if not p]
+    assert all(rows["pfn"][i] is None and rows["mapcount"][i] is None for i in not_present)
+    rss = smaps_rollup(specimen.pid)["Rss"] // PAGE
+    assert sum(p and not z for p, z in zip(rows["present"], rows["zero"])) == rss
+    # read back by pagewalk: the same snapshot as the .npz form, and no change since
+    doc = json.loads(cli("snapshot", "--load", path, "--json").stdout)
+    assert row_of(doc, a)["present"] == 30
+    unchanged = json.loads(cli("diff", path, specimen.pid, "--json").stdout)
+    assert {k: v for k, v in unchanged["totals"].items() if v} == {}, unchanged["totals"]
+
+
+def test_parquet_damaged_foreign_and_missing_pyarrow(specimen, tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="the test extra installs pyarrow")
+    import pyarrow.parquet as pq
+
+    good = tmp_path / "good.parquet"
+    assert cli("snapshot", specimen.pid, "-o", good).returncode == 0
+    half = tmp_path / "half.parquet"
+    half.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), foreign)
+    for path, words in ((half, "damaged"), (foreign, "not a pagewalk snapshot")):
+        r = cli("snapshot", "--load", path)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and words in r.stderr, r.stderr
+    # Without pyarrow: a one-line error naming the extra, and no file left behind.
+    shadow = tmp_path / "shadow" / "pyarrow"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {"PYTHONPATH": str(shadow.parent)}
+    r = cli("snapshot", specimen.pid, "-o", tmp_path / "none.parquet", env=env)
+    assert r.returncode != 0 and "pagewalk[parquet]" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert not (tmp_path / "none.parquet").exists()
+    r = cli("snapshot", "--load", good, env=env)
+    assert r.returncode != 0 and "pagewalk[parquet]" in r.stderr and "Traceback" not in r.stderr, r.stderr

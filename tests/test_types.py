@@ -249,7 +249,7 @@ def test_mark_idle_works_or_says_why_not(specimen):
 def test_kpage_reader_coalesces_and_streams():
     """KpageFile.read (sorted, unique, coalesced runs) and chunks() against one
     pread per PFN, on the live /proc/kpageflags and /proc/kpagecount."""
-    from pagewalk.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+    from pagewalk.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, _plan, read_together
 
     rng = np.random.default_rng(5)
     with KpageFile(KPAGEFLAGS) as f, open("/proc/kpageflags", "rb", buffering=0) as raw:
@@ -269,6 +269,17 @@ def test_kpage_reader_coalesces_and_streams():
         whole = c.read_range(0, int(many.max()) + 1)
         got = c.read(many)
         assert (got == whole[many]).mean() > 0.999  # map counts of a living system may move a little
+        # The in-order path: ascending runs with small gaps, a repeat and a jump back,
+        # as a process's frames come in address order; read with kpageflags together.
+        runs = [np.arange(a, a + 3000, step) for a, step in ((4000, 1), (9000, 3), (2000, 1))]
+        ordered = np.concatenate([*runs, [2999, 2999, end + 5]]).astype(np.uint64)
+        assert len(_plan(ordered.astype(np.int64))[0]) == 6  # read as given: six runs, no sort
+        with KpageFile(KPAGEFLAGS) as f:
+            flags, counts = read_together([f, c], ordered)
+            whole_flags = np.append(f.read_range(0, 12000), np.uint64(0))  # index 12000: past the end
+        inside = np.minimum(ordered, np.uint64(12000)).astype(np.int64)
+        assert ((flags & ~volatile) == (whole_flags[inside] & ~volatile)).all()
+        assert (counts[:-1] == c.read_range(0, 12000)[inside[:-1]]).mean() > 0.999 and counts[-1] == 0
 
 
 def memory_cgroup_dir(pid: int) -> str | None:

@@ -13,20 +13,11 @@ import os
 import numpy as np
 
 from conftest import PAGE, cli, requires_root
+from conftest import smaps_rollup as rollup
 
 pytestmark = requires_root
 
 FRAME = (1 << 55) - 1
-
-
-def rollup(pid: int) -> dict[str, int]:
-    out = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 3 and parts[2] == "kB":
-                out[parts[0].rstrip(":")] = int(parts[1]) * 1024
-    return out
 
 
 def mappings_of(pid: int) -> int:

@@ -29,6 +29,8 @@ RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one
 DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
 DENSE_SPREAD = 16  # if the tables (5 bytes a PFN up to the highest) stay within 80 bytes a PFN asked
 PARALLEL_MIN = 1 << 16  # entries from which reads are spread over threads
+IN_ORDER_MIN = 1 << 12  # from this many PFNs on, read ascending runs as given, without sorting,
+IN_ORDER_SPREAD = 64  # if there is at most one run a 64 PFNs
 
 _WHY_MISSING = {
     KPAGECGROUP: "this kernel has no /proc/kpagecgroup (it needs CONFIG_MEMCG)",
@@ -75,46 +77,8 @@ class KpageFile:
     def read(self, pfns: np.ndarray) -> np.ndarray:
         """The entries of ``pfns`` (any order, repeats allowed), as a uint64 array of
         the same shape; 0 for PFNs past the end of memory.  Each run of nearby
-        distinct PFNs is one read."""
-        pfns = np.asarray(pfns, dtype=np.uint64)
-        if pfns.size == 0:
-            return np.zeros(pfns.shape, dtype=np.uint64)
-        top = int(pfns.max()) + 1
-        if pfns.size >= DENSE_MIN and top <= DENSE_SPREAD * pfns.size:
-            # Many PFNs (usage over hundreds of processes sharing frames): a bitmap
-            # and an index table over the PFN range cost O(n), a sort O(n log n).
-            seen = np.zeros(top, dtype=bool)
-            seen[pfns] = True
-            unique = np.flatnonzero(seen)
-            index = np.zeros(top, dtype=np.int32)
-            index[unique] = np.arange(len(unique), dtype=np.int32)
-            inverse = index[pfns]
-        else:
-            unique, inverse = np.unique(pfns, return_inverse=True)
-        signed = unique.astype(np.int64)
-        breaks = np.flatnonzero(np.diff(signed) > RUN_GAP) + 1
-        starts = signed[np.concatenate(([0], breaks))]
-        ends = signed[np.concatenate((breaks - 1, [len(signed) - 1]))] + 1
-        offsets = np.concatenate(([0], np.cumsum(ends - starts)))
-        values = np.zeros(int(offsets[-1]), dtype=np.uint64)
-        runs = list(zip(starts.tolist(), ends.tolist(), offsets.tolist()))
-
-        def read_runs(part: list[tuple[int, int, int]]) -> None:
-            for first, end, at in part:  # each run into its own slice of ``values``
-                if len(self.read_range(first, end - first, values[at:])) < end - first:
-                    return  # the end of memory: later runs are past it too
-
-        if len(values) >= PARALLEL_MIN:
-            # The kernel's per-entry cost dominates: read parts from a thread per CPU.
-            from .parallel import ordered_map, workers
-
-            step = max(1, len(runs) // (4 * workers()))
-            for _ in ordered_map(read_runs, [runs[i : i + step] for i in range(0, len(runs), step)]):
-                pass
-        else:
-            read_runs(runs)
-        run = np.searchsorted(starts, signed, side="right") - 1
-        return values[offsets[run] + (signed - starts[run])][inverse].reshape(pfns.shape)
+        PFNs is one read (see :func:`read_together`)."""
+        return read_together([self], pfns)[0]
 
     def chunks(self, start: int = 0, end: int | None = None, chunk: int = CHUNK_PFNS
                ) -> Iterator[tuple[int, np.ndarray]]:
@@ -150,6 +114,78 @@ class KpageFile:
             return len(os.pread(self.fd, ENTRY_BYTES, pfn * ENTRY_BYTES)) == ENTRY_BYTES
         except OSError as exc:
             raise _translate(exc, self.path, None) from None
+
+
+def read_together(files: list[KpageFile], pfns: np.ndarray) -> list[np.ndarray]:
+    """:meth:`KpageFile.read` of the same ``pfns`` from each of ``files``: the runs
+    to read are worked out once, and all the files' reads share a thread per CPU.
+
+    PFNs given mostly in ascending runs (a process's pages in address order, whose
+    frames are mostly contiguous) are read run by run as given, with no sort;
+    otherwise they are de-duplicated first (a sort, or a bitmap for many PFNs),
+    so that a frame many processes share is read once."""
+    pfns = np.asarray(pfns, dtype=np.uint64)
+    if pfns.size == 0:
+        return [np.zeros(pfns.shape, dtype=np.uint64) for _ in files]
+    starts, ends, index = _plan(pfns.ravel().astype(np.int64))
+    offsets = np.concatenate(([0], np.cumsum(ends - starts)))
+    runs = list(zip(starts.tolist(), ends.tolist(), offsets.tolist()))
+    values = [np.zeros(int(offsets[-1]), dtype=np.uint64) for _ in files]
+
+    def read_runs(task: tuple[int, list[tuple[int, int, int]]]) -> None:
+        which, part = task
+        for first, end, at in part:  # each run into its own slice of the file's values
+            if len(files[which].read_range(first, end - first, values[which][at:])) < end - first:
+                return  # the end of memory: later runs are past it too
+
+    if len(values[0]) * len(files) >= PARALLEL_MIN:
+        # The kernel's per-entry cost dominates: read parts from a thread per CPU.
+        from .parallel import ordered_map, workers
+
+        # as many parts as threads, of about equal entries, over all the files
+        parts = max(1, -(-workers() // len(files)))
+        cuts = np.searchsorted(offsets[1:], np.arange(1, parts) * (offsets[-1] / parts)).tolist()
+        bounds = [0, *cuts, len(runs)]
+        tasks = [(which, runs[a:b]) for which in range(len(files)) for a, b in zip(bounds, bounds[1:]) if b > a]
+        for _ in ordered_map(read_runs, tasks):
+            pass
+    else:
+        for which in range(len(files)):
+            read_runs((which, runs))
+    return [v[index].reshape(pfns.shape) for v in values]
+
+
+def _plan(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs ``[starts, ends)`` of PFNs to read, laid end to end in one buffer, and
+    for each of ``pfns`` (int64) where its entry lands in that buffer."""
+    n = len(pfns)
+    step = np.diff(pfns)
+    cut = (step <= 0) | (step > RUN_GAP)  # a new run: backwards, a repeat, or a gap
+    if n >= IN_ORDER_MIN and int(np.count_nonzero(cut)) * IN_ORDER_SPREAD <= n:
+        first = np.concatenate(([0], np.flatnonzero(cut) + 1))
+        last = np.concatenate((first[1:] - 1, [n - 1]))
+        starts, ends = pfns[first], pfns[last] + 1
+        run = np.cumsum(np.concatenate(([0], cut)))  # the run of each PFN
+        offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
+        return starts, ends, offsets[run] + (pfns - starts[run])
+    top = int(pfns.max()) + 1
+    if n >= DENSE_MIN and top <= DENSE_SPREAD * n:
+        # Many PFNs (usage over hundreds of processes sharing frames): a bitmap
+        # and an index table over the PFN range cost O(n), a sort O(n log n).
+        seen = np.zeros(top, dtype=bool)
+        seen[pfns] = True
+        unique = np.flatnonzero(seen)
+        table = np.zeros(top, dtype=np.int32)
+        table[unique] = np.arange(len(unique), dtype=np.int32)
+        inverse = table[pfns]
+    else:
+        unique, inverse = np.unique(pfns, return_inverse=True)
+    breaks = np.flatnonzero(np.diff(unique) > RUN_GAP) + 1
+    starts = unique[np.concatenate(([0], breaks))]
+    ends = unique[np.concatenate((breaks - 1, [len(unique) - 1]))] + 1
+    offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
+    run = np.searchsorted(starts, unique, side="right") - 1
+    return starts, ends, (offsets[run] + (unique - starts[run]))[inverse]
 
 
 def _translate(exc: OSError, path: str, name: str | None) -> PagewalkError:

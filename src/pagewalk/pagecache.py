@@ -193,7 +193,7 @@ def file_residency(path: str, own_pagemap: PagemapFile | None = None) -> FileRes
     """Residency of one regular file; with ``own_pagemap`` (this process's pagemap,
     PFNs visible) also the flags and map counts of its cached pages."""
     from . import flags as fl
-    from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+    from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 
     fd = open_file(path)
     try:
@@ -209,8 +209,8 @@ def file_residency(path: str, own_pagemap: PagemapFile | None = None) -> FileRes
                 present = cached & ((entries >> np.uint64(63)) == 1)
                 index = np.flatnonzero(present)
                 pfns = entries[index] & np.uint64((1 << 55) - 1)
-                flags = fl.transform(kflags.read(pfns), 0, raw=False)
-                counts = kcount.read(pfns)
+                flag_values, counts = read_together([kflags, kcount], pfns)
+                flags = fl.transform(flag_values, 0, raw=False)
                 report.mapped += int((counts > 0).sum())
                 if len(index):
                     same = (np.diff(index) == 1) & (flags[1:] == flags[:-1]) & (counts[1:] == counts[:-1])

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import flags as fl
 from .errors import InvalidArgument, Unsupported
-from .kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile
+from .kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 from .pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
 
 ULONG_MAX = (1 << 64) - 1
@@ -263,14 +263,17 @@ class Frames:
         frames = pfns if swapped is None else np.where(swapped, np.uint64(0), pfns)
         real = slice(None) if swapped is None else ~swapped
 
-        def read(f: KpageFile | None) -> np.ndarray | None:
-            if f is None:
-                return None
-            out = np.zeros(len(pfns), dtype=np.uint64)
-            out[real] = f.read(frames[real])
-            return out
-
-        return Batch(voffset, pfns, read(self.flags), pme, read(self.cgroup), read(self.count), swapped)
+        files = [f for f in (self.flags, self.cgroup, self.count) if f is not None]
+        got = iter(read_together(files, frames[real]))
+        columns = []
+        for f in (self.flags, self.cgroup, self.count):
+            out = None
+            if f is not None:
+                out = np.zeros(len(pfns), dtype=np.uint64)
+                out[real] = next(got)
+            columns.append(out)
+        flags, cgroup, count = columns
+        return Batch(voffset, pfns, flags, pme, cgroup, count, swapped)
 
     def close(self) -> None:
         for f in (self.flags, self.cgroup, self.count):

@@ -19,6 +19,10 @@ compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
   ``meta["huge_known"]``), and where ``frames``: ``kpageflags`` (uint64) and
   ``mapcount`` (uint32) of each present page's frame (0 elsewhere).
 
+The same snapshot can be written as Parquet instead, one row per page with every
+bit decoded, for data tools (extra ``pagewalk[parquet]``; see :mod:`pagewalk.parquet`).
+:meth:`Snapshot.load` reads either.
+
 Files are written to a temporary file in the same directory (mode 0600: they hold
 physical addresses) and renamed into place, so a reader never sees half a file.
 """
@@ -88,14 +92,13 @@ class Snapshot:
         kflags = mapcount = None
         frames = False
         if visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK):
-            from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+            from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 
             pfns = (table.raw[present] & np.uint64(PM_PFRAME_MASK))
             kflags = np.zeros(len(table), dtype=np.uint64)
             mapcount = np.zeros(len(table), dtype=np.uint32)
             with KpageFile(KPAGEFLAGS) as f, KpageFile(KPAGECOUNT) as c:
-                kflags[present] = f.read(pfns)
-                mapcount[present] = c.read(pfns).astype(np.uint32)
+                kflags[present], mapcount[present] = read_together([f, c], pfns)
             frames = True
         now = datetime.datetime.now().astimezone()
         cmdline = (system.read_text(f"/proc/{pid}/cmdline") or "").split("\0")
@@ -117,8 +120,22 @@ class Snapshot:
                    huge.astype(bool), kflags, mapcount)
 
     # -- the file ------------------------------------------------------------------
-    def save(self, path: str) -> int:
-        """Write the snapshot atomically, mode 0600; return the file's size in bytes."""
+    def save(self, path: str, file_format: str | None = None) -> int:
+        """Write the snapshot atomically, mode 0600; return the file's size in bytes.
+        ``file_format`` is ``npz`` (the default) or ``parquet`` (needs pyarrow: see
+        :mod:`pagewalk.parquet`); None picks ``parquet`` for a ``.parquet`` name."""
+        if file_format is None:
+            file_format = "parquet" if path.endswith(".parquet") else "npz"
+        if file_format == "parquet":
+            from . import parquet
+
+            parquet._pyarrow()  # a missing extra is said before any file is made
+            return _write_atomically(path, lambda f: parquet.write(self, f))
+        if file_format != "npz":
+            raise ValueError(f"unknown snapshot format {file_format!r}")
+        return _write_atomically(path, self._write_npz)
+
+    def _write_npz(self, f) -> None:
         arrays = {"meta": np.array(json.dumps(self.meta))}
         for name in MAP_FIELDS:
             values = [getattr(m, name) for m in self.mappings]
@@ -130,43 +147,27 @@ class Snapshot:
         arrays["zero"], arrays["huge"] = self.zero, self.huge
         if self.kpageflags is not None:
             arrays["kpageflags"], arrays["mapcount"] = self.kpageflags, self.mapcount
-        directory = os.path.dirname(os.path.abspath(path))
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                # What numpy.savez_compressed writes, at deflate level 1: the delta-coded
-                # columns are mostly repeats, which the fastest level already squeezes.
-                with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-                    for name, array in arrays.items():
-                        with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return os.path.getsize(path)
+        # What numpy.savez_compressed writes, at deflate level 1: the delta-coded
+        # columns are mostly repeats, which the fastest level already squeezes.
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, array in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
     @classmethod
     def load(cls, path: str) -> Snapshot:
         """Read a snapshot; :class:`BadSnapshot` for anything that is not one (a
         truncated or foreign file, a newer format version)."""
+        from . import parquet
+
+        if parquet.is_parquet(path):
+            return cls._load_parquet(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "meta" not in z.files:
                     raise BadSnapshot(f"{path} is not a pagewalk snapshot (no metadata)")
                 meta = json.loads(str(z["meta"]))
-                if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                    raise BadSnapshot(f"{path} is not a pagewalk snapshot")
-                version = meta.get("version")
-                if not isinstance(version, int) or version > VERSION:
-                    raise BadSnapshot(f"{path} was written by a newer pagewalk (snapshot format version {version}; "
-                                      f"this one reads up to {VERSION}): upgrade pagewalk to read it")
+                _check_meta(path, meta)
                 columns = {name: z[f"map_{name}"] for name in MAP_FIELDS}
                 vpn = np.cumsum(z["vpn_delta"].astype(np.int64))
                 raw = np.cumsum(z["entry_delta"].astype(np.uint64), dtype=np.uint64)
@@ -192,6 +193,22 @@ class Snapshot:
         vaddr = vpn.astype(np.uint64) << np.uint64(PAGE_SHIFT)
         return cls(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
 
+    @classmethod
+    def _load_parquet(cls, path: str) -> Snapshot:
+        from . import parquet
+
+        try:
+            meta, mappings, vaddr, raw, zero, huge, kflags, mapcount = parquet.read(path)
+        except (KeyError, TypeError, json.JSONDecodeError):
+            raise BadSnapshot(f"{path} is a Parquet file but not a pagewalk snapshot") from None
+        except Unsupported:
+            raise
+        except Exception as exc:  # pyarrow's errors have no common base worth naming
+            raise BadSnapshot(f"{path} is not a readable pagewalk snapshot (damaged or truncated: "
+                              f"{type(exc).__name__})") from None
+        _check_meta(path, meta)
+        return cls(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
+
     def summary(self) -> dict:
         """Per-mapping counts of what was recorded (for ``snapshot --load``)."""
         table = self.table()
@@ -205,3 +222,32 @@ class Snapshot:
                 for m, p, s in zip(self.mappings, present.tolist(), swapped.tolist())]
         return {"meta": self.meta, "mappings": rows}
 
+
+def _check_meta(path: str, meta) -> None:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BadSnapshot(f"{path} is not a pagewalk snapshot")
+    version = meta.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise BadSnapshot(f"{path} was written by a newer pagewalk (snapshot format version {version}; "
+                          f"this one reads up to {VERSION}): upgrade pagewalk to read it")
+
+
+def _write_atomically(path: str, write) -> int:
+    """``write(f)`` to a temporary file (mode 0600) in ``path``'s directory, synced,
+    then renamed to ``path``; the file's size.  Nothing is left behind on failure."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return os.path.getsize(path)

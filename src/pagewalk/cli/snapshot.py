@@ -14,12 +14,16 @@ def add_parser(sub) -> None:
     p = sub.add_parser("snapshot", help="record a process's pages to a file (mode 0600), or read one back",
                        description="Record the mappings and every populated page (all pagemap bits, PFN, and "
                                    "as root each frame's kpageflags and map count) with metadata, to a "
-                                   "compressed NumPy .npz file readable without pagewalk (see the README). "
+                                   "compressed NumPy .npz file readable with numpy alone, or (FILE.parquet or "
+                                   "--format parquet, extra pagewalk[parquet]) a Parquet table of decoded pages "
+                                   "for pandas, polars and DuckDB (see the README). "
                                    "The file is written atomically and created mode 0600: it holds physical "
                                    "addresses. --load reads one back and summarises it.")
     p.add_argument("pid", metavar="PID", nargs="?", help="process to record")
     p.add_argument("-o", "--output", metavar="FILE", help="where to write the snapshot")
-    p.add_argument("--load", metavar="FILE", help="read this snapshot and summarise it")
+    p.add_argument("--format", choices=("npz", "parquet"), dest="file_format",
+                   help="file format (default: parquet for a FILE ending in .parquet, else npz)")
+    p.add_argument("--load", metavar="FILE", help="read this snapshot (either format) and summarise it")
     p.add_argument("--json", action="store_true", help="with --load: print one JSON document")
     p.add_argument("--clear-soft-dirty", action="store_true",
                    help="after recording, clear the target's soft-dirty bits so that a later diff can say which "
@@ -50,7 +54,7 @@ def run(args) -> int:
         snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty)
     if not snap.meta["pfn_visible"]:
         _common.pfn_hidden_note()
-    size = snap.save(args.output)
+    size = snap.save(args.output, args.file_format)
     present = int(snap.table().present.sum())
     _common.warn(f"wrote {args.output}: {len(snap.mappings)} mappings, {snap.meta['pages']} populated pages "
                  f"({present} present), {size} bytes")
