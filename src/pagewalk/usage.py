@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import system
-from .errors import AccessDenied, NoAddressSpace, NoSuchProcess, PagewalkError
+from .errors import NoAddressSpace, NoSuchProcess, PagewalkError
 from .pagemap import PAGE_SHIFT, PAGE_SIZE
 
 PSS_SHIFT = 12  # smaps' fixed point
