@@ -14,10 +14,16 @@ pages touched meanwhile.  Methods (kernel.md 6):
 * ``idle``: the frames are marked idle in ``/sys/kernel/mm/page_idle/bitmap`` and
   read back; pages no longer idle were accessed.  Disturbs reclaim like
   ``referenced``.  Needs CONFIG_IDLE_PAGE_TRACKING and root.
-* ``damon``: the kernel's DAMON monitoring of virtual addresses; needs
-  CONFIG_DAMON_VADDR and a free kdamond.
+* ``damon``: the kernel's DAMON monitoring of virtual addresses (see
+  :mod:`pagewalk.damon`): a kdamond samples one page a region every 5 ms; the
+  resident pages inside regions accessed during the interval are counted.
+  Region-based, so approximate at region edges.  Disturbs: the sampled pages'
+  accessed bits are cleared, and (re)creating the kdamond directories drops
+  settings left in stopped kdamonds.  Needs CONFIG_DAMON_VADDR, root, and no
+  kdamond running.
 
-``auto`` takes the first of idle, referenced, soft-dirty this kernel and user have.
+``auto`` takes the first of idle, referenced, soft-dirty, damon this kernel and
+user have.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ DISTURBS = {
     "referenced": "clears the accessed bits of every page (reclaim then sees them as not recently used)",
     "soft-dirty": "write-protects every page (each page's next write faults once)",
     "idle": "clears the accessed bits of every page it marks idle (reclaim then sees them as not recently used)",
-    "damon": "runs a kdamond that samples accessed bits",
+    "damon": "runs a kdamond that clears the accessed bits of the pages it samples, and recreates DAMON's "
+             "sysfs kdamond directories (settings left in stopped kdamonds are lost)",
 }
 
 Sample = namedtuple("Sample", "time wss_bytes rss_bytes mappings")  # mappings: [(label, start, wss_bytes)]
@@ -52,12 +59,9 @@ def why_unavailable(method: str, pid: int) -> str | None:
         if not (os.access("/sys/kernel/mm/page_idle/bitmap", os.W_OK) and system.pfn_visible()):
             return "idle page tracking needs root (the bitmap and the frames are root's only)"
     if method == "damon":
-        ops = system.read_text("/sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/avail_operations")
-        if ops is None:
-            return "this kernel has no DAMON sysfs interface (CONFIG_DAMON_SYSFS)"
-        if "vaddr" not in ops.split():
-            return f"this kernel's DAMON cannot monitor virtual addresses (operations: {ops.strip()}; CONFIG_DAMON_VADDR)"
-        return "pagewalk does not drive DAMON yet; use referenced or idle"
+        from . import damon
+
+        return damon.why_unavailable()
     if method in ("referenced", "soft-dirty") and not os.access(f"/proc/{pid}/clear_refs", os.W_OK):
         return f"/proc/{pid}/clear_refs is writable by the process owner only"
     return None
@@ -72,7 +76,7 @@ def choose(method: str, pid: int) -> str:
             raise Unsupported(f"wss --method {method}: {why}")
         return method
     reasons = []
-    for candidate in ("idle", "referenced", "soft-dirty"):
+    for candidate in ("idle", "referenced", "soft-dirty", "damon"):
         why = why_unavailable(candidate, pid)
         if why is None:
             return candidate
@@ -111,7 +115,7 @@ def _smaps(pid: int, field: str) -> list[tuple[str, int, int, int]]:
 class Tracker:
     """Samples the working set of ``pid`` with one method."""
 
-    def __init__(self, pid: int, method: str) -> None:
+    def __init__(self, pid: int, method: str, interval: float = 1.0) -> None:
         from .process import Process
 
         self.pid = pid
@@ -119,6 +123,17 @@ class Tracker:
         self.process = Process(pid)
         self.cost = Cost(0.0, 0)
         self._marked = None
+        self.damon = None
+        if method == "damon":
+            from .damon import Monitor
+
+            self.damon = Monitor(pid, interval)
+            self._kdamond_cpu = self.damon.cpu_seconds()
+
+    @property
+    def waits_itself(self) -> bool:
+        """Whether :meth:`measure` itself waits for the interval to end (DAMON does)."""
+        return self.damon is not None
 
     def _spend(self, t0: float, pages: int) -> None:
         self.cost = Cost(self.cost.seconds + time.monotonic() - t0, self.cost.pages_scanned + pages)
@@ -147,6 +162,11 @@ class Tracker:
         self._spend(t0, pages)
 
     def measure(self, elapsed: float) -> Sample:
+        regions = None
+        if self.damon is not None:  # waits for the interval to end: the kdamond's time, not ours
+            import numpy as np
+
+            regions = np.array(self.damon.regions(), dtype=np.uint64).reshape(-1, 3)
         t0 = time.monotonic()
         if self.method == "referenced":
             rows = _smaps(self.pid, "Referenced")
@@ -154,18 +174,32 @@ class Tracker:
                             [(label, start, ref) for label, start, _, ref in rows if ref])
             pages = sample.rss_bytes // PAGE_SIZE
         else:
-            sample, pages = self._measure_frames(elapsed)
+            sample, pages = self._measure_frames(elapsed, regions)
         self._spend(t0, pages)
         return sample
 
-    def _measure_frames(self, elapsed: float) -> tuple[Sample, int]:
+    def _measure_frames(self, elapsed: float, regions) -> tuple[Sample, int]:
+        """Pages used in the interval, from the frames' state (soft-dirty, idle) or
+        from DAMON's ``regions`` (start, end, nr_accesses)."""
         import numpy as np
 
         maps = self.process.mappings()
         starts = np.array([m.start for m in maps], dtype=np.uint64)
         table = self.process.resident_table(maps)
         resident = table.resident
-        if self.method == "soft-dirty":
+        scanned = len(table)
+        if regions is not None:  # resident pages inside regions accessed during the interval
+            vaddr = table.vaddr[resident]
+            accessed = regions[regions[:, 2] > 0]
+            inside = np.searchsorted(accessed[:, 0], vaddr, side="right") - 1
+            hit = (inside >= 0) & (vaddr < accessed[np.maximum(inside, 0), 1]) if len(accessed) else \
+                np.zeros(len(vaddr), dtype=bool)
+            used_vaddr = vaddr[hit]
+            cpu = self.damon.cpu_seconds()
+            self.cost = Cost(self.cost.seconds + cpu - self._kdamond_cpu, self.cost.pages_scanned)
+            self._kdamond_cpu = cpu
+            scanned = len(regions) * self.damon.samples_per_interval  # the pages the kdamond checked
+        elif self.method == "soft-dirty":
             used_vaddr = table.vaddr[resident & table.soft_dirty]
         else:  # idle: marked frames whose idle bit the kernel cleared
             vaddr, pfns = self._marked
@@ -183,9 +217,11 @@ class Tracker:
         index = np.searchsorted(starts, used_vaddr, side="right") - 1
         per = np.bincount(index, minlength=len(maps))
         mappings = [(maps[i].label(), maps[i].start, int(n) * PAGE_SIZE) for i, n in enumerate(per.tolist()) if n]
-        return Sample(elapsed, int(len(used_vaddr)) * PAGE_SIZE, int(resident.sum()) * PAGE_SIZE, mappings), len(table)
+        return Sample(elapsed, int(len(used_vaddr)) * PAGE_SIZE, int(resident.sum()) * PAGE_SIZE, mappings), scanned
 
     def close(self) -> None:
+        if self.damon is not None:
+            self.damon.close()
         self.process.close()
 
 
@@ -193,13 +229,14 @@ def track(pid: int, method: str = "auto", interval: float = 1.0, count: int = 1,
           ) -> tuple[str, list[Sample], Cost]:
     """``count`` samples of ``interval`` seconds each; returns (method used, samples, cost)."""
     chosen = choose(method, pid)
-    tracker = Tracker(pid, chosen)
+    tracker = Tracker(pid, chosen, interval)
     samples: list[Sample] = []
     first = None
     try:
         for _ in range(count):
             tracker.reset()
-            time.sleep(interval)
+            if not tracker.waits_itself:
+                time.sleep(interval)
             now = time.monotonic()
             first = now if first is None else first
             sample = tracker.measure(round(now - first, 3))

@@ -19,8 +19,11 @@ def add_parser(sub) -> None:
                     "bits of every page, so reclaim sees them as not recently used; soft-dirty (clear_refs 4 + "
                     "pagemap bit 55; sees writes only) write-protects every page, whose next write faults once; "
                     "idle (page_idle bitmap; root) clears accessed bits like referenced; damon (the kernel's "
-                    "DAMON, needs virtual-address monitoring) runs a kdamond. auto picks the best this kernel "
-                    "and user have and says which. The run reports its own cost.")
+                    "DAMON with virtual-address monitoring; root, and no kdamond already running) runs a "
+                    "kdamond that clears the accessed bits of the pages it samples, counts whole regions "
+                    "(approximate at their edges), and recreates DAMON's sysfs kdamond directories, so "
+                    "settings left in stopped kdamonds are lost. auto picks the best this kernel and user "
+                    "have and says which. The run reports its own cost (for damon, the kdamond's CPU time).")
     _common.pid_argument(p)
     p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds per sample (default 1)")
     p.add_argument("--count", type=int, default=5, metavar="N", help="samples (default 5)")
