@@ -19,6 +19,7 @@ import pytest
 import pagewalk
 from conftest import (
     KPF_THP,
+    smaps_rollup,
     swap_file,
     KPF_ZERO_PAGE,
     cli,
@@ -130,6 +131,13 @@ def test_thp_counted_as_smaps_anon_huge_pages(specimen):
         pfn = table.pfn[lo:lo + HPAGE_PAGES]
         assert (np.diff(pfn) == 1).all(), f"PFNs of the huge page at page {lo} are not consecutive"
         assert pfn[0] % HPAGE_PAGES == 0
+    # usage's (and the exporter's) huge bytes: the whole process, as smaps_rollup sums it
+    from pagewalk.usage import measure
+
+    kernel = smaps_rollup(specimen.pid)
+    expected = kernel["AnonHugePages"] + kernel["ShmemPmdMapped"] + kernel["FilePmdMapped"]
+    assert expected >= block["AnonHugePages"] > 0
+    assert measure([specimen.pid]).rows[0].huge == expected
 
 
 @requires_root

@@ -32,10 +32,13 @@ GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
 
 
-class Usage(namedtuple("Usage", "name processes rss pss uss swap swap_pss pid command user")):
+class Usage(namedtuple("Usage", "name processes rss pss uss swap swap_pss huge pid command user")):
     """Memory of one process or group, in bytes (None where unknown).  ``swap_pss``
     is swap shared out like PSS: pagemap gives no swap map counts, so it is the
-    kernel's ``SwapPss`` from smaps_rollup, read only for processes with swap."""
+    kernel's ``SwapPss`` from smaps_rollup, read only for processes with swap.
+    ``huge`` is the part of ``rss`` mapped by transparent huge pages (smaps'
+    ``AnonHugePages + ShmemPmdMapped + FilePmdMapped``); None where unknown (no
+    PAGEMAP_SCAN)."""
 
     __slots__ = ()
 
@@ -44,11 +47,13 @@ class _Pages:
     """What one process contributes, per mapping label, before PSS is known."""
 
     def __init__(self, pid: int, command: str, user: str, cgroup: str, labels: list[str], rss: np.ndarray,
-                 exclusive: np.ndarray, swap: np.ndarray, shared_pfns: np.ndarray | None,
-                 shared_label: np.ndarray | None, rollup: dict[str, int] | None, swap_pss: int | None) -> None:
+                 exclusive: np.ndarray, swap: np.ndarray, huge: np.ndarray | None, shared_pfns: np.ndarray | None,
+                 shared_label: np.ndarray | None, rollup: dict[str, int] | None, swap_pss: int | None,
+                 pages_read: int) -> None:
         self.pid, self.command, self.user, self.cgroup = pid, command, user, cgroup
-        self.labels = labels  # per label index: rss, exclusive and swap pages
-        self.rss, self.exclusive, self.swap = rss, exclusive, swap
+        self.labels = labels  # per label index: rss, exclusive, swap and huge pages
+        self.rss, self.exclusive, self.swap, self.huge = rss, exclusive, swap, huge
+        self.pages_read = pages_read  # pagemap entries read
         self.shared_pfns, self.shared_label = shared_pfns, shared_label
         self.rollup = rollup  # smaps_rollup (bytes), read where frames are hidden
         self.swap_pss = swap_pss
@@ -66,19 +71,27 @@ def all_pids() -> list[int]:
 
 def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,
             progress=None) -> Report:
-    """Usage of ``pids`` grouped ``by`` process, user, command, mapping or cgroup.
+    """Usage of ``pids`` grouped ``by`` process, user, command, mapping or cgroup
+    (:func:`gather`, then :meth:`Gathered.report`)."""
+    return gather(pids, explicit=explicit, progress=progress).report(by, sort)
+
+
+def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gathered:
+    """Read the pages of ``pids`` and the map counts of their shared frames, once,
+    for any number of groupings.
 
     ``explicit``: the PIDs were named by the user, so one that cannot be read is
     an error; otherwise (``--all``) kernel threads and processes that exit before
     they are read are passed over, and those that refuse are listed in
-    ``skipped`` with the reason.  ``progress(1)`` is called after each process."""
+    ``skipped`` with the reason.  ``progress(1)`` is called after each process.
+    Processes are read from a thread per CPU: the kernel's reads release the GIL."""
+    from .parallel import ordered_map
     from .process import Process
 
     system.reuse_freed_memory()
     visible = system.pfn_visible()
     collected: list[_Pages] = []
     skipped: dict[int, str] = {}
-    from .parallel import ordered_map
 
     def one(pid: int):
         try:
@@ -99,13 +112,31 @@ def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", expl
             collected.append(got)
         if progress is not None:
             progress(1)
-    pss_parts, uss_parts = _proportional(collected, visible)
-    rows = _group(collected, pss_parts, uss_parts, by)
-    rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
-    totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(collected),
-                   sum(u.rss for u in rows), _sum(u.pss for u in rows), _sum(u.uss for u in rows),
-                   sum(u.swap for u in rows), _sum(u.swap_pss for u in rows), None, None, None)
-    return Report(by, rows, totals, visible, skipped)
+    return Gathered(collected, visible, skipped)
+
+
+class Gathered:
+    """One pass over processes, before grouping."""
+
+    def __init__(self, collected: list[_Pages], visible: bool, skipped: dict[int, str]) -> None:
+        self.collected, self.pfn_visible, self.skipped = collected, visible, skipped
+        self._pss, self._uss = _proportional(collected, visible)
+
+    @property
+    def pages_read(self) -> int:
+        """Pagemap entries read in the pass."""
+        return sum(p.pages_read for p in self.collected)
+
+    def report(self, by: str = "process", sort: str = "pss") -> Report:
+        """The usage grouped ``by`` process, user, command, mapping or cgroup, sorted
+        by ``sort`` (largest first), with totals."""
+        rows = _group(self.collected, self._pss, self._uss, by)
+        rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
+        totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(self.collected),
+                       sum(u.rss for u in rows), _sum(u.pss for u in rows), _sum(u.uss for u in rows),
+                       sum(u.swap for u in rows), _sum(u.swap_pss for u in rows), _sum(u.huge for u in rows),
+                       None, None, None)
+        return Report(by, rows, totals, self.pfn_visible, self.skipped)
 
 
 def _sum(values: Iterable[int | None]) -> int | None:
@@ -136,6 +167,7 @@ def _collect(proc, visible: bool) -> _Pages:
     rss = np.bincount(label[resident], minlength=n)
     exclusive = np.bincount(label[resident & table.exclusive], minlength=n)
     swap = np.bincount(label[table.swapped], minlength=n)
+    huge = None if table.huge is None else np.bincount(label[resident & table.huge], minlength=n)
     shared = resident & ~table.exclusive
     command, user, cgroup = _identity(proc.pid)
     rollup = None if visible else _smaps_rollup(proc.pid)
@@ -143,9 +175,9 @@ def _collect(proc, visible: bool) -> _Pages:
     if swap.any():
         rollup = rollup or _smaps_rollup(proc.pid)
         swap_pss = rollup.get("SwapPss") if rollup else None
-    return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap,
+    return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
                   table.pfn[shared] if visible else None, label[shared] if visible else None,
-                  None if visible else rollup, swap_pss)
+                  None if visible else rollup, swap_pss, len(table))
 
 
 def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
@@ -173,23 +205,27 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
 
 
 def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
-    groups: dict[str, list] = {}  # name -> [processes, rss, pss (fixed point or None), uss, swap, first]
+    # name -> [processes, rss, pss (fixed point or None), uss, swap, swap_pss, huge, first]
+    groups: dict[str, list] = {}
 
-    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None) -> None:
-        g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, p])
+    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None,
+            huge: int | None) -> None:
+        g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, 0, p])
         g[0] += 1
         g[1] += rss
         g[2] = None if g[2] is None or pss is None else g[2] + pss
         g[3] += uss
         g[4] += swap
         g[5] = None if g[5] is None or swap_pss is None else g[5] + swap_pss
+        g[6] = None if g[6] is None or huge is None else g[6] + huge
 
     for p, pss, uss in zip(collected, pss_parts, uss_parts):
         if by == "mapping":
             for i, name in enumerate(p.labels):
                 if p.rss[i] or p.swap[i]:
                     add(name, p, int(p.rss[i]), None if pss is None else int(pss[i]), int(uss[i]), int(p.swap[i]),
-                        0 if not p.swap[i] else None)  # SwapPss exists per process only
+                        0 if not p.swap[i] else None,  # SwapPss exists per process only
+                        None if p.huge is None else int(p.huge[i]))
             continue
         uss_total = int(uss.sum())
         if pss is not None:
@@ -200,12 +236,13 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
         else:
             pss_total = None
         key = {"process": str(p.pid), "user": p.user, "command": p.command, "cgroup": p.cgroup}[by]
-        add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()), p.swap_pss)
+        add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()), p.swap_pss,
+            None if p.huge is None else int(p.huge.sum()))
     single = by == "process"
     return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
-                  swap << PAGE_SHIFT, swap_pss, first.pid if single else None, first.command if single else None,
-                  first.user if single else None)
-            for name, (procs, rss, pss, uss, swap, swap_pss, first) in groups.items()]
+                  swap << PAGE_SHIFT, swap_pss, None if huge is None else huge << PAGE_SHIFT,
+                  first.pid if single else None, first.command if single else None, first.user if single else None)
+            for name, (procs, rss, pss, uss, swap, swap_pss, huge, first) in groups.items()]
 
 
 def _identity(pid: int) -> tuple[str, str, str]:

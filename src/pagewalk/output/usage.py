@@ -10,7 +10,7 @@ from .table import render_columns
 
 def as_json(report: Report) -> str:
     def amounts(u) -> dict:
-        return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap, "swap_pss": u.swap_pss}
+        return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap, "swap_pss": u.swap_pss, "huge": u.huge}
 
     doc: dict = {"by": report.by, "pfn_visible": report.pfn_visible}
     if report.by == "process":
