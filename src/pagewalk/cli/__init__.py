@@ -14,9 +14,9 @@ import sys
 
 from .. import __version__
 from ..errors import InvalidArgument, PagewalkError
-from . import _common, diff, doctor, dump, files, maps, shared, snapshot, types, usage, v2p, watch, who, wss
+from . import _common, diff, doctor, dump, exporter, files, maps, shared, snapshot, types, usage, v2p, watch, who, wss
 
-COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, snapshot, diff, wss, watch, doctor)
+COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, snapshot, diff, wss, watch, exporter, doctor)
 
 
 def build_parser(command: str | None = None):  # -> argparse.ArgumentParser

@@ -1,0 +1,63 @@
+"""``pagewalk exporter``: Prometheus metrics of process and cgroup memory."""
+
+from __future__ import annotations
+
+from ..errors import InvalidArgument
+from . import _common
+
+NAMES = ("exporter",)  # the command names this module serves
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "exporter", help="serve Prometheus metrics of process and cgroup memory (extra pagewalk[exporter])",
+        description="Serves /metrics: RSS, PSS, USS, swap and huge bytes per process (labels pid, command, "
+                    "user) and RSS, PSS, USS and swap per memory cgroup, from the same pagemap and kpagecount "
+                    "pass as 'pagewalk usage', plus the exporter's own cost (pagewalk_scan_duration_seconds, "
+                    "pagewalk_scan_pages_total). Scans run every --interval seconds; a scrape is served from "
+                    "the last scan and never waits for one (the first at most --scrape-budget seconds). "
+                    "Listens on loopback unless told otherwise. Neither --pid nor --all means --all.")
+    p.add_argument("--listen", default="127.0.0.1:9105", metavar="HOST:PORT",
+                   help="address to serve on (default 127.0.0.1:9105; port 0 picks a free one)")
+    p.add_argument("--pid", dest="pids", nargs="+", action="extend", default=[], metavar="PID",
+                   help="only these processes (their series end when they exit)")
+    p.add_argument("--all", action="store_true", help="every process (the default)")
+    p.add_argument("--interval", type=float, default=15.0, metavar="S", help="seconds between scans (default 15)")
+    p.add_argument("--scrape-budget", type=float, default=1.0, metavar="S",
+                   help="longest a scrape waits for the first scan (default 1)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import signal
+    import threading
+
+    from ..exporter import parse_listen, serve
+
+    if args.pids and args.all:
+        raise InvalidArgument("give --pid or --all, not both")
+    if not args.interval >= 0 or not args.scrape_budget >= 0:
+        raise InvalidArgument("--interval and --scrape-budget must be 0 or more seconds")
+    try:
+        listen = parse_listen(args.listen)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    pids = [_common.parse_pid(p) for p in args.pids] or None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def ready(address) -> None:
+        host, port = address[:2]
+        shown = f"[{host}]" if ":" in host else host
+        _common.warn(f"serving metrics on http://{shown}:{port}/metrics, scanning "
+                     f"{'every process' if pids is None else f'{len(pids)} process(es)'} every {args.interval:g} s")
+
+    try:
+        serve(listen, pids, args.interval, args.scrape_budget, stop, on_ready=ready)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        from ..errors import PagewalkError
+
+        raise PagewalkError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    return 0
