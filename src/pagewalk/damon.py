@@ -8,6 +8,9 @@ with ``nr_accesses``: in how many of the aggregation interval's samples the
 region's sampled page had been accessed.  With the aggregation interval set to
 pagewalk's interval, writing ``update_schemes_tried_regions`` to ``state`` waits
 for the end of the next interval and lists the regions as they were over it.
+Approximate by design: each region is judged by one sampled page per sample, and
+before the listing DAMON merges neighbours whose counts differ little (averaged by
+size), so a lightly used region can read as unused and the other way round.
 
 The directories are shared by every DAMON user on the machine, and writing
 ``nr_kdamonds`` recreates all of them (the kernel refuses while one runs).  So
@@ -18,6 +21,7 @@ back when it is done; settings left in stopped kdamonds are lost, which
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -34,9 +38,19 @@ def _read(path: str) -> str:
         return f.read().strip()
 
 
-def _write(path: str, value: object) -> None:
-    with open(path, "w") as f:
-        f.write(str(value))
+def _write(path: str, value: object, tries: int = 50) -> None:
+    """Write, retrying while DAMON's sysfs lock is held elsewhere: every store
+    takes it with a trylock and fails with EBUSY meanwhile (another DAMON user, a
+    blocked ``update_schemes_tried_regions``)."""
+    for attempt in range(tries):
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or attempt == tries - 1:
+                raise
+            time.sleep(0.01)
 
 
 def _kdamonds() -> list[str]:
@@ -101,6 +115,8 @@ class Monitor:
             attrs = f"{ctx}/monitoring_attrs"
             _write(f"{attrs}/intervals/sample_us", SAMPLE_US)
             _write(f"{attrs}/intervals/aggr_us", self.samples_per_interval * SAMPLE_US)
+            # The regions follow new mappings only at each update (60 s by default): every interval.
+            _write(f"{attrs}/intervals/update_us", self.samples_per_interval * SAMPLE_US)
             _write(f"{attrs}/nr_regions/min", MIN_REGIONS)
             _write(f"{attrs}/nr_regions/max", MAX_REGIONS)
             _write(f"{ctx}/targets/nr_targets", 1)
@@ -116,12 +132,26 @@ class Monitor:
         except OSError as exc:
             self.close()
             raise PagewalkError(f"DAMON refused pagewalk's kdamond: {exc.strerror or exc}") from None
-        self._cpu_start = self.cpu_seconds()
+        except BaseException:  # Ctrl-C or SIGTERM mid-setup: no kdamond left running
+            self.close()
+            raise
+        self._cpu = 0.0
+        self._cpu = self.cpu_seconds()
+
+    def wait(self) -> None:
+        """Wait for the end of the current interval and have its regions listed (the
+        kernel applies the scheme once an aggregation interval)."""
+        try:
+            _write(f"{self.dir}/state", "update_schemes_tried_regions")
+        except OSError as exc:
+            state = _read_or_none(f"{self.dir}/state")
+            if state != "on":  # the kdamond stops when its target exits
+                raise PagewalkError("DAMON stopped monitoring: the process exited") from None
+            raise PagewalkError(f"DAMON did not list its regions: {exc.strerror or exc}") from None
 
     def regions(self) -> list[tuple[int, int, int]]:
-        """``(start, end, nr_accesses)`` of every region over the last interval
-        (waits for the interval to end)."""
-        _write(f"{self.dir}/state", "update_schemes_tried_regions")
+        """``(start, end, nr_accesses)`` of every region over the interval that
+        :meth:`wait` waited for."""
         base = f"{self.dir}/contexts/0/schemes/0/tried_regions"
         out = []
         for r in sorted((d for d in os.listdir(base) if d.isdigit()), key=int):
@@ -130,24 +160,32 @@ class Monitor:
         return out
 
     def cpu_seconds(self) -> float:
-        """CPU time the kdamond thread has used (utime + stime)."""
+        """CPU time the kdamond thread has used (utime + stime); the last value read
+        once the thread is gone.  (Its PID is the host's: inside another PID
+        namespace it cannot be found, and this stays 0.)"""
         try:
             fields = _read(f"/proc/{self.kdamond_pid}/stat").rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            self._cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError, AttributeError):
-            return 0.0
+            pass
+        return self._cpu
 
     def close(self) -> None:
-        """Stop the kdamond and give the directories back as they were counted."""
+        """Stop the kdamond and give the directories back as they were counted
+        (their settings come back as the kernel's defaults)."""
         try:
             if _read(f"{self.dir}/state") == "on":
-                _write(f"{self.dir}/state", "off")
-                deadline = time.monotonic() + 2
-                while _read(f"{self.dir}/state") == "on" and time.monotonic() < deadline:
-                    time.sleep(0.01)
+                _write(f"{self.dir}/state", "off")  # synchronous: the thread is stopped on return
         except OSError:
             pass
         try:
             _write(f"{ROOT}/nr_kdamonds", self.before)
         except OSError:
             pass
+
+
+def _read_or_none(path: str) -> str | None:
+    try:
+        return _read(path)
+    except OSError:
+        return None

@@ -130,10 +130,12 @@ class Tracker:
             self.damon = Monitor(pid, interval)
             self._kdamond_cpu = self.damon.cpu_seconds()
 
-    @property
-    def waits_itself(self) -> bool:
-        """Whether :meth:`measure` itself waits for the interval to end (DAMON does)."""
-        return self.damon is not None
+    def wait(self, interval: float) -> None:
+        """Let the interval pass (DAMON: until its aggregation interval ends)."""
+        if self.damon is not None:
+            self.damon.wait()
+        else:
+            time.sleep(interval)
 
     def _spend(self, t0: float, pages: int) -> None:
         self.cost = Cost(self.cost.seconds + time.monotonic() - t0, self.cost.pages_scanned + pages)
@@ -162,12 +164,12 @@ class Tracker:
         self._spend(t0, pages)
 
     def measure(self, elapsed: float) -> Sample:
+        t0 = time.monotonic()
         regions = None
-        if self.damon is not None:  # waits for the interval to end: the kdamond's time, not ours
+        if self.damon is not None:
             import numpy as np
 
             regions = np.array(self.damon.regions(), dtype=np.uint64).reshape(-1, 3)
-        t0 = time.monotonic()
         if self.method == "referenced":
             rows = _smaps(self.pid, "Referenced")
             sample = Sample(elapsed, sum(r[3] for r in rows), sum(r[2] for r in rows),
@@ -235,8 +237,7 @@ def track(pid: int, method: str = "auto", interval: float = 1.0, count: int = 1,
     try:
         for _ in range(count):
             tracker.reset()
-            if not tracker.waits_itself:
-                time.sleep(interval)
+            tracker.wait(interval)
             now = time.monotonic()
             first = now if first is None else first
             sample = tracker.measure(round(now - first, 3))

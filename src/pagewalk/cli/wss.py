@@ -48,6 +48,13 @@ def run(args) -> int:
                          f"{human(sample.rss_bytes)})\n")
         sys.stdout.flush()
 
+    import signal
+
+    def stop(signum, frame) -> None:  # unwind, so that a kdamond pagewalk started is stopped
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     method, samples, cost = track(pid, args.method, args.interval, args.count, show)
     if args.json:
         import json
