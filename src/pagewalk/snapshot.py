@@ -37,6 +37,7 @@ import zipfile
 import numpy as np
 
 from .errors import PagewalkError, Unsupported
+from .outfile import write_private
 from .maps import Mapping
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
 
@@ -130,10 +131,10 @@ class Snapshot:
             from . import parquet
 
             parquet._pyarrow()  # a missing extra is said before any file is made
-            return _write_atomically(path, lambda f: parquet.write(self, f))
+            return write_private(path, lambda f: parquet.write(self, f))
         if file_format != "npz":
             raise ValueError(f"unknown snapshot format {file_format!r}")
-        return _write_atomically(path, self._write_npz)
+        return write_private(path, self._write_npz)
 
     def _write_npz(self, f) -> None:
         arrays = {"meta": np.array(json.dumps(self.meta))}
@@ -230,24 +231,3 @@ def _check_meta(path: str, meta) -> None:
     if not isinstance(version, int) or version > VERSION:
         raise BadSnapshot(f"{path} was written by a newer pagewalk (snapshot format version {version}; "
                           f"this one reads up to {VERSION}): upgrade pagewalk to read it")
-
-
-def _write_atomically(path: str, write) -> int:
-    """``write(f)`` to a temporary file (mode 0600) in ``path``'s directory, synced,
-    then renamed to ``path``; the file's size.  Nothing is left behind on failure."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return os.path.getsize(path)

@@ -14,9 +14,10 @@ import sys
 
 from .. import __version__
 from ..errors import InvalidArgument, PagewalkError
-from . import _common, diff, doctor, dump, exporter, files, maps, shared, snapshot, types, usage, v2p, watch, who, wss
+from . import (_common, diff, doctor, dump, exporter, files, maps, picture, shared, snapshot, types, usage, v2p, watch,
+               who, wss)
 
-COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, snapshot, diff, wss, watch, exporter, doctor)
+COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, snapshot, diff, wss, watch, picture, exporter, doctor)
 
 
 def build_parser(command: str | None = None):  # -> argparse.ArgumentParser

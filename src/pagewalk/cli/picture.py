@@ -1,0 +1,55 @@
+"""``pagewalk picture PID -o FILE.png|FILE.svg|FILE.html``: the address space drawn."""
+
+from __future__ import annotations
+
+from ..errors import InvalidArgument
+from . import _common
+
+NAMES = ("picture",)  # the command names this module serves
+FORMATS = ("png", "svg", "html")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "picture", help="draw the address space as a residency map (PNG, SVG or an interactive HTML page)",
+        description="Draws every mapping as a band of pages coloured by state (present, file-backed, huge, "
+                    "zero page, swapped, guard, untouched; a pixel standing for many pages has the colour of "
+                    "their mix), the unmapped gaps collapsed, and beside it where the process's frames lie in "
+                    "physical memory. PNG and SVG need the extra pagewalk[pictures] (matplotlib); HTML is one "
+                    "self-contained page (no network) that zooms down to single pages and shows a page's "
+                    "address, PFN, flags and mapping on hover, with a sortable table of mappings. The file is "
+                    "created mode 0600: it shows physical addresses.")
+    _common.pid_argument(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.png, FILE.svg or FILE.html")
+    p.add_argument("--format", choices=FORMATS, dest="file_format",
+                   help="file format (default: from the name's ending)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    file_format = args.file_format or args.output.rsplit(".", 1)[-1].lower()
+    if file_format not in FORMATS:
+        raise InvalidArgument(f"cannot tell the format from {args.output!r}: name a .png, .svg or .html file, "
+                              f"or give --format")
+    pid = _common.parse_pid(args.pid)
+    if file_format != "html":
+        from ..output.picture import _pyplot
+
+        _pyplot()  # a missing extra is said before any work
+    from ..picture import AddressSpace
+    from ..process import Process
+
+    with Process(pid) as proc:
+        space = AddressSpace.take(proc)
+    if not space.pfn_visible:
+        _common.pfn_hidden_note()
+    if file_format == "html":
+        from ..output.picture_html import write
+
+        write(space, args.output)
+    else:
+        from ..output.picture import draw
+
+        draw(space, args.output, file_format)
+    _common.warn(f"wrote {args.output}")
+    return 0

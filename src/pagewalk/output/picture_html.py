@@ -1,0 +1,87 @@
+"""The address space as one self-contained HTML page (no network fetches).
+
+The page embeds its data as JSON and its script and style inline
+(``picture.html`` beside this module): the mappings, and the populated pages as runs
+of consecutive pages with the same state, pagemap bits and kpageflags whose frames
+(or swap offsets) are consecutive, so a 4 GiB process whose frames are mostly
+contiguous needs few runs.  Large arrays travel as base64 of little-endian typed
+arrays.  Needs numpy only.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+from importlib import resources
+
+import numpy as np
+
+from .. import flags
+from ..pagemap import PAGE_SIZE
+from ..picture import COLORS, STATES, ZERO, AddressSpace, physical_raster, ram_ranges
+
+PHYS_WIDTH, PHYS_HEIGHT = 100, 280  # cells of the physical panel
+PAGEMAP_BITS = ((55, "soft-dirty"), (56, "exclusive"), (57, "uffd-wp"), (58, "guard"), (61, "file/shared"),
+                (62, "swapped"), (63, "present"))
+
+
+def _b64(array: np.ndarray, dtype) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode()
+
+
+def runs(space: AddressSpace) -> dict:
+    """The populated pages as runs (see the module doc), base64-encoded."""
+    idx, state, pfn = space.index, space.state, space.pfn
+    pm = ((space.raw >> np.uint64(55)) & np.uint64(0x1FF)).astype(np.uint16)
+    kf = space.kpageflags if space.kpageflags is not None else np.zeros(len(idx), dtype=np.uint64)
+    step = np.where(state[1:] == ZERO, 0, 1)  # the zero page repeats one frame
+    same_frame_run = ((pfn[1:] >= 0) & (pfn[1:] == pfn[:-1] + step)) | ((pfn[1:] < 0) & (pfn[:-1] < 0))
+    cut = np.ones(len(idx), dtype=bool)
+    cut[1:] = ((idx[1:] != idx[:-1] + 1) | (state[1:] != state[:-1]) | (pm[1:] != pm[:-1]) | (kf[1:] != kf[:-1])
+               | ~same_frame_run)
+    first = np.flatnonzero(cut)
+    length = np.diff(np.append(first, len(idx)))
+    kflags = space.kpageflags is not None
+    return {"index": _b64(idx[first], np.float64), "length": _b64(length, np.uint32),
+            "state": _b64(state[first], np.uint8), "pfn": _b64(pfn[first], np.float64), "pm": _b64(pm[first], np.uint16),
+            "kf_lo": _b64(kf[first] & np.uint64(0xFFFFFFFF), np.uint32) if kflags else None,
+            "kf_hi": _b64(kf[first] >> np.uint64(32), np.uint32) if kflags else None}
+
+
+def document(space: AddressSpace) -> str:
+    """The HTML page, as text."""
+    maps = space.mappings
+    m = np.searchsorted(space.first[1:], space.index, side="right")  # mapping of each populated page
+    per_map = np.zeros((len(maps), len(STATES)), dtype=np.int64)
+    np.add.at(per_map, (m, space.state.astype(np.int64)), 1)
+    per_map[:, 0] = np.diff(space.first) - per_map[:, 1:].sum(axis=1)
+    ram = ram_ranges() if space.pfn_visible else []
+    physical = None
+    if ram:
+        rgb = physical_raster(space, ram, PHYS_WIDTH, PHYS_HEIGHT)
+        physical = {"width": PHYS_WIDTH, "height": PHYS_HEIGHT, "rgb": _b64(rgb.reshape(-1), np.uint8),
+                    "ranges": [[r.start_pfn, r.end_pfn, r.node] for r in ram],
+                    "total_pages": sum(r.end_pfn - r.start_pfn for r in ram)}
+    data = {
+        "pid": space.pid, "command": space.command, "page_size": PAGE_SIZE, "pfn_visible": space.pfn_visible,
+        "kernel": os.uname().release, "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "states": list(STATES), "colors": list(COLORS), "totals": space.totals(),
+        "mappings": {"start": [x.start for x in maps], "end": [x.end for x in maps], "perms": [x.perms for x in maps],
+                     "name": [x.label() for x in maps], "first": space.first.tolist(), "counts": per_map.tolist()},
+        "runs": runs(space), "pm_bits": [list(b) for b in PAGEMAP_BITS],
+        "kflag_bits": [[f.bit, f.name] for f in flags.FLAGS], "physical": physical,
+    }
+    # "</" would end the script element early: JSON allows "<\/" for it
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    template = resources.files(__package__).joinpath("picture.html").read_text(encoding="utf-8")
+    return template.replace("__PID__", str(space.pid)).replace("__DATA__", payload)
+
+
+def write(space: AddressSpace, path: str) -> None:
+    """Write the page to ``path`` (mode 0600: it holds physical addresses)."""
+    from ..outfile import write_private
+
+    text = document(space).encode("utf-8")
+    write_private(path, lambda f: f.write(text))
