@@ -100,7 +100,9 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
         except PagewalkError as exc:
             return pid, exc
 
-    for pid, got in ordered_map(one, pids):
+    pids = list(pids)
+    # threads pay off over many processes; one or two are read in this thread
+    for pid, got in (ordered_map(one, pids) if len(pids) > 2 else map(one, pids)):
         if isinstance(got, (NoAddressSpace, NoSuchProcess)):
             if explicit:
                 raise got
