@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from ..errors import InvalidArgument
 
@@ -104,25 +103,28 @@ def use_scan(args) -> bool | None:
 
 
 class Progress:
-    """A one-line progress report on stderr, only when stderr is a terminal and
-    stdout is not (it would interleave with the output): ``dump > file``."""
+    """A progress bar on stderr (rich's), only when stderr is a terminal; for a
+    command that ``streams`` its output, only when stdout is not a terminal too
+    (they would interleave: ``dump > file``).  Nothing is imported otherwise."""
 
-    def __init__(self, what: str, total: int, unit: str = "pages") -> None:
+    def __init__(self, what: str, total: int, unit: str = "pages", streams: bool = False) -> None:
         self.what, self.total, self.unit = what, max(total, 1), unit
-        self.done = 0
-        self.enabled = sys.stderr.isatty() and not sys.stdout.isatty() and not os.environ.get("PAGEWALK_NO_PROGRESS")
-        self._last = 0.0
+        self.bar = None  # total 0: nothing worth a bar
+        if total and sys.stderr.isatty() and not (streams and sys.stdout.isatty()) and not os.environ.get("PAGEWALK_NO_PROGRESS"):
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(f"pagewalk {what}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn(unit), TimeRemainingColumn(), console=Console(stderr=True),
+                                transient=True)  # gone once done: the output follows
+            self.bar.start()
+            self.task = self.bar.add_task(what, total=self.total)
 
     def advance(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.enabled and now - self._last >= 0.2:
-            self._last = now
-            pct = 100 * self.done // self.total
-            sys.stderr.write(f"\rpagewalk: {self.what}: {pct}% ({self.done:,} of {self.total:,} {self.unit})")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
 
     def close(self) -> None:
-        if self.enabled and self._last:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

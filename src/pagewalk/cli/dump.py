@@ -61,7 +61,8 @@ def run(args) -> int:
                 pending.clear()
                 pending_pages = 0
 
-        progress = _common.Progress("dump", sum((hi - lo) // PAGE_SIZE for _, lo, hi in clip(mappings, start, end)))
+        progress = _common.Progress("dump", sum((hi - lo) // PAGE_SIZE for _, lo, hi in clip(mappings, start, end)),
+                                    streams=True)
         try:
             # The seed format prints neither zero nor huge: skip what finds them.
             needs_zero_huge = args.format != "seed" or bool(terms)

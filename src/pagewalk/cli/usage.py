@@ -34,7 +34,7 @@ def run(args) -> int:
     pids = [_common.parse_pid(p) for p in args.pids]
     explicit = bool(pids)
     pids = pids or all_pids()
-    progress = _common.Progress("usage", len(pids), "processes")
+    progress = _common.Progress("usage", len(pids) if not explicit else 0, "processes")
     try:
         report = measure(pids, by=args.by, sort=args.sort, explicit=explicit, progress=progress.advance)
     finally:
