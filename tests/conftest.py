@@ -153,3 +153,32 @@ def swap_file(size_mib: int = 64):
             if off is not None and off.returncode:
                 raise RuntimeError(f"swapoff {path} failed: {off.stderr.strip()}")
     pytest.skip("cannot enable a swap file: " + "; ".join(reasons))
+
+
+def run_on_terminal(args: list[str], stream: str, env: dict | None = None, other=subprocess.PIPE
+                    ) -> tuple[bytes, bytes | None]:
+    """Run ``pagewalk ARGS`` with ``stream`` (stdout or stderr) on a new pseudo-terminal,
+    read while it runs, and the other stream to ``other`` (a pipe read at the end, or
+    DEVNULL); returns (what the terminal got, what the pipe got)."""
+    import pty
+
+    master, slave = pty.openpty()
+    io = {"stdout": other, "stderr": other, stream: slave}
+    proc = subprocess.Popen([sys.executable, "-m", "pagewalk", *args], stdin=subprocess.DEVNULL,
+                            env={**os.environ, "TERM": "xterm", **(env or {})}, **io)
+    os.close(slave)
+    got = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(master)
+    pipe = proc.stderr if stream == "stdout" else proc.stdout
+    rest = pipe.read() if pipe is not None else None
+    proc.wait(timeout=300)
+    assert proc.returncode == 0, rest
+    return bytes(got), rest

@@ -4,40 +4,14 @@ terminal, nothing when it is not.  Real pseudo-terminals, no mocks."""
 
 from __future__ import annotations
 
-import os
-import pty
 import re
 import subprocess
 import sys
 
-from conftest import requires_root
+from conftest import requires_root, run_on_terminal
 
 pytestmark = requires_root
 ESC = b"\x1b["
-
-
-def run_on_terminal(args: list[str], stream: str, env: dict | None = None) -> tuple[bytes, bytes]:
-    """Run ``pagewalk ARGS`` with ``stream`` (stdout or stderr) on a new pseudo-terminal
-    and the other piped; returns (what the terminal got, what the pipe got)."""
-    master, slave = pty.openpty()
-    io = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: slave}
-    proc = subprocess.Popen([sys.executable, "-m", "pagewalk", *args], stdin=subprocess.DEVNULL,
-                            env={**os.environ, "TERM": "xterm", **(env or {})}, **io)
-    os.close(slave)
-    got = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the terminal's other side is closed
-            break
-        if not chunk:
-            break
-        got += chunk
-    os.close(master)
-    other = (proc.stderr if stream == "stdout" else proc.stdout).read()
-    proc.wait(timeout=60)
-    assert proc.returncode == 0, other
-    return bytes(got), other
 
 
 def test_tables_are_coloured_on_a_terminal_only(specimen):
