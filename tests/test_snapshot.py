@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PAGE, cli, kpageflags, requires_root, smaps_of, smaps_rollup, swap_file
+from conftest import PAGE, cli, kpageflags, pagemap_entry, requires_root, smaps_of, smaps_rollup, swap_file
 
 pytestmark = requires_root  # frames and swap need root
 
@@ -184,3 +184,20 @@ def test_parquet_damaged_foreign_and_missing_pyarrow(specimen, tmp_path):
     assert not (tmp_path / "none.parquet").exists()
     r = cli("snapshot", "--load", good, env=env)
     assert r.returncode != 0 and "pagewalk[parquet]" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_map_counts_recorded_for_shared_and_exclusive_pages(specimen, tmp_path):
+    """Pages shared with a forked child have map count 2, pages written after the
+    fork 1: as /proc/kpagecount says, whether read or known from the exclusive bit."""
+    from pagewalk.snapshot import Snapshot
+
+    a = specimen.run("a = mmap(40); write(a, 40); result = a")
+    specimen.run("child_pid = fork()")
+    specimen.run(f"write({a}, 10)")  # copy-on-write: the parent's first 10 pages are its own again
+    path = tmp_path / "s.npz"
+    assert cli("snapshot", specimen.pid, "-o", path).returncode == 0
+    snap = Snapshot.load(str(path))
+    pages = {int(v): i for i, v in enumerate(snap.vaddr.tolist())}
+    recorded = [int(snap.mapcount[pages[a + k * PAGE]]) for k in range(40)]
+    kernel = [kpageflags(pagemap_entry(specimen.pid, a + k * PAGE) & FRAME, "/proc/kpagecount") for k in range(40)]
+    assert recorded == kernel == [1] * 10 + [2] * 30

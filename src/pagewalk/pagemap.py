@@ -61,17 +61,12 @@ def max_swapfiles() -> int:
     any configuration gives (so no special entry is ever taken for swap)."""
     global _max_swapfiles
     if _max_swapfiles is None:
-        value = 32 - 1 - 3 - 3 - 1
-        try:
-            import gzip
+        from .system import kernel_config  # (system imports this module)
 
-            with gzip.open("/proc/config.gz", "rt") as f:
-                config = {line.split("=", 1)[0] for line in f if line.endswith("=y\n")}
-            value = 32 - 1 - 3 * ("CONFIG_DEVICE_PRIVATE" in config) - 3 * ("CONFIG_MIGRATION" in config) \
-                - ("CONFIG_MEMORY_FAILURE" in config)
-        except (OSError, EOFError, ValueError):
-            pass
-        _max_swapfiles = value
+        config = kernel_config()
+        _max_swapfiles = 32 - 1 - 3 - 3 - 1 if config is None else (
+            32 - 1 - 3 * ("CONFIG_DEVICE_PRIVATE" in config) - 3 * ("CONFIG_MIGRATION" in config)
+            - ("CONFIG_MEMORY_FAILURE" in config))
     return _max_swapfiles
 
 

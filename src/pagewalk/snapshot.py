@@ -95,11 +95,24 @@ class Snapshot:
         if visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK):
             from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 
-            pfns = (table.raw[present] & np.uint64(PM_PFRAME_MASK))
+            frame = table.raw & np.uint64(PM_PFRAME_MASK)
             kflags = np.zeros(len(table), dtype=np.uint64)
             mapcount = np.zeros(len(table), dtype=np.uint32)
+            # The exclusive bit already says "map count 1" (kernel.md 1.1), except on a
+            # kernel without per-page map counts and for hugetlb pages (huge or unknown)
+            once = table.exclusive & present
+            if not system.exclusive_means_mapped_once() or table.huge is None:
+                once[:] = False
+            else:
+                once &= ~table.huge
+            count = present & ~once
+            mapcount[once] = 1
             with KpageFile(KPAGEFLAGS) as f, KpageFile(KPAGECOUNT) as c:
-                kflags[present], mapcount[present] = read_together([f, c], pfns)
+                if np.array_equal(count, present):  # every frame needs both: one plan for the two files
+                    kflags[present], mapcount[present] = read_together([f, c], frame[present])
+                else:
+                    kflags[present] = f.read(frame[present])
+                    mapcount[count] = c.read(frame[count]).astype(np.uint32)
             frames = True
         now = datetime.datetime.now().astimezone()
         cmdline = (system.read_text(f"/proc/{pid}/cmdline") or "").split("\0")

@@ -3,8 +3,9 @@
 A present page that is not the zero page and not hugetlb adds a page to RSS;
 with map count n it adds page_size / n to PSS (in smaps' fixed point, 12
 fractional bits, so sums round as smaps_rollup's do) and to USS when n is 1.
-Pages whose pagemap entry has the exclusive bit have map count 1 (kernel.md 1.1,
-CONFIG_PAGE_MAPCOUNT), so only the others are looked up in kpagecount: once per
+Pages whose pagemap entry has the exclusive bit have map count 1 where the kernel keeps
+per-page map counts (CONFIG_PAGE_MAPCOUNT, kernel.md 1.1), so only the others are
+looked up in kpagecount (all of them on other kernels): once per
 distinct frame for all processes together.  Swap counts real swap entries;
 ``swap_pss`` is the kernel's SwapPss (smaps_rollup), for processes with swap.
 
@@ -167,10 +168,13 @@ def _collect(proc, visible: bool) -> _Pages:
                 resident &= map_index != i
     n = len(labels)
     rss = np.bincount(label[resident], minlength=n)
-    exclusive = np.bincount(label[resident & table.exclusive], minlength=n)
+    # Pages whose map count 1 is known from pagemap alone (kernel.md 1.1); as root the
+    # others are read from kpagecount, unprivileged they are the USS lower bound's rest.
+    once = table.exclusive if not visible or system.exclusive_means_mapped_once() else np.zeros(len(table), bool)
+    exclusive = np.bincount(label[resident & once], minlength=n)
     swap = np.bincount(label[table.swapped], minlength=n)
     huge = None if table.huge is None else np.bincount(label[resident & table.huge], minlength=n)
-    shared = resident & ~table.exclusive
+    shared = resident & ~once
     command, user, cgroup = _identity(proc.pid)
     rollup = None if visible else _smaps_rollup(proc.pid)
     swap_pss = 0

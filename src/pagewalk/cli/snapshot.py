@@ -49,7 +49,9 @@ def run(args) -> int:
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
     from ..process import Process
+    from ..system import reuse_freed_memory
 
+    reuse_freed_memory()  # the per-frame arrays of a large process: allocated once, not page-faulted twice
     with Process(_common.parse_pid(args.pid)) as proc:
         snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty)
     if not snap.meta["pfn_visible"]:
