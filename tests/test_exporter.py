@@ -126,6 +126,11 @@ def test_exporter_bad_input_and_missing_extra(tmp_path):
     assert r.returncode == 2 and "HOST:PORT" in r.stderr and len(r.stderr.splitlines()) == 1
     r = cli("exporter", "--pid", "1", "--all")
     assert r.returncode == 2
+    for bad in ("inf", "nan", "-1", "1e300"):
+        r = cli("exporter", "--interval", bad)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, (bad, r.stderr)
+    r = cli("exporter", "--listen", "127.0.0.1:0", "--pid", "4194305")  # above any PID
+    assert r.returncode == 1 and "no process" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     shadow = tmp_path / "shadow" / "prometheus_client"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('hidden by the test')\n")

@@ -280,6 +280,10 @@ def test_kpage_reader_coalesces_and_streams():
         inside = np.minimum(ordered, np.uint64(12000)).astype(np.int64)
         assert ((flags & ~volatile) == (whole_flags[inside] & ~volatile)).all()
         assert (counts[:-1] == c.read_range(0, 12000)[inside[:-1]]).mean() > 0.999 and counts[-1] == 0
+        # a frame past the end of memory first (device memory lies there) does not hide the rest
+        with KpageFile(KPAGEFLAGS) as f:
+            after_end = f.read(np.concatenate([[end + 5], np.arange(4000, 9000)]).astype(np.uint64))
+        assert after_end[0] == 0 and ((after_end[1:] & ~volatile) == (whole_flags[4000:9000] & ~volatile)).all()
 
 
 def memory_cgroup_dir(pid: int) -> str | None:

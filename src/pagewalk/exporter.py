@@ -27,22 +27,18 @@ import threading
 import time
 from collections import namedtuple
 
-from .errors import Unsupported
+from .extras import require
 
-EXTRA = "pip install 'pagewalk[exporter]'"
 PROCESS_FIELDS = ("rss", "pss", "uss", "swap", "huge")
 CGROUP_FIELDS = ("rss", "pss", "uss", "swap")
 
-Result = namedtuple("Result", "processes cgroups duration_s ended processed skipped")
+Result = namedtuple("Result", "processes cgroups duration_s ended skipped")
 
 
 def _prometheus():
-    try:
-        import prometheus_client
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-    except ImportError:
-        raise Unsupported(f"the exporter needs prometheus-client, which is not installed: {EXTRA}") from None
-    return prometheus_client, GaugeMetricFamily, CounterMetricFamily
+    client = require("prometheus_client", "exporter", "prometheus-client")
+    core = require("prometheus_client.core", "exporter", "prometheus-client")
+    return client, core.GaugeMetricFamily, core.CounterMetricFamily
 
 
 class MemoryCollector:
@@ -57,7 +53,7 @@ class MemoryCollector:
         self.failures = 0
         self._first = threading.Event()
 
-    def scan(self) -> Result:
+    def scan(self) -> None:
         """One pass; its result replaces the served one."""
         from .usage import all_pids, gather
 
@@ -67,13 +63,11 @@ class MemoryCollector:
         except Exception:
             self.failures += 1
             raise
-        processes = gathered.report("process").rows
-        cgroups = gathered.report("cgroup").rows
+        finally:
+            self._first.set()  # a scrape waits for the first attempt only, whatever its outcome
         self.pages_total += gathered.pages_read
-        self.result = Result(processes, cgroups, time.monotonic() - t0, time.time(), len(processes),
-                             len(gathered.skipped))
-        self._first.set()
-        return self.result
+        self.result = Result(gathered.report("process").rows, gathered.report("cgroup").rows,
+                             time.monotonic() - t0, time.time(), len(gathered.skipped))
 
     def run(self, interval: float, stop: threading.Event) -> None:
         """Scan every ``interval`` seconds (start to start) until ``stop`` is set; a
@@ -99,7 +93,7 @@ class MemoryCollector:
             return
         yield gauge("pagewalk_scan_duration_seconds", "how long the last scan took", value=result.duration_s)
         yield gauge("pagewalk_scan_timestamp_seconds", "when the last scan ended (Unix time)", value=result.ended)
-        yield gauge("pagewalk_scan_processes", "processes read by the last scan", value=result.processed)
+        yield gauge("pagewalk_scan_processes", "processes read by the last scan", value=len(result.processes))
         yield gauge("pagewalk_scan_skipped_processes", "processes the last scan could not read (denied)",
                     value=result.skipped)
         for field in PROCESS_FIELDS:
@@ -136,7 +130,7 @@ def serve(listen: tuple[str, int], pids: list[int] | None, interval: float, scra
     registry = prometheus_client.CollectorRegistry(auto_describe=False)
     collector = MemoryCollector(pids, scrape_budget)
     registry.register(collector)
-    server, _thread = prometheus_client.start_http_server(listen[1], addr=listen[0], registry=registry)
+    server, _ = prometheus_client.start_http_server(listen[1], addr=listen[0], registry=registry)
     try:
         if on_ready is not None:
             on_ready(server.server_address)

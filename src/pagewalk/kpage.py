@@ -135,8 +135,9 @@ def read_together(files: list[KpageFile], pfns: np.ndarray) -> list[np.ndarray]:
     def read_runs(task: tuple[int, list[tuple[int, int, int]]]) -> None:
         which, part = task
         for first, end, at in part:  # each run into its own slice of the file's values
-            if len(files[which].read_range(first, end - first, values[which][at:])) < end - first:
-                return  # the end of memory: later runs are past it too
+            # A short read means the end of memory: the rest of the run stays 0.  Runs
+            # are not sorted on the in-order path, so later ones may still be inside.
+            files[which].read_range(first, end - first, values[which][at:])
 
     if len(values[0]) * len(files) >= PARALLEL_MIN:
         # The kernel's per-entry cost dominates: read parts from a thread per CPU.

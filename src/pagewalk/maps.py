@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple
+from collections.abc import Sequence
 
 from .errors import InvalidArgument, translating
 
@@ -119,6 +120,16 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
         if not self.path:
             return head.rstrip(" ")
         return head.ljust(73) + self.path
+
+
+def mapping_index(mappings: Sequence[Mapping], vaddr):  # numpy array in and out
+    """For each address of ``vaddr`` (a uint64 array), the index of the mapping among
+    ``mappings`` (sorted, as maps lists them) that starts at or below it: the one that
+    holds it, for addresses inside mappings."""
+    import numpy as np
+
+    starts = np.array([m.start for m in mappings], dtype=np.uint64)
+    return np.searchsorted(starts, vaddr, side="right") - 1
 
 
 def parse_line(line: str) -> Mapping:

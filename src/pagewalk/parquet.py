@@ -29,21 +29,15 @@ import json
 
 import numpy as np
 
-from .errors import Unsupported
-from .maps import Mapping
+from .extras import require
+from .maps import Mapping, mapping_index
 
 MAGIC = b"PAR1"
 METADATA_KEY = b"pagewalk"
-EXTRA = "pip install 'pagewalk[parquet]'"
 
 
 def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise Unsupported(f"Parquet snapshots need pyarrow, which is not installed: {EXTRA}") from None
-    return pa, pq
+    return require("pyarrow", "parquet", "pyarrow"), require("pyarrow.parquet", "parquet", "pyarrow")
 
 
 def is_parquet(path: str) -> bool:
@@ -60,8 +54,7 @@ def write(snapshot, f) -> None:
     pa, pq = _pyarrow()
     table = snapshot.table()
     maps = snapshot.mappings
-    starts = np.array([m.start for m in maps], dtype=np.uint64)
-    index = (np.searchsorted(starts, snapshot.vaddr, side="right") - 1).astype(np.int32)
+    index = mapping_index(maps, snapshot.vaddr).astype(np.int32)
     # ``path`` is dictionary-encoded (one string a distinct path); anonymous memory is null
     names = sorted({m.text_path for m in maps if m.text_path})
     code_of = {name: i for i, name in enumerate(names)}
@@ -118,6 +111,8 @@ def read(path: str):
     if raw_meta is None:
         raise KeyError("pagewalk metadata")
     meta = json.loads(raw_meta)
+    if not isinstance(meta, dict):
+        raise KeyError("pagewalk metadata")
     mappings = [Mapping(**m) for m in meta.pop("mappings")]
 
     def column(name: str, dtype) -> np.ndarray:

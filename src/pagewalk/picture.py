@@ -22,6 +22,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .maps import mapping_index
 from .pagemap import PAGE_SHIFT
 
 STATES = ("untouched", "present", "file", "huge", "zero", "swapped", "guard")
@@ -46,8 +47,7 @@ class AddressSpace:
     def __init__(self, pid: int, command: str, mappings: list, index: np.ndarray, state: np.ndarray,
                  pfn: np.ndarray, raw: np.ndarray, kpageflags: np.ndarray | None, pfn_visible: bool) -> None:
         self.pid, self.command, self.mappings = pid, command, mappings
-        sizes = np.array([(m.end - m.start) >> PAGE_SHIFT for m in mappings], dtype=np.int64)
-        self.first = np.concatenate(([0], np.cumsum(sizes)))  # picture page of each mapping's first page
+        self.first = first_pages(mappings)
         self.total_pages = int(self.first[-1])
         self.index, self.state, self.pfn, self.raw, self.kpageflags = index, state, pfn, raw, kpageflags
         self.pfn_visible = pfn_visible
@@ -61,10 +61,9 @@ class AddressSpace:
 
         maps = [m for m in process.mappings() if not m.is_vsyscall]
         table = process.resident_table(maps)
-        starts = np.array([m.start for m in maps], dtype=np.uint64)
-        m = np.searchsorted(starts, table.vaddr, side="right") - 1
-        first = np.concatenate(([0], np.cumsum([(x.end - x.start) >> PAGE_SHIFT for x in maps]))).astype(np.int64)
-        index = first[m] + ((table.vaddr - starts[m]) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+        # picture page = the mapping's first picture page + the page's place in it
+        shift = first_pages(maps)[:-1] - np.array([m.start >> PAGE_SHIFT for m in maps], dtype=np.int64)
+        index = shift[mapping_index(maps, table.vaddr)] + (table.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
         present = table.present
         zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
         huge = table.huge if table.huge is not None else np.zeros(len(table), dtype=bool)
@@ -143,6 +142,12 @@ class AddressSpace:
         edge = first + p * pages // cells
         lo, hi = edge[:-1], np.maximum(edge[1:], edge[:-1] + 1)
         return mix(self.counts(lo, hi)).reshape(height, width, 3)
+
+
+def first_pages(mappings: list) -> np.ndarray:
+    """The picture page of each mapping's first page, and the total at the end."""
+    sizes = np.array([(m.end - m.start) >> PAGE_SHIFT for m in mappings], dtype=np.int64)
+    return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
 
 
 def mix(counts: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import system
 from .errors import InvalidArgument, PagewalkError, Unsupported
+from .maps import mapping_index
 
 Hit = namedtuple("Hit", "pfn pid command vaddr mapping")
 Pair = namedtuple("Pair", "pid_a mapping_a pid_b mapping_b pages")
@@ -32,8 +33,7 @@ def _frames_of(process) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
     table = process.resident_table(maps)
     keep = table.resident
     vaddr = table.vaddr[keep]
-    starts = np.array([m.start for m in maps], dtype=np.uint64)
-    index = np.searchsorted(starts, vaddr, side="right") - 1
+    index = mapping_index(maps, vaddr)
     return table.pfn[keep], vaddr, maps, index
 
 

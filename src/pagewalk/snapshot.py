@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import PagewalkError, Unsupported
 from .outfile import write_private
-from .maps import Mapping
+from .maps import Mapping, mapping_index
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
 
 FORMAT = "pagewalk-snapshot"
@@ -226,8 +226,7 @@ class Snapshot:
     def summary(self) -> dict:
         """Per-mapping counts of what was recorded (for ``snapshot --load``)."""
         table = self.table()
-        starts = np.array([m.start for m in self.mappings], dtype=np.uint64)
-        index = np.searchsorted(starts, self.vaddr, side="right") - 1
+        index = mapping_index(self.mappings, self.vaddr)
         n = len(self.mappings)
         present = np.bincount(index[table.present & ~self.zero], minlength=n)
         swapped = np.bincount(index[table.swapped], minlength=n)

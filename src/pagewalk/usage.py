@@ -26,6 +26,7 @@ import numpy as np
 
 from . import system
 from .errors import NoAddressSpace, NoSuchProcess, PagewalkError
+from .maps import mapping_index
 from .pagemap import PAGE_SHIFT, PAGE_SIZE
 
 PSS_SHIFT = 12  # smaps' fixed point
@@ -156,8 +157,7 @@ def _collect(proc, visible: bool) -> _Pages:
     table = proc.resident_table(maps)
     labels = sorted({m.label() for m in maps})
     label_of = {name: i for i, name in enumerate(labels)}
-    starts = np.array([m.start for m in maps], dtype=np.uint64)
-    map_index = np.searchsorted(starts, table.vaddr, side="right") - 1
+    map_index = mapping_index(maps, table.vaddr)
     map_label = np.array([label_of[m.label()] for m in maps], dtype=np.int64)
     label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
     resident = table.resident.copy()  # hugetlb mappings are taken out below

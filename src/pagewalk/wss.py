@@ -185,8 +185,9 @@ class Tracker:
         from DAMON's ``regions`` (start, end, nr_accesses)."""
         import numpy as np
 
+        from .maps import mapping_index
+
         maps = self.process.mappings()
-        starts = np.array([m.start for m in maps], dtype=np.uint64)
         table = self.process.resident_table(maps)
         resident = table.resident
         scanned = len(table)
@@ -216,8 +217,7 @@ class Tracker:
                 os.close(fd)
             idle = (data[(words - np.uint64(lo)).astype(np.int64)] >> (pfns & np.uint64(63))) & np.uint64(1)
             used_vaddr = vaddr[idle == 0]
-        index = np.searchsorted(starts, used_vaddr, side="right") - 1
-        per = np.bincount(index, minlength=len(maps))
+        per = np.bincount(mapping_index(maps, used_vaddr), minlength=len(maps))
         mappings = [(maps[i].label(), maps[i].start, int(n) * PAGE_SIZE) for i, n in enumerate(per.tolist()) if n]
         return Sample(elapsed, int(len(used_vaddr)) * PAGE_SIZE, int(resident.sum()) * PAGE_SIZE, mappings), scanned
 

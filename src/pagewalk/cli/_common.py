@@ -116,7 +116,8 @@ class Progress:
 
             self.bar = Progress(TextColumn(f"pagewalk {what}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn(unit), TimeRemainingColumn(), console=Console(stderr=True),
-                                transient=True)  # gone once done: the output follows
+                                transient=True,  # gone once done: the output follows
+                                redirect_stdout=False, redirect_stderr=False)  # leave the streams alone
             self.bar.start()
             self.task = self.bar.add_task(what, total=self.total)
 

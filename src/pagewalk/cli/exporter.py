@@ -22,13 +22,15 @@ def add_parser(sub) -> None:
     p.add_argument("--pid", dest="pids", nargs="+", action="extend", default=[], metavar="PID",
                    help="only these processes (their series end when they exit)")
     p.add_argument("--all", action="store_true", help="every process (the default)")
-    p.add_argument("--interval", type=float, default=15.0, metavar="S", help="seconds between scans (default 15)")
+    p.add_argument("--interval", type=float, default=15.0, metavar="S",
+                   help="seconds between scans (default 15; 0 scans without pause)")
     p.add_argument("--scrape-budget", type=float, default=1.0, metavar="S",
                    help="longest a scrape waits for the first scan (default 1)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    import os
     import signal
     import threading
 
@@ -36,13 +38,19 @@ def run(args) -> int:
 
     if args.pids and args.all:
         raise InvalidArgument("give --pid or --all, not both")
-    if not args.interval >= 0 or not args.scrape_budget >= 0:
-        raise InvalidArgument("--interval and --scrape-budget must be 0 or more seconds")
+    if not all(0 <= value <= threading.TIMEOUT_MAX for value in (args.interval, args.scrape_budget)):
+        raise InvalidArgument("--interval and --scrape-budget take a number of seconds, 0 or more "
+                              "(--interval 0: scan without pause)")
     try:
         listen = parse_listen(args.listen)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     pids = [_common.parse_pid(p) for p in args.pids] or None
+    from ..errors import NoSuchProcess
+
+    for pid in pids or ():
+        if not os.path.exists(f"/proc/{pid}"):
+            raise NoSuchProcess(pid)  # a PID never comes back: serving nothing for it would hide the typo
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 

@@ -119,7 +119,8 @@ def _walk(args, pid, options, frames):
         for first, _ in options.ranges:
             if first >= end:
                 raise InvalidArgument(f"PFN {first:#x} is beyond the end of memory (the last PFN is {end - 1:#x})")
-        progress = _common.Progress("types", end, "frames")
+        # -l and -L print while walking: a bar would land in their lines on a terminal
+        progress = _common.Progress("types", end, "frames", streams=bool(options.list_mode))
         try:
             for batch in walk_machine(frames, options.ranges):
                 progress.advance(len(batch.offset))

@@ -10,10 +10,10 @@ axes and legend and writes the file.
 
 from __future__ import annotations
 
-from ..errors import Unsupported
+from ..extras import require
+from ..pagemap import PAGE_SIZE
 from ..picture import COLORS, STATES, AddressSpace, Band, physical_raster, ram_ranges
 
-EXTRA = "pip install 'pagewalk[pictures]'"
 WIDTH_IN, HEIGHT_IN, DPI = 16, 10, 100  # 1600 x 1000 pixels
 BAND_PX = 1100  # raster width of the virtual panel
 PHYS_PX = 240  # raster width of the physical panel
@@ -22,22 +22,17 @@ MIN_BAND_PX = 12  # a band stays tall enough for its label
 
 
 def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed
-        matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, and smaller
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise Unsupported(f"pictures need matplotlib, which is not installed: {EXTRA}") from None
-    return plt
+    matplotlib = require("matplotlib", "pictures", "matplotlib")
+    matplotlib.use("Agg")  # files only: no display needed
+    matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, and smaller
+    return require("matplotlib.pyplot", "pictures", "matplotlib")
 
 
 def band_label(space: AddressSpace, band: Band) -> str:
     from ..cli._common import human_bytes
 
     first, last = space.mappings[band.lo], space.mappings[band.hi - 1]
-    size = human_bytes(band.pages * 4096)
+    size = human_bytes(band.pages * PAGE_SIZE)
     if band.hi - band.lo == 1:
         return f"{first.start:x}-{first.end:x} {first.perms} {_short(first.label())} {size}"
     names = sorted({_short(m.label(), 16) for m in space.mappings[band.lo : band.hi]})
@@ -114,11 +109,11 @@ def draw(space: AddressSpace, path: str, file_format: str) -> None:
             y0 = at * rows_px / total
             if not marks or y0 - marks[-1] >= 12:  # ranges too small to label stay unlabelled
                 marks.append(y0)
-                names.append(f"{r.start_pfn * 4096:#x}" + ("" if r.node is None else f" node {r.node}"))
+                names.append(f"{r.start_pfn * PAGE_SIZE:#x}" + ("" if r.node is None else f" node {r.node}"))
             phys.axhline(y0, color="#000000", linewidth=0.6)
             at += r.end_pfn - r.start_pfn
         phys.set_yticks(marks, names, fontsize=7, fontfamily="monospace")
-        phys.set_title(f"physical memory ({human_bytes(total * 4096)} RAM)\nframes of this process coloured",
+        phys.set_title(f"physical memory ({human_bytes(total * PAGE_SIZE)} RAM)\nframes of this process coloured",
                        fontsize=9)
     else:
         phys.text(0.5, 0.5, "physical frames hidden:\nrun as root to see them" if not space.pfn_visible
@@ -128,10 +123,10 @@ def draw(space: AddressSpace, path: str, file_format: str) -> None:
 
     totals = space.totals()
     fig.suptitle(f"PID {space.pid} ({space.command}): {len(space.mappings)} mappings, "
-                 f"{human_bytes(space.total_pages * 4096)} mapped, "
-                 f"{human_bytes((totals['present'] + totals['file'] + totals['huge']) * 4096)} resident, "
-                 f"{human_bytes(totals['swapped'] * 4096)} swapped", fontsize=12)
-    handles = [Patch(facecolor=c, edgecolor="#999999", label=f"{s} {human_bytes(totals[s] * 4096)}")
+                 f"{human_bytes(space.total_pages * PAGE_SIZE)} mapped, "
+                 f"{human_bytes((totals['present'] + totals['file'] + totals['huge']) * PAGE_SIZE)} resident, "
+                 f"{human_bytes(totals['swapped'] * PAGE_SIZE)} swapped", fontsize=12)
+    handles = [Patch(facecolor=c, edgecolor="#999999", label=f"{s} {human_bytes(totals[s] * PAGE_SIZE)}")
                for s, c in zip(STATES, COLORS)]
     fig.legend(handles=handles, loc="lower center", ncol=len(STATES), fontsize=9, frameon=False,
                title="page states (a pixel standing for many pages has the colour of their mix)", title_fontsize=8)

@@ -73,8 +73,9 @@ def document(space: AddressSpace) -> str:
         "runs": runs(space), "pm_bits": [list(b) for b in PAGEMAP_BITS],
         "kflag_bits": [[f.bit, f.name] for f in flags.FLAGS], "physical": physical,
     }
-    # "</" would end the script element early: JSON allows "<\/" for it
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # No "<" at all inside the script element: "</script>" or "<!--<script>" in a
+    # process or file name would end or swallow it.  JSON spells it "\u003c".
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     template = resources.files(__package__).joinpath("picture.html").read_text(encoding="utf-8")
     return template.replace("__PID__", str(space.pid)).replace("__DATA__", payload)
 

@@ -23,13 +23,12 @@ STYLES = {
 BOLD, DIM, RESET = "\033[1m", "\033[2m", "\033[0m"
 
 
-def color_wanted(stream=None) -> bool:
-    """Whether to colour output to ``stream`` (default stdout)."""
-    stream = stream if stream is not None else sys.stdout
+def color_wanted() -> bool:
+    """Whether to colour what goes to stdout."""
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     try:
-        return stream.isatty()
+        return sys.stdout.isatty()
     except (AttributeError, ValueError):
         return False
 
