@@ -27,7 +27,7 @@ ENTRY_BYTES = 8
 CHUNK_PFNS = 1 << 17  # 1 MiB of entries a read when streaming
 RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one read call
 DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
-DENSE_SPREAD = 16  # if the tables (5 bytes a PFN up to the highest) stay within 80 bytes a PFN asked
+DENSE_SPREAD = 16  # if the bitmap (a byte a PFN up to the highest) stays within 16 bytes a PFN asked
 PARALLEL_MIN = 1 << 16  # entries from which reads are spread over threads
 IN_ORDER_MIN = 1 << 12  # from this many PFNs on, read ascending runs as given, without sorting,
 IN_ORDER_SPREAD = 64  # if there is at most one run a 64 PFNs
@@ -168,25 +168,29 @@ def _plan(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         starts, ends = pfns[first], pfns[last] + 1
         run = np.cumsum(np.concatenate(([0], cut)))  # the run of each PFN
         offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
-        return starts, ends, offsets[run] + (pfns - starts[run])
+        return starts, ends, _places(pfns, run, starts, offsets)
     top = int(pfns.max()) + 1
     if n >= DENSE_MIN and top <= DENSE_SPREAD * n:
-        # Many PFNs (usage over hundreds of processes sharing frames): a bitmap
-        # and an index table over the PFN range cost O(n), a sort O(n log n).
+        # Many PFNs (usage over hundreds of processes sharing frames): a bitmap over
+        # the PFN range de-duplicates in O(n), where a sort costs O(n log n).
         seen = np.zeros(top, dtype=bool)
         seen[pfns] = True
         unique = np.flatnonzero(seen)
-        table = np.zeros(top, dtype=np.int32)
-        table[unique] = np.arange(len(unique), dtype=np.int32)
-        inverse = table[pfns]
     else:
-        unique, inverse = np.unique(pfns, return_inverse=True)
+        unique = np.unique(pfns)
     breaks = np.flatnonzero(np.diff(unique) > RUN_GAP) + 1
     starts = unique[np.concatenate(([0], breaks))]
     ends = unique[np.concatenate((breaks - 1, [len(unique) - 1]))] + 1
     offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
-    run = np.searchsorted(starts, unique, side="right") - 1
-    return starts, ends, (offsets[run] + (unique - starts[run]))[inverse]
+    return starts, ends, _places(pfns, np.searchsorted(starts, pfns, side="right") - 1, starts, offsets)
+
+
+def _places(pfns: np.ndarray, run: np.ndarray, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Where each PFN's entry lands: its run's offset plus its distance from the run's
+    start, computed in place (fresh temporaries of a million entries page-fault slowly)."""
+    place = (offsets - starts)[run]
+    place += pfns
+    return place
 
 
 def _translate(exc: OSError, path: str, name: str | None) -> PagewalkError:

@@ -32,6 +32,7 @@ USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space 
 SPARSE_MIN_PAGES = 512  # page_table(sparse=True) below this size reads every entry
 HOLE_PAGES = 256  # counts() reads across holes this small: 2 KiB of zeros costs less than a read
 PARALLEL_MIN_PAGES = 1 << 18  # counts() reads from several threads from this many entries on
+FEW_RUNS = 64  # resident_table() picks this few runs out by slices, more with index arrays
 
 
 def scan_disabled() -> bool:
@@ -242,21 +243,23 @@ class Process:
         top = min(max(m.end for m in maps), USER_END_4LEVEL)
         lo, hi, zero, huge = _scan_runs(scanner, base, top, PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
         lengths = hi - lo
-        total = int(lengths.sum())
-        first_index = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        page = np.repeat(lo - first_index, lengths) + np.arange(total)  # page index of each entry
         # Runs at most HOLE_PAGES apart are read as one span (a read costs more than
         # 2 KiB of entries), then the runs' entries are picked out of the spans.
         spans = _merge_runs(lo, hi, HOLE_PAGES)
-        span_lo = np.array([a for a, _ in spans], dtype=np.int64)
-        span_at = np.concatenate(([0], np.cumsum([b - a for a, b in spans])))
+        span_at = np.concatenate(([0], np.cumsum([b - a for a, b in spans]))).astype(np.int64)
         buf = np.zeros(int(span_at[-1]), dtype=np.uint64)
         view = memoryview(buf).cast("B")
         for (a, b), at in zip(spans, span_at.tolist()):
             self.pagemap().read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
-        which = np.searchsorted(span_lo, page, side="right") - 1
-        raw = buf[span_at[:-1][which] + page - span_lo[which]]
-        vaddr = page.astype(np.uint64) * np.uint64(PAGE_SIZE) + np.uint64(base)
+        if len(lo) <= FEW_RUNS:  # a dense process: slices of the spans, no per-page index arrays
+            raw, vaddr = _pick_few(lo.tolist(), hi.tolist(), spans, span_at.tolist(), buf, base)
+        else:
+            first_index = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            page = np.repeat(lo - first_index, lengths) + np.arange(int(lengths.sum()))  # page index of each entry
+            span_lo = np.array([a for a, _ in spans], dtype=np.int64)
+            which = np.searchsorted(span_lo, page, side="right") - 1
+            raw = buf[span_at[:-1][which] + page - span_lo[which]]
+            vaddr = page.astype(np.uint64) * np.uint64(PAGE_SIZE) + np.uint64(base)
         return PageTable(base, raw, pfn_visible=self.pfn_visible, zero=np.repeat(zero, lengths),
                          huge=np.repeat(huge, lengths), zero_pfns=system.zero_pfns(), vaddr=vaddr)
 
@@ -521,6 +524,27 @@ def _scan_runs(scanner, start: int, end: int, anyof: int):
     huge = (cats & np.uint64(PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO)) == np.uint64(
         PAGE_IS_HUGE | PAGE_IS_PRESENT)
     return lo, hi, zero, huge
+
+
+def _pick_few(lo: list[int], hi: list[int], spans: list[tuple[int, int]], span_at: list[int], buf: np.ndarray,
+              base: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries and addresses of a few runs ``[lo, hi)`` (pages from ``base``) out of
+    ``buf``, which holds the ``spans`` (sorted, each covering whole runs) end to end."""
+    import numpy as np
+
+    entries, addresses = [], []
+    s = 0
+    for a, b in zip(lo, hi):
+        while spans[s][1] < b:  # the span that holds this run
+            s += 1
+        at = span_at[s] + a - spans[s][0]
+        entries.append(buf[at : at + b - a])
+        addresses.append(np.arange(base + a * PAGE_SIZE, base + b * PAGE_SIZE, PAGE_SIZE, dtype=np.uint64))
+    if len(entries) == 1 and len(entries[0]) == len(buf):
+        return buf, addresses[0]
+    if not entries:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
+    return np.concatenate(entries), np.concatenate(addresses)
 
 
 def _merge_runs(lo, hi, gap: int = 0) -> list[tuple[int, int]]:
