@@ -182,3 +182,12 @@ def run_on_terminal(args: list[str], stream: str, env: dict | None = None, other
     proc.wait(timeout=300)
     assert proc.returncode == 0, rest
     return bytes(got), rest
+
+
+def without_module(tmp_path, name: str) -> dict[str, str]:
+    """An environment in which ``import name`` fails, as when an optional extra is not
+    installed: a package of that name, first on the path, that raises ImportError."""
+    shadow = tmp_path / "shadow" / name
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    return {"PYTHONPATH": str(shadow.parent)}

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import PAGE, cli, requires_root, smaps_rollup
+from conftest import PAGE, cli, requires_root, smaps_rollup, without_module
 from specimen import Specimen
 
 pytestmark = requires_root
@@ -131,10 +131,7 @@ def test_exporter_bad_input_and_missing_extra(tmp_path):
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, (bad, r.stderr)
     r = cli("exporter", "--listen", "127.0.0.1:0", "--pid", "4194305")  # above any PID
     assert r.returncode == 1 and "no process" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
-    shadow = tmp_path / "shadow" / "prometheus_client"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-    r = cli("exporter", "--listen", "127.0.0.1:0", env={"PYTHONPATH": str(shadow.parent)})
+    r = cli("exporter", "--listen", "127.0.0.1:0", env=without_module(tmp_path, "prometheus_client"))
     assert r.returncode == 1 and "pagewalk[exporter]" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     with exporter("--interval", "5") as (url, _):
         host_port = url.split("/")[2]

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from conftest import PAGE, cli, pagemap_entry, requires_root, smaps_of, smaps_rollup
+from conftest import PAGE, cli, pagemap_entry, requires_root, smaps_of, smaps_rollup, without_module
 from test_scan import MANY, MAPPINGS
 
 pytestmark = requires_root
@@ -102,10 +102,7 @@ def test_png_and_svg_files(specimen, tmp_path):
 def test_picture_bad_input_and_missing_extra(specimen, tmp_path):
     r = cli("picture", specimen.pid, "-o", tmp_path / "map.gif")
     assert r.returncode == 2 and ".png, .svg or .html" in r.stderr
-    shadow = tmp_path / "shadow" / "matplotlib"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-    env = {"PYTHONPATH": str(shadow.parent)}
+    env = without_module(tmp_path, "matplotlib")
     r = cli("picture", specimen.pid, "-o", tmp_path / "map.png", env=env)
     assert r.returncode == 1 and "pagewalk[pictures]" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert not (tmp_path / "map.png").exists()

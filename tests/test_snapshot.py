@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PAGE, cli, kpageflags, pagemap_entry, requires_root, smaps_of, smaps_rollup, swap_file
+from conftest import PAGE, cli, kpageflags, pagemap_entry, requires_root, smaps_of, smaps_rollup, swap_file, without_module
 
 pytestmark = requires_root  # frames and swap need root
 
@@ -175,10 +175,7 @@ def test_parquet_damaged_foreign_and_missing_pyarrow(specimen, tmp_path):
         r = cli("snapshot", "--load", path)
         assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and words in r.stderr, r.stderr
     # Without pyarrow: a one-line error naming the extra, and no file left behind.
-    shadow = tmp_path / "shadow" / "pyarrow"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-    env = {"PYTHONPATH": str(shadow.parent)}
+    env = without_module(tmp_path, "pyarrow")
     r = cli("snapshot", specimen.pid, "-o", tmp_path / "none.parquet", env=env)
     assert r.returncode != 0 and "pagewalk[parquet]" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert not (tmp_path / "none.parquet").exists()
