@@ -39,6 +39,13 @@ def test_doctor_reports_what_this_kernel_has():
     assert checks["idle page tracking"]["ok"] == os.path.exists("/sys/kernel/mm/page_idle/bitmap")
     for c in checks.values():
         assert c["ok"] or c["cost"], c  # every gap says what it costs
+    # the extras: installed by the test command, and missing where hidden
+    assert checks["extra pagewalk[pictures]"]["ok"] and checks["extra pagewalk[exporter]"]["ok"]
+    with open("/sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/avail_operations") if os.path.exists(
+            "/sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/avail_operations") else open(os.devnull) as f:
+        ops = f.read().split()
+    if ops and "vaddr" not in ops:  # the kernel's own list of operations says no
+        assert not checks["DAMON virtual-address monitoring"]["ok"]
 
 
 def test_v2p_fast_path_and_argparse_path_agree(specimen):

@@ -62,21 +62,6 @@ def _uffd_wp_async() -> tuple[bool, str]:
         os.close(fd)
 
 
-def _damon() -> tuple[bool, str]:
-    base = "/sys/kernel/mm/damon/admin/kdamonds"
-    if not os.path.isdir(base):
-        return False, "no DAMON sysfs interface"
-    ops = system.read_text(f"{base}/0/contexts/0/avail_operations")
-    if ops is None:
-        if not os.access(base, os.R_OK | os.X_OK):
-            return False, "DAMON present; its sysfs files are root's only"
-        return False, "DAMON present; virtual-address support could not be read (no kdamond configured)"
-    available = ops.split()
-    state = (system.read_text(f"{base}/0/state") or "").strip()
-    busy = f", kdamond 0 is {state}" if state else ""
-    return "vaddr" in available, f"operations: {' '.join(available)}{busy}"
-
-
 def run_checks() -> list[Check]:
     checks: list[Check] = [Check("kernel", True, system.kernel_release()), Check("page size", True, f"{PAGE_SIZE} bytes")]
 
@@ -128,7 +113,18 @@ def run_checks() -> list[Check]:
     checks.append(Check("PROCMAP_QUERY ioctl", ok, "present" if ok else "absent (kernel before 6.11)",
                         "" if ok else "hugetlb mappings are recognised by name only"))
 
-    ok, how = _damon()
-    checks.append(Check("DAMON virtual-address monitoring", ok, how,
-                        "" if ok else "wss --method damon is unavailable"))
+    from .damon import why_unavailable
+
+    why = why_unavailable()
+    checks.append(Check("DAMON virtual-address monitoring", why is None, "available" if why is None else why,
+                        "" if why is None else "wss --method damon is unavailable"))
+
+    from importlib.util import find_spec  # whether installed, without importing it
+
+    for extra, module, package, commands in (("pictures", "matplotlib", "matplotlib", "picture -o FILE.png/.svg"),
+                                              ("exporter", "prometheus_client", "prometheus-client", "exporter"),
+                                              ("parquet", "pyarrow", "pyarrow", "snapshot -o FILE.parquet")):
+        ok = find_spec(module) is not None
+        checks.append(Check(f"extra pagewalk[{extra}]", ok, f"{package} installed" if ok else f"no {package}",
+                            "" if ok else f"{commands} unavailable: pip install 'pagewalk[{extra}]'"))
     return checks
