@@ -269,6 +269,10 @@ def test_kpage_reader_coalesces_and_streams():
         whole = c.read_range(0, int(many.max()) + 1)
         got = c.read(many)
         assert (got == whole[many]).mean() > 0.999  # map counts of a living system may move a little
+        repeated = rng.integers(1000, 30000, 400_000).astype(np.uint64)  # each PFN about 14 times: the table path
+        assert len(_plan(repeated.astype(np.int64))[0]) < 100
+        got = c.read(repeated)
+        assert (got == c.read_range(0, 30000)[repeated.astype(np.int64)]).mean() > 0.999
         # The in-order path: ascending runs with small gaps, a repeat and a jump back,
         # as a process's frames come in address order; read with kpageflags together.
         runs = [np.arange(a, a + 3000, step) for a, step in ((4000, 1), (9000, 3), (2000, 1))]

@@ -29,6 +29,7 @@ RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one
 DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
 DENSE_SPREAD = 16  # if the bitmap (a byte a PFN up to the highest) stays within 16 bytes a PFN asked
 PARALLEL_MIN = 1 << 16  # entries from which reads are spread over threads
+REPEATS = 4  # PFNs asked this many times each on average are looked up in a table indexed by PFN
 IN_ORDER_MIN = 1 << 12  # from this many PFNs on, read ascending runs as given, without sorting,
 IN_ORDER_SPREAD = 64  # if there is at most one run a 64 PFNs
 
@@ -182,6 +183,12 @@ def _plan(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     starts = unique[np.concatenate(([0], breaks))]
     ends = unique[np.concatenate((breaks - 1, [len(unique) - 1]))] + 1
     offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
+    if n >= REPEATS * len(unique) and top <= DENSE_SPREAD * n:
+        # Each frame asked for many times (usage: frames a family of processes share):
+        # place the distinct ones, then look every PFN up in a table indexed by PFN.
+        table = np.zeros(top, dtype=np.int64)
+        table[unique] = _places(unique, np.searchsorted(starts, unique, side="right") - 1, starts, offsets)
+        return starts, ends, table[pfns]
     return starts, ends, _places(pfns, np.searchsorted(starts, pfns, side="right") - 1, starts, offsets)
 
 
