@@ -62,12 +62,12 @@ class MemoryCollector:
             gathered = gather(self.pids if self.pids is not None else all_pids(), explicit=False)
         except Exception:
             self.failures += 1
-            raise
-        finally:
             self._first.set()  # a scrape waits for the first attempt only, whatever its outcome
+            raise
         self.pages_total += gathered.pages_read
         self.result = Result(gathered.report("process").rows, gathered.report("cgroup").rows,
                              time.monotonic() - t0, time.time(), len(gathered.skipped))
+        self._first.set()
 
     def run(self, interval: float, stop: threading.Event) -> None:
         """Scan every ``interval`` seconds (start to start) until ``stop`` is set; a
