@@ -253,11 +253,11 @@ def test_counts_read_from_threads_equal_counts_read_in_turn(specimen, monkeypatc
         try:
             monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 1 << 60)
             with pagewalk.Process(pid) as p:
-                one = p.counts()
+                one, one_table = p.counts(), p.resident_table()
             monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 0)
             monkeypatch.setattr(process_module, "CHUNK_PAGES", 1000)
             with pagewalk.Process(pid) as p:
-                many = p.counts()
+                many, many_table = p.counts(), p.resident_table()
         except pagewalk.PagewalkError:
             continue
         finally:
@@ -265,5 +265,7 @@ def test_counts_read_from_threads_equal_counts_read_in_turn(specimen, monkeypatc
         if before is None or before != kernel_view(pid):
             continue
         assert [mc.counts for mc in one.mappings] == [mc.counts for mc in many.mappings], pid
+        # resident_table() too reads large processes in chunks from threads
+        assert np.array_equal(one_table.vaddr, many_table.vaddr) and np.array_equal(one_table.raw, many_table.raw)
         compared += 1
     assert compared >= 3

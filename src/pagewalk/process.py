@@ -249,8 +249,22 @@ class Process:
         span_at = np.concatenate(([0], np.cumsum([b - a for a, b in spans]))).astype(np.int64)
         buf = np.zeros(int(span_at[-1]), dtype=np.uint64)
         view = memoryview(buf).cast("B")
-        for (a, b), at in zip(spans, span_at.tolist()):
-            self.pagemap().read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
+        pieces = [(a + i, min(b, a + i + CHUNK_PAGES), at + i)  # large spans in chunks, for threads
+                  for (a, b), at in zip(spans, span_at.tolist()) for i in range(0, b - a, CHUNK_PAGES)]
+        pagemap = self.pagemap()
+
+        def read(piece: tuple[int, int, int]) -> None:
+            a, b, at = piece
+            pagemap.read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
+
+        if len(buf) >= PARALLEL_MIN_PAGES:  # the kernel's per-entry cost, spread over a thread per CPU
+            from .parallel import ordered_map
+
+            for _ in ordered_map(read, pieces):
+                pass
+        else:
+            for piece in pieces:
+                read(piece)
         if len(lo) <= FEW_RUNS:  # a dense process: slices of the spans, no per-page index arrays
             raw, vaddr = _pick_few(lo.tolist(), hi.tolist(), spans, span_at.tolist(), buf, base)
         else:

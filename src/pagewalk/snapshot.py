@@ -130,8 +130,9 @@ class Snapshot:
             meta["soft_dirty_cleared"] = True
         zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
         huge = table.huge if table.huge is not None else np.zeros(len(table), dtype=bool)
-        return cls(meta, maps, table.vaddr.astype(np.uint64), table.raw.copy(), zero.astype(bool),
-                   huge.astype(bool), kflags, mapcount)
+        # (the table's arrays are its own: no copies of a million entries)
+        return cls(meta, maps, table.vaddr.astype(np.uint64, copy=False), table.raw,
+                   zero.astype(bool, copy=False), huge.astype(bool, copy=False), kflags, mapcount)
 
     # -- the file ------------------------------------------------------------------
     def save(self, path: str, file_format: str | None = None) -> int:
