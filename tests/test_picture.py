@@ -209,3 +209,33 @@ def test_html_page_in_a_real_browser(specimen, tmp_path, browser):
         browser.find_element("css selector", "th[data-key='size']").click()
         cells = browser.find_elements("css selector", "#maps tbody tr:first-child td")
         assert int(cells[1].text, 16) - int(cells[0].text, 16) == expected
+
+
+def test_unprivileged_picture_shows_no_frames():
+    """Without CAP_SYS_ADMIN the kernel hides frames: the page says so, carries no
+    PFN and no physical panel, and still draws the states pagemap gives."""
+    import json
+
+    from importlib import resources
+
+    from specimen import Specimen
+
+    # The specimen drops to uid 65534, which cannot read this interpreter's files (they
+    # are root's here): what it will import must be imported before it forks.
+    import pagewalk.output.picture_html  # noqa: F401
+    import pagewalk.picture  # noqa: F401
+
+    resources.files("pagewalk.output").joinpath("picture.html").read_text()
+    with Specimen(uid=65534) as other:
+        doc, totals = other.run(
+            "from pagewalk import system, Process\n"
+            "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()  # filled while root\n"
+            "from pagewalk.picture import AddressSpace\nfrom pagewalk.output.picture_html import document\n"
+            "a = mmap(300); write(a, 300)\n"
+            "with Process(os.getpid()) as p: s = AddressSpace.take(p)\n"
+            "result = [document(s), s.totals()]")
+    data = json.loads(doc.split('<script id="data" type="application/json">')[1].split("</script>")[0])
+    assert data["pfn_visible"] is False and data["physical"] is None and data["runs"]["kf_lo"] is None
+    pfns = np.frombuffer(__import__("base64").b64decode(data["runs"]["pfn"]), dtype="<f8")
+    assert (pfns == -1).all()  # unknown, never 0
+    assert totals["present"] >= 300
