@@ -54,8 +54,7 @@ def document(space: AddressSpace) -> str:
     """The HTML page, as text."""
     maps = space.mappings
     m = np.searchsorted(space.first[1:], space.index, side="right")  # mapping of each populated page
-    per_map = np.zeros((len(maps), len(STATES)), dtype=np.int64)
-    np.add.at(per_map, (m, space.state.astype(np.int64)), 1)
+    per_map = np.bincount(m * len(STATES) + space.state, minlength=len(maps) * len(STATES)).reshape(-1, len(STATES))
     per_map[:, 0] = np.diff(space.first) - per_map[:, 1:].sum(axis=1)
     ram = ram_ranges() if space.pfn_visible else []
     physical = None
