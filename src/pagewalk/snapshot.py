@@ -1,6 +1,6 @@
 """Snapshots: a process's mappings and the state of every populated page, in a file.
 
-Format (version 1): a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, deflate
+Format (version 2): a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, deflate
 compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
 
 * ``meta``: a 0-d string array holding JSON: ``format`` ("pagewalk-snapshot"),
@@ -9,15 +9,22 @@ compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
   ``mapcount`` were recorded), ``pages`` (populated pages recorded).
 * ``map_start``, ``map_end``, ``map_offset``, ``map_inode`` (uint64), ``map_perms``,
   ``map_dev``, ``map_path`` (strings): one element per line of ``/proc/PID/maps``.
-* ``vpn_delta`` (int64) and ``entry_delta`` (uint64, wrapping): the virtual page
-  numbers and raw pagemap entries of the populated pages (present, swapped, or a
-  marker), in address order, each stored as the difference from the previous one
-  (the first from 0), so runs of consecutive pages and frames compress to almost
-  nothing.  ``numpy.cumsum`` gives them back (for the entries, in uint64).
-  Pages not listed read 0 in pagemap (untouched).
-* ``zero``, ``huge`` (bool, per recorded page; ``huge`` all False when unknown: see
-  ``meta["huge_known"]``), and where ``frames``: ``kpageflags`` (uint64) and
-  ``mapcount`` (uint32) of each present page's frame (0 elsewhere).
+* One column per recorded page (present, swapped, or a marker; in address order;
+  pages not listed read 0 in pagemap, untouched), each run-length coded as two
+  members, ``NAME_values`` and ``NAME_repeats``: ``numpy.repeat(values, repeats)``
+  gives the column.  The columns:
+
+  - ``vpn_delta`` (int64) and ``entry_delta`` (uint64, wrapping): the virtual page
+    numbers and raw pagemap entries, each as the difference from the previous one
+    (the first from 0), so that runs of consecutive pages and frames are runs of
+    1s; ``numpy.cumsum`` gives them back (for the entries, in uint64);
+  - ``zero``, ``huge`` (bool; ``huge`` all False when unknown: see
+    ``meta["huge_known"]``);
+  - where ``frames``: ``kpageflags`` (uint64) and ``mapcount`` (uint32) of each
+    present page's frame (0 elsewhere).
+
+Version 1 stored the same columns whole (``NAME`` instead of the two members);
+:meth:`Snapshot.load` reads both.
 
 The same snapshot can be written as Parquet instead, one row per page with every
 bit decoded, for data tools (extra ``pagewalk[parquet]``; see :mod:`pagewalk.parquet`).
@@ -42,7 +49,8 @@ from .maps import Mapping, mapping_index
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
 
 FORMAT = "pagewalk-snapshot"
-VERSION = 1
+VERSION = 2
+PAGE_COLUMNS = ("vpn_delta", "entry_delta", "zero", "huge", "kpageflags", "mapcount")
 MAP_FIELDS = ("start", "end", "perms", "offset", "dev", "inode", "path")
 
 
@@ -157,13 +165,16 @@ class Snapshot:
             arrays[f"map_{name}"] = np.array(values, dtype=np.uint64) if name in ("start", "end", "offset", "inode") \
                 else np.array(values, dtype=str)
         vpn = (self.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-        arrays["vpn_delta"] = np.diff(vpn, prepend=np.int64(0))
-        arrays["entry_delta"] = np.diff(self.raw, prepend=np.uint64(0))  # uint64: wraps, cumsum undoes it
-        arrays["zero"], arrays["huge"] = self.zero, self.huge
+        columns = {"vpn_delta": np.diff(vpn, prepend=np.int64(0)),
+                   "entry_delta": np.diff(self.raw, prepend=np.uint64(0)),  # uint64: wraps, cumsum undoes it
+                   "zero": self.zero, "huge": self.huge}
         if self.kpageflags is not None:
-            arrays["kpageflags"], arrays["mapcount"] = self.kpageflags, self.mapcount
-        # What numpy.savez_compressed writes, at deflate level 1: the delta-coded
-        # columns are mostly repeats, which the fastest level already squeezes.
+            columns["kpageflags"], columns["mapcount"] = self.kpageflags, self.mapcount
+        for name, column in columns.items():
+            # Run-length coded: a million pages of one mapping are a few runs, and
+            # deflate then has almost nothing left to do (it cost more than the rest).
+            arrays[f"{name}_values"], arrays[f"{name}_repeats"] = _runs(column)
+        # What numpy.savez_compressed writes, at deflate level 1
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             for name, array in arrays.items():
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
@@ -184,12 +195,14 @@ class Snapshot:
                 meta = json.loads(str(z["meta"]))
                 _check_meta(path, meta)
                 columns = {name: z[f"map_{name}"] for name in MAP_FIELDS}
-                vpn = np.cumsum(z["vpn_delta"].astype(np.int64))
-                raw = np.cumsum(z["entry_delta"].astype(np.uint64), dtype=np.uint64)
-                zero, huge = z["zero"].astype(bool), z["huge"].astype(bool)
-                frames = meta.get("frames") and "kpageflags" in z.files
-                kflags = z["kpageflags"].astype(np.uint64) if frames else None
-                mapcount = z["mapcount"].astype(np.uint32) if frames else None
+                page = {name: _column(z, name, meta["version"]) for name in PAGE_COLUMNS
+                        if f"{name}_values" in z.files or name in z.files}
+                vpn = np.cumsum(page["vpn_delta"].astype(np.int64))
+                raw = np.cumsum(page["entry_delta"].astype(np.uint64), dtype=np.uint64)
+                zero, huge = page["zero"].astype(bool), page["huge"].astype(bool)
+                frames = meta.get("frames") and "kpageflags" in page
+                kflags = page["kpageflags"].astype(np.uint64) if frames else None
+                mapcount = page["mapcount"].astype(np.uint32) if frames else None
         except FileNotFoundError:
             raise BadSnapshot(f"no such snapshot file: {path}") from None
         except PermissionError:
@@ -235,6 +248,25 @@ class Snapshot:
                  "pages": (m.end - m.start) >> PAGE_SHIFT, "present": int(p), "swapped": int(s)}
                 for m, p, s in zip(self.mappings, present.tolist(), swapped.tolist())]
         return {"meta": self.meta, "mappings": rows}
+
+
+def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``column`` as (values, repeats): ``numpy.repeat(values, repeats)`` gives it back."""
+    if len(column) == 0:
+        return column, np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(column[1:] != column[:-1]) + 1
+    first = np.concatenate(([0], first))
+    return column[first], np.diff(np.append(first, len(column)))
+
+
+def _column(z, name: str, version: int) -> np.ndarray:
+    """One per-page column of an open ``.npz`` snapshot (a KeyError if it lacks it)."""
+    if version < 2:
+        return z[name]
+    repeats = z[f"{name}_repeats"]
+    if repeats.dtype.kind not in "iu" or (repeats < 0).any():
+        raise ValueError(f"{name}_repeats is not a count")
+    return np.repeat(z[f"{name}_values"], repeats)
 
 
 def _check_meta(path: str, meta) -> None:
