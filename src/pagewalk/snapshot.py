@@ -103,9 +103,9 @@ class Snapshot:
         if visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK):
             from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 
+            every = bool(present.all())  # usual: index the million-entry columns only if needed
             frame = table.raw & np.uint64(PM_PFRAME_MASK)
-            kflags = np.zeros(len(table), dtype=np.uint64)
-            mapcount = np.zeros(len(table), dtype=np.uint32)
+            frame_present = frame if every else frame[present]
             # The exclusive bit already says "map count 1" (kernel.md 1.1), except on a
             # kernel without per-page map counts and for hugetlb pages (huge or unknown)
             once = table.exclusive & present
@@ -114,13 +114,20 @@ class Snapshot:
             else:
                 once &= ~table.huge
             count = present & ~once
-            mapcount[once] = 1
+            mapcount = once.astype(np.uint32)
             with KpageFile(KPAGEFLAGS) as f, KpageFile(KPAGECOUNT) as c:
                 if np.array_equal(count, present):  # every frame needs both: one plan for the two files
-                    kflags[present], mapcount[present] = read_together([f, c], frame[present])
+                    flags, counts = read_together([f, c], frame_present)
+                    mapcount[present] = counts
                 else:
-                    kflags[present] = f.read(frame[present])
-                    mapcount[count] = c.read(frame[count]).astype(np.uint32)
+                    flags = f.read(frame_present)
+                    if count.any():
+                        mapcount[count] = c.read(frame[count])
+            if every:
+                kflags = flags
+            else:
+                kflags = np.zeros(len(table), dtype=np.uint64)
+                kflags[present] = flags
             frames = True
         now = datetime.datetime.now().astimezone()
         cmdline = (system.read_text(f"/proc/{pid}/cmdline") or "").split("\0")
