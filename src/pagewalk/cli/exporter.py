@@ -30,7 +30,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import os
     import signal
     import threading
 
@@ -46,11 +45,12 @@ def run(args) -> int:
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     pids = [_common.parse_pid(p) for p in args.pids] or None
-    from ..errors import NoSuchProcess
+    from ..process import Process
 
     for pid in pids or ():
-        if not os.path.exists(f"/proc/{pid}"):
-            raise NoSuchProcess(pid)  # a PID never comes back: serving nothing for it would hide the typo
+        # Process() refuses a missing PID (which never comes back: serving nothing for it
+        # would hide the typo) and a thread ID, as every command does
+        Process(pid).close()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
