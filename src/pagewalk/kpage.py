@@ -28,10 +28,11 @@ CHUNK_PFNS = 1 << 17  # 1 MiB of entries a read when streaming
 RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one read call
 DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
 DENSE_SPREAD = 16  # if the bitmap (a byte a PFN up to the highest) stays within 16 bytes a PFN asked
-PARALLEL_MIN = 1 << 16  # entries from which reads are spread over threads
+PARALLEL_MIN = 1 << 16  # entries from which reads are spread over threads,
+TASKS_PER_THREAD = 8  # in this many parts a thread
 REPEATS = 4  # PFNs asked this many times each on average are looked up in a table indexed by PFN
-IN_ORDER_MIN = 1 << 12  # from this many PFNs on, read ascending runs as given, without sorting,
-IN_ORDER_SPREAD = 64  # if there is at most one run a 64 PFNs
+RUNS_MIN = 1 << 12  # from this many PFNs on, sort ascending runs of PFNs rather than PFNs,
+RUN_MIN_PFNS = 4  # if the runs are this long on average
 
 _WHY_MISSING = {
     KPAGECGROUP: "this kernel has no /proc/kpagecgroup (it needs CONFIG_MEMCG)",
@@ -121,14 +122,15 @@ def read_together(files: list[KpageFile], pfns: np.ndarray) -> list[np.ndarray]:
     """:meth:`KpageFile.read` of the same ``pfns`` from each of ``files``: the runs
     to read are worked out once, and all the files' reads share a thread per CPU.
 
-    PFNs given mostly in ascending runs (a process's pages in address order, whose
-    frames are mostly contiguous) are read run by run as given, with no sort;
-    otherwise they are de-duplicated first (a sort, or a bitmap for many PFNs),
-    so that a frame many processes share is read once."""
+    Each frame is read once however often it is asked for.  PFNs given mostly in
+    ascending runs (a process's pages in address order, whose frames are mostly
+    contiguous) are planned by sorting the runs; others by de-duplicating the PFNs
+    (a sort, or a bitmap for many PFNs)."""
     pfns = np.asarray(pfns, dtype=np.uint64)
     if pfns.size == 0:
         return [np.zeros(pfns.shape, dtype=np.uint64) for _ in files]
-    starts, ends, index = _plan(pfns.ravel().astype(np.int64))
+    # PFNs are below 2**55: the same bits as int64, read in place rather than copied
+    starts, ends, index = _plan(np.ascontiguousarray(pfns).ravel().view(np.int64))
     offsets = np.concatenate(([0], np.cumsum(ends - starts)))
     runs = list(zip(starts.tolist(), ends.tolist(), offsets.tolist()))
     values = [np.zeros(int(offsets[-1]), dtype=np.uint64) for _ in files]
@@ -136,19 +138,21 @@ def read_together(files: list[KpageFile], pfns: np.ndarray) -> list[np.ndarray]:
     def read_runs(task: tuple[int, list[tuple[int, int, int]]]) -> None:
         which, part = task
         for first, end, at in part:  # each run into its own slice of the file's values
-            # A short read means the end of memory: the rest of the run stays 0.  Runs
-            # are not sorted on the in-order path, so later ones may still be inside.
+            # A short read means the end of memory: the rest of the run stays 0 (later
+            # runs are beyond it too, but each finds that out with one cheap read).
             files[which].read_range(first, end - first, values[which][at:])
 
     if len(values[0]) * len(files) >= PARALLEL_MIN:
         # The kernel's per-entry cost dominates: read parts from a thread per CPU.
         from .parallel import ordered_map, workers
 
-        # as many parts as threads, of about equal entries, over all the files
-        parts = max(1, -(-workers() // len(files)))
+        # Parts of about equal entries, several a thread: an entry of a scattered
+        # frame costs the kernel twice one of a contiguous run, so equal entries are
+        # not equal work, and threads that finish early take the next part.
+        parts = TASKS_PER_THREAD * workers()
         cuts = np.searchsorted(offsets[1:], np.arange(1, parts) * (offsets[-1] / parts)).tolist()
-        bounds = [0, *cuts, len(runs)]
-        tasks = [(which, runs[a:b]) for which in range(len(files)) for a, b in zip(bounds, bounds[1:]) if b > a]
+        bounds = sorted({0, *cuts, len(runs)})
+        tasks = [(which, runs[a:b]) for which in range(len(files)) for a, b in zip(bounds, bounds[1:])]
         for _ in ordered_map(read_runs, tasks):
             pass
     else:
@@ -158,18 +162,25 @@ def read_together(files: list[KpageFile], pfns: np.ndarray) -> list[np.ndarray]:
 
 
 def _plan(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs ``[starts, ends)`` of PFNs to read, laid end to end in one buffer, and
-    for each of ``pfns`` (int64) where its entry lands in that buffer."""
+    """Runs ``[starts, ends)`` of PFNs to read, ascending and laid end to end in one
+    buffer, and for each of ``pfns`` (int64) where its entry lands in that buffer."""
     n = len(pfns)
     step = np.diff(pfns)
     cut = (step <= 0) | (step > RUN_GAP)  # a new run: backwards, a repeat, or a gap
-    if n >= IN_ORDER_MIN and int(np.count_nonzero(cut)) * IN_ORDER_SPREAD <= n:
-        first = np.concatenate(([0], np.flatnonzero(cut) + 1))
-        last = np.concatenate((first[1:] - 1, [n - 1]))
-        starts, ends = pfns[first], pfns[last] + 1
-        run = np.cumsum(np.concatenate(([0], cut)))  # the run of each PFN
-        offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
-        return starts, ends, _places(pfns, run, starts, offsets)
+    cuts = np.flatnonzero(cut)
+    if n >= RUNS_MIN and len(cuts) * RUN_MIN_PFNS <= n:
+        # Mostly ascending runs (a process's frames in address order): sort the runs,
+        # not the pages, and merge the overlapping or nearby ones into reads.
+        first = np.concatenate(([0], cuts + 1))
+        last = np.append(cuts, n - 1)
+        run_start, run_end = pfns[first], pfns[last] + 1
+        order = np.argsort(run_start, kind="stable")
+        starts, ends, at = _merge(run_start[order], run_end[order])
+        run_at = np.empty_like(at)
+        run_at[order] = at
+        place = np.repeat(run_at - run_start, last - first + 1)
+        place += pfns
+        return starts, ends, place
     top = int(pfns.max()) + 1
     if n >= DENSE_MIN and top <= DENSE_SPREAD * n:
         # Many PFNs (usage over hundreds of processes sharing frames): a bitmap over
@@ -177,8 +188,9 @@ def _plan(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seen = np.zeros(top, dtype=bool)
         seen[pfns] = True
         unique = np.flatnonzero(seen)
-    else:
-        unique = np.unique(pfns)
+    else:  # np.unique would import numpy.ma on first use (9 ms)
+        unique = np.sort(pfns)
+        unique = unique[np.concatenate(([True], unique[1:] != unique[:-1]))]
     breaks = np.flatnonzero(np.diff(unique) > RUN_GAP) + 1
     starts = unique[np.concatenate(([0], breaks))]
     ends = unique[np.concatenate((breaks - 1, [len(unique) - 1]))] + 1
@@ -190,6 +202,22 @@ def _plan(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         table[unique] = _places(unique, np.searchsorted(starts, unique, side="right") - 1, starts, offsets)
         return starts, ends, table[pfns]
     return starts, ends, _places(pfns, np.searchsorted(starts, pfns, side="right") - 1, starts, offsets)
+
+
+def _merge(run_start: np.ndarray, run_end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs ``[run_start, run_end)`` sorted by start (they may overlap) merged into
+    reads ``[starts, ends)`` wherever they overlap or lie within RUN_GAP of each other,
+    and where each run's first entry lands with the reads laid end to end."""
+    reach = np.maximum.accumulate(run_end)  # the furthest end so far
+    new = np.empty(len(run_start), dtype=bool)
+    new[0] = True
+    np.greater(run_start[1:], reach[:-1] - 1 + RUN_GAP, out=new[1:])
+    heads = np.flatnonzero(new)
+    starts = run_start[heads]
+    ends = reach[np.append(heads[1:] - 1, len(reach) - 1)]
+    offsets = np.concatenate(([0], np.cumsum(ends - starts)[:-1]))
+    read = np.cumsum(new) - 1  # the read each run falls in
+    return starts, ends, offsets[read] + run_start - starts[read]
 
 
 def _places(pfns: np.ndarray, run: np.ndarray, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
