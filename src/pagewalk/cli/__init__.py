@@ -12,10 +12,15 @@ from __future__ import annotations
 import os
 import sys
 
-from .. import __version__
-from ..errors import InvalidArgument, PagewalkError
-from . import (_common, diff, doctor, dump, exporter, files, maps, picture, shared, snapshot, types, usage, v2p, watch,
-               who, wss)
+# numpy's OpenBLAS starts a thread per CPU that spins for a while after import,
+# taking a CPU from the threads that read /proc; pagewalk does no linear algebra.
+# (Here, not in the library: a program that imports pagewalk keeps its own setting.)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from .. import __version__  # noqa: E402
+from ..errors import InvalidArgument, PagewalkError  # noqa: E402
+from . import (  # noqa: E402
+    _common, diff, doctor, dump, exporter, files, maps, picture, shared, snapshot, types, usage, v2p, watch, who, wss)
 
 COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, snapshot, diff, wss, watch, picture, exporter, doctor)
 
