@@ -215,3 +215,37 @@ def test_a_walk_on_a_process_that_exited_is_process_gone(specimen):
         specimen._proc.wait()
         with pytest.raises(pagewalk.ProcessGone):
             scanner.region_array(0x10000, 0x7FFF0000, anyof=8, return_mask=8)
+
+
+def test_a_read_in_the_background_of_a_process_that_exited_is_process_gone(specimen):
+    """snapshot reads the page table in a thread while numpy imports: a target that
+    exits meanwhile is ProcessGone when the result is asked for, not a thread's
+    traceback, and the CLI says so in one line without leaving a file."""
+    from pagewalk.parallel import in_background
+
+    with pagewalk.Process(specimen.pid) as p:
+        p.pagemap()
+        os.kill(specimen.pid, signal.SIGKILL)
+        specimen._proc.wait()
+        pending = in_background(p.read_resident, threads=False)
+        with pytest.raises(pagewalk.ProcessGone):
+            pending.result()
+
+
+def test_a_snapshot_of_a_process_that_exits_is_a_one_line_error(specimen, tmp_path):
+    """Killed just after the snapshot starts: whichever read notices first (the
+    background page table read, or the check after the frames, whose flags would
+    be those of frames the target had freed), one line, exit 1, no file."""
+    specimen.run("a = mmap(1 << 16); write(a, 1 << 16)")  # 256 MiB: about 50 ms to read
+    out = tmp_path / "snap.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.03)
+    os.kill(specimen.pid, signal.SIGKILL)
+    specimen._proc.wait()
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the snapshot finished before the target was killed")
+    assert proc.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "exited" in err or "no such process" in err, err
+    assert not out.exists() and not list(tmp_path.iterdir())

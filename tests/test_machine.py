@@ -217,25 +217,49 @@ def test_dump_is_the_same_with_and_without_pagemap_scan(specimen):
 
 
 @requires_root
-def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen):
+def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen, monkeypatch):
     """resident_table (behind usage, who and shared) finds the same pages, entry for
-    entry, whether PAGEMAP_SCAN finds them or every entry is read."""
+    entry, whether PAGEMAP_SCAN finds them or every entry is read; with PAGEMAP_SCAN
+    both when the runs are read one by one (a few runs) and through merged spans."""
+    import pagewalk.process as process_module
+
     specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
                  "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)\n"
                  "r = mmap(1 << 16, 'none', noreserve=True); w = mmap(600); write(w, 1); write(w + 300 * PAGE, 1)")
     compared = 0
     for pid in [specimen.pid, *user_processes()]:
         try:
-            scan = pagewalk.Process(pid, use_scan=True).resident_table()
             plain = pagewalk.Process(pid, use_scan=False).resident_table()
+            scans = []
+            for few_runs in (0, 1 << 30):
+                monkeypatch.setattr(process_module, "FEW_RUNS", few_runs)
+                scans.append(pagewalk.Process(pid, use_scan=True).resident_table())
         except pagewalk.PagewalkError:
             continue
-        if not np.array_equal(scan.vaddr, plain.vaddr) or not np.array_equal(scan.raw, plain.raw):
+        finally:
+            monkeypatch.undo()
+        if not all(np.array_equal(s.vaddr, plain.vaddr) and np.array_equal(s.raw, plain.raw) for s in scans):
             assert pid != specimen.pid, "the specimen holds still"
-            continue  # another process moved between the two reads
-        assert len(scan) and scan.present.any()
+            continue  # another process moved between the reads
+        assert len(plain) and plain.present.any()
         compared += 1
     assert compared >= 3
+
+
+def test_ramps_are_exact_for_any_start():
+    """The per-page addresses and buffer positions of resident_table come from
+    ramps(): exact for unsigned starts beyond 2**53 (no float on the way), empty
+    runs skipped, against the Python loop it replaces."""
+    from pagewalk.process import ramps
+
+    for starts in (np.array([2**64 - 8192, 5, 2**63 + 3, 2**53 + 1, 7], dtype=np.uint64),
+                   np.array([40, 3, 1 << 40, 0, 9], dtype=np.int64)):
+        lengths = np.array([2, 3, 0, 4, 1])
+        for step in (1, 4096):
+            expected = [int(s) + i * step for s, n in zip(starts, lengths) for i in range(n)]
+            got = ramps(starts, lengths, step)
+            assert got.dtype == starts.dtype and got.tolist() == [e % 2**64 for e in expected]
+    assert len(ramps(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))) == 0
 
 
 @requires_root

@@ -40,3 +40,33 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int = 0) -> I
                 pending.append(pool.submit(fn, item))
                 break
             yield result
+
+
+class in_background:
+    """``fn(*args, **kwargs)`` started now in a thread of its own; :meth:`result`
+    waits for it and returns its value or raises its exception.  For reads that
+    need no numpy, started before numpy is imported: the import keeps one CPU
+    busy for tens of milliseconds, and a read releases the GIL while the kernel
+    works."""
+
+    def __init__(self, fn: Callable[..., R], *args, **kwargs) -> None:
+        import threading
+
+        self._value: R | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller of result()
+                self._error = exc
+
+        # a daemon: Ctrl-C in the main thread must not wait for it
+        self._thread = threading.Thread(target=run, name="pagewalk-background", daemon=True)
+        self._thread.start()
+
+    def result(self) -> R | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

@@ -60,7 +60,14 @@ class AddressSpace:
         from . import system
 
         maps = [m for m in process.mappings() if not m.is_vsyscall]
-        table = process.resident_table(maps)
+        if process.pfn_visible and os.access("/proc/kpageflags", os.R_OK):
+            from .kpage import KPAGEFLAGS, KpageFile
+
+            with KpageFile(KPAGEFLAGS) as f:
+                table = process.resident_table(maps, kpageflags=f)
+            process.check_alive("the picture")
+        else:
+            table = process.resident_table(maps)
         # picture page = the mapping's first picture page + the page's place in it
         shift = first_pages(maps)[:-1] - np.array([m.start >> PAGE_SHIFT for m in maps], dtype=np.int64)
         index = shift[mapping_index(maps, table.vaddr)] + (table.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
@@ -75,15 +82,8 @@ class AddressSpace:
         state[table.swapped] = SWAPPED
         state[table.guard] = GUARD
         pfn = np.where(present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
-        kflags = None
-        if process.pfn_visible and os.access("/proc/kpageflags", os.R_OK):
-            from .kpage import KPAGEFLAGS, KpageFile
-
-            kflags = np.zeros(len(table), dtype=np.uint64)
-            with KpageFile(KPAGEFLAGS) as f:
-                kflags[present] = f.read(table.pfn[present].astype(np.uint64))
-        return cls(process.pid, system.command_name(process.pid), maps, index, state, pfn, table.raw, kflags,
-                   process.pfn_visible)
+        return cls(process.pid, system.command_name(process.pid), maps, index, state, pfn, table.raw,
+                   table.kpageflags, process.pfn_visible)
 
     # -- counting ----------------------------------------------------------------------
     def counts(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     import numpy as np
 
+    from .kpage import KpageFile
     from .pagetable import CountsReport, PageTable
 
 CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
@@ -32,7 +33,7 @@ USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space 
 SPARSE_MIN_PAGES = 512  # page_table(sparse=True) below this size reads every entry
 HOLE_PAGES = 256  # counts() reads across holes this small: 2 KiB of zeros costs less than a read
 PARALLEL_MIN_PAGES = 1 << 18  # counts() reads from several threads from this many entries on
-FEW_RUNS = 64  # resident_table() picks this few runs out by slices, more with index arrays
+FEW_RUNS = 64  # resident_table() reads this few runs one by one, more through merged spans
 
 
 def scan_disabled() -> bool:
@@ -77,6 +78,13 @@ class Process:
         if self._pagemap is None:
             self._pagemap = PagemapFile(self.pid)
         return self._pagemap
+
+    def check_alive(self, during: str) -> None:
+        """Raise :class:`ProcessGone` if the process has exited (its memory is gone).
+        For reads of the frames a process had: they read on after it freed them,
+        so a record that mixes its pages and their frames' later state is refused."""
+        if not self.pagemap().alive():
+            raise ProcessGone(self.pid, f"process {self.pid} exited during {during}; results would be partial")
 
     def close(self) -> None:
         if self._pagemap is not None:
@@ -175,7 +183,7 @@ class Process:
             runs = _scan_runs(scanner, start, end, PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_SOFT_DIRTY)
             raw = np.zeros(pages, dtype=np.uint64)
             view = memoryview(raw).cast("B")
-            for a, b in _merge_runs(runs[0], runs[1]):
+            for a, b in _merge_runs(runs[0].tolist(), runs[1].tolist()):
                 self.pagemap().read_into(view[a * 8 : b * 8], (start >> PAGE_SHIFT) + a)
         else:
             raw = np.empty(pages, dtype=np.uint64)  # read straight into it: one allocation
@@ -216,48 +224,49 @@ class Process:
                 return  # the end of user space
             start += step
 
-    def resident_table(self, mappings: Sequence[Mapping] | None = None) -> PageTable:
-        """Every page of the process with a frame or a swap entry (present, zero page
-        included; swapped; markers), in address order, as one table whose ``vaddr``
-        says where each page is.  With PAGEMAP_SCAN one walk finds them and only
-        they are read, so the cost follows the resident set, not the address space.
-        Skips ``[vsyscall]`` and VM_PFNMAP areas (device memory; smaps counts none
-        of their pages either).  Without PAGEMAP_SCAN every mapping is read."""
-        import numpy as np
+    def read_resident(self, mappings: Sequence[Mapping] | None = None, *, threads: bool = True
+                      ) -> ResidentRead | None:
+        """The populated pages' raw pagemap entries, as :meth:`resident_table` reads
+        them (one PAGEMAP_SCAN walk finds the pages, then only they are read), without
+        numpy: so that it can run in a thread while numpy imports (see
+        :func:`pagewalk.parallel.in_background`).  From ``threads`` on, large
+        processes are read from a thread per CPU.  None without PAGEMAP_SCAN."""
+        from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED
 
-        from .pagetable import PageTable
-
-        maps = [m for m in (self.mappings() if mappings is None else mappings)
-                if not m.is_vsyscall and not m.scan_skips]
+        every = self.mappings() if mappings is None else list(mappings)
+        maps = [m for m in every if not m.is_vsyscall and not m.scan_skips]
         scanner = self.scanner()
-        parts = [] if scanner is not None else [
-            (t, t.present | t.swap_entry) for m in maps for t in self.iter_page_tables(m.start, m.end, zero_huge=False)]
-        if parts:
-            return PageTable.concat(parts)
-        if scanner is None or not maps:
-            return PageTable(0, np.empty(0, dtype=np.uint64), pfn_visible=self.pfn_visible,
-                             vaddr=np.empty(0, dtype=np.uint64))
-        from .scan import PAGE_IS_PRESENT, PAGE_IS_SWAPPED
-
+        if scanner is None:
+            return None
+        if not maps:
+            return ResidentRead(every, 0, [], [], [], [], [], bytearray())
         base = min(m.start for m in maps)
         top = min(max(m.end for m in maps), USER_END_4LEVEL)
-        lo, hi, zero, huge = _scan_runs(scanner, base, top, PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
-        lengths = hi - lo
-        # Runs at most HOLE_PAGES apart are read as one span (a read costs more than
-        # 2 KiB of entries), then the runs' entries are picked out of the spans.
-        spans = _merge_runs(lo, hi, HOLE_PAGES)
-        span_at = np.concatenate(([0], np.cumsum([b - a for a, b in spans]))).astype(np.int64)
-        buf = np.zeros(int(span_at[-1]), dtype=np.uint64)
-        view = memoryview(buf).cast("B")
+        lo, hi, zero, huge = [], [], [], []
+        for a, b, cats in scanner.regions(base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                                          return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT):
+            lo.append((a - base) >> PAGE_SHIFT)
+            hi.append((b - base) >> PAGE_SHIFT)
+            zero.append(bool(cats & PAGE_IS_PFNZERO))  # the huge zero page included
+            huge.append(cats & (PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO) == PAGE_IS_HUGE | PAGE_IS_PRESENT)
+        # A dense process (a few runs) is read run by run straight into the table.
+        # Otherwise runs at most HOLE_PAGES apart are read as one span (a read costs
+        # more than 2 KiB of entries), and the runs' entries picked out of the spans.
+        spans = list(zip(lo, hi)) if len(lo) <= FEW_RUNS else _merge_runs(lo, hi, HOLE_PAGES)
+        span_at = [0]
+        for a, b in spans:
+            span_at.append(span_at[-1] + b - a)
+        entries = bytearray(span_at[-1] * 8)
+        view = memoryview(entries)
         pieces = [(a + i, min(b, a + i + CHUNK_PAGES), at + i)  # large spans in chunks, for threads
-                  for (a, b), at in zip(spans, span_at.tolist()) for i in range(0, b - a, CHUNK_PAGES)]
+                  for (a, b), at in zip(spans, span_at) for i in range(0, b - a, CHUNK_PAGES)]
         pagemap = self.pagemap()
 
         def read(piece: tuple[int, int, int]) -> None:
             a, b, at = piece
             pagemap.read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
 
-        if len(buf) >= PARALLEL_MIN_PAGES:  # the kernel's per-entry cost, spread over a thread per CPU
+        if threads and span_at[-1] >= PARALLEL_MIN_PAGES:  # the kernel's per-entry cost, over a thread per CPU
             from .parallel import ordered_map
 
             for _ in ordered_map(read, pieces):
@@ -265,17 +274,61 @@ class Process:
         else:
             for piece in pieces:
                 read(piece)
-        if len(lo) <= FEW_RUNS:  # a dense process: slices of the spans, no per-page index arrays
-            raw, vaddr = _pick_few(lo.tolist(), hi.tolist(), spans, span_at.tolist(), buf, base)
-        else:
-            first_index = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-            page = np.repeat(lo - first_index, lengths) + np.arange(int(lengths.sum()))  # page index of each entry
-            span_lo = np.array([a for a, _ in spans], dtype=np.int64)
-            which = np.searchsorted(span_lo, page, side="right") - 1
-            raw = buf[span_at[:-1][which] + page - span_lo[which]]
-            vaddr = page.astype(np.uint64) * np.uint64(PAGE_SIZE) + np.uint64(base)
-        return PageTable(base, raw, pfn_visible=self.pfn_visible, zero=np.repeat(zero, lengths),
-                         huge=np.repeat(huge, lengths), zero_pfns=system.zero_pfns(), vaddr=vaddr)
+        return ResidentRead(every, base, lo, hi, zero, huge, spans, entries)
+
+    def resident_table(self, mappings: Sequence[Mapping] | None = None, *,
+                       kpageflags: KpageFile | None = None, resident: ResidentRead | None = None) -> PageTable:
+        """Every page of the process with a frame or a swap entry (present, zero page
+        included; swapped; markers), in address order, as one table whose ``vaddr``
+        says where each page is.  With PAGEMAP_SCAN one walk finds them and only
+        they are read, so the cost follows the resident set, not the address space.
+        Skips ``[vsyscall]`` and VM_PFNMAP areas (device memory; smaps counts none
+        of their pages either).  Without PAGEMAP_SCAN every mapping is read.
+
+        ``resident`` is what :meth:`read_resident` read, if it was read already.
+        With ``kpageflags`` (the open file; PFNs must be visible) the table's
+        ``kpageflags`` holds the flags of each present page's frame."""
+        import numpy as np
+
+        table = self._resident_pages(mappings, resident)
+        if kpageflags is not None:
+            present = table.present
+            frames = table.raw & np.uint64(PM_PFRAME_MASK)
+            if present.all():  # usual: no index arrays of a million entries
+                table.kpageflags = kpageflags.read(frames)
+            else:
+                table.kpageflags = np.zeros(len(table), dtype=np.uint64)
+                table.kpageflags[present] = kpageflags.read(frames[present])
+        return table
+
+    def _resident_pages(self, mappings: Sequence[Mapping] | None, resident: ResidentRead | None) -> PageTable:
+        import numpy as np
+
+        from .pagetable import PageTable
+
+        if resident is None:
+            resident = self.read_resident(mappings)
+        if resident is None:  # no PAGEMAP_SCAN: every entry of every mapping
+            maps = [m for m in (self.mappings() if mappings is None else mappings)
+                    if not m.is_vsyscall and not m.scan_skips]
+            parts = [(t, t.present | t.swap_entry)
+                     for m in maps for t in self.iter_page_tables(m.start, m.end, zero_huge=False)]
+            if parts:
+                return PageTable.concat(parts)
+            return PageTable(0, np.empty(0, dtype=np.uint64), pfn_visible=self.pfn_visible,
+                             vaddr=np.empty(0, dtype=np.uint64))
+        raw = np.frombuffer(resident.entries, dtype=np.uint64)
+        lo, hi = np.array(resident.lo, dtype=np.int64), np.array(resident.hi, dtype=np.int64)
+        lengths = hi - lo
+        if len(resident.spans) != len(lo):  # runs merged into spans: pick the runs out
+            span_lo = np.array([a for a, _ in resident.spans], dtype=np.int64)
+            span_at = np.concatenate(([0], np.cumsum([b - a for a, b in resident.spans]))).astype(np.int64)
+            span = np.searchsorted(span_lo, lo, side="right") - 1  # the span of each run
+            raw = raw[ramps(span_at[span] + lo - span_lo[span], lengths)]
+        return PageTable(resident.base, raw, pfn_visible=self.pfn_visible,
+                         zero=np.repeat(np.array(resident.zero, dtype=bool), lengths),
+                         huge=np.repeat(np.array(resident.huge, dtype=bool), lengths), zero_pfns=system.zero_pfns(),
+                         vaddr=ramps((lo * PAGE_SIZE + resident.base).astype(np.uint64), lengths, PAGE_SIZE))
 
     def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
         """Per-mapping page counts, as ``pagewalk maps`` prints them.
@@ -379,6 +432,22 @@ class Process:
         return 2 * resident < size
 
 
+class ResidentRead:
+    """What :meth:`Process.read_resident` read, before any numpy: the mappings it
+    read them for (all of them, as ``/proc/PID/maps`` listed them), the populated
+    runs of pages ``[lo, hi)`` counted from address ``base`` (in address order, each
+    the zero page or a huge page or neither, as PAGEMAP_SCAN said), and the raw
+    pagemap ``entries`` (u64, native order) of ``spans``, which cover the runs,
+    laid end to end."""
+
+    __slots__ = ("mappings", "base", "lo", "hi", "zero", "huge", "spans", "entries")
+
+    def __init__(self, mappings: list[Mapping], base: int, lo: list[int], hi: list[int], zero: list[bool],
+                 huge: list[bool], spans: list[tuple[int, int]], entries: bytearray) -> None:
+        self.mappings, self.base, self.lo, self.hi, self.zero, self.huge = mappings, base, lo, hi, zero, huge
+        self.spans, self.entries = spans, entries
+
+
 class _ScanLayout:
     """Per-mapping results of one PAGEMAP_SCAN walk: zero and huge page counts, and
     (when the walk looked for every populated page) the populated runs to read."""
@@ -393,7 +462,7 @@ class _ScanLayout:
         # A region may straddle adjacent mappings: count from cumulative pages at the bounds.
         self.zero = _pages_below(lo[zero], hi[zero], bounds_hi) - _pages_below(lo[zero], hi[zero], bounds_lo)
         self.huge = _pages_below(lo[huge], hi[huge], bounds_hi) - _pages_below(lo[huge], hi[huge], bounds_lo)
-        self._runs = _merge_runs(lo, hi) if sparse else []
+        self._runs = _merge_runs(lo.tolist(), hi.tolist()) if sparse else []
 
     def pieces(self):
         """``(mapping index, first page, end page)`` ranges to read, in address order:
@@ -540,31 +609,26 @@ def _scan_runs(scanner, start: int, end: int, anyof: int):
     return lo, hi, zero, huge
 
 
-def _pick_few(lo: list[int], hi: list[int], spans: list[tuple[int, int]], span_at: list[int], buf: np.ndarray,
-              base: int) -> tuple[np.ndarray, np.ndarray]:
-    """The entries and addresses of a few runs ``[lo, hi)`` (pages from ``base``) out of
-    ``buf``, which holds the ``spans`` (sorted, each covering whole runs) end to end."""
+def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
+    """``numpy.arange(start, start + length * step, step)`` for each start and length,
+    one after another, in ``starts``' dtype: built in one array by a cumulative sum
+    in place (per-run temporaries of a million entries page-fault slowly)."""
     import numpy as np
 
-    entries, addresses = [], []
-    s = 0
-    for a, b in zip(lo, hi):
-        while spans[s][1] < b:  # the span that holds this run
-            s += 1
-        at = span_at[s] + a - spans[s][0]
-        entries.append(buf[at : at + b - a])
-        addresses.append(np.arange(base + a * PAGE_SIZE, base + b * PAGE_SIZE, PAGE_SIZE, dtype=np.uint64))
-    if len(entries) == 1 and len(entries[0]) == len(buf):
-        return buf, addresses[0]
-    if not entries:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
-    return np.concatenate(entries), np.concatenate(addresses)
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    out = np.full(int(lengths.sum()), step, dtype=starts.dtype)
+    if len(out):
+        lasts = starts + (lengths - 1).astype(starts.dtype) * starts.dtype.type(step)
+        out[np.cumsum(lengths) - lengths] = starts - np.concatenate((np.zeros(1, starts.dtype), lasts[:-1]))
+        np.cumsum(out, out=out)  # unsigned starts wrap and come back: the sums are exact
+    return out
 
 
-def _merge_runs(lo, hi, gap: int = 0) -> list[tuple[int, int]]:
+def _merge_runs(lo: Sequence[int], hi: Sequence[int], gap: int = 0) -> list[tuple[int, int]]:
     """Sorted runs with neighbours at most ``gap`` pages apart joined (one read each)."""
     out: list[tuple[int, int]] = []
-    for a, b in zip(lo.tolist(), hi.tolist()):
+    for a, b in zip(lo, hi):
         if out and a - out[-1][1] <= gap:
             out[-1] = (out[-1][0], b)
         else:

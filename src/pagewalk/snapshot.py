@@ -11,8 +11,8 @@ compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
   ``map_dev``, ``map_path`` (strings): one element per line of ``/proc/PID/maps``.
 * One column per recorded page (present, swapped, or a marker; in address order;
   pages not listed read 0 in pagemap, untouched), each run-length coded as two
-  members, ``NAME_values`` and ``NAME_repeats``: ``numpy.repeat(values, repeats)``
-  gives the column.  The columns:
+  members, ``NAME_values`` and ``NAME_repeats`` (an unsigned integer type as narrow
+  as they allow, or int64): ``numpy.repeat(values, repeats)`` gives the column.  The columns:
 
   - ``vpn_delta`` (int64) and ``entry_delta`` (uint64, wrapping): the virtual page
     numbers and raw pagemap entries, each as the difference from the previous one
@@ -82,53 +82,42 @@ class Snapshot:
 
     # -- taking --------------------------------------------------------------------
     @classmethod
-    def take(cls, process, *, clear_soft_dirty: bool = False) -> Snapshot:
+    def take(cls, process, *, clear_soft_dirty: bool = False, resident=None) -> Snapshot:
         """Record ``process`` (a :class:`pagewalk.Process`) now.  ``clear_soft_dirty``
         then clears its soft-dirty bits (``clear_refs`` 4), so that a later snapshot's
         soft-dirty pages are the pages written since: this write-protects every page
-        of the target, whose next write to each then faults once."""
+        of the target, whose next write to each then faults once.  ``resident`` is
+        :meth:`Process.read_resident`'s reading of it, if it was read already."""
         from . import system
 
         if clear_soft_dirty and not system.soft_dirty_supported():
             raise Unsupported("cannot track written pages: this kernel has no soft-dirty bits "
                               "(CONFIG_MEM_SOFT_DIRTY is off)")
 
-        maps = process.mappings()
-        table = process.resident_table(maps)
+        maps = resident.mappings if resident is not None else process.mappings()
         pid = process.pid
         visible = process.pfn_visible
-        present = table.present
-        kflags = mapcount = None
-        frames = False
-        if visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK):
-            from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
+        frames = visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK)
+        if not frames:
+            table = process.resident_table(maps, resident=resident)
+            kflags = mapcount = None
+        else:
+            from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
 
-            every = bool(present.all())  # usual: index the million-entry columns only if needed
-            frame = table.raw & np.uint64(PM_PFRAME_MASK)
-            frame_present = frame if every else frame[present]
+            with KpageFile(KPAGEFLAGS) as f:
+                table = process.resident_table(maps, kpageflags=f, resident=resident)
+            kflags = table.kpageflags
+            present = table.present
             # The exclusive bit already says "map count 1" (kernel.md 1.1), except on a
             # kernel without per-page map counts and for hugetlb pages (huge or unknown)
-            once = table.exclusive & present
-            if not system.exclusive_means_mapped_once() or table.huge is None:
-                once[:] = False
-            else:
-                once &= ~table.huge
-            count = present & ~once
-            mapcount = once.astype(np.uint32)
-            with KpageFile(KPAGEFLAGS) as f, KpageFile(KPAGECOUNT) as c:
-                if np.array_equal(count, present):  # every frame needs both: one plan for the two files
-                    flags, counts = read_together([f, c], frame_present)
-                    mapcount[present] = counts
-                else:
-                    flags = f.read(frame_present)
-                    if count.any():
-                        mapcount[count] = c.read(frame[count])
-            if every:
-                kflags = flags
-            else:
-                kflags = np.zeros(len(table), dtype=np.uint64)
-                kflags[present] = flags
-            frames = True
+            count = present.copy()
+            if system.exclusive_means_mapped_once() and table.huge is not None:
+                count &= ~(table.exclusive & ~table.huge)
+            mapcount = (present & ~count).astype(np.uint32)
+            if count.any():
+                with KpageFile(KPAGECOUNT) as c:
+                    mapcount[count] = c.read(table.raw[count] & np.uint64(PM_PFRAME_MASK))
+            process.check_alive("the snapshot")
         now = datetime.datetime.now().astimezone()
         cmdline = (system.read_text(f"/proc/{pid}/cmdline") or "").split("\0")
         meta = {"format": FORMAT, "version": VERSION, "time": now.isoformat(timespec="seconds"),
@@ -171,15 +160,20 @@ class Snapshot:
             values = [getattr(m, name) for m in self.mappings]
             arrays[f"map_{name}"] = np.array(values, dtype=np.uint64) if name in ("start", "end", "offset", "inode") \
                 else np.array(values, dtype=str)
-        vpn = (self.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-        columns = {"vpn_delta": np.diff(vpn, prepend=np.int64(0)),
-                   "entry_delta": np.diff(self.raw, prepend=np.uint64(0)),  # uint64: wraps, cumsum undoes it
-                   "zero": self.zero, "huge": self.huge}
+        # Run-length coded: a million pages of one mapping are a few runs, and deflate
+        # then has almost nothing left to do (it cost more than the rest).  Both
+        # deltas go through one scratch array (fresh memory page-faults slowly).
+        delta = np.empty(len(self.raw), dtype=np.uint64)
+        _delta(self.vaddr, delta)
+        delta.view(np.int64)[:] >>= PAGE_SHIFT  # exact: addresses are page-aligned
+        arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = _runs(delta.view(np.int64))
+        _delta(self.raw, delta)  # uint64: wraps, and cumsum in uint64 undoes it
+        arrays["entry_delta_values"], arrays["entry_delta_repeats"] = _runs(delta)
+        del delta
+        columns = {"zero": self.zero, "huge": self.huge}
         if self.kpageflags is not None:
             columns["kpageflags"], columns["mapcount"] = self.kpageflags, self.mapcount
         for name, column in columns.items():
-            # Run-length coded: a million pages of one mapping are a few runs, and
-            # deflate then has almost nothing left to do (it cost more than the rest).
             arrays[f"{name}_values"], arrays[f"{name}_repeats"] = _runs(column)
         # What numpy.savez_compressed writes, at deflate level 1
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
@@ -263,7 +257,19 @@ def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return column, np.zeros(0, dtype=np.int64)
     first = np.flatnonzero(column[1:] != column[:-1]) + 1
     first = np.concatenate(([0], first))
-    return column[first], np.diff(np.append(first, len(column)))
+    repeats = np.diff(np.append(first, len(column)))
+    most = int(repeats.max())
+    # in the narrowest type that holds them: less for deflate to do
+    narrow = next((t for t in (np.uint8, np.uint16, np.uint32) if most <= np.iinfo(t).max), np.int64)
+    return column[first], repeats.astype(narrow)
+
+
+def _delta(column: np.ndarray, out: np.ndarray) -> None:
+    """``out`` (uint64) = each element of ``column`` (uint64) minus the one before
+    it, the first minus 0: ``numpy.diff(column, prepend=0)`` without temporaries."""
+    if len(column):
+        out[0] = column[0]
+        np.subtract(column[1:], column[:-1], out=out[1:])
 
 
 def _column(z, name: str, version: int) -> np.ndarray:

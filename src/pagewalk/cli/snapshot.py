@@ -33,9 +33,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..snapshot import Snapshot
-
     if args.load:
+        from ..snapshot import Snapshot
+
         if args.pid or args.output:
             raise InvalidArgument("--load reads a snapshot: give no PID or -o with it")
         summary = Snapshot.load(args.load).summary()
@@ -48,12 +48,17 @@ def run(args) -> int:
         return 0
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
+    from ..parallel import in_background
     from ..process import Process
     from ..system import reuse_freed_memory
 
     reuse_freed_memory()  # the per-frame arrays of a large process: allocated once, not page-faulted twice
     with Process(_common.parse_pid(args.pid)) as proc:
-        snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty)
+        # The page table is read (no numpy needed) while numpy imports
+        resident = in_background(proc.read_resident, threads=False)
+        from ..snapshot import Snapshot
+
+        snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty, resident=resident.result())
     if not snap.meta["pfn_visible"]:
         _common.pfn_hidden_note()
     size = snap.save(args.output, args.file_format)
