@@ -13,6 +13,7 @@ numpy is imported only by the methods that decode many pages.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 
 from . import system
@@ -227,54 +228,23 @@ class Process:
     def read_resident(self, mappings: Sequence[Mapping] | None = None, *, threads: bool = True
                       ) -> ResidentRead | None:
         """The populated pages' raw pagemap entries, as :meth:`resident_table` reads
-        them (one PAGEMAP_SCAN walk finds the pages, then only they are read), without
-        numpy: so that it can run in a thread while numpy imports (see
-        :func:`pagewalk.parallel.in_background`).  From ``threads`` on, large
-        processes are read from a thread per CPU.  None without PAGEMAP_SCAN."""
-        from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED
-
-        every = self.mappings() if mappings is None else list(mappings)
-        maps = [m for m in every if not m.is_vsyscall and not m.scan_skips]
-        scanner = self.scanner()
-        if scanner is None:
+        them (one PAGEMAP_SCAN walk finds the pages, then only they are read), with no
+        numpy: see :class:`ResidentRead`.  Large processes are read from a thread per
+        CPU unless ``threads`` is False.  None without PAGEMAP_SCAN."""
+        resident = ResidentRead(self, mappings)
+        if self.scanner() is None:
             return None
-        if not maps:
-            return ResidentRead(every, 0, [], [], [], [], [], bytearray())
-        base = min(m.start for m in maps)
-        top = min(max(m.end for m in maps), USER_END_4LEVEL)
-        lo, hi, zero, huge = [], [], [], []
-        for a, b, cats in scanner.regions(base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-                                          return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT):
-            lo.append((a - base) >> PAGE_SHIFT)
-            hi.append((b - base) >> PAGE_SHIFT)
-            zero.append(bool(cats & PAGE_IS_PFNZERO))  # the huge zero page included
-            huge.append(cats & (PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO) == PAGE_IS_HUGE | PAGE_IS_PRESENT)
-        # A dense process (a few runs) is read run by run straight into the table.
-        # Otherwise runs at most HOLE_PAGES apart are read as one span (a read costs
-        # more than 2 KiB of entries), and the runs' entries picked out of the spans.
-        spans = list(zip(lo, hi)) if len(lo) <= FEW_RUNS else _merge_runs(lo, hi, HOLE_PAGES)
-        span_at = [0]
-        for a, b in spans:
-            span_at.append(span_at[-1] + b - a)
-        entries = bytearray(span_at[-1] * 8)
-        view = memoryview(entries)
-        pieces = [(a + i, min(b, a + i + CHUNK_PAGES), at + i)  # large spans in chunks, for threads
-                  for (a, b), at in zip(spans, span_at) for i in range(0, b - a, CHUNK_PAGES)]
-        pagemap = self.pagemap()
+        resident.scan()
+        if threads and len(resident.entries) >= 8 * PARALLEL_MIN_PAGES:  # the kernel's per-entry cost
+            from .parallel import in_background, workers
 
-        def read(piece: tuple[int, int, int]) -> None:
-            a, b, at = piece
-            pagemap.read_into(view[at * 8 : (at + b - a) * 8], (base >> PAGE_SHIFT) + a)
-
-        if threads and span_at[-1] >= PARALLEL_MIN_PAGES:  # the kernel's per-entry cost, over a thread per CPU
-            from .parallel import ordered_map
-
-            for _ in ordered_map(read, pieces):
-                pass
+            helpers = [in_background(resident.read_pending) for _ in range(workers() - 1)]
+            resident.read_pending()
+            for helper in helpers:
+                helper.result()
         else:
-            for piece in pieces:
-                read(piece)
-        return ResidentRead(every, base, lo, hi, zero, huge, spans, entries)
+            resident.read_pending()
+        return resident
 
     def resident_table(self, mappings: Sequence[Mapping] | None = None, *,
                        kpageflags: KpageFile | None = None, resident: ResidentRead | None = None) -> PageTable:
@@ -293,12 +263,12 @@ class Process:
         table = self._resident_pages(mappings, resident)
         if kpageflags is not None:
             present = table.present
-            frames = table.raw & np.uint64(PM_PFRAME_MASK)
             if present.all():  # usual: no index arrays of a million entries
-                table.kpageflags = kpageflags.read(frames)
+                frames = table.raw & np.uint64(PM_PFRAME_MASK)
+                table.kpageflags = kpageflags.read(frames, out=frames)
             else:
                 table.kpageflags = np.zeros(len(table), dtype=np.uint64)
-                table.kpageflags[present] = kpageflags.read(frames[present])
+                table.kpageflags[present] = kpageflags.read(table.raw[present] & np.uint64(PM_PFRAME_MASK))
         return table
 
     def _resident_pages(self, mappings: Sequence[Mapping] | None, resident: ResidentRead | None) -> PageTable:
@@ -433,19 +403,73 @@ class Process:
 
 
 class ResidentRead:
-    """What :meth:`Process.read_resident` read, before any numpy: the mappings it
-    read them for (all of them, as ``/proc/PID/maps`` listed them), the populated
-    runs of pages ``[lo, hi)`` counted from address ``base`` (in address order, each
-    the zero page or a huge page or neither, as PAGEMAP_SCAN said), and the raw
-    pagemap ``entries`` (u64, native order) of ``spans``, which cover the runs,
-    laid end to end."""
+    """The populated pages of a process and their raw pagemap entries, read with no
+    numpy, so that the reading can run while numpy imports: :meth:`scan` walks the
+    address space once (PAGEMAP_SCAN), then :meth:`read_pending`, from as many
+    threads as call it, reads the entries piece by piece.  Afterwards: ``mappings``
+    (all of them, as ``/proc/PID/maps`` listed them), the populated runs of pages
+    ``[lo, hi)`` counted from address ``base`` (in address order, each the zero page
+    or a huge page or neither, as the walk said), and the raw ``entries`` (u64,
+    native order) of ``spans``, which cover the runs, laid end to end."""
 
-    __slots__ = ("mappings", "base", "lo", "hi", "zero", "huge", "spans", "entries")
+    def __init__(self, process: Process, mappings: Sequence[Mapping] | None = None) -> None:
+        self.process = process
+        self.mappings = process.mappings() if mappings is None else list(mappings)
+        self.base = 0
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+        self.zero: list[bool] = []
+        self.huge: list[bool] = []
+        self.spans: list[tuple[int, int]] = []
+        self.entries = bytearray()
+        self._pending: deque[tuple[int, int, int]] = deque()
 
-    def __init__(self, mappings: list[Mapping], base: int, lo: list[int], hi: list[int], zero: list[bool],
-                 huge: list[bool], spans: list[tuple[int, int]], entries: bytearray) -> None:
-        self.mappings, self.base, self.lo, self.hi, self.zero, self.huge = mappings, base, lo, hi, zero, huge
-        self.spans, self.entries = spans, entries
+    def scan(self) -> None:
+        """Find the populated runs and queue their reads (PAGEMAP_SCAN needed)."""
+        from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED
+
+        maps = [m for m in self.mappings if not m.is_vsyscall and not m.scan_skips]
+        if not maps:
+            return
+        base = self.base = min(m.start for m in maps)
+        top = min(max(m.end for m in maps), USER_END_4LEVEL)
+        lo, hi, zero, huge = self.lo, self.hi, self.zero, self.huge
+        for a, b, cats in self.process.scanner().regions(
+                base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT):
+            lo.append((a - base) >> PAGE_SHIFT)
+            hi.append((b - base) >> PAGE_SHIFT)
+            zero.append(bool(cats & PAGE_IS_PFNZERO))  # the huge zero page included
+            huge.append(cats & (PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO) == PAGE_IS_HUGE | PAGE_IS_PRESENT)
+        # A dense process (a few runs) is read run by run straight into the table.
+        # Otherwise runs at most HOLE_PAGES apart are read as one span (a read costs
+        # more than 2 KiB of entries), and the runs' entries picked out of the spans.
+        self.spans = list(zip(lo, hi)) if len(lo) <= FEW_RUNS else _merge_runs(lo, hi, HOLE_PAGES)
+        at = 0
+        pieces = []
+        for a, b in self.spans:  # large spans in chunks, for threads
+            pieces += [(a + i, min(b, a + i + CHUNK_PAGES), at + i) for i in range(0, b - a, CHUNK_PAGES)]
+            at += b - a
+        self.entries = bytearray(at * 8)
+        self._pending.extend(pieces)
+
+    def read_pending(self) -> None:
+        """Read the queued pieces, until none is left, in the calling thread (any
+        number of threads may call this at once; each piece is read once)."""
+        view = memoryview(self.entries)
+        pagemap = self.process.pagemap()
+        first_vpn = self.base >> PAGE_SHIFT
+        while True:
+            try:
+                a, b, at = self._pending.popleft()  # atomic: the pieces are shared
+            except IndexError:
+                return
+            pagemap.read_into(view[at * 8 : (at + b - a) * 8], first_vpn + a)
+
+    def scan_and_read(self) -> ResidentRead:
+        self.scan()
+        self.read_pending()
+        return self
 
 
 class _ScanLayout:

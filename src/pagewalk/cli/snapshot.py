@@ -49,16 +49,21 @@ def run(args) -> int:
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
     from ..parallel import in_background
-    from ..process import Process
+    from ..process import Process, ResidentRead
     from ..system import reuse_freed_memory
 
     reuse_freed_memory()  # the per-frame arrays of a large process: allocated once, not page-faulted twice
     with Process(_common.parse_pid(args.pid)) as proc:
-        # The page table is read (no numpy needed) while numpy imports
-        resident = in_background(proc.read_resident, threads=False)
+        # The page table is read (no numpy needed) while numpy imports, and what is
+        # left of it once numpy is in, from this thread too
+        resident = ResidentRead(proc) if proc.scanner() is not None else None
+        reading = in_background(resident.scan_and_read) if resident is not None else None
         from ..snapshot import Snapshot
 
-        snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty, resident=resident.result())
+        if reading is not None:
+            resident.read_pending()
+            reading.result()
+        snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty, resident=resident)
     if not snap.meta["pfn_visible"]:
         _common.pfn_hidden_note()
     size = snap.save(args.output, args.file_format)
