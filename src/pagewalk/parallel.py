@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,12 +42,15 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int = 0) -> I
             yield result
 
 
-class in_background:
-    """``fn(*args, **kwargs)`` started now in a thread of its own; :meth:`result`
-    waits for it and returns its value or raises its exception.  For reads that
-    need no numpy, started before numpy is imported: the import keeps one CPU
-    busy for tens of milliseconds, and a read releases the GIL while the kernel
-    works."""
+def in_background(fn: Callable[..., R], *args, **kwargs) -> Background[R]:
+    """``fn(*args, **kwargs)`` started now in a thread of its own.  For reads that
+    need no numpy, started before numpy is imported: the import keeps one CPU busy
+    for tens of milliseconds, and a read releases the GIL while the kernel works."""
+    return Background(fn, *args, **kwargs)
+
+
+class Background(Generic[R]):
+    """A call running in a thread of its own (see :func:`in_background`)."""
 
     def __init__(self, fn: Callable[..., R], *args, **kwargs) -> None:
         import threading
@@ -66,6 +69,7 @@ class in_background:
         self._thread.start()
 
     def result(self) -> R | None:
+        """Wait for the call; its value, or its exception raised here."""
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -86,8 +86,9 @@ class Snapshot:
         """Record ``process`` (a :class:`pagewalk.Process`) now.  ``clear_soft_dirty``
         then clears its soft-dirty bits (``clear_refs`` 4), so that a later snapshot's
         soft-dirty pages are the pages written since: this write-protects every page
-        of the target, whose next write to each then faults once.  ``resident`` is
-        :meth:`Process.read_resident`'s reading of it, if it was read already."""
+        of the target, whose next write to each then faults once.  ``resident`` is its
+        page table as a :class:`pagewalk.process.ResidentRead` read it, if it was read
+        already (the CLI reads it while numpy imports)."""
         from . import system
 
         if clear_soft_dirty and not system.soft_dirty_supported():
