@@ -250,7 +250,7 @@ def test_ramps_are_exact_for_any_start():
     """The per-page addresses and buffer positions of resident_table come from
     ramps(): exact for unsigned starts beyond 2**53 (no float on the way), empty
     runs skipped, against the Python loop it replaces."""
-    from pagewalk.process import ramps
+    from pagewalk.pagetable import ramps
 
     for starts in (np.array([2**64 - 8192, 5, 2**63 + 3, 2**53 + 1, 7], dtype=np.uint64),
                    np.array([40, 3, 1 << 40, 0, 9], dtype=np.int64)):

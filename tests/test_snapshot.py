@@ -227,3 +227,29 @@ def test_map_counts_recorded_for_shared_and_exclusive_pages(specimen, tmp_path):
     recorded = [int(snap.mapcount[pages[a + k * PAGE]]) for k in range(40)]
     kernel = [kpageflags(pagemap_entry(specimen.pid, a + k * PAGE) & FRAME, "/proc/kpagecount") for k in range(40)]
     assert recorded == kernel == [1] * 10 + [2] * 30
+
+
+def test_page_number_deltas_from_runs_are_what_the_pages_give():
+    """A snapshot taken from a live process codes its page numbers straight from the
+    runs of pages it read; the members must be exactly those the per-page coding
+    gives (adjacent runs, empty runs, one-page runs, addresses high in user space)."""
+    from pagewalk.pagetable import ramps
+    from pagewalk.snapshot import _delta, _runs, _vpn_delta_runs
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        k = int(rng.integers(1, 30))
+        pages = rng.integers(0, 5, k)
+        gaps = rng.integers(0, 3, k)  # 0: a run right after the previous one
+        vpn = np.cumsum(gaps + np.concatenate(([int(rng.integers(0, 1 << 35))], pages[:-1])))
+        first = (vpn * PAGE).astype(np.uint64)
+        vaddr = ramps(first, pages, PAGE)
+        delta = np.empty(len(vaddr), dtype=np.uint64)
+        _delta(vaddr, delta)
+        per_page = _runs((delta >> np.uint64(12)).view(np.int64)) if len(vaddr) else None
+        from_runs = _vpn_delta_runs(first, pages)
+        if per_page is None:
+            assert len(from_runs[0]) == 0
+            continue
+        assert from_runs[0].tolist() == per_page[0].tolist() and from_runs[1].tolist() == per_page[1].tolist()
+        assert from_runs[1].dtype == per_page[1].dtype

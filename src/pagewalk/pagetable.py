@@ -44,6 +44,20 @@ U64 = np.uint64
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
+def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
+    """``numpy.arange(start, start + length * step, step)`` for each start and length,
+    one after another, in ``starts``' dtype: built in one array by a cumulative sum
+    in place (per-run temporaries of a million entries page-fault slowly)."""
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    out = np.full(int(lengths.sum()), step, dtype=starts.dtype)
+    if len(out):
+        lasts = starts + (lengths - 1).astype(starts.dtype) * starts.dtype.type(step)
+        out[np.cumsum(lengths) - lengths] = starts - np.concatenate((np.zeros(1, starts.dtype), lasts[:-1]))
+        np.cumsum(out, out=out)  # unsigned starts wrap and come back: the sums are exact
+    return out
+
+
 def _bit(raw: np.ndarray, mask: int) -> np.ndarray:
     """Where ``raw`` has any bit of ``mask`` set.  A single bit is read from the byte
     that holds it where the layout allows: no temporary of a u64 per page (fresh
@@ -63,12 +77,17 @@ class PageTable:
     the known zero-page PFNs when PFNs are visible, and both are None when they
     cannot be known.  ``kpageflags``, when the reader asked for it, holds each
     present page's frame flags (0 for pages without a frame), else None.
+
+    Rows that are not consecutive pages have an explicit ``vaddr``, given as an
+    array or as ``runs``: ``(first, pages)``, each run's first address and its
+    length in pages, from which ``vaddr`` is made when it is first asked for.
     """
 
     def __init__(self, start: int, raw: np.ndarray, *, pfn_visible: bool,
                  zero: np.ndarray | None = None, huge: np.ndarray | None = None,
                  zero_pfns: frozenset[int] = frozenset(), page_size: int = PAGE_SIZE,
-                 vaddr: np.ndarray | None = None, kpageflags: np.ndarray | None = None) -> None:
+                 vaddr: np.ndarray | None = None, runs: tuple[np.ndarray, np.ndarray] | None = None,
+                 kpageflags: np.ndarray | None = None) -> None:
         self.start = start
         self.raw = raw
         self.pfn_visible = pfn_visible
@@ -77,7 +96,8 @@ class PageTable:
         self.huge = huge
         self._zero_pfns = zero_pfns
         self.kpageflags = kpageflags
-        self._explicit_vaddr = vaddr is not None
+        self.runs = runs
+        self._explicit_vaddr = vaddr is not None or runs is not None
         if vaddr is not None:  # pages that are not consecutive (see concat)
             self.vaddr = vaddr
 
@@ -121,6 +141,9 @@ class PageTable:
 
     @functools.cached_property
     def vaddr(self) -> np.ndarray:
+        if self.runs is not None:
+            first, pages = self.runs
+            return ramps(first, pages, self.page_size)
         return np.arange(len(self.raw), dtype=U64) * U64(self.page_size) + U64(self.start)
 
     @functools.cached_property

@@ -274,7 +274,7 @@ class Process:
     def _resident_pages(self, mappings: Sequence[Mapping] | None, resident: ResidentRead | None) -> PageTable:
         import numpy as np
 
-        from .pagetable import PageTable
+        from .pagetable import PageTable, ramps
 
         if resident is None:
             resident = self.read_resident(mappings)
@@ -298,7 +298,7 @@ class Process:
         return PageTable(resident.base, raw, pfn_visible=self.pfn_visible,
                          zero=np.repeat(np.array(resident.zero, dtype=bool), lengths),
                          huge=np.repeat(np.array(resident.huge, dtype=bool), lengths), zero_pfns=system.zero_pfns(),
-                         vaddr=ramps((lo * PAGE_SIZE + resident.base).astype(np.uint64), lengths, PAGE_SIZE))
+                         runs=((lo * PAGE_SIZE + resident.base).astype(np.uint64), lengths))
 
     def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
         """Per-mapping page counts, as ``pagewalk maps`` prints them.
@@ -631,22 +631,6 @@ def _scan_runs(scanner, start: int, end: int, anyof: int):
     huge = (cats & np.uint64(PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO)) == np.uint64(
         PAGE_IS_HUGE | PAGE_IS_PRESENT)
     return lo, hi, zero, huge
-
-
-def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
-    """``numpy.arange(start, start + length * step, step)`` for each start and length,
-    one after another, in ``starts``' dtype: built in one array by a cumulative sum
-    in place (per-run temporaries of a million entries page-fault slowly)."""
-    import numpy as np
-
-    keep = lengths > 0
-    starts, lengths = starts[keep], lengths[keep]
-    out = np.full(int(lengths.sum()), step, dtype=starts.dtype)
-    if len(out):
-        lasts = starts + (lengths - 1).astype(starts.dtype) * starts.dtype.type(step)
-        out[np.cumsum(lengths) - lengths] = starts - np.concatenate((np.zeros(1, starts.dtype), lasts[:-1]))
-        np.cumsum(out, out=out)  # unsigned starts wrap and come back: the sums are exact
-    return out
 
 
 def _merge_runs(lo: Sequence[int], hi: Sequence[int], gap: int = 0) -> list[tuple[int, int]]:

@@ -61,13 +61,26 @@ class BadSnapshot(PagewalkError):
 class Snapshot:
     """One process's page table state at one moment (see the module doc for the file)."""
 
-    def __init__(self, meta: dict, mappings: list[Mapping], vaddr: np.ndarray, raw: np.ndarray,
+    def __init__(self, meta: dict, mappings: list[Mapping], vaddr: np.ndarray | None, raw: np.ndarray,
                  zero: np.ndarray, huge: np.ndarray, kpageflags: np.ndarray | None = None,
-                 mapcount: np.ndarray | None = None) -> None:
+                 mapcount: np.ndarray | None = None, *, runs: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """``vaddr`` is each page's address, or None with ``runs``: ``(first, pages)``,
+        the first address and the length of each run of consecutive pages."""
         self.meta = meta
         self.mappings = mappings
-        self.vaddr, self.raw, self.zero, self.huge = vaddr, raw, zero, huge
+        self._vaddr, self._runs = vaddr, runs
+        self.raw, self.zero, self.huge = raw, zero, huge
         self.kpageflags, self.mapcount = kpageflags, mapcount
+
+    @property
+    def vaddr(self) -> np.ndarray:
+        """Each recorded page's virtual address (uint64)."""
+        if self._vaddr is None:
+            from .pagetable import ramps
+
+            first, pages = self._runs
+            self._vaddr = ramps(first, pages, PAGE_SIZE)
+        return self._vaddr
 
     @property
     def pid(self) -> int:
@@ -78,7 +91,8 @@ class Snapshot:
         from .pagetable import PageTable
 
         return PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,
-                         huge=self.huge if self.meta.get("huge_known") else None, vaddr=self.vaddr)
+                         huge=self.huge if self.meta.get("huge_known") else None, vaddr=self._vaddr,
+                         runs=self._runs if self._vaddr is None else None)
 
     # -- taking --------------------------------------------------------------------
     @classmethod
@@ -135,9 +149,10 @@ class Snapshot:
             meta["soft_dirty_cleared"] = True
         zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
         huge = table.huge if table.huge is not None else np.zeros(len(table), dtype=bool)
-        # (the table's arrays are its own: no copies of a million entries)
-        return cls(meta, maps, table.vaddr.astype(np.uint64, copy=False), table.raw,
-                   zero.astype(bool, copy=False), huge.astype(bool, copy=False), kflags, mapcount)
+        # (the table's arrays are its own: no copies of a million entries; addresses
+        # stay runs until asked for)
+        return cls(meta, maps, None if table.runs is not None else table.vaddr.astype(np.uint64, copy=False), table.raw,
+                   zero.astype(bool, copy=False), huge.astype(bool, copy=False), kflags, mapcount, runs=table.runs)
 
     # -- the file ------------------------------------------------------------------
     def save(self, path: str, file_format: str | None = None) -> int:
@@ -162,12 +177,14 @@ class Snapshot:
             arrays[f"map_{name}"] = np.array(values, dtype=np.uint64) if name in ("start", "end", "offset", "inode") \
                 else np.array(values, dtype=str)
         # Run-length coded: a million pages of one mapping are a few runs, and deflate
-        # then has almost nothing left to do (it cost more than the rest).  Both
-        # deltas go through one scratch array (fresh memory page-faults slowly).
-        delta = np.empty(len(self.raw), dtype=np.uint64)
-        _delta(self.vaddr, delta)
-        delta.view(np.int64)[:] >>= PAGE_SHIFT  # exact: addresses are page-aligned
-        arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = _runs(delta.view(np.int64))
+        # then has almost nothing left to do (it cost more than the rest).
+        delta = np.empty(len(self.raw), dtype=np.uint64)  # one scratch array for both deltas
+        if self._runs is not None:  # straight from the runs of pages, no per-page pass
+            arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = _vpn_delta_runs(*self._runs)
+        else:
+            _delta(self.vaddr, delta)
+            delta.view(np.int64)[:] >>= PAGE_SHIFT  # exact: addresses are page-aligned
+            arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = _runs(delta.view(np.int64))
         _delta(self.raw, delta)  # uint64: wraps, and cumsum in uint64 undoes it
         arrays["entry_delta_values"], arrays["entry_delta_repeats"] = _runs(delta)
         del delta
@@ -258,11 +275,31 @@ def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return column, np.zeros(0, dtype=np.int64)
     first = np.flatnonzero(column[1:] != column[:-1]) + 1
     first = np.concatenate(([0], first))
-    repeats = np.diff(np.append(first, len(column)))
-    most = int(repeats.max())
-    # in the narrowest type that holds them: less for deflate to do
-    narrow = next((t for t in (np.uint8, np.uint16, np.uint32) if most <= np.iinfo(t).max), np.int64)
-    return column[first], repeats.astype(narrow)
+    return column[first], _narrow(np.diff(np.append(first, len(column))))
+
+
+def _narrow(repeats: np.ndarray) -> np.ndarray:
+    """Run lengths in the narrowest type that holds them: less for deflate to do."""
+    most = int(repeats.max()) if len(repeats) else 0
+    return repeats.astype(next((t for t in (np.uint8, np.uint16, np.uint32) if most <= np.iinfo(t).max), np.int64))
+
+
+def _vpn_delta_runs(first: np.ndarray, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What ``_runs`` makes of the virtual page numbers' deltas, from runs of
+    consecutive pages (``first`` address, length in ``pages``): each run is a jump
+    from the previous page, then ones."""
+    keep = pages > 0
+    vpn = (first[keep] >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    pages = pages[keep].astype(np.int64)
+    if len(vpn) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    jump = vpn - np.concatenate(([0], vpn[:-1] + pages[:-1] - 1))
+    values = np.stack([jump, np.ones_like(jump)], axis=1).ravel()
+    repeats = np.stack([np.ones_like(pages), pages - 1], axis=1).ravel()
+    values, repeats = values[repeats > 0], repeats[repeats > 0]
+    # neighbours of equal value are one run (a jump of 1 followed by ones)
+    head = np.concatenate(([True], values[1:] != values[:-1]))
+    return values[head], _narrow(np.add.reduceat(repeats, np.flatnonzero(head)))
 
 
 def _delta(column: np.ndarray, out: np.ndarray) -> None:
