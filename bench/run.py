@@ -304,11 +304,10 @@ for k in range(n - 1):
     if os.fork() == 0:
         for i in range(16):  # 16 pages of its own: copy-on-write breaks
             buf[((k * 16 + i) * 4096) % (mib << 20)] = 2
-        print("PID", os.getpid(), flush=True)
+        os.write(1, b"PID %d\\n" % os.getpid())  # one write: the children's lines must not interleave
         signal.pause()
         os._exit(0)
-print("PID", os.getpid(), flush=True)
-print("ready", flush=True)
+os.write(1, b"PID %d\\nready\\n" % os.getpid())
 signal.pause()
 """
 

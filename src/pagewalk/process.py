@@ -34,7 +34,7 @@ USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space 
 SPARSE_MIN_PAGES = 512  # page_table(sparse=True) below this size reads every entry
 HOLE_PAGES = 256  # counts() reads across holes this small: 2 KiB of zeros costs less than a read
 PARALLEL_MIN_PAGES = 1 << 18  # counts() reads from several threads from this many entries on
-FEW_RUNS = 64  # resident_table() reads this few runs one by one, more through merged spans
+FEW_RUNS = 64  # resident_table() reads a large process of this few runs one by one
 
 
 def scan_disabled() -> bool:
@@ -433,18 +433,19 @@ class ResidentRead:
             return
         base = self.base = min(m.start for m in maps)
         top = min(max(m.end for m in maps), USER_END_4LEVEL)
-        lo, hi, zero, huge = self.lo, self.hi, self.zero, self.huge
-        for a, b, cats in self.process.scanner().regions(
-                base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-                return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT):
-            lo.append((a - base) >> PAGE_SHIFT)
-            hi.append((b - base) >> PAGE_SHIFT)
-            zero.append(bool(cats & PAGE_IS_PFNZERO))  # the huge zero page included
-            huge.append(cats & (PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO) == PAGE_IS_HUGE | PAGE_IS_PRESENT)
-        # A dense process (a few runs) is read run by run straight into the table.
-        # Otherwise runs at most HOLE_PAGES apart are read as one span (a read costs
-        # more than 2 KiB of entries), and the runs' entries picked out of the spans.
-        self.spans = list(zip(lo, hi)) if len(lo) <= FEW_RUNS else _merge_runs(lo, hi, HOLE_PAGES)
+        starts, ends, cats = self.process.scanner().region_lists(
+            base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED, return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT)
+        lo = self.lo = [(a - base) >> PAGE_SHIFT for a in starts]
+        hi = self.hi = [(b - base) >> PAGE_SHIFT for b in ends]
+        self.zero = [bool(c & PAGE_IS_PFNZERO) for c in cats]  # the huge zero page included
+        huge = PAGE_IS_HUGE | PAGE_IS_PRESENT
+        self.huge = [c & (huge | PAGE_IS_PFNZERO) == huge for c in cats]
+        # Runs at most HOLE_PAGES apart are read as one span (a read costs more than
+        # 2 KiB of entries), and the runs' entries are then picked out of the spans;
+        # but a large process of a few runs is read run by run straight into its
+        # table, which spares copying a million entries for a few more reads.
+        direct = len(lo) <= FEW_RUNS and sum(hi) - sum(lo) >= PARALLEL_MIN_PAGES
+        self.spans = list(zip(lo, hi)) if direct else _merge_runs(lo, hi, HOLE_PAGES)
         at = 0
         pieces = []
         for a, b in self.spans:  # large spans in chunks, for threads

@@ -138,6 +138,20 @@ class Scanner:
             for i in range(count):
                 yield vec[3 * i], vec[3 * i + 1], vec[3 * i + 2]
 
+    def region_lists(self, start: int, end: int, *, mask: int = 0, anyof: int = 0,
+                     inverted: int = 0, return_mask: int) -> tuple[list[int], list[int], list[int]]:
+        """The matching regions as three lists (starts, ends, categories), with no
+        numpy and no Python step per region while copying them out."""
+        starts: list[int] = []
+        ends: list[int] = []
+        cats: list[int] = []
+        for count in self._walk(start, end, mask, anyof, inverted, return_mask):
+            flat = self._vec[: 3 * count]
+            starts += flat[0::3]
+            ends += flat[1::3]
+            cats += flat[2::3]
+        return starts, ends, cats
+
     def region_array(self, start: int, end: int, *, mask: int = 0, anyof: int = 0,
                      inverted: int = 0, return_mask: int):  # -> numpy (n, 3) uint64
         """All matching regions as an ``(n, 3)`` numpy array of start, end, categories."""
