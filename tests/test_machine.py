@@ -231,8 +231,9 @@ def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen, mon
         try:
             plain = pagewalk.Process(pid, use_scan=False).resident_table()
             scans = []
-            for few_runs in (0, 1 << 30):
-                monkeypatch.setattr(process_module, "FEW_RUNS", few_runs)
+            for direct in (False, True):  # run by run (normally for large processes only), or spans
+                monkeypatch.setattr(process_module, "FEW_RUNS", 1 << 30 if direct else 0)
+                monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 0 if direct else 1 << 60)
                 scans.append(pagewalk.Process(pid, use_scan=True).resident_table())
         except pagewalk.PagewalkError:
             continue
