@@ -691,10 +691,13 @@ WHY_MISSED = {
         "Closing it needs the per-mapping work out of Python (a compiled helper) or a lighter start-up "
         "than the interpreter gives."),
     "snapshot vs 2 x maps": (
-        "besides the pagemap entries that maps reads, a snapshot reads the kpageflags of every present frame "
-        "(60 to 90 ns each in the kernel, a million frames here, spread over a thread per CPU; map counts only "
-        "where pagemap's exclusive bit does not settle them), and compresses the columns. Closing it: recording "
-        "frame flags only on request, or a kernel that reads those files faster."),
+        "besides the pagemap entries that maps reads (a snapshot reads them while numpy imports), a snapshot "
+        "reads the kpageflags of every present frame (70 to 200 ns each in the kernel, more for scattered "
+        "frames; a million frames here, spread over a thread per CPU; map counts only where pagemap's "
+        "exclusive bit does not settle them), and compresses the columns; it usually lands at 0.9 to 0.96, "
+        "so a miss is this VM's noise (fresh memory that the host must fault in costs up to 2 ms a MiB). "
+        "Closing it for good: recording frame flags only on request, or a kernel that reads those files "
+        "faster."),
     "usage --all vs smem": (
         "smem reads /proc/PID/smaps, where the kernel sums each mapping's pages itself; usage follows "
         "procrank's method, as the issue asks: it reads the 8-byte pagemap entry of every resident page (over "
