@@ -235,7 +235,7 @@ def test_a_read_in_the_background_of_a_process_that_exited_is_process_gone(speci
             resident.read_pending()  # nothing queued yet, or the pieces of a process that is gone
             reading.result()
         with pytest.raises(pagewalk.ProcessGone):
-            p.read_resident()
+            p.resident_table()
 
 
 def test_a_snapshot_of_a_process_that_exits_is_a_one_line_error(specimen, tmp_path):

@@ -247,6 +247,38 @@ def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen, mon
     assert compared >= 3
 
 
+@requires_root
+def test_a_reader_that_starts_before_the_scan_reads_into_its_buffer(specimen):
+    """snapshot's main thread helps read the page table while another thread scans:
+    a reader that starts before the scan has queued its pieces must still read them
+    into the scan's buffer (a reader once kept the empty buffer it saw at first, and
+    every entry of the snapshot stayed 0)."""
+    from collections import deque
+
+    from pagewalk.process import ResidentRead
+
+    specimen.run("a = mmap(64); write(a, 40)")
+    with pagewalk.Process(specimen.pid) as p:
+        if p.scanner() is None:
+            pytest.skip("no PAGEMAP_SCAN on this kernel")
+        expected = p.read_resident(threads=False)
+        resident = ResidentRead(p)
+
+        class ScanOnFirstTake(deque):  # the scan lands between the reader's start and its first piece
+            scanned = False
+
+            def popleft(self):
+                if not self.scanned:
+                    self.scanned = True
+                    resident.scan()
+                return super().popleft()
+
+        resident._pending = ScanOnFirstTake()
+        resident.read_pending()
+    assert resident.lo == expected.lo and any(resident.entries)
+    assert bytes(resident.entries) == bytes(expected.entries)
+
+
 def test_ramps_are_exact_for_any_start():
     """The per-page addresses and buffer positions of resident_table come from
     ramps(): exact for unsigned starts beyond 2**53 (no float on the way), empty

@@ -285,6 +285,16 @@ def test_kpage_reader_coalesces_and_streams():
         inside = np.minimum(ordered, np.uint64(12000)).astype(np.int64)
         assert ((flags & ~volatile) == (whole_flags[inside] & ~volatile)).all()
         assert (counts[:-1] == c.read_range(0, 12000)[inside[:-1]]).mean() > 0.999 and counts[-1] == 0
+        # one long run of contiguous frames is cut up for the threads, and lands in order
+        contiguous = np.arange(1000, 1000 + 300_000, dtype=np.uint64)
+        with KpageFile(KPAGEFLAGS) as f:
+            got = f.read(contiguous)
+            whole = f.read_range(1000, 300_000)
+            square = contiguous[:10_000].reshape(100, 100)
+            into = np.zeros((100, 100), dtype=np.uint64).T  # not contiguous: filled all the same
+            f.read(square, out=into)
+        assert ((got & ~volatile) == (whole & ~volatile)).all()
+        assert ((into & ~volatile) == (whole[:10_000].reshape(100, 100) & ~volatile)).all()
         # a frame past the end of memory first (device memory lies there) does not hide the rest
         with KpageFile(KPAGEFLAGS) as f:
             after_end = f.read(np.concatenate([[end + 5], np.arange(4000, 9000)]).astype(np.uint64))

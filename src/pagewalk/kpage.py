@@ -156,6 +156,11 @@ def read_together(files: list[KpageFile], pfns: np.ndarray, out: list[np.ndarray
         # frame costs the kernel twice one of a contiguous run, so equal entries are
         # not equal work, and threads that finish early take the next part.
         parts = TASKS_PER_THREAD * workers()
+        most = -(-int(offsets[-1]) // parts)
+        if any(end - first > most for first, end, _ in runs):  # contiguous frames: one long read, cut up
+            runs = [(first + i, min(end, first + i + most), at + i)
+                    for first, end, at in runs for i in range(0, end - first, most)]
+            offsets = np.array([at for _, _, at in runs] + [int(offsets[-1])])
         cuts = np.searchsorted(offsets[1:], np.arange(1, parts) * (offsets[-1] / parts)).tolist()
         bounds = sorted({0, *cuts, len(runs)})
         tasks = [(which, runs[a:b]) for which in range(len(files)) for a, b in zip(bounds, bounds[1:])]
@@ -167,7 +172,10 @@ def read_together(files: list[KpageFile], pfns: np.ndarray, out: list[np.ndarray
     if out is None:
         return [v[index].reshape(shape) for v in values]
     for v, o in zip(values, out):
-        np.take(v, index, out=o.reshape(-1), mode="clip")  # (the default mode copies out first)
+        if o.flags.c_contiguous:
+            np.take(v, index, out=o.reshape(-1), mode="clip")  # (the default mode copies out first)
+        else:
+            o[...] = v[index].reshape(shape)
     return out
 
 

@@ -231,17 +231,19 @@ class Process:
         them (one PAGEMAP_SCAN walk finds the pages, then only they are read), with no
         numpy: see :class:`ResidentRead`.  Large processes are read from a thread per
         CPU unless ``threads`` is False.  None without PAGEMAP_SCAN."""
-        resident = ResidentRead(self, mappings)
         if self.scanner() is None:
             return None
+        resident = ResidentRead(self, mappings)
         resident.scan()
         if threads and len(resident.entries) >= 8 * PARALLEL_MIN_PAGES:  # the kernel's per-entry cost
             from .parallel import in_background, workers
 
             helpers = [in_background(resident.read_pending) for _ in range(workers() - 1)]
-            resident.read_pending()
-            for helper in helpers:
-                helper.result()
+            try:
+                resident.read_pending()
+            finally:  # no helper is left reading after an error here
+                for helper in helpers:
+                    helper.result()
         else:
             resident.read_pending()
         return resident
@@ -255,7 +257,8 @@ class Process:
         Skips ``[vsyscall]`` and VM_PFNMAP areas (device memory; smaps counts none
         of their pages either).  Without PAGEMAP_SCAN every mapping is read.
 
-        ``resident`` is what :meth:`read_resident` read, if it was read already.
+        ``resident`` is what :meth:`read_resident` read, if it was read already (its
+        mappings are then the table's, whatever ``mappings`` says).
         With ``kpageflags`` (the open file; PFNs must be visible) the table's
         ``kpageflags`` holds the flags of each present page's frame."""
         import numpy as np
@@ -456,16 +459,17 @@ class ResidentRead:
 
     def read_pending(self) -> None:
         """Read the queued pieces, until none is left, in the calling thread (any
-        number of threads may call this at once; each piece is read once)."""
-        view = memoryview(self.entries)
+        number of threads may call this at once, even while another still scans;
+        each piece is read once)."""
         pagemap = self.process.pagemap()
-        first_vpn = self.base >> PAGE_SHIFT
         while True:
             try:
                 a, b, at = self._pending.popleft()  # atomic: the pieces are shared
             except IndexError:
                 return
-            pagemap.read_into(view[at * 8 : (at + b - a) * 8], first_vpn + a)
+            # Only now: scan() sets the buffer and base before it queues any piece
+            view = memoryview(self.entries)[at * 8 : (at + b - a) * 8]
+            pagemap.read_into(view, (self.base >> PAGE_SHIFT) + a)
 
     def scan_and_read(self) -> ResidentRead:
         self.scan()

@@ -71,28 +71,26 @@ class Snapshot:
         self._vaddr, self._runs = vaddr, runs
         self.raw, self.zero, self.huge = raw, zero, huge
         self.kpageflags, self.mapcount = kpageflags, mapcount
+        self._table = None
 
     @property
     def vaddr(self) -> np.ndarray:
-        """Each recorded page's virtual address (uint64)."""
-        if self._vaddr is None:
-            from .pagetable import ramps
-
-            first, pages = self._runs
-            self._vaddr = ramps(first, pages, PAGE_SIZE)
-        return self._vaddr
+        """Each recorded page's virtual address (uint64): the table's, made once."""
+        return self._vaddr if self._vaddr is not None else self.table().vaddr
 
     @property
     def pid(self) -> int:
         return self.meta["pid"]
 
     def table(self):  # -> pagewalk.pagetable.PageTable
-        """The recorded pages as a page table (explicit ``vaddr``)."""
-        from .pagetable import PageTable
+        """The recorded pages as a page table (explicit ``vaddr``; one, kept)."""
+        if self._table is None:
+            from .pagetable import PageTable
 
-        return PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,
-                         huge=self.huge if self.meta.get("huge_known") else None, vaddr=self._vaddr,
-                         runs=self._runs if self._vaddr is None else None)
+            self._table = PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,
+                                    huge=self.huge if self.meta.get("huge_known") else None, vaddr=self._vaddr,
+                                    runs=self._runs if self._vaddr is None else None)
+        return self._table
 
     # -- taking --------------------------------------------------------------------
     @classmethod
