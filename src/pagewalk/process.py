@@ -429,7 +429,7 @@ class ResidentRead:
 
     def scan(self) -> None:
         """Find the populated runs and queue their reads (PAGEMAP_SCAN needed)."""
-        from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED
+        from .scan import PAGE_IS_PRESENT, PAGE_IS_SWAPPED, ZERO_HUGE_MASK, huge_page, zero_page
 
         maps = [m for m in self.mappings if not m.is_vsyscall and not m.scan_skips]
         if not maps:
@@ -437,12 +437,11 @@ class ResidentRead:
         base = self.base = min(m.start for m in maps)
         top = min(max(m.end for m in maps), USER_END_4LEVEL)
         starts, ends, cats = self.process.scanner().region_lists(
-            base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED, return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT)
+            base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED, return_mask=ZERO_HUGE_MASK)
         lo = self.lo = [(a - base) >> PAGE_SHIFT for a in starts]
         hi = self.hi = [(b - base) >> PAGE_SHIFT for b in ends]
-        self.zero = [bool(c & PAGE_IS_PFNZERO) for c in cats]  # the huge zero page included
-        huge = PAGE_IS_HUGE | PAGE_IS_PRESENT
-        self.huge = [c & (huge | PAGE_IS_PFNZERO) == huge for c in cats]
+        self.zero = [zero_page(c) for c in cats]
+        self.huge = [huge_page(c) for c in cats]
         # Runs at most HOLE_PAGES apart are read as one span (a read costs more than
         # 2 KiB of entries), and the runs' entries are then picked out of the spans;
         # but a large process of a few runs is read run by run straight into its
@@ -625,17 +624,12 @@ def _scan_runs(scanner, start: int, end: int, anyof: int):
     pages mapped huge that are not the huge zero page."""
     import numpy as np
 
-    from .scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT
+    from .scan import ZERO_HUGE_MASK, huge_page, zero_page
 
-    regions = scanner.region_array(start, end, anyof=anyof,
-                                   return_mask=PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT)
+    regions = scanner.region_array(start, end, anyof=anyof, return_mask=ZERO_HUGE_MASK)
     lo = ((regions[:, 0] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
     hi = ((regions[:, 1] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-    cats = regions[:, 2]
-    zero = (cats & np.uint64(PAGE_IS_PFNZERO)) != 0
-    huge = (cats & np.uint64(PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO)) == np.uint64(
-        PAGE_IS_HUGE | PAGE_IS_PRESENT)
-    return lo, hi, zero, huge
+    return lo, hi, zero_page(regions[:, 2]), huge_page(regions[:, 2])
 
 
 def _merge_runs(lo: Sequence[int], hi: Sequence[int], gap: int = 0) -> list[tuple[int, int]]:

@@ -41,6 +41,22 @@ PAGE_IS_HUGE = 1 << 6
 PAGE_IS_SOFT_DIRTY = 1 << 7  # 6.8
 PAGE_IS_GUARD = 1 << 8  # 6.16
 
+# The categories to ask for to tell zero-page and huge runs apart (see below)
+ZERO_HUGE_MASK = PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT
+
+
+def zero_page(categories):
+    """Whether a region's ``categories`` (an int, or a numpy array of them, asked
+    with ZERO_HUGE_MASK) are the zero page, the huge zero page included."""
+    return (categories & PAGE_IS_PFNZERO) != 0
+
+
+def huge_page(categories):
+    """Whether a region's ``categories`` (as for :func:`zero_page`) are present
+    pages mapped huge, the huge zero page not included."""
+    return (categories & ZERO_HUGE_MASK) == PAGE_IS_HUGE | PAGE_IS_PRESENT
+
+
 CATEGORY_NAMES = {
     PAGE_IS_WPALLOWED: "wpallowed",
     PAGE_IS_WRITTEN: "written",
