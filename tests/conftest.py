@@ -32,7 +32,7 @@ def smaps(pid: int) -> dict[tuple[int, int], dict[str, int | str]]:
     own accounting, the reference every count is checked against."""
     out: dict[tuple[int, int], dict[str, int | str]] = {}
     current: dict[str, int | str] = {}
-    with open(f"/proc/{pid}/smaps") as f:
+    with open(f"/proc/{pid}/smaps", errors="surrogateescape", newline="\n") as f:  # paths may hold any byte
         for line in f:
             head = line.split(None, 1)[0]
             if "-" in head and not head.endswith(":"):

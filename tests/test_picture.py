@@ -39,17 +39,17 @@ def space_of(pid: int):
 
 
 def test_page_states_match_the_kernel(specimen):
-    from pagewalk.picture import PALETTE, PRESENT, STATES, UNTOUCHED, ZERO
+    from pagewalk.picture import ANONYMOUS, PALETTE, STATES, UNTOUCHED, ZERO
 
     a, z, g, h = specimen.run(LAYOUT)
     space = space_of(specimen.pid)
     totals = space.totals()
     kernel = smaps_rollup(specimen.pid)
-    # Rss counts present, file-backed and huge pages, not the zero page
-    assert (totals["present"] + totals["file"] + totals["huge"]) * PAGE == kernel["Rss"]
+    # Rss counts present anonymous, file-backed and huge pages, not the zero page
+    assert (totals["anonymous"] + totals["file"] + totals["huge"]) * PAGE == kernel["Rss"]
     assert sum(totals.values()) == space.total_pages == sum(
         (m.end - m.start) // PAGE for m in space.mappings)
-    for start, pages, state in ((a, 600, PRESENT), (z, 300, ZERO), (g, 50, UNTOUCHED)):
+    for start, pages, state in ((a, 600, ANONYMOUS), (z, 300, ZERO), (g, 50, UNTOUCHED)):
         i = next(i for i, m in enumerate(space.mappings) if m.start == start)
         row = space.counts(np.array([space.first[i]]), np.array([space.first[i + 1]]))[0]
         assert row[state] == pages and row.sum() == pages, (STATES[state], row)
@@ -60,7 +60,7 @@ def test_page_states_match_the_kernel(specimen):
     # a pixel standing for half present, half untouched pages has the colour of the mix
     i = next(i for i, m in enumerate(space.mappings) if m.start == h)
     mixed = space.raster(int(space.first[i]), 200, 1, 1)[0, 0]
-    assert np.abs(mixed.astype(int) - (PALETTE[PRESENT] + PALETTE[UNTOUCHED]) / 2).max() <= 1
+    assert np.abs(mixed.astype(int) - (PALETTE[ANONYMOUS] + PALETTE[UNTOUCHED]) / 2).max() <= 1
 
 
 def test_bands_stay_few_and_legible_with_ten_thousand_mappings(specimen):
@@ -238,4 +238,4 @@ def test_unprivileged_picture_shows_no_frames():
     assert data["pfn_visible"] is False and data["physical"] is None and data["runs"]["kf_lo"] is None
     pfns = np.frombuffer(__import__("base64").b64decode(data["runs"]["pfn"]), dtype="<f8")
     assert (pfns == -1).all()  # unknown, never 0
-    assert totals["present"] >= 300
+    assert totals["anonymous"] >= 300

@@ -82,31 +82,6 @@ def runs_of(values: list[int], gap: int) -> list[tuple[int, int]]:
     return runs
 
 
-def swap_classes(swap, guard_bit, uffd_wp, swap_type, swap_offset, pfn_visible: bool):
-    """Tell the kinds of swap entries (bit 62) apart, kernel.md 1.1.
-
-    Works alike on Python bools/ints (one entry) and numpy arrays (many): returns
-    ``(swapped, guard, ambiguous)``.  ``swapped`` is a real swap entry; ``guard`` a
-    guard-region marker (bit 58 since 6.15; before that, a type-31 marker with the
-    guard offset bit).  With PFNs visible the swap type decides.  Without them the
-    type is hidden: a swap entry with the uffd-wp bit may be a uffd-wp marker or
-    a write-protected page that was swapped out, so it is ``ambiguous`` and in
-    neither class; and a migration entry cannot be told from swap."""
-    if pfn_visible:
-        guard = guard_bit | (swap & (swap_type == SWP_PTE_MARKER) & ((swap_offset & PTE_MARKER_GUARD) != 0))
-        swapped = swap & (guard ^ True) & (swap_type < max_swapfiles())
-        return swapped, guard, swap & False
-    rest = swap & (guard_bit ^ True)
-    return rest & (uffd_wp ^ True), guard_bit, rest & uffd_wp
-
-
-def decode_swap(entry: int, pfn_visible: bool) -> tuple[bool, bool, bool]:
-    """:func:`swap_classes` of one raw entry."""
-    frame = entry & PM_PFRAME_MASK
-    return swap_classes(bool(entry & PM_SWAP), bool(entry & PM_GUARD_REGION), bool(entry & PM_UFFD_WP),
-                        frame & SWAP_TYPE_MASK, frame >> SWAP_TYPE_BITS, pfn_visible)
-
-
 def read_entries_into(fd: int, buf: memoryview, index: int) -> int:
     """Fill the byte buffer ``buf`` with u64 entries from entry ``index`` of the file
     ``fd`` (pagemap or a per-PFN file), in as few ``preadv`` calls as the kernel

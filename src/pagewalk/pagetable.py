@@ -37,8 +37,8 @@ from .pagemap import (
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
     runs_of,
-    swap_classes,
 )
+from .states import swap_classes, zero_by_pfn
 
 U64 = np.uint64
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -87,7 +87,7 @@ class PageTable:
                  zero: np.ndarray | None = None, huge: np.ndarray | None = None,
                  zero_pfns: frozenset[int] = frozenset(), page_size: int = PAGE_SIZE,
                  vaddr: np.ndarray | None = None, runs: tuple[np.ndarray, np.ndarray] | None = None,
-                 kpageflags: np.ndarray | None = None) -> None:
+                 kpageflags: np.ndarray | None = None, soft_dirty_known: bool | None = None) -> None:
         self.start = start
         self.raw = raw
         self.pfn_visible = pfn_visible
@@ -97,6 +97,8 @@ class PageTable:
         self._zero_pfns = zero_pfns
         self.kpageflags = kpageflags
         self.runs = runs
+        # whether bit 55 means anything: None asks this kernel (a snapshot says for its own)
+        self._soft_dirty_known = soft_dirty_known
         self._explicit_vaddr = vaddr is not None or runs is not None
         if vaddr is not None:  # pages that are not consecutive (see concat)
             self.vaddr = vaddr
@@ -116,7 +118,8 @@ class PageTable:
         # derives its own from the PFNs, once for all rows.
         return cls(first.start, joined("raw"), pfn_visible=first.pfn_visible, zero=joined("_zero"),
                    huge=joined("huge"), zero_pfns=first._zero_pfns, page_size=first.page_size,
-                   vaddr=joined("vaddr"), kpageflags=joined("kpageflags"))
+                   vaddr=joined("vaddr"), kpageflags=joined("kpageflags"),
+                   soft_dirty_known=first.soft_dirty_known)
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -133,7 +136,8 @@ class PageTable:
                          huge=None if self.huge is None else self.huge[cut],
                          zero_pfns=self._zero_pfns, page_size=self.page_size,
                          vaddr=self.vaddr[cut] if self._explicit_vaddr else None,
-                         kpageflags=None if self.kpageflags is None else self.kpageflags[cut])
+                         kpageflags=None if self.kpageflags is None else self.kpageflags[cut],
+                         soft_dirty_known=self.soft_dirty_known)
 
     @property
     def end(self) -> int:
@@ -163,9 +167,20 @@ class PageTable:
     def exclusive(self) -> np.ndarray:
         return _bit(self.raw, PM_MMAP_EXCLUSIVE)
 
+    @property
+    def soft_dirty_known(self) -> bool:
+        """Whether the kernel that wrote these entries has soft-dirty bits."""
+        if self._soft_dirty_known is None:
+            from .system import soft_dirty_supported
+
+            self._soft_dirty_known = soft_dirty_supported()
+        return self._soft_dirty_known
+
     @functools.cached_property
-    def soft_dirty(self) -> np.ndarray:
-        return _bit(self.raw, PM_SOFT_DIRTY)
+    def soft_dirty(self) -> np.ndarray | None:
+        """Bit 55; None on a kernel without soft-dirty bits (CONFIG_MEM_SOFT_DIRTY
+        off), where it is always 0 and means nothing."""
+        return _bit(self.raw, PM_SOFT_DIRTY) if self.soft_dirty_known else None
 
     @functools.cached_property
     def uffd_wp(self) -> np.ndarray:
@@ -240,12 +255,10 @@ class PageTable:
 
 
 def zero_pfn_mask(frame: np.ndarray, zero_pfns: frozenset[int]) -> np.ndarray:
-    """True where ``frame`` is a zero-page PFN.  The set holds the zero page and the
-    512 frames of the huge zero page, so it is tested as ranges, not with isin."""
-    out = np.zeros(len(frame), dtype=bool)
-    for lo, hi in _pfn_ranges(zero_pfns):
-        out |= (frame >= lo) & (frame <= hi)
-    return out
+    """True where ``frame`` is a zero-page PFN (:func:`pagewalk.states.zero_by_pfn`;
+    the set holds the zero page and the 512 frames of the huge zero page, so it is
+    tested as ranges, not with isin)."""
+    return zero_by_pfn(np.ones(len(frame), dtype=bool), frame, _pfn_ranges(zero_pfns))
 
 
 @functools.lru_cache(maxsize=4)

@@ -7,7 +7,7 @@ GROUP BY mapping``.  Columns:
 * ``vaddr`` (uint64), ``mapping`` (int32, index into the mappings list below) and
   ``path`` (the mapping's path, ``[heap]`` ..., null for anonymous memory);
 * ``entry`` (uint64): the raw pagemap entry, from which pagewalk rebuilds the rest;
-* ``present``, ``swapped``, ``file_shared``, ``exclusive``, ``soft_dirty``,
+* ``present``, ``swapped``, ``file``, ``exclusive``, ``soft_dirty`` (null on kernels without it),
   ``uffd_wp``, ``guard``, ``zero`` (bool), ``huge`` (bool, null when the kernel
   could not tell);
 * ``pfn`` (uint64; null where not present or hidden from the reader),
@@ -76,9 +76,10 @@ def write(snapshot, f) -> None:
         "entry": pa.array(snapshot.raw, type=pa.uint64()),
         "present": pa.array(present),
         "swapped": pa.array(table.swapped),
-        "file_shared": pa.array(table.file),
+        "file": pa.array(table.file),
         "exclusive": pa.array(table.exclusive),
-        "soft_dirty": pa.array(table.soft_dirty),
+        "soft_dirty": pa.array(table.soft_dirty) if table.soft_dirty is not None
+        else pa.nulls(len(table), type=pa.bool_()),
         "uffd_wp": pa.array(table.uffd_wp),
         "guard": pa.array(table.guard),
         "zero": pa.array(snapshot.zero),

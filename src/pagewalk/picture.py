@@ -2,10 +2,10 @@
 
 The mappings are laid end to end in address order with the gaps between them
 left out: page ``i`` of the picture is page ``i - first[m]`` of mapping ``m``.
-Each page has one state (the first that applies): ``guard`` (a guard-region marker,
-``MADV_GUARD_INSTALL``), ``swapped``, ``zero`` (the shared zero page), ``huge`` (mapped by a huge page),
-``file`` (file-backed or shared), ``present`` (private anonymous memory), else
-``untouched``.  Drawing needs only counts per state over ranges of pages
+Each page has one class (:func:`pagewalk.states.classify`, in the words of
+:mod:`pagewalk.states`): present pages are ``anonymous``, ``file`` (file-backed or
+shared), ``huge`` or ``zero``; the others ``swapped``, ``shmem_swapped``,
+``guard`` or ``untouched``.  Drawing needs only counts per state over ranges of pages
 (:meth:`AddressSpace.counts`), from which a pixel standing for many pages takes the
 colour of its mix.  The physical side places the process's frames in the RAM
 ranges of ``/proc/iomem``, with NUMA nodes from sysfs.
@@ -22,14 +22,17 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import states
 from .maps import mapping_index
 from .pagemap import PAGE_SHIFT
 
-STATES = ("untouched", "present", "file", "huge", "zero", "swapped", "guard")
-UNTOUCHED, PRESENT, FILE, HUGE, ZERO, SWAPPED, GUARD = range(len(STATES))
+STATES = states.CLASSES
+UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD = range(len(STATES))
+PRESENT_STATES = tuple(STATES.index(s) for s in states.PRESENT_CLASSES)
+LABELS = tuple(states.CLASS_LABELS[s] for s in STATES)
 # Colours told apart also by people with the common colour-vision deficiencies
 # (Okabe-Ito), untouched a light grey and guard a dark one.
-COLORS = ("#e6e6e6", "#0072b2", "#009e73", "#cc79a7", "#f0e442", "#d55e00", "#333333")
+COLORS = ("#e6e6e6", "#0072b2", "#009e73", "#cc79a7", "#f0e442", "#d55e00", "#e69f00", "#333333")
 PALETTE = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in COLORS], dtype=np.float64)
 MAX_BANDS = 40  # bands drawn with a legible label each; smaller mappings share bands beyond this
 
@@ -72,15 +75,7 @@ class AddressSpace:
         shift = first_pages(maps)[:-1] - np.array([m.start >> PAGE_SHIFT for m in maps], dtype=np.int64)
         index = shift[mapping_index(maps, table.vaddr)] + (table.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
         present = table.present
-        zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
-        huge = table.huge if table.huge is not None else np.zeros(len(table), dtype=bool)
-        state = np.full(len(table), UNTOUCHED, dtype=np.uint8)  # other markers: no memory
-        state[present] = PRESENT
-        state[present & table.file] = FILE
-        state[present & huge] = HUGE
-        state[present & zero] = ZERO
-        state[table.swapped] = SWAPPED
-        state[table.guard] = GUARD
+        state = states.classify(present, table.file, table.huge, table.zero, table.swapped, table.guard)
         pfn = np.where(present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
         return cls(process.pid, system.command_name(process.pid), maps, index, state, pfn, table.raw,
                    table.kpageflags, process.pfn_visible)
@@ -103,7 +98,7 @@ class AddressSpace:
 
     def frames(self) -> tuple[np.ndarray, np.ndarray]:
         """The process's frames (sorted, repeats removed) and the state of each."""
-        held = np.isin(self.state, (PRESENT, FILE, HUGE, ZERO)) & (self.pfn >= 0)
+        held = np.isin(self.state, PRESENT_STATES) & (self.pfn >= 0)
         pfns, first = np.unique(self.pfn[held], return_index=True)
         return pfns, self.state[held][first]
 
@@ -241,7 +236,7 @@ def physical_raster(space: AddressSpace, ram: list[RamRange], width: int, height
     edge = np.arange(cells + 1, dtype=np.int64) * total // cells
     lo, hi = edge[:-1], np.maximum(edge[1:], edge[:-1] + 1)
     counts = np.zeros((cells, len(STATES)), dtype=np.int64)
-    for s in (PRESENT, FILE, HUGE, ZERO):
+    for s in PRESENT_STATES:
         where = position[states == s]
         counts[:, s] = np.searchsorted(where, hi) - np.searchsorted(where, lo)
     held = counts.sum(axis=1)

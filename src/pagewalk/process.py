@@ -20,6 +20,7 @@ from . import system
 from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from .maps import Mapping, parse_maps, read_maps, read_maps_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
+from .states import rss_pages
 from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -338,33 +339,33 @@ class Process:
             zero, huge = col["zero"], None
         real = [not m.is_vsyscall for m in maps]
         pages = [(m.end - m.start) >> PAGE_SHIFT if r else 0 for m, r in zip(maps, real)]
-        # smaps reports hugetlb pages apart from Rss; where zero pages cannot be told
-        # apart (no PFNs, no PAGEMAP_SCAN) they are counted in.
         zero_list, huge_list = zero.tolist(), huge.tolist() if huge is not None else None
+        if not zero_known:  # no PFNs and no PAGEMAP_SCAN (unprivileged, before 6.7)
+            zero_list = _zero_from_smaps(self.pid, maps, col["present"].tolist())
         hugetlb = [bool(h) and system.is_hugetlb(self.pid, m) for m, h in zip(maps, huge_list or [0] * len(maps))]
-        rss = [0 if ht else (p - (z if zero_known else 0)) * PAGE_SIZE
-               for ht, p, z in zip(hugetlb, col["present"].tolist(), zero_list)]
+        rss = [rss_pages(p, z, ht) * PAGE_SIZE for ht, p, z in zip(hugetlb, col["present"].tolist(), zero_list)]
         rows: list[MappingCounts] = []
         lists = {name: col[name].tolist() for name in COUNT_COLUMNS}
+        soft_dirty_known = system.soft_dirty_supported()
         for i, m in enumerate(maps):
             if not real[i]:
                 rows.append(MappingCounts(m, None))
                 continue
             rows.append(MappingCounts(m, PageCounts(
                 pages=pages[i], present=lists["present"][i], file=lists["file"][i],
-                exclusive=lists["exclusive"][i], soft_dirty=lists["soft_dirty"][i], uffd_wp=lists["uffd_wp"][i],
-                guard=lists["guard"][i],
+                exclusive=lists["exclusive"][i], uffd_wp=lists["uffd_wp"][i], guard=lists["guard"][i],
+                soft_dirty=lists["soft_dirty"][i] if soft_dirty_known else None,
                 # swap or uffd-wp markers, when PFNs are hidden: unknown, never a guess
                 swapped=None if lists["ambiguous"][i] else lists["swapped"][i],
-                zero=zero_list[i] if zero_known else None,
-                huge=huge_list[i] if huge_list is not None else None,
+                zero=zero_list[i], huge=huge_list[i] if huge_list is not None else None,
                 rss=rss[i])))
+        zeros = [z for z, r in zip(zero_list, real) if r]
         totals = PageCounts(
             pages=sum(pages), present=int(col["present"].sum()), file=int(col["file"].sum()),
-            exclusive=int(col["exclusive"].sum()), soft_dirty=int(col["soft_dirty"].sum()),
-            uffd_wp=int(col["uffd_wp"].sum()), guard=int(col["guard"].sum()),
+            exclusive=int(col["exclusive"].sum()), uffd_wp=int(col["uffd_wp"].sum()), guard=int(col["guard"].sum()),
+            soft_dirty=int(col["soft_dirty"].sum()) if soft_dirty_known else None,
             swapped=None if col["ambiguous"].any() else int(col["swapped"].sum()),
-            zero=int(zero.sum()) if zero_known else None, huge=int(huge.sum()) if huge is not None else None,
+            zero=None if None in zeros else sum(zeros), huge=int(huge.sum()) if huge is not None else None,
             rss=sum(rss))
         after_text = read_maps_text(self.pid, started=True)
         if not after_text and maps:
@@ -603,6 +604,25 @@ def _count_group(pagemap: PagemapFile, counter, group: list[tuple[int, int, int]
         if got < len(view) // 8:
             return  # the end of user space
         vpn = stop
+
+
+def _zero_from_smaps(pid: int, maps: Sequence[Mapping], present: list[int]) -> list[int | None]:
+    """Zero pages per mapping where pagemap cannot tell them (no PFNs, no
+    PAGEMAP_SCAN): present pages minus smaps' ``Rss`` (which leaves the zero page
+    out), for mappings without hugetlb pages (smaps keeps those out of Rss too).
+    None where smaps cannot be read or the mapping changed in between."""
+    from .smaps import read_smaps
+
+    blocks = read_smaps(pid, frozenset(("Rss", "Private_Hugetlb", "Shared_Hugetlb"))) or {}
+    out: list[int | None] = []
+    for m, p in zip(maps, present):
+        b = blocks.get((m.start, m.end))
+        if b is None or b.get("Private_Hugetlb") or b.get("Shared_Hugetlb") or m.is_vsyscall:
+            out.append(None if not m.is_vsyscall else 0)
+            continue
+        z = p - b.get("Rss", 0) // PAGE_SIZE
+        out.append(z if z >= 0 else None)
+    return out
 
 
 def _thread_group(pid: int) -> int | None:

@@ -89,7 +89,8 @@ class Snapshot:
 
             self._table = PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,
                                     huge=self.huge if self.meta.get("huge_known") else None, vaddr=self._vaddr,
-                                    runs=self._runs if self._vaddr is None else None)
+                                    runs=self._runs if self._vaddr is None else None,
+                                    soft_dirty_known=self.meta.get("soft_dirty_known"))
         return self._table
 
     # -- taking --------------------------------------------------------------------
@@ -137,6 +138,7 @@ class Snapshot:
                 "unix_time": now.timestamp(), "kernel": os.uname().release, "page_size": PAGE_SIZE, "pid": pid,
                 "cmdline": [a for a in cmdline if a], "comm": (system.read_text(f"/proc/{pid}/comm") or "").strip(),
                 "pfn_visible": visible, "frames": frames, "huge_known": table.huge is not None,
+                "zero_known": table.zero is not None, "soft_dirty_known": table.soft_dirty_known,
                 "pages": len(table)}
         if clear_soft_dirty:
             from .errors import translating
@@ -259,11 +261,18 @@ class Snapshot:
         table = self.table()
         index = mapping_index(self.mappings, self.vaddr)
         n = len(self.mappings)
-        present = np.bincount(index[table.present & ~self.zero], minlength=n)
-        swapped = np.bincount(index[table.swapped], minlength=n)
+        # the words and rules of ``maps``: present includes the zero page, which
+        # is counted apart; [vsyscall] has no entries, so no counts
+        present = np.bincount(index[table.present], minlength=n).tolist()
+        zero = np.bincount(index[table.present & self.zero], minlength=n).tolist()
+        swapped = np.bincount(index[table.swapped], minlength=n).tolist()
+        zero_known = self.meta.get("zero_known", True)
         rows = [{"start": m.start, "end": m.end, "perms": m.perms, "path": m.text_path or None,
-                 "pages": (m.end - m.start) >> PAGE_SHIFT, "present": int(p), "swapped": int(s)}
-                for m, p, s in zip(self.mappings, present.tolist(), swapped.tolist())]
+                 "pages": None if m.is_vsyscall else (m.end - m.start) >> PAGE_SHIFT,
+                 "present": None if m.is_vsyscall else present[i],
+                 "zero": None if m.is_vsyscall or not zero_known else zero[i],
+                 "swapped": None if m.is_vsyscall else swapped[i]}
+                for i, m in enumerate(self.mappings)]
         return {"meta": self.meta, "mappings": rows}
 
 

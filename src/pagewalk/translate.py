@@ -26,9 +26,9 @@ from .pagemap import (
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
     PagemapFile,
-    decode_swap,
     runs_of,
 )
+from .states import decode_swap
 
 # Pages closer than this share one read (8 bytes an entry: 4 KiB of gap at most).
 _GAP_PAGES = 512
@@ -67,8 +67,11 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
         return self._has(PM_MMAP_EXCLUSIVE)
 
     @property
-    def soft_dirty(self) -> bool:
-        return self._has(PM_SOFT_DIRTY)
+    def soft_dirty(self) -> bool | None:
+        """None on a kernel without soft-dirty bits (bit 55 is then always 0)."""
+        from .system import soft_dirty_supported
+
+        return self._has(PM_SOFT_DIRTY) if soft_dirty_supported() else None
 
     @property
     def uffd_wp(self) -> bool:
@@ -81,7 +84,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
     @property
     def swapped(self) -> bool | None:
         """A real swap entry; None where an unprivileged reader cannot tell swap from
-        a uffd-wp marker (see :func:`pagewalk.pagemap.swap_classes`)."""
+        a uffd-wp marker (see :func:`pagewalk.states.swap_classes`)."""
         if self.entry is None:
             return False
         swapped, _, ambiguous = decode_swap(self.entry, self.pfn_visible)
@@ -120,6 +123,8 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
         if self.present:
             if self.zero:
                 return "present (shared zero page)"
+            if self.zero is None and not self.file:
+                return "present (anonymous, or the shared zero page: telling them apart needs CAP_SYS_ADMIN or PAGEMAP_SCAN)"
             kind = "file or shared memory" if self.file else "anonymous"
             share = "mapped only here" if self.exclusive else "not exclusive"
             return f"present ({kind}, {share})"

@@ -28,8 +28,9 @@ from . import system
 from .errors import NoAddressSpace, NoSuchProcess, PagewalkError
 from .maps import mapping_index
 from .pagemap import PAGE_SHIFT, PAGE_SIZE
+from .smaps import read_rollup
+from .states import PSS_SHIFT, pss_share, uss_page
 
-PSS_SHIFT = 12  # smaps' fixed point
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
 
@@ -176,10 +177,10 @@ def _collect(proc, visible: bool) -> _Pages:
     huge = None if table.huge is None else np.bincount(label[resident & table.huge], minlength=n)
     shared = resident & ~once
     command, user, cgroup = _identity(proc.pid)
-    rollup = None if visible else _smaps_rollup(proc.pid)
+    rollup = None if visible else read_rollup(proc.pid)
     swap_pss = 0
     if swap.any():
-        rollup = rollup or _smaps_rollup(proc.pid)
+        rollup = rollup or read_rollup(proc.pid)
         swap_pss = rollup.get("SwapPss") if rollup else None
     return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
                   table.pfn[shared] if visible else None, label[shared] if visible else None,
@@ -196,7 +197,6 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
     every = [p.shared_pfns for p in collected]
     with KpageFile(KPAGECOUNT) as f:
         counts = f.read(np.concatenate(every)) if every else np.zeros(0, dtype=np.uint64)
-    unit = PAGE_SIZE << PSS_SHIFT
     pss_parts, uss_parts = [], []
     at = 0
     for p in collected:
@@ -204,9 +204,9 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
         c = counts[at : at + len(p.shared_pfns)].astype(np.int64)
         at += len(p.shared_pfns)
         c = np.maximum(c, 1)  # mapped meanwhile by nobody else: counts as its own
-        share = np.bincount(p.shared_label, weights=unit // c, minlength=n).astype(np.int64)
-        pss_parts.append(p.exclusive * unit + share)
-        uss_parts.append(p.exclusive + np.bincount(p.shared_label[c == 1], minlength=n))
+        share = np.bincount(p.shared_label, weights=pss_share(c), minlength=n).astype(np.int64)
+        pss_parts.append(p.exclusive * pss_share(1) + share)
+        uss_parts.append(p.exclusive + np.bincount(p.shared_label[uss_page(c)], minlength=n))
     return pss_parts, uss_parts
 
 
@@ -270,13 +270,3 @@ def _identity(pid: int) -> tuple[str, str, str]:
         if controllers == "":
             cgroup = path  # cgroup v2 (kept unless a v1 memory line follows)
     return command, user, cgroup
-
-
-def _smaps_rollup(pid: int) -> dict[str, int] | None:
-    """``/proc/PID/smaps_rollup`` in bytes, or None where it cannot be read."""
-    fields = {}
-    for line in (system.read_text(f"/proc/{pid}/smaps_rollup") or "").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == "kB":
-            fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
-    return fields if "Pss" in fields else None

@@ -81,8 +81,11 @@ def _text(summary: dict) -> str:
             f"page size {meta['page_size']}, PFNs {'visible' if meta['pfn_visible'] else 'hidden'}, "
             f"frame flags {'recorded' if meta['frames'] else 'not recorded'}\n")
     rows = summary["mappings"]
+    def count(r: dict, key: str) -> str:
+        return "-" if r[key] is None else str(r[key])
+
     cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows], [r["perms"] for r in rows],
-            [str(r["pages"]) for r in rows], [str(r["present"]) for r in rows], [str(r["swapped"]) for r in rows],
+            *([count(r, key) for r in rows] for key in ("pages", "present", "zero", "swapped")),
             [r["path"] or "[anon]" for r in rows]]
-    return head + render_columns(["START", "END", "PERMS", "PAGES", "PRESENT", "SWAPPED", "MAPPING"], cols,
-                                 right={3, 4, 5})
+    return head + render_columns(["START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "MAPPING"], cols,
+                                 right={3, 4, 5, 6})

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ..extras import require
 from ..pagemap import PAGE_SIZE
-from ..picture import COLORS, STATES, AddressSpace, Band, physical_raster, ram_ranges
+from ..picture import COLORS, LABELS, STATES, AddressSpace, Band, physical_raster, ram_ranges
+from ..states import PRESENT_CLASSES
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 10, 100  # 1600 x 1000 pixels
 BAND_PX = 1100  # raster width of the virtual panel
@@ -124,11 +125,11 @@ def draw(space: AddressSpace, path: str, file_format: str) -> None:
     totals = space.totals()
     fig.suptitle(f"PID {space.pid} ({space.command}): {len(space.mappings)} mappings, "
                  f"{human_bytes(space.total_pages * PAGE_SIZE)} mapped, "
-                 f"{human_bytes((totals['present'] + totals['file'] + totals['huge']) * PAGE_SIZE)} resident, "
-                 f"{human_bytes(totals['swapped'] * PAGE_SIZE)} swapped", fontsize=12)
-    handles = [Patch(facecolor=c, edgecolor="#999999", label=f"{s} {human_bytes(totals[s] * PAGE_SIZE)}")
-               for s, c in zip(STATES, COLORS)]
-    fig.legend(handles=handles, loc="lower center", ncol=len(STATES), fontsize=9, frameon=False,
+                 f"{human_bytes(sum(totals[s] for s in PRESENT_CLASSES) * PAGE_SIZE)} present, "
+                 f"{human_bytes((totals['swapped'] + totals['shmem_swapped']) * PAGE_SIZE)} swapped", fontsize=12)
+    handles = [Patch(facecolor=c, edgecolor="#999999", label=f"{label} {human_bytes(totals[s] * PAGE_SIZE)}")
+               for s, label, c in zip(STATES, LABELS, COLORS)]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False,
                title="page states (a pixel standing for many pages has the colour of their mix)", title_fontsize=8)
     from ..outfile import write_private
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import flags
 from ..pagemap import PAGE_SIZE
-from ..picture import COLORS, STATES, ZERO, AddressSpace, physical_raster, ram_ranges
+from ..picture import COLORS, LABELS, PRESENT_STATES, STATES, ZERO, AddressSpace, physical_raster, ram_ranges
 
 PHYS_WIDTH, PHYS_HEIGHT = 100, 280  # cells of the physical panel
 PAGEMAP_BITS = ((55, "soft-dirty"), (56, "exclusive"), (57, "uffd-wp"), (58, "guard"), (61, "file/shared"),
@@ -66,7 +66,8 @@ def document(space: AddressSpace) -> str:
     data = {
         "pid": space.pid, "command": space.command, "page_size": PAGE_SIZE, "pfn_visible": space.pfn_visible,
         "kernel": os.uname().release, "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "states": list(STATES), "colors": list(COLORS), "totals": space.totals(),
+        "states": list(STATES), "labels": list(LABELS), "present_states": list(PRESENT_STATES),
+        "colors": list(COLORS), "totals": space.totals(),
         "mappings": {"start": [x.start for x in maps], "end": [x.end for x in maps], "perms": [x.perms for x in maps],
                      "name": [x.label() for x in maps], "first": space.first.tolist(), "counts": per_map.tolist()},
         "runs": runs(space), "pm_bits": [list(b) for b in PAGEMAP_BITS],

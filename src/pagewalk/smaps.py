@@ -1,0 +1,61 @@
+"""``/proc/PID/smaps`` and ``smaps_rollup``: the kernel's own per-mapping and
+per-process sums (Rss, Pss, Swap ...), in bytes.
+
+pagewalk computes its figures from pagemap and the kpage files; it reads these
+only where a reader cannot (no PFNs and no PAGEMAP_SCAN to tell the zero page,
+PSS without kpagecount), and says so.  Reading smaps walks the process's page
+tables in the kernel: it costs about what a pagemap read does.  Lines end at
+``\\n`` only (a path may hold any other byte).
+"""
+
+from __future__ import annotations
+
+KB = 1024
+
+
+def _fields(lines, want: frozenset[str] | None):
+    """``Name:   N kB`` lines as {name: bytes}."""
+    out: dict[str, int] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == b"kB" and parts[0].endswith(b":"):
+            name = parts[0][:-1].decode()
+            if want is None or name in want:
+                out[name] = int(parts[1]) * KB
+    return out
+
+
+def read_smaps(pid: int, fields: frozenset[str] | None = None) -> dict[tuple[int, int], dict[str, int]] | None:
+    """Per mapping ``(start, end)``: the smaps fields (all, or ``fields``) in bytes.
+    None where smaps cannot be read (another user's process, a process gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    out: dict[tuple[int, int], dict[str, int]] = {}
+    block: list[bytes] = []
+    key = None
+    for line in data.split(b"\n"):
+        head = line.split(b" ", 1)[0]
+        if b"-" in head and not head.endswith(b":"):  # a maps line opens a block
+            if key is not None:
+                out[key] = _fields(block, fields)
+            lo, _, hi = head.partition(b"-")
+            key, block = (int(lo, 16), int(hi, 16)), []
+        else:
+            block.append(line)
+    if key is not None:
+        out[key] = _fields(block, fields)
+    return out
+
+
+def read_rollup(pid: int) -> dict[str, int] | None:
+    """``/proc/PID/smaps_rollup`` in bytes, or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            fields = _fields(f.read().split(b"\n"), None)
+    except OSError:
+        return None
+    return fields if "Pss" in fields else None
+

@@ -1,0 +1,114 @@
+"""The page states and the RSS/PSS/USS rules (pagewalk.states), on literal pagemap
+entries and kpageflags values, as the kernel defines them (kernel.md 1.1, 2.2):
+the way the Rust procfs crate tests its decoders.  The same entries go through the
+integer path (v2p) and the numpy path (every bulk command): both must agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pagewalk import states
+from pagewalk.pagemap import max_swapfiles
+from pagewalk.pagetable import PageTable
+from pagewalk.translate import Translation
+
+PRESENT, SWAP, FILE, EXCL, UFFD, GUARD = 1 << 63, 1 << 62, 1 << 61, 1 << 56, 1 << 57, 1 << 58
+KPF_ZERO_PAGE = 1 << 24
+
+
+def swap(type_: int, offset: int) -> int:
+    return SWAP | offset << 5 | type_
+
+
+# (entry, swapped, guard, ambiguous) with PFNs visible, then hidden
+ENTRIES = [
+    (0, False, False, False, False, False, False),                      # untouched
+    (PRESENT | EXCL | 0x1234, False, False, False, False, False, False),  # a private page
+    (PRESENT | FILE | 0x99, False, False, False, False, False, False),   # a file page
+    (swap(0, 0x42), True, False, False, True, False, False),            # real swap, type 0
+    (swap(31, 4), False, True, False, True, False, False),              # guard marker before bit 58 (hidden: swap)
+    (SWAP | GUARD | 31 | 4 << 5, False, True, False, False, True, False),  # guard marker, 6.15+
+    (SWAP | UFFD | 31 | 1 << 5, False, False, False, False, False, True),  # uffd-wp marker
+    (swap(1, 7) | UFFD, True, False, False, False, False, True),         # write-protected page in swap
+    (swap(max_swapfiles(), 3), False, False, False, True, False, False),  # migration entry: not swap
+]
+
+
+@pytest.mark.parametrize("entry,swapped,guard,ambiguous,h_swapped,h_guard,h_ambiguous", ENTRIES)
+def test_swap_classes_of_literal_entries(entry, swapped, guard, ambiguous, h_swapped, h_guard, h_ambiguous):
+    assert states.decode_swap(entry, True) == (swapped, guard, ambiguous)
+    hidden = entry & ~((1 << 55) - 1)  # what an unprivileged reader gets: no type or offset
+    assert states.decode_swap(hidden, False) == (h_swapped, h_guard, h_ambiguous)
+
+
+def test_numpy_and_integer_paths_agree():
+    raw = np.array([e[0] for e in ENTRIES], dtype=np.uint64)
+    for visible in (True, False):
+        entries = raw if visible else raw & np.uint64(~((1 << 55) - 1) & (1 << 64) - 1)
+        table = PageTable(0, entries, pfn_visible=visible)
+        for i, e in enumerate(entries.tolist()):
+            t = Translation(i * 4096, object(), e, visible, False)
+            assert bool(table.guard[i]) == t.guard
+            swapped = t.swapped
+            assert (bool(table.swapped[i]), bool(table.swap_ambiguous[i])) == (bool(swapped), swapped is None)
+            assert bool(table.present[i]) == t.present and bool(table.file[i]) == t.file
+
+
+def test_zero_page_by_pfn():
+    ranges = [(0x1000, 0x1000), (0x200000, 0x2001FF)]  # the zero page, and a huge zero page
+    frames = np.array([0x1000, 0x1001, 0x200000, 0x2001FF, 0x200200], dtype=np.int64)
+    present = np.array([True, True, True, True, True])
+    assert states.zero_by_pfn(present, frames, ranges).tolist() == [True, False, True, True, False]
+    assert states.zero_by_pfn(False, 0x1000, ranges) is False  # not present: never the zero page
+    assert states.zero_by_pfn(True, 0x1000, ranges) is True
+
+
+def test_empty_entry_is_the_only_place_shared_memory_swap_can_be():
+    assert states.empty_entry(0)
+    assert states.empty_entry(1 << 55)  # soft-dirty alone: still no PTE
+    assert not states.empty_entry(PRESENT | 5)
+    assert not states.empty_entry(SWAP | GUARD)  # a marker is a PTE
+    raw = np.array([0, PRESENT, SWAP, 1 << 55], dtype=np.uint64)
+    assert states.empty_entry(raw).tolist() == [True, False, False, True]
+
+
+def test_rss_pss_uss_rules():
+    # smaps Rss: present pages, not the zero page, not hugetlb
+    assert states.rss_pages(10, 3, False) == 7
+    assert states.rss_pages(10, 3, True) == 0
+    assert states.rss_pages(10, None, False) == 10  # zero page unknown: an upper bound
+    # PSS in smaps' fixed point: page_size / mapcount, a count of 0 as 1
+    unit = 4096 << states.PSS_SHIFT
+    assert states.pss_share(1) == unit and states.pss_share(0) == unit and states.pss_share(3) == unit // 3
+    assert states.pss_share(np.array([0, 1, 2, 3])).tolist() == [unit, unit, unit // 2, unit // 3]
+    assert states.uss_page(1) and not states.uss_page(2)
+
+
+def test_classes_pick_one_state_per_page():
+    present = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    file = np.array([0, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    huge = np.array([0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
+    zero = np.array([0, 0, 0, 1, 0, 0, 0, 0], dtype=bool)
+    swapped = np.array([0, 0, 0, 0, 1, 0, 0, 0], dtype=bool)
+    shmem = np.array([0, 0, 0, 0, 0, 1, 0, 0], dtype=bool)
+    guard = np.array([0, 0, 0, 0, 0, 0, 1, 0], dtype=bool)
+    got = [states.CLASSES[c] for c in states.classify(present, file, huge, zero, swapped, guard, shmem)]
+    assert got == ["anonymous", "file", "huge", "zero", "swapped", "shmem_swapped", "guard", "untouched"]
+    # unknown zero and huge: present pages stay present, never untouched
+    got = [states.CLASSES[c] for c in states.classify(present, file, None, None, swapped, guard)]
+    assert got[:4] == ["anonymous", "file", "file", "anonymous"] and got[5] == "untouched"
+    assert set(states.PRESENT_CLASSES) <= set(states.CLASSES)
+    assert set(states.CLASS_LABELS) == set(states.CLASSES)
+
+
+def test_soft_dirty_is_unknown_on_a_kernel_without_it():
+    from pagewalk import system
+
+    table = PageTable(0, np.array([1 << 55, 0], dtype=np.uint64), pfn_visible=True)
+    if system.soft_dirty_supported():
+        assert table.soft_dirty.tolist() == [True, False]
+    else:
+        assert table.soft_dirty is None
+    assert PageTable(0, table.raw, pfn_visible=True, soft_dirty_known=True).soft_dirty.tolist() == [True, False]
+    assert PageTable(0, table.raw, pfn_visible=True, soft_dirty_known=False).soft_dirty is None
