@@ -38,7 +38,7 @@ from .pagemap import (
     SWAP_TYPE_MASK,
     runs_of,
 )
-from .states import swap_classes, zero_by_pfn
+from .states import empty_entry, swap_classes, zero_by_pfn
 
 U64 = np.uint64
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -96,6 +96,13 @@ class PageTable:
         self.huge = huge
         self._zero_pfns = zero_pfns
         self.kpageflags = kpageflags
+        # shared memory in swap (set by mark_shmem_swap; None: none looked up)
+        self.shmem_swapped: np.ndarray | None = None
+        self.shmem_unknown: np.ndarray | None = None
+        # resident tables: the shmem lookup's records, what it could not look up, and why
+        self.shmem_records: dict = {}
+        self.shmem_unknown_mappings: list[Mapping] = []
+        self.shmem_note: str | None = None
         self.runs = runs
         # whether bit 55 means anything: None asks this kernel (a snapshot says for its own)
         self._soft_dirty_known = soft_dirty_known
@@ -113,16 +120,38 @@ class PageTable:
                 return None
             return np.concatenate([c if k is None else c[k] for c, (_, k) in zip(cols, parts)])
 
+        def joined_marks(column):  # None in a part: nothing marked there
+            if all(getattr(t, column) is None for t, _ in parts):
+                return None
+            cols = [np.zeros(len(t), dtype=bool) if getattr(t, column) is None else getattr(t, column)
+                    for t, _ in parts]
+            return np.concatenate([c if k is None else c[k] for c, (_, k) in zip(cols, parts)])
+
         first = parts[0][0]
         # Zero-page masks given by PAGEMAP_SCAN are joined; otherwise the joined table
         # derives its own from the PFNs, once for all rows.
-        return cls(first.start, joined("raw"), pfn_visible=first.pfn_visible, zero=joined("_zero"),
-                   huge=joined("huge"), zero_pfns=first._zero_pfns, page_size=first.page_size,
-                   vaddr=joined("vaddr"), kpageflags=joined("kpageflags"),
-                   soft_dirty_known=first.soft_dirty_known)
+        table = cls(first.start, joined("raw"), pfn_visible=first.pfn_visible, zero=joined("_zero"),
+                    huge=joined("huge"), zero_pfns=first._zero_pfns, page_size=first.page_size,
+                    vaddr=joined("vaddr"), kpageflags=joined("kpageflags"),
+                    soft_dirty_known=first.soft_dirty_known)
+        table.shmem_swapped, table.shmem_unknown = joined_marks("shmem_swapped"), joined_marks("shmem_unknown")
+        return table
 
     def __len__(self) -> int:
         return len(self.raw)
+
+    def take(self, index: np.ndarray) -> PageTable:
+        """The rows ``index`` (an integer array) of this table, as a table with
+        explicit ``vaddr``."""
+        def pick(column):
+            return None if column is None else column[index]
+
+        table = PageTable(self.start, self.raw[index], pfn_visible=self.pfn_visible, zero=pick(self._zero),
+                          huge=pick(self.huge), zero_pfns=self._zero_pfns, page_size=self.page_size,
+                          vaddr=self.vaddr[index], kpageflags=pick(self.kpageflags),
+                          soft_dirty_known=self.soft_dirty_known)
+        table.shmem_swapped, table.shmem_unknown = pick(self.shmem_swapped), pick(self.shmem_unknown)
+        return table
 
     def __getitem__(self, part: slice) -> PageTable:
         """The pages ``part`` (a slice with step 1) of this table, as a table (rows, for
@@ -131,13 +160,16 @@ class PageTable:
         if step != 1:
             raise ValueError("page tables slice with step 1 only")
         cut = slice(a, max(a, b))
-        return PageTable(self.start + a * self.page_size, self.raw[cut], pfn_visible=self.pfn_visible,
+        part = PageTable(self.start + a * self.page_size, self.raw[cut], pfn_visible=self.pfn_visible,
                          zero=None if self._zero is None else self._zero[cut],
                          huge=None if self.huge is None else self.huge[cut],
                          zero_pfns=self._zero_pfns, page_size=self.page_size,
                          vaddr=self.vaddr[cut] if self._explicit_vaddr else None,
                          kpageflags=None if self.kpageflags is None else self.kpageflags[cut],
                          soft_dirty_known=self.soft_dirty_known)
+        part.shmem_swapped = None if self.shmem_swapped is None else self.shmem_swapped[cut]
+        part.shmem_unknown = None if self.shmem_unknown is None else self.shmem_unknown[cut]
+        return part
 
     @property
     def end(self) -> int:
@@ -203,8 +235,46 @@ class PageTable:
 
     @property
     def swapped(self) -> np.ndarray:
-        """Real swap entries (markers and, with PFNs visible, migration entries excluded)."""
-        return self._swap_classes[0]
+        """In swap: real swap entries (markers and, with PFNs visible, migration
+        entries excluded) and shared-memory pages in swap (:attr:`shmem_swapped`)."""
+        if self.shmem_swapped is None:
+            return self._swap_classes[0]
+        return self._swap_classes[0] | self.shmem_swapped
+
+    @property
+    def swapped_unknown(self) -> np.ndarray | None:
+        """Pages whose swap state this reader cannot tell (a swap entry or a uffd-wp
+        marker, without PFNs; an empty entry of shared memory whose swap cannot be
+        looked up); None where there is none."""
+        unknown = self.swap_ambiguous if self.swap_ambiguous.any() else None
+        if self.shmem_unknown is not None:
+            unknown = self.shmem_unknown if unknown is None else unknown | self.shmem_unknown
+        return unknown
+
+    def untouched(self) -> bool:
+        """Whether every page is untouched: no entry, and none in shared-memory swap."""
+        return (not self.raw.any() and (self.shmem_swapped is None or not self.shmem_swapped.any())
+                and (self.shmem_unknown is None or not self.shmem_unknown.any()))
+
+    def mark_shmem_swap(self, runs: list[tuple[int, int]] | None) -> None:
+        """Mark the pages of this table that are shared memory in swap, which
+        pagemap shows as empty (kernel.md 6a.1): ``runs`` are ``(first, end)``
+        virtual page numbers of the object's pages in swap (:mod:`pagewalk.shmem`),
+        of which only the empty entries count (a private mapping's copied page
+        has its own entry).  None: shared memory whose swap this reader cannot
+        look up, so its empty entries are unknown rather than untouched."""
+        empty = empty_entry(self.raw)
+        if runs is None:
+            self.shmem_swapped = np.zeros(len(self.raw), dtype=bool)
+            self.shmem_unknown = empty if self.shmem_unknown is None else self.shmem_unknown | empty
+            return
+        vpn = (self.vaddr >> U64(self.page_size.bit_length() - 1)).astype(np.int64)
+        inside = np.zeros(len(self.raw), dtype=bool)
+        for first, end in runs:  # a few runs; each a vectorised range test
+            lo, hi = np.searchsorted(vpn, first), np.searchsorted(vpn, end)
+            inside[lo:hi] = True
+        found = inside & empty
+        self.shmem_swapped = found if self.shmem_swapped is None else self.shmem_swapped | found
 
     @property
     def swap_ambiguous(self) -> np.ndarray:
@@ -267,9 +337,14 @@ def _pfn_ranges(pfns: frozenset[int]) -> list[tuple[int, int]]:
     return runs_of(sorted(pfns), 1)
 
 
-class PageCounts(namedtuple("PageCounts", "pages present zero swapped file exclusive huge guard uffd_wp soft_dirty rss",
-                             defaults=(0,) * 11)):
+class PageCounts(namedtuple("PageCounts",
+                            "pages present zero swapped file exclusive huge guard uffd_wp soft_dirty rss shmem_swapped",
+                            defaults=(0,) * 12)):
     """Page counts of a range (a mapping, or a whole process).
+
+    ``swapped`` is what smaps counts as ``Swap``: real swap entries and
+    ``shmem_swapped``, shared-memory pages in swap, which have no page table
+    entry (:mod:`pagewalk.states`); None where this reader cannot tell.
 
     All counts are in pages except ``rss`` (bytes, as smaps ``Rss`` counts it:
     present pages that are not the zero page and not hugetlb).  ``zero`` and
@@ -291,9 +366,10 @@ class MappingCounts(namedtuple("MappingCounts", "mapping counts")):
     counts: PageCounts | None
 
 
-class CountsReport(namedtuple("CountsReport", "pid pfn_visible mappings totals changed")):
+class CountsReport(namedtuple("CountsReport", "pid pfn_visible mappings totals changed notes", defaults=((),))):
     """Per-mapping counts of a whole process, with what the reader could know:
-    ``changed`` lists the mappings that changed while they were counted."""
+    ``changed`` lists the mappings that changed while they were counted; ``notes``
+    say what could not be known and why (one line each)."""
 
     __slots__ = ()
     pid: int

@@ -76,6 +76,8 @@ def write(snapshot, f) -> None:
         "entry": pa.array(snapshot.raw, type=pa.uint64()),
         "present": pa.array(present),
         "swapped": pa.array(table.swapped),
+        "shmem_swapped": pa.array(table.shmem_swapped if table.shmem_swapped is not None
+                                  else np.zeros(len(table), dtype=bool)),
         "file": pa.array(table.file),
         "exclusive": pa.array(table.exclusive),
         "soft_dirty": pa.array(table.soft_dirty) if table.soft_dirty is not None

@@ -75,7 +75,8 @@ class AddressSpace:
         shift = first_pages(maps)[:-1] - np.array([m.start >> PAGE_SHIFT for m in maps], dtype=np.int64)
         index = shift[mapping_index(maps, table.vaddr)] + (table.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
         present = table.present
-        state = states.classify(present, table.file, table.huge, table.zero, table.swapped, table.guard)
+        state = states.classify(present, table.file, table.huge, table.zero, table.swapped, table.guard,
+                                table.shmem_swapped)
         pfn = np.where(present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
         return cls(process.pid, system.command_name(process.pid), maps, index, state, pfn, table.raw,
                    table.kpageflags, process.pfn_visible)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .kpage import KpageFile
-    from .pagetable import CountsReport, PageTable
+    from .pagetable import CountsReport, MappingCounts, PageTable
 
 CHUNK_PAGES = 1 << 16  # entries per read: 512 KiB, reused
 USER_END_4LEVEL = 0x7FFFFFFFF000  # PAGEMAP_SCAN refuses ranges past user space (EFAULT)
@@ -140,6 +140,22 @@ class Process:
                     result[vpn] = True
         return result
 
+    def _shmem_pages(self, pages: dict[int, Mapping]) -> dict[int, bool | None]:
+        """Which of these pages (virtual page number -> mapping; their entries are
+        empty) are shared memory in swap: None where it cannot be looked up."""
+        maps = sorted(set(pages.values()), key=lambda m: m.start)
+        found = self.shmem_swap(maps)
+        out: dict[int, bool | None] = {}
+        for vpn, m in pages.items():
+            i = maps.index(m)
+            if i not in found:
+                out[vpn] = False
+            elif found[i] is None:
+                out[vpn] = None
+            else:
+                out[vpn] = any(a <= vpn < b for a, b in found[i].runs)
+        return out
+
     def translate_many(self, vaddrs: Sequence[int]) -> list[Translation]:
         """Translate many addresses in one pass (one maps read, grouped pagemap reads).
         Addresses in no mapping come back with ``mapping=None``; nothing is raised.
@@ -147,7 +163,7 @@ class Process:
         vaddrs = [int(v) for v in vaddrs]
         mappings = self.mappings()
         return translate(self.pagemap(), mappings, vaddrs, pfn_visible=self.pfn_visible,
-                         zero_pages=self._zero_pages)
+                         zero_pages=self._zero_pages, shmem_pages=self._shmem_pages)
 
     def translate(self, vaddr: int) -> Translation:
         """Translate one address; raises :class:`NotMapped` if it is in no mapping."""
@@ -258,12 +274,20 @@ class Process:
         Skips ``[vsyscall]`` and VM_PFNMAP areas (device memory; smaps counts none
         of their pages either).  Without PAGEMAP_SCAN every mapping is read.
 
+        Shared-memory pages in swap, which have no entry (kernel.md 6a.1), are rows
+        too, with an empty entry and ``shmem_swapped`` set; ``shmem_unknown_mappings``
+        lists the shared-memory mappings whose swap this reader cannot look up.
+
         ``resident`` is what :meth:`read_resident` read, if it was read already (its
         mappings are then the table's, whatever ``mappings`` says).
         With ``kpageflags`` (the open file; PFNs must be visible) the table's
         ``kpageflags`` holds the flags of each present page's frame."""
         import numpy as np
 
+        if resident is not None:
+            mappings = resident.mappings
+        elif mappings is None:
+            mappings = self.mappings()
         table = self._resident_pages(mappings, resident)
         if kpageflags is not None:
             present = table.present
@@ -273,7 +297,50 @@ class Process:
             else:
                 table.kpageflags = np.zeros(len(table), dtype=np.uint64)
                 table.kpageflags[present] = kpageflags.read(table.raw[present] & np.uint64(PM_PFRAME_MASK))
-        return table
+        return self._with_shmem_swap(table, mappings)
+
+    def _with_shmem_swap(self, table: PageTable, mappings: Sequence[Mapping]) -> PageTable:
+        """``table`` with a row for each shared-memory page in swap (an empty entry,
+        ``shmem_swapped`` set), in address order.  A private mapping's pages that
+        have entries of their own (copied on write) are in the table already and
+        stay so.  The table keeps the lookup's records (``shmem_records``, cut
+        to the pages added) and its ``shmem_note``."""
+        import numpy as np
+
+        from .pagetable import PageTable, ramps
+
+        found = self.shmem_swap(mappings)
+        table.shmem_unknown_mappings = [mappings[i] for i, r in found.items() if r is None]
+        table.shmem_note = found.note
+        table.shmem_records = dict(found)
+        added = []
+        have = table.vaddr
+        for i, record in found.items():
+            if not record or not record.runs:
+                continue
+            vpn = ramps(np.array([a for a, _ in record.runs], dtype=np.int64),
+                        np.array([b - a for a, b in record.runs], dtype=np.int64))
+            if record.needs_pte_check and len(have):  # pages with an entry of their own are not counted
+                vaddr = vpn.astype(np.uint64) << np.uint64(PAGE_SHIFT)
+                at = np.minimum(np.searchsorted(have, vaddr), len(have) - 1)
+                vpn = vpn[have[at] != vaddr]
+                table.shmem_records[i] = record._replace(runs=_runs_of_pages(vpn), pages=len(vpn))
+            added.append(vpn)
+        if not added or not sum(map(len, added)):
+            return table
+        vaddr = np.concatenate(added).astype(np.uint64) << np.uint64(PAGE_SHIFT)
+        n = len(vaddr)
+        extra = PageTable(0, np.zeros(n, dtype=np.uint64), pfn_visible=table.pfn_visible, vaddr=vaddr,
+                          zero=None if table._zero is None else np.zeros(n, dtype=bool),
+                          huge=None if table.huge is None else np.zeros(n, dtype=bool),
+                          kpageflags=None if table.kpageflags is None else np.zeros(n, dtype=np.uint64),
+                          soft_dirty_known=table.soft_dirty_known)
+        extra.shmem_swapped = np.ones(n, dtype=bool)
+        joined = PageTable.concat([(table, None), (extra, None)])
+        merged = joined.take(np.argsort(joined.vaddr, kind="stable"))
+        merged.shmem_unknown_mappings, merged.shmem_note = table.shmem_unknown_mappings, table.shmem_note
+        merged.shmem_records = table.shmem_records
+        return merged
 
     def _resident_pages(self, mappings: Sequence[Mapping] | None, resident: ResidentRead | None) -> PageTable:
         import numpy as np
@@ -359,12 +426,14 @@ class Process:
                 swapped=None if lists["ambiguous"][i] else lists["swapped"][i],
                 zero=zero_list[i], huge=huge_list[i] if huge_list is not None else None,
                 rss=rss[i])))
+        notes = self._add_shmem_swap(maps, rows)
         zeros = [z for z, r in zip(zero_list, real) if r]
         totals = PageCounts(
             pages=sum(pages), present=int(col["present"].sum()), file=int(col["file"].sum()),
             exclusive=int(col["exclusive"].sum()), uffd_wp=int(col["uffd_wp"].sum()), guard=int(col["guard"].sum()),
             soft_dirty=int(col["soft_dirty"].sum()) if soft_dirty_known else None,
-            swapped=None if col["ambiguous"].any() else int(col["swapped"].sum()),
+            swapped=_sum(r.counts.swapped for r in rows if r.counts is not None),
+            shmem_swapped=_sum(r.counts.shmem_swapped for r in rows if r.counts is not None),
             zero=None if None in zeros else sum(zeros), huge=int(huge.sum()) if huge is not None else None,
             rss=sum(rss))
         after_text = read_maps_text(self.pid, started=True)
@@ -373,7 +442,56 @@ class Process:
         changed: list[Mapping] = []
         if after_text != text:  # parse again only when something changed
             changed = sorted(set(maps) - set(parse_maps(after_text)), key=lambda m: m.start)
-        return CountsReport(self.pid, pfn_visible, rows, totals, changed)
+        return CountsReport(self.pid, pfn_visible, rows, totals, changed, notes)
+
+    def shmem_swap(self, mappings: Sequence[Mapping], *, exact: bool = True):  # -> shmem.ShmemSwapResult
+        """Shared memory in swap, per shmem mapping (index into ``mappings``): a
+        :class:`pagewalk.shmem.ShmemSwap` (``pages``, and with ``exact`` the
+        ``runs`` of virtual page numbers), or None where this reader cannot look
+        it up (the result's ``note`` says why).  Other mappings are absent."""
+        from . import shmem
+
+        return shmem.swapped_runs(self.pid, mappings, exact=exact)
+
+    def _add_shmem_swap(self, maps: Sequence[Mapping], rows: list[MappingCounts]) -> list[str]:
+        """Add shared memory in swap to ``rows``' ``swapped``, as smaps' ``Swap``
+        does; return notes on what could not be looked up.  Where the object
+        cannot be opened, smaps' own per-mapping ``Swap`` (readable wherever
+        pagemap is) gives the count."""
+        found = self.shmem_swap(maps, exact=False)
+        blocks = None
+        unknown = 0
+        for i, record in found.items():
+            counts = rows[i].counts
+            if counts is None:
+                continue
+            in_table = counts.swapped
+            if record is not None:
+                # a private writable mapping: only where its own entry is empty
+                pages = self._empty_pages(record.runs) if record.needs_pte_check and record.pages else record.pages
+            else:
+                if blocks is None:
+                    from .smaps import read_smaps
+
+                    blocks = read_smaps(self.pid, frozenset(("Swap",))) or {}
+                swap = blocks.get((maps[i].start, maps[i].end), {}).get("Swap")
+                pages = None if swap is None or in_table is None else swap // PAGE_SIZE - in_table
+                if pages is not None and pages < 0:
+                    pages = None  # the mapping changed between the two reads
+                unknown += pages is None
+            rows[i] = rows[i]._replace(counts=counts._replace(
+                swapped=None if in_table is None or pages is None else in_table + pages, shmem_swapped=pages))
+        return [found.note] if unknown and found.note else []
+
+    def _empty_pages(self, runs: list[tuple[int, int]]) -> int:
+        """How many pages of ``runs`` (virtual page numbers) have empty entries."""
+        from .states import empty_entry
+
+        total = 0
+        for first, end in runs:
+            for table in self.iter_page_tables(first << PAGE_SHIFT, end << PAGE_SHIFT, zero_huge=False):
+                total += int(empty_entry(table.raw).sum())
+        return total
 
     def _scan_layout(self, maps: Sequence[Mapping]) -> _ScanLayout | None:
         """What one PAGEMAP_SCAN walk over all of ``maps`` says (None without it)."""
@@ -604,6 +722,28 @@ def _count_group(pagemap: PagemapFile, counter, group: list[tuple[int, int, int]
         if got < len(view) // 8:
             return  # the end of user space
         vpn = stop
+
+
+def _runs_of_pages(vpn: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted page numbers as ``(first, end)`` runs of consecutive pages."""
+    import numpy as np
+
+    if len(vpn) == 0:
+        return []
+    cut = np.flatnonzero(np.diff(vpn) != 1) + 1
+    firsts = vpn[np.concatenate(([0], cut))].tolist()
+    ends = (vpn[np.concatenate((cut - 1, [len(vpn) - 1]))] + 1).tolist()
+    return list(zip(firsts, ends))
+
+
+def _sum(values) -> int | None:
+    """The sum, or None if any value is unknown."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
 
 
 def _zero_from_smaps(pid: int, maps: Sequence[Mapping], present: list[int]) -> list[int | None]:

@@ -78,11 +78,16 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
     """For each mapping clipped to the range (``m, lo, hi``), its page tables in
     bounded chunks; ``[vsyscall]`` comes once with table None: it has no pagemap entries.
     Where most of the process is not resident, a PAGEMAP_SCAN walk first finds what
-    to read; in a dense one it would cost more than it saves."""
+    to read; in a dense one it would cost more than it saves.  Pages of shared
+    memory in swap are marked (:meth:`PageTable.mark_shmem_swap`)."""
     sparse = process.mostly_unpopulated()
-    for m, lo, hi in clip(mappings, start, end):
+    clipped = clip(mappings, start, end)
+    shmem = process.shmem_swap([m for m, _, _ in clipped])
+    for k, (m, lo, hi) in enumerate(clipped):
         if m.is_vsyscall:
             yield m, lo, hi, None
             continue
         for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge, sparse=sparse and not m.scan_skips):
+            if k in shmem:
+                table.mark_shmem_swap(None if shmem[k] is None else shmem[k].runs)
             yield m, lo, hi, table

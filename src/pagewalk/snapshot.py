@@ -10,7 +10,9 @@ compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
 * ``map_start``, ``map_end``, ``map_offset``, ``map_inode`` (uint64), ``map_perms``,
   ``map_dev``, ``map_path`` (strings): one element per line of ``/proc/PID/maps``.
 * One column per recorded page (present, swapped, or a marker; in address order;
-  pages not listed read 0 in pagemap, untouched), each run-length coded as two
+  a recorded page whose entry is 0 is shared memory in swap, which has no page
+  table entry; pages not listed were untouched, except in the mappings that
+  ``meta["shmem_swap_unknown"]`` lists), each run-length coded as two
   members, ``NAME_values`` and ``NAME_repeats`` (an unsigned integer type as narrow
   as they allow, or int64): ``numpy.repeat(values, repeats)`` gives the column.  The columns:
 
@@ -47,6 +49,7 @@ from .errors import PagewalkError, Unsupported
 from .outfile import write_private
 from .maps import Mapping, mapping_index
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
+from .states import empty_entry
 
 FORMAT = "pagewalk-snapshot"
 VERSION = 2
@@ -91,6 +94,10 @@ class Snapshot:
                                     huge=self.huge if self.meta.get("huge_known") else None, vaddr=self._vaddr,
                                     runs=self._runs if self._vaddr is None else None,
                                     soft_dirty_known=self.meta.get("soft_dirty_known"))
+            # a recorded page with an empty entry is shared memory in swap (take())
+            empty = empty_entry(self.raw)
+            if empty.any():
+                self._table.shmem_swapped = empty
         return self._table
 
     # -- taking --------------------------------------------------------------------
@@ -139,6 +146,7 @@ class Snapshot:
                 "cmdline": [a for a in cmdline if a], "comm": (system.read_text(f"/proc/{pid}/comm") or "").strip(),
                 "pfn_visible": visible, "frames": frames, "huge_known": table.huge is not None,
                 "zero_known": table.zero is not None, "soft_dirty_known": table.soft_dirty_known,
+                "shmem_swap_unknown": [[m.start, m.end] for m in table.shmem_unknown_mappings],
                 "pages": len(table)}
         if clear_soft_dirty:
             from .errors import translating
@@ -267,11 +275,12 @@ class Snapshot:
         zero = np.bincount(index[table.present & self.zero], minlength=n).tolist()
         swapped = np.bincount(index[table.swapped], minlength=n).tolist()
         zero_known = self.meta.get("zero_known", True)
+        unknown_swap = {tuple(r) for r in self.meta.get("shmem_swap_unknown", [])}
         rows = [{"start": m.start, "end": m.end, "perms": m.perms, "path": m.text_path or None,
                  "pages": None if m.is_vsyscall else (m.end - m.start) >> PAGE_SHIFT,
                  "present": None if m.is_vsyscall else present[i],
                  "zero": None if m.is_vsyscall or not zero_known else zero[i],
-                 "swapped": None if m.is_vsyscall else swapped[i]}
+                 "swapped": None if m.is_vsyscall or (m.start, m.end) in unknown_swap else swapped[i]}
                 for i, m in enumerate(self.mappings)]
         return {"meta": self.meta, "mappings": rows}
 

@@ -28,21 +28,24 @@ from .pagemap import (
     PagemapFile,
     runs_of,
 )
-from .states import decode_swap
+from .states import decode_swap, empty_entry
 
 # Pages closer than this share one read (8 bytes an entry: 4 KiB of gap at most).
 _GAP_PAGES = 512
 
 
-class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zero", defaults=(False,))):
+class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zero shmem_swapped",
+                             defaults=(False, False))):
     """What the page table says about one virtual address.
 
     ``entry`` is the raw pagemap entry (None when the address is in no mapping
     or pagemap has no entry for it, as for ``[vsyscall]``).  ``pfn``, ``paddr``,
     ``swap_type`` and ``swap_offset`` are None where they do not apply or are
-    hidden from this reader; ``zero`` is None when it cannot be told.
+    hidden from this reader; ``zero`` is None when it cannot be told;
+    ``shmem_swapped`` says a page with an empty entry is shared memory in swap
+    (kernel.md 6a.1; None where this reader cannot look it up).
     Fields: ``vaddr``, ``mapping`` (a :class:`Mapping` or None), ``entry``,
-    ``pfn_visible``, ``zero``.
+    ``pfn_visible``, ``zero``, ``shmem_swapped``.
     """
 
     __slots__ = ()
@@ -83,10 +86,13 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def swapped(self) -> bool | None:
-        """A real swap entry; None where an unprivileged reader cannot tell swap from
-        a uffd-wp marker (see :func:`pagewalk.states.swap_classes`)."""
+        """In swap: a real swap entry, or shared memory in swap; None where this
+        reader cannot tell (swap from a uffd-wp marker without PFNs, see
+        :func:`pagewalk.states.swap_classes`; shared-memory swap it cannot look up)."""
         if self.entry is None:
             return False
+        if self.shmem_swapped is not False:
+            return self.shmem_swapped
         swapped, _, ambiguous = decode_swap(self.entry, self.pfn_visible)
         return None if ambiguous else swapped
 
@@ -130,6 +136,11 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
             return f"present ({kind}, {share})"
         if self.guard:
             return "guard page"
+        if self.shmem_swapped:
+            return "swapped out (shared memory; its swap entry is the shmem object's, not in this page table)"
+        if self.shmem_swapped is None:
+            return ("not present (never touched, dropped, or swapped out as shared memory: "
+                    "telling them apart needs CAP_SYS_ADMIN)")
         if self.swapped:
             if self.swap_type is None:
                 return "swapped out"
@@ -158,6 +169,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
             "soft_dirty": self.soft_dirty,
             "swap_type": self.swap_type,
             "swap_offset": self.swap_offset,
+            "shmem_swapped": self.shmem_swapped,
             "mapping": (self.mapping.text_path or None) if self.mapping else None,
             "state": self.state,
         }
@@ -186,10 +198,12 @@ def read_entries(pagemap: PagemapFile, vpns: Iterable[int]) -> dict[int, int | N
 
 
 def translate(pagemap: PagemapFile, mappings: Sequence[Mapping], vaddrs: Sequence[int], *,
-              pfn_visible: bool, zero_pages=None) -> list[Translation]:
+              pfn_visible: bool, zero_pages=None, shmem_pages=None) -> list[Translation]:
     """Translate ``vaddrs`` (answers in the same order).  ``zero_pages({vpn: entry})``
     answers, for present pages that are not exclusively mapped (the zero page never
-    is), whether each is the zero page (None when unknown); without it, unknown."""
+    is), whether each is the zero page (None when unknown); without it, unknown.
+    ``shmem_pages({vpn: mapping})`` answers, for pages with an empty entry, whether
+    each is shared memory in swap (None when unknown); without it, False."""
     starts = [m.start for m in mappings]
     where = [find_mapping(mappings, v, starts) for v in vaddrs]
     entries = read_entries(
@@ -198,10 +212,14 @@ def translate(pagemap: PagemapFile, mappings: Sequence[Mapping], vaddrs: Sequenc
     candidates = {vpn: e for vpn, e in entries.items()
                   if e is not None and e & PM_PRESENT and not e & PM_MMAP_EXCLUSIVE}
     zero = zero_pages(candidates) if candidates and zero_pages is not None else {}
+    empty = {v >> PAGE_SHIFT: m for v, m in zip(vaddrs, where)
+             if m is not None and entries.get(v >> PAGE_SHIFT) is not None and empty_entry(entries[v >> PAGE_SHIFT])}
+    shmem = shmem_pages(empty) if empty and shmem_pages is not None else {}
     out = []
     for vaddr, mapping in zip(vaddrs, where):
         vpn = vaddr >> PAGE_SHIFT
         entry = entries.get(vpn) if mapping is not None else None
         is_zero = zero.get(vpn) if vpn in candidates else False
-        out.append(Translation(vaddr, mapping, entry, pfn_visible, is_zero if mapping is not None else False))
+        out.append(Translation(vaddr, mapping, entry, pfn_visible, is_zero if mapping is not None else False,
+                               shmem.get(vpn, False) if mapping is not None else False))
     return out

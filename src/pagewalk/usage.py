@@ -52,7 +52,7 @@ class _Pages:
     def __init__(self, pid: int, command: str, user: str, cgroup: str, labels: list[str], rss: np.ndarray,
                  exclusive: np.ndarray, swap: np.ndarray, huge: np.ndarray | None, shared_pfns: np.ndarray | None,
                  shared_label: np.ndarray | None, rollup: dict[str, int] | None, swap_pss: int | None,
-                 pages_read: int) -> None:
+                 pages_read: int, shmem_records: list) -> None:
         self.pid, self.command, self.user, self.cgroup = pid, command, user, cgroup
         self.labels = labels  # per label index: rss, exclusive, swap and huge pages
         self.rss, self.exclusive, self.swap, self.huge = rss, exclusive, swap, huge
@@ -60,6 +60,10 @@ class _Pages:
         self.shared_pfns, self.shared_label = shared_pfns, shared_label
         self.rollup = rollup  # smaps_rollup (bytes), read where frames are hidden
         self.swap_pss = swap_pss
+        # shared memory in swap (pagewalk.shmem records): counted in ``swap`` as smaps
+        # does, once per mapping; groups and totals count each object page once
+        self.shmem_records = shmem_records
+        self.shmem_pages = sum(r.pages for r in shmem_records)
 
 
 class Report(namedtuple("Report", "by rows totals pfn_visible skipped")):
@@ -139,9 +143,18 @@ class Gathered:
         rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
         totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(self.collected),
                        sum(u.rss for u in rows), _sum(u.pss for u in rows), _sum(u.uss for u in rows),
-                       sum(u.swap for u in rows), _sum(u.swap_pss for u in rows), _sum(u.huge for u in rows),
-                       None, None, None)
+                       _swap_once(self.collected) << PAGE_SHIFT, _sum(u.swap_pss for u in rows),
+                       _sum(u.huge for u in rows), None, None, None)
         return Report(by, rows, totals, self.pfn_visible, self.skipped)
+
+
+def _swap_once(collected: list[_Pages]) -> int:
+    """Swap pages of several processes with each shared-memory object's page in
+    swap counted once (smaps charges it to every mapping of the object)."""
+    from .shmem import unique_pages
+
+    total = sum(int(p.swap.sum()) - p.shmem_pages for p in collected)
+    return total + unique_pages(r for p in collected for r in p.shmem_records)
 
 
 def _sum(values: Iterable[int | None]) -> int | None:
@@ -174,6 +187,9 @@ def _collect(proc, visible: bool) -> _Pages:
     once = table.exclusive if not visible or system.exclusive_means_mapped_once() else np.zeros(len(table), bool)
     exclusive = np.bincount(label[resident & once], minlength=n)
     swap = np.bincount(label[table.swapped], minlength=n)
+    shmem_records = [r for r in table.shmem_records.values() if r is not None]
+    for m in table.shmem_unknown_mappings:  # not looked up: smaps' own count, which the owner may read
+        swap[label_of[m.label()]] += _smaps_shmem_swap(proc.pid, m, table)
     huge = None if table.huge is None else np.bincount(label[resident & table.huge], minlength=n)
     shared = resident & ~once
     command, user, cgroup = _identity(proc.pid)
@@ -184,7 +200,17 @@ def _collect(proc, visible: bool) -> _Pages:
         swap_pss = rollup.get("SwapPss") if rollup else None
     return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
                   table.pfn[shared] if visible else None, label[shared] if visible else None,
-                  None if visible else rollup, swap_pss, len(table))
+                  None if visible else rollup, swap_pss, len(table), shmem_records)
+
+
+def _smaps_shmem_swap(pid: int, m, table) -> int:
+    """Pages of the shared-memory mapping ``m`` in swap that have no entry, from
+    smaps' ``Swap`` less the swap entries the table holds (0 where unreadable)."""
+    from .smaps import read_smaps
+
+    swap = (read_smaps(pid, frozenset(("Swap",))) or {}).get((m.start, m.end), {}).get("Swap", 0) // PAGE_SIZE
+    inside = (table.vaddr >= np.uint64(m.start)) & (table.vaddr < np.uint64(m.end))
+    return max(0, swap - int((table.swapped & inside).sum()))
 
 
 def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
@@ -213,9 +239,11 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
 def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
     # name -> [processes, rss, pss (fixed point or None), uss, swap, swap_pss, huge, first]
     groups: dict[str, list] = {}
+    members: dict[str, list[_Pages]] = {}
 
     def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None,
             huge: int | None) -> None:
+        members.setdefault(key, []).append(p)
         g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, 0, p])
         g[0] += 1
         g[1] += rss
@@ -244,6 +272,10 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
         key = {"process": str(p.pid), "user": p.user, "command": p.command, "cgroup": p.cgroup}[by]
         add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()), p.swap_pss,
             None if p.huge is None else int(p.huge.sum()))
+    if by in ("user", "command", "cgroup"):  # a group's swap counts each shared-memory page once
+        for key, g in groups.items():
+            if len(members[key]) > 1:
+                g[4] = _swap_once(members[key])
     single = by == "process"
     return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
                   swap << PAGE_SHIFT, swap_pss, None if huge is None else huge << PAGE_SHIFT,

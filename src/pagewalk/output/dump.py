@@ -113,8 +113,8 @@ class SeedFormat(Format):
 
 
 ROW_FIELDS = ("vaddr", "pfn", "present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard",
-              "zero", "swap_type", "swap_offset", "mapping")
-_BOOL_FIELDS = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero")
+              "zero", "swap_type", "swap_offset", "shmem_swapped", "mapping")
+_BOOL_FIELDS = ("present", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero")
 
 
 def _record_columns(maps: list[Mapping], index: np.ndarray | None, table: PageTable, *, true: str, false: str,
@@ -128,6 +128,12 @@ def _record_columns(maps: list[Mapping], index: np.ndarray | None, table: PageTa
     for name in _BOOL_FIELDS:
         flags = getattr(table, name)
         cols[name] = vf.const(null, n) if flags is None else vf.bool_col(flags, true, false)
+    # in swap, or not: unknown where this reader cannot tell (states.py)
+    unknown = table.swapped_unknown
+    shmem = table.shmem_swapped if table.shmem_swapped is not None else np.zeros(n, dtype=bool)
+    for name, flags in (("swapped", table.swapped), ("shmem_swapped", shmem)):
+        col = vf.bool_col(flags, true, false)
+        cols[name] = col if unknown is None else vf.nullable(col, unknown, null)
     cols["mapping"] = _mapping_col(maps, index, n, lambda m: quote(m.path))
     return [cols[f] for f in ROW_FIELDS]
 
@@ -159,7 +165,7 @@ class RecordFormat(Format):
         out = []
         for a in range(0, len(table), self.SLICE_ROWS):
             part = table[a : a + self.SLICE_ROWS]
-            if keep is None and not part.raw.any():
+            if keep is None and part.untouched():
                 out.append(self._untouched(m, part))
             else:
                 kept = part if keep is None else PageTable.concat([(part, keep[a : a + self.SLICE_ROWS])])
@@ -212,8 +218,9 @@ class JsonlFormat(RecordFormat):
 
 # Page-state columns that make a run's key, in the order their names are printed.
 _STATE_BITS = ("present", "zero", "huge", "swapped", "swap_ambiguous", "guard", "uffd_wp", "file", "exclusive",
-               "soft_dirty")
-_STATE_NAMES = {"swap_ambiguous": "swapped-or-uffd-marker"}
+               "soft_dirty", "shmem_swapped", "shmem_unknown")
+_STATE_NAMES = {"swap_ambiguous": "swapped-or-uffd-marker", "shmem_swapped": "swapped (shared memory)",
+                "shmem_unknown": "untouched or swapped (shared memory): unknown without CAP_SYS_ADMIN"}
 
 
 FEW_RUNS = 8
@@ -228,6 +235,8 @@ def _state_words(key: int) -> str:
         return "untouched"
     if "zero" in words:
         words.remove("present")
+    if key >> _STATE_BITS.index("shmem_swapped") & 1:
+        words.remove("swapped")  # said in full at the end
     return ",".join(words)
 
 
@@ -270,7 +279,7 @@ class TextFormat(Format):
 
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
         self.page_size = table.page_size
-        if keep is None and len(table) and not table.raw.any():
+        if keep is None and len(table) and table.untouched():
             # Untouched (a big reservation): one run, no per-page work.
             one = np.array([0])
             runs = (np.array([table.start]), np.array([len(table)]), one, one - 1, one - 1, 1)

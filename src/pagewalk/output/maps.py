@@ -30,7 +30,7 @@ def sort_report(report: CountsReport, field: str) -> None:
 def as_json(report: CountsReport) -> str:
     """One JSON document; each mapping on a line of its own (readable, and encoded
     by json's C encoder, which ``indent`` would turn off)."""
-    keys = (*COUNT_FIELDS, "rss")
+    keys = (*COUNT_FIELDS, "shmem_swapped", "rss")
     rows = []
     for mc in report.mappings:
         m = mc.mapping

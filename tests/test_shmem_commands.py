@@ -1,0 +1,142 @@
+"""Shared memory in swap, through every command (issue 12, section 1).
+
+Swapped-out shmem pages have no pagemap entry (kernel.md 6a.1); smaps counts
+them in ``Swap``.  Each command must count and name them as smaps does: maps,
+usage (and its totals, which count an object's page once), dump, v2p, snapshot,
+diff and picture.  Expected values come from smaps and smaps_rollup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PAGE, cli, cli_json, requires_root, smaps, smaps_of, swap_file
+from specimen import MADV_PAGEOUT, Specimen
+
+pytestmark = requires_root
+
+SHARED_PAGES = 64
+SWAPPED_PAGES = 40  # pages [8, 48) of the shared mapping are paged out
+
+LAYOUT = f"""
+s = mmap({SHARED_PAGES}, shared=True); write(s, {SHARED_PAGES})
+p = mmap(16); write(p, 16)
+result = [s, p]
+"""
+
+
+def page_out(specimen: Specimen, addr: int, first: int, pages: int) -> None:
+    """Page out pages [first, first + pages) of the mapping at ``addr``; fail loudly
+    (never pass vacuously) if the kernel keeps them."""
+    specimen.run(f"madvise({addr} + {first} * PAGE, {pages}, {MADV_PAGEOUT}); result = 0")
+    swapped = smaps_of(specimen.pid, addr)["Swap"] // PAGE
+    assert swapped == pages, f"smaps Swap {swapped} pages after paging out {pages}: the test's premise failed"
+
+
+@pytest.fixture
+def swapped_shared():
+    """A specimen with a shared anonymous mapping of which SWAPPED_PAGES are in swap,
+    and a forked child that maps the same object (sharing the swap)."""
+    with swap_file(64):
+        with Specimen() as s:
+            shared, private = s.run(LAYOUT)
+            child = s.run("result = fork()")
+            page_out(s, shared, 8, SWAPPED_PAGES)
+            yield s, shared, private, child
+
+
+def test_maps_counts_shared_memory_in_swap_as_smaps_does(swapped_shared):
+    s, shared, private, _ = swapped_shared
+    doc = cli_json("maps", s.pid)
+    kernel = smaps(s.pid)
+    for m in doc["mappings"]:
+        if m["swapped"] is not None:
+            assert m["swapped"] * PAGE == kernel[(m["start"], m["end"])]["Swap"], m
+    row = next(m for m in doc["mappings"] if m["start"] == shared)
+    assert row["swapped"] == row["shmem_swapped"] == SWAPPED_PAGES
+    assert doc["totals"]["swapped"] * PAGE == sum(b.get("Swap", 0) for b in kernel.values())
+
+
+def test_usage_counts_them_per_process_and_once_in_totals(swapped_shared):
+    s, shared, private, child = swapped_shared
+    doc = cli_json("usage", s.pid, child)
+    rollup = {}
+    for pid in (s.pid, child):
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            rollup[pid] = {ln.split()[0][:-1]: int(ln.split()[1]) * 1024 for ln in f if ln.rstrip().endswith("kB")}
+    for p in doc["processes"]:
+        assert p["swap"] == rollup[p["pid"]]["Swap"], p
+    # smaps charges the object's swapped pages to both processes; the total counts them once
+    both = sum(rollup[pid]["Swap"] for pid in rollup)
+    assert doc["totals"]["swap"] == both - SWAPPED_PAGES * PAGE
+
+
+def test_dump_and_v2p_name_them(swapped_shared):
+    s, shared, _, _ = swapped_shared
+    r = cli("dump", s.pid, "--range", f"{shared:x}+{SHARED_PAGES * 4}K")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if "swapped (shared memory)" in ln]
+    assert len(lines) == 1 and f"{SWAPPED_PAGES} pages" in lines[0], r.stdout
+    assert "untouched" not in r.stdout
+    rows = [json.loads(ln) for ln in cli("dump", s.pid, "--format", "jsonl", "--range",
+                                         f"{shared:x}+{SHARED_PAGES * 4}K").stdout.splitlines()]
+    assert sum(r["swapped"] and r["shmem_swapped"] for r in rows) == SWAPPED_PAGES
+    assert all(r["swap_type"] is None for r in rows if r["shmem_swapped"])
+    where = cli("dump", s.pid, "--format", "csv", "--where", "swapped")
+    assert len(where.stdout.splitlines()) - 1 == SWAPPED_PAGES
+    t = cli_json("v2p", s.pid, f"{shared + 10 * PAGE:x}", f"{shared + 60 * PAGE:x}")
+    assert t[0]["swapped"] is True and t[0]["shmem_swapped"] is True and t[0]["present"] is False
+    assert t[1]["present"] is True and t[1]["shmem_swapped"] is False
+    text = cli("v2p", s.pid, f"{shared + 10 * PAGE:x}").stdout
+    assert "swapped out (shared memory" in text, text
+
+
+def test_snapshot_diff_and_picture_see_them(swapped_shared, tmp_path):
+    s, shared, _, _ = swapped_shared
+    before = tmp_path / "before.npz"
+    # a snapshot taken before more pages go out: diff sees them swapped out
+    assert cli("snapshot", s.pid, "-o", before).returncode == 0
+    loaded = cli_json("snapshot", "--load", before)
+    row = next(m for m in loaded["mappings"] if m["start"] == shared)
+    assert row["swapped"] == SWAPPED_PAGES
+    s.run(f"madvise({shared}, 8, {MADV_PAGEOUT}); result = 0")
+    assert smaps_of(s.pid, shared)["Swap"] == (SWAPPED_PAGES + 8) * PAGE
+    d = cli_json("diff", before, s.pid)
+    assert d["totals"]["swapped_out"] == 8 and d["totals"]["vanished"] == 0
+    from pagewalk import Process
+    from pagewalk.picture import AddressSpace
+
+    with Process(s.pid) as p:
+        totals = AddressSpace.take(p).totals()
+    assert totals["shmem_swapped"] == SWAPPED_PAGES + 8
+
+
+def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
+    """An unprivileged owner cannot open /proc/PID/map_files: maps takes the count
+    from smaps (the owner may read it); dump and v2p say unknown, not untouched."""
+    from test_unprivileged import NOBODY, run_as
+
+    from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (loaded before the child drops root)
+
+    import pagewalk.cli.dump  # noqa: F401
+    import pagewalk.cli.maps  # noqa: F401
+    import pagewalk.cli.v2p  # noqa: F401
+    import pagewalk.shmem  # noqa: F401
+    import pagewalk.smaps  # noqa: F401
+
+    with swap_file(64):
+        with Specimen(uid=NOBODY) as s:
+            shared, _ = s.run(LAYOUT)
+            page_out(s, shared, 8, SWAPPED_PAGES)
+            code, out, err = run_as(NOBODY, ["maps", str(s.pid), "--json"])
+            assert code == 0, err
+            row = next(m for m in json.loads(out)["mappings"] if m["start"] == shared)
+            assert row["swapped"] == SWAPPED_PAGES  # smaps' own count
+            code, out, err = run_as(NOBODY, ["v2p", str(s.pid), f"{shared + 10 * PAGE:x}"])
+            assert code == 0, err
+            assert "never touched" not in out or "shared memory" in out, out
+            code, out, err = run_as(NOBODY, ["dump", str(s.pid), "--range", f"{shared:x}+{SHARED_PAGES * 4}K"])
+            assert code == 0, err
+            assert "untouched" not in out.replace("untouched or swapped", ""), out
+            assert "unknown" in out
