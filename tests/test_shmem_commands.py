@@ -140,3 +140,26 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
             assert code == 0, err
             assert "untouched" not in out.replace("untouched or swapped", ""), out
             assert "unknown" in out
+
+
+def test_exporter_series_count_them(swapped_shared):
+    """The exporter's per-process swap is smaps_rollup's; a cgroup's counts the
+    object's swapped pages once although two of its processes map them."""
+    pytest.importorskip("prometheus_client", reason="the test extra installs prometheus-client")
+    from pagewalk.exporter import MemoryCollector
+
+    s, shared, _, child = swapped_shared
+    collector = MemoryCollector([s.pid, child])
+    collector.scan()
+    rollup = {p: smaps_rollup_swap(p) for p in (s.pid, child)}
+    by_pid = {u.pid: u for u in collector.result[0]}
+    for pid in (s.pid, child):
+        assert by_pid[pid].swap == rollup[pid]
+    cgroups = collector.result[1]
+    if len(cgroups) == 1:  # both in one cgroup, as forked processes are
+        assert cgroups[0].swap == sum(rollup.values()) - SWAPPED_PAGES * PAGE
+
+
+def smaps_rollup_swap(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("Swap:"))
