@@ -257,6 +257,7 @@ def test_loading_pages_reads_back_only_what_left_the_cache_and_survives_a_shrunk
     try:
         m.madvise(mmap.MADV_RANDOM)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         os.pread(fd, PAGE, 0)  # only page 0 cached
         assert cached_pages(fd, 64) == [0]
         base = np.frombuffer(m, dtype=np.uint8).ctypes.data
