@@ -14,6 +14,7 @@ swapped pages.
 from __future__ import annotations
 
 import os
+import sys
 from collections import namedtuple
 from collections.abc import Iterator
 
@@ -337,15 +338,18 @@ def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iter
 
 def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pagemap) -> Iterator[Batch]:
     """The page-cache pages of one regular file (ranges in file pages; default:
-    every page, the partial last page included)."""
-    from .pagecache import cached_frames, file_pages, open_file
+    every page, the partial last page included).  Pages that left the cache while
+    being read, and were read back, are named in a note on stderr."""
+    from .pagecache import cached_frames, file_pages, open_file, read_back_note
 
     fd = open_file(path)
+    read_back = 0
     try:
         size_pages = file_pages(os.fstat(fd).st_size)
         for first, count in ranges or [(0, size_pages)]:
             count = min(count, max(0, size_pages - first))
-            for page, cached, entries in cached_frames(fd, first, count, path, self_pagemap):
+            for page, cached, entries, chunk_read_back in cached_frames(fd, first, count, path, self_pagemap):
+                read_back += chunk_read_back
                 present = (entries & np.uint64(PM_PRESENT)) != 0
                 pfns = entries & np.uint64(PM_PFRAME_MASK)
                 keep = np.flatnonzero(cached & present & (pfns > 0))
@@ -353,3 +357,5 @@ def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pag
                     yield frames.batch((page + keep).astype(np.uint64), pfns[keep], entries[keep])
     finally:
         os.close(fd)
+    if read_back:
+        sys.stderr.write(f"pagewalk: {read_back_note(path, read_back)}\n")

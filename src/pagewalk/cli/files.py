@@ -13,9 +13,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("file", help="page-cache residency of files: cached ranges, flags, who maps them",
                        description="Which pages of each file are in the page cache (the partial last page "
                                    "included), as ranges; as root also their kernel flags (dirty, active, "
-                                   "referenced ...) and map counts. A directory means every regular file under "
-                                   "it (symbolic links and other file systems are not followed). Without root, "
-                                   "residency alone (mincore).")
+                                   "referenced ...) and map counts, read without marking any page accessed. A "
+                                   "symbolic link named here is followed; a directory means every regular file "
+                                   "under it (symbolic links and other file systems in it are not followed). "
+                                   "Without root, residency alone (mincore).")
     p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(run=run)
@@ -25,7 +26,7 @@ def run(args) -> int:
     import os
 
     from ..output import files as out
-    from ..pagecache import file_residency, regular_files
+    from ..pagecache import file_residency, read_back_note, regular_files
     from ..pagemap import PagemapFile
     from ..system import pfn_visible
 
@@ -34,9 +35,14 @@ def run(args) -> int:
         _common.warn("note: frames are hidden from this user: residency only (mincore), no flags or map counts")
     own = PagemapFile(os.getpid()) if visible else None
     try:
-        reports = [file_residency(path, own) for arg in args.paths for path, _ in regular_files(arg)]
+        # the names given are followed (as fincore does), links inside directories are not
+        reports = [file_residency(path, own, follow_symlink=path == arg)
+                   for arg in args.paths for path, _ in regular_files(arg, follow_symlink=True)]
     finally:
         if own is not None:
             own.close()
+    for report in reports:
+        if report.read_back:
+            _common.warn(read_back_note(report.path, report.read_back))
     sys.stdout.write(out.as_json(reports) if args.json else out.as_text(reports))
     return 0
