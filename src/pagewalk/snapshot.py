@@ -132,10 +132,9 @@ class Snapshot:
                     mapcount[count] = c.read(table.raw[count] & np.uint64(PM_PFRAME_MASK))
             process.check_alive("the snapshot")
         now = datetime.datetime.now().astimezone()
-        cmdline = (system.read_text(f"/proc/{pid}/cmdline") or "").split("\0")
         meta = {"format": FORMAT, "version": VERSION, "time": now.isoformat(timespec="seconds"),
                 "unix_time": now.timestamp(), "kernel": os.uname().release, "page_size": PAGE_SIZE, "pid": pid,
-                "cmdline": [a for a in cmdline if a], "comm": (system.read_text(f"/proc/{pid}/comm") or "").strip(),
+                "cmdline": system.command_line(pid), "comm": system.command_name(pid),
                 "pfn_visible": visible, "frames": frames, "huge_known": table.huge is not None,
                 "pages": len(table)}
         if clear_soft_dirty:

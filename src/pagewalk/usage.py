@@ -262,7 +262,7 @@ def _identity(pid: int) -> tuple[str, str, str]:
     except (OSError, KeyError):
         user = str(uid) if "uid" in locals() else "?"
     cgroup = "?"
-    for line in (system.read_text(f"/proc/{pid}/cgroup") or "").splitlines():
+    for line in (system.read_text(f"/proc/{pid}/cgroup") or "").split("\n")[:-1]:
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
             cgroup = path
@@ -275,7 +275,7 @@ def _identity(pid: int) -> tuple[str, str, str]:
 def _smaps_rollup(pid: int) -> dict[str, int] | None:
     """``/proc/PID/smaps_rollup`` in bytes, or None where it cannot be read."""
     fields = {}
-    for line in (system.read_text(f"/proc/{pid}/smaps_rollup") or "").splitlines():
+    for line in (system.read_text(f"/proc/{pid}/smaps_rollup") or "").split("\n"):
         parts = line.split()
         if len(parts) == 3 and parts[2] == "kB":
             fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
