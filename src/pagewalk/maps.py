@@ -26,6 +26,7 @@ from collections import namedtuple
 from collections.abc import Sequence
 
 from .errors import InvalidArgument, translating
+from .names import unicode_text
 
 DELETED_SUFFIX = " (deleted)"
 
@@ -64,7 +65,7 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
     def text_path(self) -> str:
         """The path as valid Unicode for JSON and other text formats: bytes that are
         not UTF-8 appear as ``\\xNN`` escapes (``path`` keeps them losslessly)."""
-        return os.fsencode(self.path).decode("utf-8", "backslashreplace")
+        return unicode_text(self.path)
 
     @property
     def shared(self) -> bool:

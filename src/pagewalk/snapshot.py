@@ -46,6 +46,7 @@ import numpy as np
 from .errors import PagewalkError, Unsupported
 from .outfile import write_private
 from .maps import Mapping, mapping_index
+from .names import unicode_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
 
 FORMAT = "pagewalk-snapshot"
@@ -263,7 +264,10 @@ class Snapshot:
         rows = [{"start": m.start, "end": m.end, "perms": m.perms, "path": m.text_path or None,
                  "pages": (m.end - m.start) >> PAGE_SHIFT, "present": int(p), "swapped": int(s)}
                 for m, p, s in zip(self.mappings, present.tolist(), swapped.tolist())]
-        return {"meta": self.meta, "mappings": rows}
+        # the names as every format shows them: bytes that are not UTF-8 as \xNN
+        names = {"comm": unicode_text(self.meta.get("comm", "")),
+                 "cmdline": [unicode_text(a) for a in self.meta.get("cmdline", [])]}
+        return {"meta": {**self.meta, **names}, "mappings": rows}
 
 
 def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
