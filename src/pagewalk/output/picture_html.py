@@ -69,7 +69,8 @@ def document(space: AddressSpace) -> str:
         "kernel": os.uname().release, "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "states": list(STATES), "colors": list(COLORS), "totals": space.totals(),
         "mappings": {"start": [x.start for x in maps], "end": [x.end for x in maps], "perms": [x.perms for x in maps],
-                     "name": [printable(x.label()) for x in maps], "first": space.first.tolist(), "counts": per_map.tolist()},
+                     "name": [printable(x.label()) for x in maps], "first": space.first.tolist(),
+                     "counts": per_map.tolist()},
         "runs": runs(space), "pm_bits": [list(b) for b in PAGEMAP_BITS],
         "kflag_bits": [[f.bit, f.name] for f in flags.FLAGS], "physical": physical,
     }
