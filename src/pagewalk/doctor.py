@@ -101,7 +101,7 @@ def run_checks() -> list[Check]:
     checks.append(Check("transparent huge pages", thp not in (None, "never"), thp or "absent",
                         "" if thp not in (None, "never") else "no THP: huge counts only hugetlb"))
 
-    swaps = (system.read_text("/proc/swaps") or "").splitlines()[1:]
+    swaps = (system.read_text("/proc/swaps") or "").split("\n")[1:-1]
     checks.append(Check("swap devices", bool(swaps), f"{len(swaps)} active" if swaps else "none",
                         "" if swaps else "nothing can be swapped out: swapped counts are 0 by fact, not by blindness"))
 

@@ -28,6 +28,7 @@ import time
 from collections import namedtuple
 
 from .extras import require
+from .names import printable, unicode_text
 
 PROCESS_FIELDS = ("rss", "pss", "uss", "swap", "huge")
 CGROUP_FIELDS = ("rss", "pss", "uss", "swap")
@@ -77,7 +78,7 @@ class MemoryCollector:
             try:
                 self.scan()
             except Exception as exc:  # keep serving: an exporter must outlive one bad pass
-                sys.stderr.write(f"pagewalk: warning: a scan failed ({type(exc).__name__}: {exc}); "
+                sys.stderr.write(f"pagewalk: warning: a scan failed ({type(exc).__name__}: {printable(str(exc))}); "
                                  f"serving the previous result\n")
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
@@ -102,7 +103,8 @@ class MemoryCollector:
             for u in result.processes:
                 value = getattr(u, field)
                 if value is not None:
-                    family.add_metric((str(u.pid), u.command, u.user), value)
+                    # label values exact (the client escapes them); bytes that are not UTF-8 as \xNN
+                    family.add_metric((str(u.pid), unicode_text(u.command), unicode_text(u.user)), value)
             yield family
         for field in CGROUP_FIELDS:
             family = gauge(f"pagewalk_cgroup_{field}_bytes", f"{field.upper()} of a memory cgroup, in bytes",
@@ -110,7 +112,7 @@ class MemoryCollector:
             for u in result.cgroups:
                 value = getattr(u, field)
                 if value is not None:
-                    family.add_metric((u.name,), value)
+                    family.add_metric((unicode_text(u.name),), value)
             yield family
 
 

@@ -5,7 +5,9 @@ Line format (``fs/proc/task_mmu.c`` ``show_map_vma``)::
     start-end perms offset major:minor inode        path
 
 ``path`` is everything after the inode and its padding, so it may contain
-spaces; the kernel escapes a newline in it as ``\\012`` and appends
+spaces, and any other character but a newline: the kernel escapes a newline
+in it as ``\\012`` (and nothing else: ``\\r``, ``\\x0b``, ``\\x1c``, ``\\x85``
+and escape sequences stay raw), so lines end at ``\\n`` only; it appends
 `` (deleted)`` to files that were unlinked.  Names in brackets are kernel
 areas (``[heap]``, ``[stack]``, ``[vdso]``, ``[vvar]``, ``[vsyscall]``) or
 user-named anonymous memory (``[anon:NAME]``, ``[anon_shmem:NAME]``, set with
@@ -24,6 +26,7 @@ from collections import namedtuple
 from collections.abc import Sequence
 
 from .errors import InvalidArgument, translating
+from .names import unicode_text
 
 DELETED_SUFFIX = " (deleted)"
 
@@ -62,7 +65,7 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
     def text_path(self) -> str:
         """The path as valid Unicode for JSON and other text formats: bytes that are
         not UTF-8 appear as ``\\xNN`` escapes (``path`` keeps them losslessly)."""
-        return os.fsencode(self.path).decode("utf-8", "backslashreplace")
+        return unicode_text(self.path)
 
     @property
     def shared(self) -> bool:
@@ -119,7 +122,7 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
         head = f"{self.start:08x}-{self.end:08x} {self.perms} {self.offset:08x} {self.dev} {self.inode} "
         if not self.path:
             return head.rstrip(" ")
-        return head.ljust(73) + self.path
+        return head.ljust(_PATH_COLUMN) + " " + self.path
 
 
 def mapping_index(mappings: Sequence[Mapping], vaddr):  # numpy array in and out
@@ -132,10 +135,25 @@ def mapping_index(mappings: Sequence[Mapping], vaddr):  # numpy array in and out
     return np.searchsorted(starts, vaddr, side="right") - 1
 
 
+# The kernel pads a line to this column (the space after the inode included), then
+# writes one more space before the path (fs/proc/task_mmu.c: seq_setwidth(m, 25 +
+# sizeof(void *) * 6 - 1), then seq_pad(m, ' ')): the path starts one past the
+# larger of this and the header's length, and may itself start with spaces.
+_PATH_COLUMN = 72
+
+
 def parse_line(line: str) -> Mapping:
-    """Parse one line of ``/proc/PID/maps``; raises InvalidArgument if it is not one."""
-    parts = line.rstrip("\n").split(None, 5)
+    """Parse one line of ``/proc/PID/maps``; raises InvalidArgument if it is not one.
+    Only the line's final newline is removed: whitespace, ``\\r`` and other
+    characters at either end of the path belong to it."""
+    text = line[:-1] if line.endswith("\n") else line
+    parts = text.split(" ", 5)
     try:
+        if len(parts) < 5 or "" in parts[:5]:
+            parts = text.split(None, 5)  # not the kernel's single spaces: a hand-made copy
+            path = parts[5] if len(parts) > 5 else ""
+        else:
+            path = _path_after_header(parts[5], len(text) - len(parts[5])) if len(parts) > 5 else ""
         lo, _, hi = parts[0].partition("-")
         return Mapping(
             start=int(lo, 16),
@@ -144,15 +162,25 @@ def parse_line(line: str) -> Mapping:
             offset=int(parts[2], 16),
             dev=parts[3],
             inode=int(parts[4]),
-            path=parts[5] if len(parts) > 5 else "",
+            path=path,
         )
     except (IndexError, ValueError):
-        raise InvalidArgument(f"not a /proc/PID/maps line: {line.rstrip()!r}") from None
+        raise InvalidArgument(f"not a /proc/PID/maps line: {text!r}") from None
+
+
+def _path_after_header(rest: str, column: int) -> str:
+    """The path in ``rest``, the text after the inode's space, which starts at ``column``."""
+    skip = max(column, _PATH_COLUMN) + 1 - column
+    if rest[:skip].strip(" "):
+        return rest.lstrip(" ")  # not padded as the kernel pads: the path starts after the spaces
+    return rest[skip:]
 
 
 def parse_maps(text: str) -> list[Mapping]:
-    """Parse the whole text of a maps file (blank lines ignored)."""
-    return [parse_line(line) for line in text.splitlines() if line.strip()]
+    """Parse the whole text of a maps file (blank lines ignored).  Lines end at
+    ``\\n`` only (not at the other characters :meth:`str.splitlines` takes as line
+    ends, which a file name may hold)."""
+    return [parse_line(line) for line in text.split("\n") if line.strip()]
 
 
 def load_maps(path: str | os.PathLike[str]) -> list[Mapping]:

@@ -48,6 +48,7 @@ import numpy as np
 from .errors import PagewalkError, Unsupported
 from .outfile import write_private
 from .maps import Mapping, mapping_index
+from .names import unicode_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
 from .states import empty_entry
 
@@ -140,10 +141,9 @@ class Snapshot:
                     mapcount[count] = c.read(table.raw[count] & np.uint64(PM_PFRAME_MASK))
             process.check_alive("the snapshot")
         now = datetime.datetime.now().astimezone()
-        cmdline = (system.read_text(f"/proc/{pid}/cmdline") or "").split("\0")
         meta = {"format": FORMAT, "version": VERSION, "time": now.isoformat(timespec="seconds"),
                 "unix_time": now.timestamp(), "kernel": os.uname().release, "page_size": PAGE_SIZE, "pid": pid,
-                "cmdline": [a for a in cmdline if a], "comm": (system.read_text(f"/proc/{pid}/comm") or "").strip(),
+                "cmdline": system.command_line(pid), "comm": system.command_name(pid),
                 "pfn_visible": visible, "frames": frames, "huge_known": table.huge is not None,
                 "zero_known": table.zero is not None, "soft_dirty_known": table.soft_dirty_known,
                 "shmem_swap_unknown": [[m.start, m.end] for m in table.shmem_unknown_mappings],
@@ -282,7 +282,10 @@ class Snapshot:
                  "zero": None if m.is_vsyscall or not zero_known else zero[i],
                  "swapped": None if m.is_vsyscall or (m.start, m.end) in unknown_swap else swapped[i]}
                 for i, m in enumerate(self.mappings)]
-        return {"meta": self.meta, "mappings": rows}
+        # the names as every format shows them: bytes that are not UTF-8 as \xNN
+        names = {"comm": unicode_text(self.meta.get("comm", "")),
+                 "cmdline": [unicode_text(a) for a in self.meta.get("cmdline", [])]}
+        return {"meta": {**self.meta, **names}, "mappings": rows}
 
 
 def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

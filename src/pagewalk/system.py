@@ -141,8 +141,18 @@ def exclusive_means_mapped_once() -> bool:
 
 
 def command_name(pid: int) -> str:
-    """The process's command name (``/proc/PID/comm``), ``?`` where unreadable."""
-    return (read_text(f"/proc/{pid}/comm") or "?").strip()
+    """The process's command name (``/proc/PID/comm``) exactly as the process set it
+    (only the newline the kernel adds is removed: the name may hold spaces, newlines
+    and escape sequences of its own), ``?`` where unreadable."""
+    text = read_text(f"/proc/{pid}/comm")
+    if text is None:
+        return "?"
+    return text[:-1] if text.endswith("\n") else text
+
+
+def command_line(pid: int) -> list[str]:
+    """The process's arguments (``/proc/PID/cmdline``), empty where unreadable."""
+    return [a for a in (read_text(f"/proc/{pid}/cmdline") or "").split("\0") if a]
 
 
 def kernel_release() -> str:
@@ -150,9 +160,13 @@ def kernel_release() -> str:
 
 
 def read_text(path: str) -> str | None:
+    """The text of a file as it is: no newline translation (``\\r`` stays), bytes that
+    are not UTF-8 as surrogate escapes (:func:`os.fsdecode`); None where unreadable.
+    Split it into lines at ``\\n`` only: names in /proc files may hold the other line
+    ends of :meth:`str.splitlines`."""
     try:
-        with open(path) as f:
-            return f.read()
+        with open(path, "rb") as f:
+            return os.fsdecode(f.read())
     except OSError:
         return None
 

@@ -294,7 +294,7 @@ def _identity(pid: int) -> tuple[str, str, str]:
     except (OSError, KeyError):
         user = str(uid) if "uid" in locals() else "?"
     cgroup = "?"
-    for line in (system.read_text(f"/proc/{pid}/cgroup") or "").splitlines():
+    for line in (system.read_text(f"/proc/{pid}/cgroup") or "").split("\n")[:-1]:
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
             cgroup = path

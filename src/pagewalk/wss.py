@@ -34,6 +34,7 @@ from collections import namedtuple
 
 from . import system
 from .errors import Unsupported, translating
+from .maps import parse_line
 from .pagemap import PAGE_SIZE
 
 METHODS = ("referenced", "soft-dirty", "idle", "damon")
@@ -106,9 +107,8 @@ def _smaps(pid: int, field: str) -> list[tuple[str, int, int, int]]:
                 elif head == field.encode() + b":":
                     out.append((label, start, rss, int(line.split()[1]) * 1024))
             else:
-                parts = line.split(None, 5)
-                start = int(parts[0].split(b"-")[0], 16)
-                label = os.fsdecode(parts[5].strip()) if len(parts) > 5 else "[anon]"
+                m = parse_line(os.fsdecode(line))  # the path as maps gives it, its own whitespace kept
+                start, label = m.start, m.path or "[anon]"
     return out
 
 

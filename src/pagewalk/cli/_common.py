@@ -6,20 +6,23 @@ import os
 import sys
 
 from ..errors import InvalidArgument
+from ..names import printable
 
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def fail(message: str, status: int) -> int:
-    """Print the contract's one-line error and return (or exit with) ``status``."""
-    print(f"pagewalk: error: {message}", file=sys.stderr)
+    """Print the contract's one-line error and return (or exit with) ``status``.
+    A name or path in ``message`` is shown escaped (:func:`pagewalk.names.printable`)."""
+    print(f"pagewalk: error: {printable(message)}", file=sys.stderr)
     if status == 2:
         raise SystemExit(2)
     return status
 
 
 def warn(message: str) -> None:
-    print(f"pagewalk: {message}", file=sys.stderr)
+    """One line on stderr, names in it escaped as :func:`fail` escapes them."""
+    print(f"pagewalk: {printable(message)}", file=sys.stderr)
 
 
 def pfn_hidden_note() -> None:

@@ -44,6 +44,7 @@ def run(args) -> int:
 
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
         return 0
+    from ..names import printable
     from ..output.table import render_columns
 
     show = lambda v: "-" if v is None else str(v)  # noqa: E731
@@ -51,14 +52,14 @@ def run(args) -> int:
            "totals: " + ", ".join(f"{f.replace('_', ' ')} {show(doc['totals'][f])}" for f in FIELDS)]
     for what in ("added", "removed"):
         for m in doc[f"mappings_{what}"]:
-            out.append(f"mapping {what}: {m['start']:x}-{m['end']:x} {m['perms']} {m['path'] or '[anon]'} "
+            out.append(f"mapping {what}: {m['start']:x}-{m['end']:x} {m['perms']} {printable(m['path'] or '[anon]')} "
                        f"({m['present']} pages present)")
     rows = doc["mappings"]
     text = "\n".join(out) + "\n"
     if rows:
         cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows]]
         cols += [[show(r[f]) for r in rows] for f in FIELDS]
-        cols.append([r["path"] or "[anon]" for r in rows])
+        cols.append([printable(r["path"] or "[anon]") for r in rows])
         text += "\n" + render_columns(["START", "END", *(f.upper() for f in FIELDS), "MAPPING"], cols,
                                       right=set(range(2, 2 + len(FIELDS))))
     sys.stdout.write(text)

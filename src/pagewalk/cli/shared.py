@@ -22,11 +22,14 @@ def run(args) -> int:
     from ..pagemap import PAGE_SIZE
     from ..sharing import shared_frames
 
+    from ..names import printable, unicode_text
+
     report = shared_frames([_common.parse_pid(p) for p in args.pids])
     if args.json:
         import json
 
-        doc = {"pairs": [{**p._asdict(), "bytes": p.pages * PAGE_SIZE} for p in report.pairs],
+        doc = {"pairs": [{**p._asdict(), "mapping_a": unicode_text(p.mapping_a), "mapping_b": unicode_text(p.mapping_b),
+                          "bytes": p.pages * PAGE_SIZE} for p in report.pairs],
                "processes": [{"pid": pid, "shared_pages": n, "shared_bytes": n * PAGE_SIZE}
                              for pid, n in report.per_process.items()],
                "frames": report.frames, "bytes": report.frames * PAGE_SIZE}
@@ -37,7 +40,7 @@ def run(args) -> int:
     pairs = report.pairs
     columns = [[str(p.pid_a) for p in pairs], [str(p.pid_b) for p in pairs], [str(p.pages) for p in pairs],
                [_common.human_bytes(p.pages * PAGE_SIZE) for p in pairs],
-               [f"{p.mapping_a}  <->  {p.mapping_b}" for p in pairs]]
+               [f"{printable(p.mapping_a)}  <->  {printable(p.mapping_b)}" for p in pairs]]
     out = render_columns(["PID_A", "PID_B", "PAGES", "SIZE", "MAPPING_A  <->  MAPPING_B"], columns, right={0, 1, 2, 3})
     out += "\n" + "".join(f"process {pid}: {n} pages ({_common.human_bytes(n * PAGE_SIZE)}) shared with the others\n"
                           for pid, n in report.per_process.items())

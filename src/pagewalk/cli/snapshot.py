@@ -74,10 +74,11 @@ def run(args) -> int:
 
 
 def _text(summary: dict) -> str:
+    from ..names import printable
     from ..output.table import render_columns
 
     meta = summary["meta"]
-    head = (f"snapshot of PID {meta['pid']} ({meta['comm']}) at {meta['time']}, kernel {meta['kernel']}, "
+    head = (f"snapshot of PID {meta['pid']} ({printable(meta['comm'])}) at {meta['time']}, kernel {meta['kernel']}, "
             f"page size {meta['page_size']}, PFNs {'visible' if meta['pfn_visible'] else 'hidden'}, "
             f"frame flags {'recorded' if meta['frames'] else 'not recorded'}\n")
     rows = summary["mappings"]
@@ -86,6 +87,6 @@ def _text(summary: dict) -> str:
 
     cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows], [r["perms"] for r in rows],
             *([count(r, key) for r in rows] for key in ("pages", "present", "zero", "swapped")),
-            [r["path"] or "[anon]" for r in rows]]
+            [printable(r["path"] or "[anon]") for r in rows]]
     return head + render_columns(["START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "MAPPING"], cols,
                                  right={3, 4, 5, 6})

@@ -146,9 +146,12 @@ def _file_header(path: str, page_size: int) -> str:
     import os
     import time
 
+    from ..names import printable
+
     st = os.stat(path)
     now = int(time.time())
     stamp = lambda t: time.strftime("%c", time.localtime(t))  # noqa: E731
-    return (f"{path}\tInode: {st.st_ino}\tSize: {st.st_size} ({(st.st_size + page_size - 1) // page_size} pages)\n"
+    pages = (st.st_size + page_size - 1) // page_size
+    return (f"{printable(path)}\tInode: {st.st_ino}\tSize: {st.st_size} ({pages} pages)\n"
             f"Modify: {stamp(st.st_mtime)} ({now - int(st.st_mtime)} seconds ago)\n"
             f"Access: {stamp(st.st_atime)} ({now - int(st.st_atime)} seconds ago)\n")

@@ -67,6 +67,8 @@ def run(args) -> int:
 
         sys.stdout.write(json.dumps([r.as_dict() for r in results], indent=1) + "\n")
     else:
+        from ..names import printable
+
         lines = []
         for r in results:
             if r.paddr is not None:
@@ -75,7 +77,7 @@ def run(args) -> int:
                 phys = "- pfn -"
             else:
                 phys = "-"
-            where = r.mapping.label() if r.mapping else "-"
+            where = printable(r.mapping.label()) if r.mapping else "-"
             lines.append(f"0x{r.vaddr:x} -> {phys}  {r.state}  {where}")
         sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
     sys.stdout.flush()

@@ -59,20 +59,23 @@ def run(args) -> int:
     if args.json:
         import json
 
+        from ..names import unicode_text
+
         doc = {"method": method, "disturbs": DISTURBS[method],
                "samples": [{"time": s.time, "wss_bytes": s.wss_bytes, "rss_bytes": s.rss_bytes,
-                            "mappings": [{"mapping": label, "start": start, "wss_bytes": b}
+                            "mappings": [{"mapping": unicode_text(label), "start": start, "wss_bytes": b}
                                          for label, start, b in s.mappings]} for s in samples],
                "cost": {"seconds": round(cost.seconds, 4), "pages_scanned": cost.pages_scanned}}
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
         return 0
     last = sorted(samples[-1].mappings, key=lambda m: -m[2])[:10]
     if last:
+        from ..names import printable
         from ..output.table import render_columns
 
         sys.stdout.write("\nlast sample, by mapping:\n" + render_columns(
             ["START", "WSS", "MAPPING"], [[f"{s:x}" for _, s, _ in last], [human(b) for _, _, b in last],
-                                         [label for label, _, _ in last]], right={1}))
+                                         [printable(label) for label, _, _ in last]], right={1}))
     _common.warn(f"method {method}{' (chosen by auto)' if args.method == 'auto' else ''}: {DISTURBS[method]}; "
                  f"cost {cost.seconds:.3f} s of work, {cost.pages_scanned} pages scanned")
     return 0

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from ..maps import Mapping
+from ..names import printable, unicode_text
 from ..pagemap import PM_FILE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP
 from ..pagetable import PageTable
 from . import vecfmt as vf
@@ -200,6 +201,7 @@ class CsvFormat(RecordFormat):
         return (",".join(ROW_FIELDS) + "\n").encode()
 
     def quote(self, path: str) -> str:
+        path = unicode_text(path)  # as in jsonl and Parquet: bytes that are not UTF-8 as \xNN
         return '"' + path.replace('"', '""') + '"' if any(c in path for c in ',"\n\r') else path
 
 
@@ -211,7 +213,7 @@ class JsonlFormat(RecordFormat):
     end = b"}\n"
 
     def quote(self, path: str) -> str:
-        return json.dumps(os.fsencode(path).decode("utf-8", "backslashreplace") or None)
+        return json.dumps(unicode_text(path) or None)
 
 
 # -- the folded text format ---------------------------------------------------------
@@ -251,12 +253,12 @@ class TextFormat(Format):
         self._header: bytes | None = None  # a mapping's header line, until it has a run to show
 
     def mapping(self, m: Mapping, lo: int, hi: int) -> bytes:
-        line = f"{m.start:x}-{m.end:x} {m.perms} {m.label()}"
+        line = f"{m.start:x}-{m.end:x} {m.perms} {printable(m.label())}"
         if (lo, hi) != (m.start, m.end):
             line += f"  (showing {lo:x}-{hi:x})"
         if m.is_vsyscall:
             line += "\n  (no pagemap entries: above the end of user space)"
-        header = (line + "\n").encode(errors="surrogateescape")
+        header = (line + "\n").encode()
         if self.filtered:
             self._header = header  # printed with the mapping's first run, if any
             return b""

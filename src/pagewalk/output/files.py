@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..names import printable, unicode_text
 from ..pagecache import FileResidency
 from ..pagemap import PAGE_SIZE
 
@@ -17,7 +18,7 @@ def as_json(reports: list[FileResidency]) -> str:
 
     docs = []
     for r in reports:
-        doc = {"path": r.path, "size": r.size_bytes, "pages": r.pages, "cached": r.cached,
+        doc = {"path": unicode_text(r.path), "size": r.size_bytes, "pages": r.pages, "cached": r.cached,
                "ranges": [[a, n] for a, n in r.ranges], "mapped": r.mapped}
         if r.runs is not None:
             doc["runs"] = [{"first": a, "count": n, "flags": f, "names": fl.names(f), "mapcount": c}
@@ -36,7 +37,7 @@ def as_text(reports: list[FileResidency]) -> str:
     for r in reports:
         share = f" ({100 * r.cached / r.pages:.0f}%)" if r.pages else ""
         mapped = f", {r.mapped} mapped by a process" if r.mapped is not None else ""
-        lines.append(f"{r.path}: {r.pages} pages ({human_bytes(r.size_bytes)}), {r.cached} cached "
+        lines.append(f"{printable(r.path)}: {r.pages} pages ({human_bytes(r.size_bytes)}), {r.cached} cached "
                      f"({human_bytes(r.cached * PAGE_SIZE)}){share}{mapped}")
         if r.runs is not None:
             width = max((len(_span(a, n)) for a, n, _, _ in r.runs), default=0)

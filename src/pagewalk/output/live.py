@@ -8,6 +8,7 @@ import sys
 import time
 
 from ..errors import NoSuchProcess
+from ..names import printable
 
 
 def _size(n: int | None) -> str:
@@ -78,7 +79,7 @@ class Watch:
         screen.erase()
         lines = []
         r = self.report
-        head = f"pagewalk watch {self.pid} ({self.command})  every {self.interval:g}s  sample {self.samples}"
+        head = f"pagewalk watch {self.pid} ({printable(self.command)})  every {self.interval:g}s  sample {self.samples}"
         if r is not None:
             t = r.totals
             head += f"  RSS {_size(t.rss)}  PSS {_size(t.pss)}  SWAP {_size(t.swap)}"
@@ -95,7 +96,7 @@ class Watch:
                 b = self.before.get(u.name, (None, None, None))
                 lines.append((f"{_size(u.rss):>9} {_delta(u.rss, b[0]):>8} {_size(u.pss):>9} "
                               f"{_delta(u.pss, b[1]):>8} {_size(u.swap):>8} {_delta(u.swap, b[2]):>8}  "
-                              f"{u.name}", curses.A_BOLD if u.name == "total" else 0))
+                              f"{printable(u.name)}", curses.A_BOLD if u.name == "total" else 0))
         for y, (text, attr) in enumerate(lines[: height - 1]):
             screen.addnstr(y, 0, text, max(0, width - 1), attr)
         screen.refresh()

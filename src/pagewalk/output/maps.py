@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 
+from ..names import printable
 from ..pagemap import PAGE_SIZE
 from ..pagetable import CountsReport, PageCounts
 from .table import render_columns
@@ -60,7 +61,7 @@ def as_text(report: CountsReport) -> str:
     for name in COUNT_FIELDS:
         columns.append(["-" if v is None else str(v) for v in by_field[name]])
     columns.append([_size(v) for v in by_field["rss"]])
-    columns.append([m.label() for m in maps] + [f"{len(maps)} mappings"])
+    columns.append([printable(m.label()) for m in maps] + [f"{len(maps)} mappings"])
     return render_columns(headers, columns, right=set(range(3, 14)))
 
 

@@ -11,6 +11,7 @@ axes and legend and writes the file.
 from __future__ import annotations
 
 from ..extras import require
+from ..names import printable
 from ..pagemap import PAGE_SIZE
 from ..picture import COLORS, LABELS, STATES, AddressSpace, Band, physical_raster, ram_ranges
 from ..states import PRESENT_CLASSES
@@ -35,8 +36,8 @@ def band_label(space: AddressSpace, band: Band) -> str:
     first, last = space.mappings[band.lo], space.mappings[band.hi - 1]
     size = human_bytes(band.pages * PAGE_SIZE)
     if band.hi - band.lo == 1:
-        return f"{first.start:x}-{first.end:x} {first.perms} {_short(first.label())} {size}"
-    names = sorted({_short(m.label(), 16) for m in space.mappings[band.lo : band.hi]})
+        return f"{first.start:x}-{first.end:x} {first.perms} {_text(_short(first.label()))} {size}"
+    names = sorted({_text(_short(m.label(), 16)) for m in space.mappings[band.lo : band.hi]})
     shown = ",".join(names[:2]) + (",..." if len(names) > 2 else "")
     return f"{first.start:x}-{last.end:x} {band.hi - band.lo} maps {shown} {size}"
 
@@ -46,6 +47,12 @@ def _short(text: str, limit: int = 24) -> str:
     if text.startswith("/"):
         text = text.rsplit("/", 1)[-1]
     return text if len(text) <= limit else text[: limit - 1] + "~"
+
+
+def _text(name: str) -> str:
+    """A name as matplotlib shows it, literally: escaped, and ``$`` escaped so that
+    it does not start mathtext (and SVG gets no control characters XML forbids)."""
+    return printable(name).replace("$", r"\$")
 
 
 def _heights(bands: list[Band], available: int) -> list[int]:
@@ -123,7 +130,7 @@ def draw(space: AddressSpace, path: str, file_format: str) -> None:
     phys.set_xticks([])
 
     totals = space.totals()
-    fig.suptitle(f"PID {space.pid} ({space.command}): {len(space.mappings)} mappings, "
+    fig.suptitle(f"PID {space.pid} ({_text(space.command)}): {len(space.mappings)} mappings, "
                  f"{human_bytes(space.total_pages * PAGE_SIZE)} mapped, "
                  f"{human_bytes(sum(totals[s] for s in PRESENT_CLASSES) * PAGE_SIZE)} present, "
                  f"{human_bytes((totals['swapped'] + totals['shmem_swapped']) * PAGE_SIZE)} swapped", fontsize=12)

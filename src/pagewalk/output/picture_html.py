@@ -19,6 +19,7 @@ from importlib import resources
 import numpy as np
 
 from .. import flags
+from ..names import printable
 from ..pagemap import PAGE_SIZE
 from ..picture import COLORS, LABELS, PRESENT_STATES, STATES, ZERO, AddressSpace, physical_raster, ram_ranges
 
@@ -64,12 +65,13 @@ def document(space: AddressSpace) -> str:
                     "ranges": [[r.start_pfn, r.end_pfn, r.node] for r in ram],
                     "total_pages": sum(r.end_pfn - r.start_pfn for r in ram)}
     data = {
-        "pid": space.pid, "command": space.command, "page_size": PAGE_SIZE, "pfn_visible": space.pfn_visible,
+        "pid": space.pid, "command": printable(space.command), "page_size": PAGE_SIZE, "pfn_visible": space.pfn_visible,
         "kernel": os.uname().release, "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "states": list(STATES), "labels": list(LABELS), "present_states": list(PRESENT_STATES),
         "colors": list(COLORS), "totals": space.totals(),
         "mappings": {"start": [x.start for x in maps], "end": [x.end for x in maps], "perms": [x.perms for x in maps],
-                     "name": [x.label() for x in maps], "first": space.first.tolist(), "counts": per_map.tolist()},
+                     "name": [printable(x.label()) for x in maps], "first": space.first.tolist(),
+                     "counts": per_map.tolist()},
         "runs": runs(space), "pm_bits": [list(b) for b in PAGEMAP_BITS],
         "kflag_bits": [[f.bit, f.name] for f in flags.FLAGS], "physical": physical,
     }

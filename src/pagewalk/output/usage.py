@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..names import printable, unicode_text
 from ..usage import Report
 from .table import render_columns
 
@@ -14,9 +15,10 @@ def as_json(report: Report) -> str:
 
     doc: dict = {"by": report.by, "pfn_visible": report.pfn_visible}
     if report.by == "process":
-        doc["processes"] = [{"pid": u.pid, "command": u.command, "user": u.user, **amounts(u)} for u in report.rows]
+        doc["processes"] = [{"pid": u.pid, "command": unicode_text(u.command), "user": unicode_text(u.user),
+                              **amounts(u)} for u in report.rows]
     else:
-        doc["groups"] = [{"name": u.name, "processes": u.processes, **amounts(u)} for u in report.rows]
+        doc["groups"] = [{"name": unicode_text(u.name), "processes": u.processes, **amounts(u)} for u in report.rows]
     doc["totals"] = {"processes": report.totals.processes, **amounts(report.totals)}
     doc["skipped"] = [{"pid": pid, "why": why} for pid, why in sorted(report.skipped.items())]
     return json.dumps(doc, indent=1) + "\n"
@@ -30,11 +32,11 @@ def as_text(report: Report) -> str:
     sizes = [[human_bytes(getattr(u, f)) for u in rows] for f in ("rss", "pss", "uss", "swap", "swap_pss")]
     if report.by == "process":
         pids = [str(u.pid) for u in report.rows] + ["total"]
-        users = [u.user for u in report.rows] + [""]
-        commands = [u.command for u in report.rows] + [f"{report.totals.processes} processes"]
+        users = [printable(u.user) for u in report.rows] + [""]
+        commands = [printable(u.command) for u in report.rows] + [f"{report.totals.processes} processes"]
         return render_columns(["PID", "USER", "RSS", "PSS", "USS", "SWAP", "SWAP_PSS", "COMMAND"],
                               [pids, users, *sizes, commands], right={0, 2, 3, 4, 5, 6})
-    names = [u.name for u in report.rows] + ["total"]
+    names = [printable(u.name) for u in report.rows] + ["total"]
     procs = [str(u.processes) for u in rows]
     return render_columns(["PROCS", "RSS", "PSS", "USS", "SWAP", "SWAP_PSS", report.by.upper()],
                           [procs, *sizes, names], right={0, 1, 2, 3, 4, 5})
