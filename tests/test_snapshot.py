@@ -358,3 +358,37 @@ def smaps_vmflags(pid: int, addr: int) -> list[str]:
             elif inside and head == "VmFlags:":
                 return line.split()[1:]
     raise KeyError(hex(addr))
+
+
+def test_diff_says_when_the_two_sides_are_different_processes(specimen, tmp_path):
+    """A snapshot compared with another PID, or with its own PID now running another
+    command, is said so in one line on stderr; with its own process, nothing is said."""
+    import subprocess
+    import sys
+
+    snap = tmp_path / "s.npz"
+    assert cli("snapshot", specimen.pid, "-o", snap).returncode == 0
+    same = cli("diff", snap, specimen.pid)
+    assert same.returncode == 0 and same.stderr == ""
+    other = subprocess.Popen([sys.executable, "-c", "import os, sys; sys.stdin.readline(); "
+                              "os.execvp('sleep', ['sleep', '1000'])"], stdin=subprocess.PIPE, text=True)
+    try:
+        r = cli("diff", snap, other.pid)
+        assert r.returncode == 0 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert str(specimen.pid) in r.stderr and str(other.pid) in r.stderr and "different process" in r.stderr
+        r = cli("diff", snap, other.pid, "--json")
+        assert r.returncode == 0 and len(r.stderr.splitlines()) == 1 and json.loads(r.stdout)["totals"]
+        before = tmp_path / "before-exec.npz"
+        assert cli("snapshot", other.pid, "-o", before).returncode == 0
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{other.pid}/comm").read().strip() != "sleep":  # the exec, as the kernel shows it
+            assert time.monotonic() < deadline, "the process did not exec"
+            time.sleep(0.01)
+        r = cli("diff", before, other.pid)
+        assert r.returncode == 0 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "sleep" in r.stderr and "python" in r.stderr and "different command" in r.stderr
+    finally:
+        other.kill()
+        other.wait()

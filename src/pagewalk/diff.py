@@ -165,6 +165,20 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
             "mappings_added": listing(added, b, tb), "mappings_removed": listing(removed, a, ta), "mappings": rows}
 
 
+def different_process(a: Snapshot, b: Snapshot) -> str | None:
+    """One line saying how ``a`` and ``b`` are not of one process (another PID, or
+    the same PID running another command: an exec, or the PID reused), or None.
+    Commands are compared by ``comm``: servers rewrite their argv as they run."""
+    comm_a, comm_b = a.meta.get("comm"), b.meta.get("comm")
+    pid_a, pid_b = a.meta.get("pid"), b.meta.get("pid")
+    sides = f"PID {pid_a} ({comm_a or '?'}) and PID {pid_b} ({comm_b or '?'})"
+    if pid_a != pid_b:
+        return f"{sides} are different processes: pages are compared by address alone"
+    if comm_a and comm_b and comm_a != comm_b:
+        return f"{sides} are different commands (an exec, or the PID was reused): pages are compared by address alone"
+    return None
+
+
 def _describe(snap: Snapshot) -> dict:
     return {"pid": snap.meta["pid"], "time": snap.meta["time"]}
 
