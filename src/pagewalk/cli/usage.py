@@ -48,8 +48,9 @@ def run(args) -> int:
     pids = pids or all_pids()
     progress = _common.Progress("usage", len(pids) if not explicit else 0, "processes")
     try:
-        # Named PIDs as ps takes them: those that cannot be read are named in a note
-        gathered = gather(pids, explicit=False, progress=progress.advance)
+        # One named PID fails as in every command; several are taken as ps takes
+        # them: those that cannot be read are named in a note
+        gathered = gather(pids, explicit=len(pids) == 1, progress=progress.advance)
     finally:
         progress.close()
     if explicit:
