@@ -50,7 +50,7 @@ def run(args) -> int:
     try:
         # One named PID fails as in every command; several are taken as ps takes
         # them: those that cannot be read are named in a note
-        gathered = gather(pids, explicit=len(pids) == 1, progress=progress.advance)
+        gathered = gather(pids, explicit=explicit and len(pids) == 1, progress=progress.advance)
     finally:
         progress.close()
     if explicit:
