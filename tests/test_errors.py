@@ -239,22 +239,46 @@ def test_a_read_in_the_background_of_a_process_that_exited_is_process_gone(speci
 
 
 def test_a_snapshot_of_a_process_that_exits_is_a_one_line_error(specimen, tmp_path):
-    """Killed just after the snapshot starts: whichever read notices first (the
-    background page table read, or the check after the frames, whose flags would
-    be those of frames the target had freed), one line, exit 1, no file."""
-    specimen.run("a = mmap(1 << 16); write(a, 1 << 16)")  # 256 MiB: about 50 ms to read
+    """The target exits while the snapshot is under way: pagewalk is caught (stopped)
+    as soon as it holds the target's pagemap open, the target is killed and reaped,
+    and pagewalk goes on: whichever read notices first (the page table read, or the
+    check after the frames, whose flags would be those of frames the target had
+    freed), it says the process exited, in one line, exit 1, and leaves no file."""
+    # Pages to read (1 GiB of read-faulted private memory: the zero page 262144
+    # times, no memory used; MADV_POPULATE_READ). From the open to the check, pagewalk
+    # imports numpy and reads them all (some 200 ms here): it is stopped well inside.
+    specimen.run("a = mmap(1 << 18, noreserve=True); madvise(a, 1 << 18, 22)")
     out = tmp_path / "snap.npz"
     proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.03)
-    os.kill(specimen.pid, signal.SIGKILL)
-    specimen._proc.wait()
-    _, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the snapshot finished before the target was killed")
+    target = f"/proc/{specimen.pid}/pagemap"
+    try:
+        while not _holds_open(proc.pid, target):
+            assert proc.poll() is None, f"pagewalk ended before it opened {target}: {proc.stderr.read()}"
+        os.kill(proc.pid, signal.SIGSTOP)  # held where it is, with the target's pagemap open
+        os.kill(specimen.pid, signal.SIGKILL)
+        specimen._proc.wait()  # gone and reaped: its memory is freed
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert "exited" in err or "no such process" in err, err
+    assert f"process {specimen.pid} exited" in err, err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def _holds_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` has ``path`` open (its fd table, as /proc shows it)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def test_output_file_errors_name_the_users_path(specimen, tmp_path):
