@@ -239,19 +239,130 @@ def test_a_read_in_the_background_of_a_process_that_exited_is_process_gone(speci
 
 
 def test_a_snapshot_of_a_process_that_exits_is_a_one_line_error(specimen, tmp_path):
-    """Killed just after the snapshot starts: whichever read notices first (the
-    background page table read, or the check after the frames, whose flags would
-    be those of frames the target had freed), one line, exit 1, no file."""
-    specimen.run("a = mmap(1 << 16); write(a, 1 << 16)")  # 256 MiB: about 50 ms to read
+    """The target exits while the snapshot is under way: pagewalk is caught (stopped)
+    as soon as it holds the target's pagemap open, the target is killed and reaped,
+    and pagewalk goes on: whichever read notices first (the page table read, or the
+    check after the frames, whose flags would be those of frames the target had
+    freed), it says the process exited, in one line, exit 1, and leaves no file."""
+    # Pages to read (1 GiB of read-faulted private memory: the zero page 262144
+    # times, no memory used; MADV_POPULATE_READ). From the open to the check, pagewalk
+    # imports numpy and reads them all (some 200 ms here): it is stopped well inside.
+    specimen.run("a = mmap(1 << 18, noreserve=True); madvise(a, 1 << 18, 22)")
     out = tmp_path / "snap.npz"
     proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.03)
-    os.kill(specimen.pid, signal.SIGKILL)
-    specimen._proc.wait()
-    _, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the snapshot finished before the target was killed")
+    target = f"/proc/{specimen.pid}/pagemap"
+    try:
+        while not _holds_open(proc.pid, target):
+            assert proc.poll() is None, f"pagewalk ended before it opened {target}: {proc.stderr.read()}"
+        os.kill(proc.pid, signal.SIGSTOP)  # held where it is, with the target's pagemap open
+        os.kill(specimen.pid, signal.SIGKILL)
+        specimen._proc.wait()  # gone and reaped: its memory is freed
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert "exited" in err or "no such process" in err, err
+    assert f"process {specimen.pid} exited" in err, err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def _holds_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` has ``path`` open (its fd table, as /proc shows it)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_output_file_errors_name_the_users_path(specimen, tmp_path):
+    """-o naming a directory or a file in a missing directory: the error names what the
+    user typed, never the temporary file, and nothing is left behind."""
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    missing = tmp_path / "no-such-dir" / "s.npz"
+    for args, path in ((["snapshot", specimen.pid, "-o", directory], directory),
+                       (["snapshot", specimen.pid, "-o", missing], missing),
+                       (["picture", specimen.pid, "-o", directory, "--format", "html"], directory)):
+        r = cli(*args)
+        one_line_error(r, 1, str(path))
+        assert ".tmp" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-directory"] and not list(directory.iterdir())
+
+
+def _pagewalk_bytes(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pagewalk", *map(str, args)], capture_output=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_output_dash_writes_to_stdout(specimen, tmp_path):
+    """-o - writes the snapshot or the picture to stdout (no file named '-'); a format
+    that cannot be told from '-' is asked for."""
+    import json
+
+    import numpy as np
+
+    a = specimen.run("a = mmap(40); write(a, 30); result = a")
+    r = _pagewalk_bytes("snapshot", specimen.pid, "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "-").exists() and b"standard output" in r.stderr and len(r.stderr.splitlines()) == 1
+    (tmp_path / "piped.npz").write_bytes(r.stdout)
+    with np.load(tmp_path / "piped.npz") as z:  # a complete archive, readable by numpy alone
+        assert json.loads(str(z["meta"]))["pid"] == specimen.pid
+    doc = cli_json("snapshot", "--load", tmp_path / "piped.npz")
+    row = next(m for m in doc["mappings"] if m["start"] == a)
+    present = sum(pagemap_present(specimen.pid, a + k * PAGE) for k in range(40))
+    assert row["present"] == present == 30
+    r = _pagewalk_bytes("picture", specimen.pid, "-o", "-", "--format", "html", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.lstrip().lower().startswith(b"<!doctype html"), r.stderr
+    assert not (tmp_path / "-").exists()
+    r = cli("picture", specimen.pid, "-o", "-")
+    assert r.returncode == 2 and "--format" in r.stderr and len(r.stderr.splitlines()) == 1
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib"):  # the test extra installs it
+        import xml.etree.ElementTree as ET
+
+        r = _pagewalk_bytes("picture", specimen.pid, "-o", "-", "--format", "svg", cwd=tmp_path)
+        assert r.returncode == 0 and ET.fromstring(r.stdout).tag == "{http://www.w3.org/2000/svg}svg", r.stderr
+        r = _pagewalk_bytes("picture", specimen.pid, "-o", "-", "--format", "png", cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.startswith(b"\x89PNG\r\n"), r.stderr
+        assert not (tmp_path / "-").exists()
+    if not find_spec("pyarrow"):
+        return
+    r = _pagewalk_bytes("snapshot", specimen.pid, "-o", "-", "--format", "parquet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "piped.parquet").write_bytes(r.stdout)
+    doc = cli_json("snapshot", "--load", tmp_path / "piped.parquet")
+    assert next(m for m in doc["mappings"] if m["start"] == a)["present"] == 30
+
+
+def test_binary_output_is_not_written_to_a_terminal(specimen, tmp_path):
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", "-"],
+                           stdout=slave, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300)
+        os.set_blocking(master, False)
+        try:
+            written = os.read(master, 65536)
+        except BlockingIOError:
+            written = b""
+    finally:
+        os.close(slave)
+        os.close(master)
+    one_line_error(r, 1, "terminal")
+    assert written == b"" and not (tmp_path / "-").exists()
+
+
+def pagemap_present(pid: int, vaddr: int) -> bool:
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(vaddr // PAGE * 8)
+        return bool(int.from_bytes(f.read(8), "little") >> 63)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -154,3 +155,24 @@ def test_translate_a_numpy_array_of_addresses(specimen):
         answers = p.translate_many(np.arange(addr, addr + 4 * PAGE, PAGE, dtype=np.uint64))
     assert [a.present for a in answers] == [True, True, False, False]
     assert all(type(a.vaddr) is int for a in answers)
+
+
+def test_v2p_not_mapped_mentions_a_mapped_decimal_reading(specimen):
+    """Addresses are hex, so '4096' is 0x4096; when that is in no mapping but the
+    same digits read as decimal are, the answer says so (in text and JSON)."""
+    a = specimen.run("fd = memfd('decimal-test', 4); a = mmap(4, shared=True, fd=fd); result = a")
+    with open(f"/proc/{specimen.pid}/maps") as f:  # the kernel's word on where it is
+        line = next(line for line in f if line.startswith(f"{a:x}-"))
+    assert "/memfd:decimal-test" in line
+    decimal = str(a + PAGE + 5)  # digits only: a hex reading, far above user space
+    r = cli("v2p", specimen.pid, decimal)
+    assert r.returncode == 1 and f"0x{int(decimal, 16):x}" in r.stderr
+    answer = r.stdout.strip()
+    assert "not mapped" in answer and "decimal" in answer and "/memfd:decimal-test" in answer
+    assert f"{a + PAGE + 5:#x}" in answer and decimal in answer
+    doc = json.loads(cli("v2p", specimen.pid, "-", "--json", input=decimal + "\n").stdout)
+    assert doc[0]["mapping"] is None and "/memfd:decimal-test" in doc[0]["note"]
+    # hex digits, or 0x, or a decimal reading mapped nowhere: no such note
+    for text in ("0x" + decimal, decimal + "a", "123"):
+        r = cli("v2p", specimen.pid, text)
+        assert "decimal" not in r.stdout, (text, r.stdout)

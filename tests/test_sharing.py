@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import PAGE, cli, pagemap_entry, requires_root
+import pytest
+
+from conftest import KPF_ZERO_PAGE, PAGE, cli, kpageflags, pagemap_entry, requires_root
 
 pytestmark = requires_root  # frames are hidden from other users
 
@@ -63,3 +65,33 @@ def test_shared_counts_the_frames_of_a_fork_by_mapping(specimen):
     assert doc["processes"][0]["shared_pages"] == doc["frames"] >= 300  # two processes: the same frames
     r = cli("shared", str(specimen.pid))
     assert r.returncode == 2 and "two" in r.stderr
+
+
+def test_who_finds_the_processes_that_map_the_zero_page(specimen):
+    """The shared zero page has map count 0 (the kernel does not count its mappings),
+    yet every read-faulted page of private anonymous memory maps it."""
+    a = specimen.run("a = mmap(3); read(a, 3); result = a")
+    pfn = frame(specimen.pid, a)
+    assert frame(specimen.pid, a + 2 * PAGE) == pfn  # the kernel's fact: one frame for all three
+    assert kpageflags(pfn, "/proc/kpagecount") == 0
+    hits = json.loads(cli("who", "--pfn", f"{pfn:x}", "--json").stdout)
+    mine = {h["vaddr"] for h in hits if h["pid"] == specimen.pid}
+    assert {a, a + PAGE, a + 2 * PAGE} <= mine
+    r = cli("who", "--pfn", f"{pfn:x}")
+    assert r.returncode == 0 and "mapped by no process" not in r.stderr and "zero page" in r.stderr
+    assert any(line.split()[1:2] == [str(specimen.pid)] and line.split()[3] == f"{a:x}"
+               for line in r.stdout.splitlines()[1:])
+
+
+def test_who_finds_the_processes_that_map_the_huge_zero_page(specimen):
+    """A read fault on an aligned 2 MiB of MADV_HUGEPAGE anonymous memory maps the huge
+    zero page where THP uses one: its frames are found too."""
+    huge = 2 << 20
+    a = specimen.run(f"a = mmap({huge // PAGE}, align={huge}); madvise(a, {huge // PAGE}, MADV_HUGEPAGE); "
+                     f"read(a); result = a")
+    head, tail = frame(specimen.pid, a), frame(specimen.pid, a + huge - PAGE)
+    if tail != head + huge // PAGE - 1 or not kpageflags(head) & KPF_ZERO_PAGE:
+        pytest.skip("THP does not map the huge zero page here")
+    hits = json.loads(cli("who", "--pfn", f"{head:x}", "--pfn", f"{tail:x}", "--json").stdout)
+    mine = {(h["pfn"], h["vaddr"]) for h in hits if h["pid"] == specimen.pid}
+    assert {(head, a), (tail, a + huge - PAGE)} <= mine

@@ -253,3 +253,142 @@ def test_page_number_deltas_from_runs_are_what_the_pages_give():
             continue
         assert from_runs[0].tolist() == per_page[0].tolist() and from_runs[1].tolist() == per_page[1].tolist()
         assert from_runs[1].dtype == per_page[1].dtype
+
+
+RESERVE = """
+MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE = 0x02, 0x10, 0x20, 0x4000
+libc.mremap.restype = ctypes.c_void_p
+libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+def reserve(pages, room):
+    # `pages` of rw anonymous memory with `room` free pages after them (then a guard page):
+    # room to grow in place
+    span = check(libc.mmap(None, (pages + room + 2) * PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), 'mmap')
+    a = check(libc.mmap(span + PAGE, pages * PAGE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), 'mmap')
+    munmap(a + pages * PAGE, room)
+    return a
+"""
+
+
+def row_at(doc: dict, addr: int) -> dict:
+    """The diff row of the mapping holding ``addr`` (none: {})."""
+    return next((m for m in doc["mappings"] if m["start"] <= addr < m["end"]), {})
+
+
+def listed(doc: dict, addr: int) -> list[str]:
+    """Where ``addr`` appears among the added and removed mappings."""
+    return [what for what in ("mappings_added", "mappings_removed")
+            for m in doc[what] if m["start"] <= addr < m["end"]]
+
+
+def present_pages(pid: int, addr: int, pages: int) -> list[int]:
+    """Which of the pages at ``addr`` are present, by the kernel's pagemap."""
+    return [k for k in range(pages) if pagemap_entry(pid, addr + k * PAGE) >> 63]
+
+
+def test_diff_follows_a_mapping_that_grew_or_shrank_in_place(specimen, tmp_path):
+    """mremap grows a mapping in place, munmap cuts its tail: the same mapping, whose
+    kept pages compare page by page; only the new part appears, only the cut part vanishes."""
+    a = specimen.run(RESERVE + "a = reserve(10, 20); write(a, 10); result = a")
+    before = tmp_path / "before.npz"
+    assert cli("snapshot", specimen.pid, "-o", before).returncode == 0
+    assert specimen.run(f"result = libc.mremap({a}, 10 * PAGE, 30 * PAGE, 0)") == a  # grown in place
+    specimen.run(f"write({a + 10 * PAGE}, 5)")
+    assert smaps_of(specimen.pid, a)["Size"] == 30 * PAGE and present_pages(specimen.pid, a, 30) == list(range(15))
+    doc = json.loads(cli("diff", before, specimen.pid, "--json").stdout)
+    assert listed(doc, a) == []
+    row = row_at(doc, a)
+    assert (row["start"], row["end"]) == (a, a + 30 * PAGE)
+    assert (row["appeared"], row["vanished"], row["moved"]) == (5, 0, 0)
+
+    grown = tmp_path / "grown.npz"
+    assert cli("snapshot", specimen.pid, "-o", grown).returncode == 0
+    specimen.run(f"munmap({a + 12 * PAGE}, 18)")  # cuts 3 present pages (12, 13, 14) and 15 untouched
+    assert present_pages(specimen.pid, a, 30) == list(range(12))
+    doc = json.loads(cli("diff", grown, specimen.pid, "--json").stdout)
+    assert listed(doc, a) == []
+    row = row_at(doc, a)
+    assert (row["appeared"], row["vanished"], row["moved"]) == (0, 3, 0)
+
+
+def test_diff_follows_areas_merged_by_mprotect_and_a_mapping_grown_by_a_neighbour(specimen, tmp_path):
+    a = specimen.run(RESERVE + f"a = reserve(20, 10); write(a, 20); libc.mprotect(a + 10 * PAGE, 10 * PAGE, 1)\n"
+                     "result = a")
+    assert smaps_of(specimen.pid, a)["Size"] == 10 * PAGE  # two areas: rw and r
+    before = tmp_path / "before.npz"
+    assert cli("snapshot", specimen.pid, "-o", before).returncode == 0
+    specimen.run(f"libc.mprotect({a + 10 * PAGE}, 10 * PAGE, 3)\n"  # merged again
+                 f"check(libc.mmap({a + 20 * PAGE}, 10 * PAGE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), 'm')\n"
+                 f"write({a + 25 * PAGE}, 2)")  # a neighbour the kernel merges, two of its pages written
+    assert smaps_of(specimen.pid, a)["Size"] == 30 * PAGE  # one area now
+    assert present_pages(specimen.pid, a, 30) == list(range(20)) + [25, 26]
+    doc = json.loads(cli("diff", before, specimen.pid, "--json").stdout)
+    assert listed(doc, a) == listed(doc, a + 15 * PAGE) == []
+    row = row_at(doc, a)
+    assert (row["start"], row["end"]) == (a, a + 30 * PAGE)
+    assert (row["appeared"], row["vanished"], row["moved"]) == (2, 0, 0)
+
+
+def test_diff_follows_a_mapping_that_grows_down(specimen, tmp_path):
+    """A MAP_GROWSDOWN mapping keeps its end as a fault below it extends it down."""
+    g = specimen.run(RESERVE + "MAP_GROWSDOWN = 0x100\n"
+                     "g = check(libc.mmap(None, 4 * PAGE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0), 'mmap')\n"
+                     "write(g, 4); result = g")
+    before = tmp_path / "before.npz"
+    assert cli("snapshot", specimen.pid, "-o", before).returncode == 0
+    specimen.run(f"write({g - 3 * PAGE})")  # grows down by three pages, one of them written
+    assert smaps_of(specimen.pid, g)["Size"] == 7 * PAGE and "gd" in smaps_vmflags(specimen.pid, g)
+    assert present_pages(specimen.pid, g - 3 * PAGE, 7) == [0, 3, 4, 5, 6]
+    doc = json.loads(cli("diff", before, specimen.pid, "--json").stdout)
+    assert listed(doc, g) == []
+    row = row_at(doc, g)
+    assert (row["start"], row["end"]) == (g - 3 * PAGE, g + 4 * PAGE)
+    assert (row["appeared"], row["vanished"], row["moved"]) == (1, 0, 0)
+
+
+def smaps_vmflags(pid: int, addr: int) -> list[str]:
+    """The VmFlags of the mapping holding ``addr``, from smaps."""
+    inside = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise KeyError(hex(addr))
+
+
+def test_diff_says_when_the_two_sides_are_different_processes(specimen, tmp_path):
+    """A snapshot compared with another PID, or with its own PID now running another
+    command, is said so in one line on stderr; with its own process, nothing is said."""
+    import subprocess
+    import sys
+
+    snap = tmp_path / "s.npz"
+    assert cli("snapshot", specimen.pid, "-o", snap).returncode == 0
+    same = cli("diff", snap, specimen.pid)
+    assert same.returncode == 0 and same.stderr == ""
+    other = subprocess.Popen([sys.executable, "-c", "import os, sys; sys.stdin.readline(); "
+                              "os.execvp('sleep', ['sleep', '1000'])"], stdin=subprocess.PIPE, text=True)
+    try:
+        r = cli("diff", snap, other.pid)
+        assert r.returncode == 0 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert str(specimen.pid) in r.stderr and str(other.pid) in r.stderr and "different process" in r.stderr
+        r = cli("diff", snap, other.pid, "--json")
+        assert r.returncode == 0 and len(r.stderr.splitlines()) == 1 and json.loads(r.stdout)["totals"]
+        before = tmp_path / "before-exec.npz"
+        assert cli("snapshot", other.pid, "-o", before).returncode == 0
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{other.pid}/comm").read().strip() != "sleep":  # the exec, as the kernel shows it
+            assert time.monotonic() < deadline, "the process did not exec"
+            time.sleep(0.01)
+        r = cli("diff", before, other.pid)
+        assert r.returncode == 0 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "sleep" in r.stderr and "python" in r.stderr and "different command" in r.stderr
+    finally:
+        other.kill()
+        other.wait()

@@ -17,6 +17,16 @@ from .errors import InvalidArgument, PagewalkError, Unsupported
 from .maps import mapping_index
 
 Hit = namedtuple("Hit", "pfn pid command vaddr mapping")
+KPF_ZERO_PAGE = 1 << 24  # include/uapi/linux/kernel-page-flags.h; set for the huge zero page's frames too
+
+
+class WhoReport(namedtuple("WhoReport", "hits mapcounts zero_frames")):
+    """``hits``: every (process, virtual address) found mapping a frame, by PFN, PID
+    and address; ``mapcounts``: each frame's map count from ``/proc/kpagecount``;
+    ``zero_frames``: the asked frames that are the shared zero page or part of the
+    huge zero page, whose map count the kernel does not keep (it reads 0)."""
+
+    __slots__ = ()
 Pair = namedtuple("Pair", "pid_a mapping_a pid_b mapping_b pages")
 
 
@@ -26,22 +36,24 @@ def _require_frames(what: str) -> None:
                           "(CAP_SYS_ADMIN)")
 
 
-def _frames_of(process) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+def _frames_of(process, with_zero: bool = False) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
     """(PFNs, virtual addresses, the mappings, each page's mapping index) of the
-    present pages that hold memory of their own (the zero page left out)."""
+    present pages that hold memory of their own (the zero page left out unless
+    ``with_zero``)."""
     maps = process.mappings()
     table = process.resident_table(maps)
-    keep = table.resident
+    keep = table.present if with_zero else table.resident
     vaddr = table.vaddr[keep]
     index = mapping_index(maps, vaddr)
     return table.pfn[keep], vaddr, maps, index
 
 
 def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int], None] | None = None
-             ) -> tuple[list[Hit], dict[int, int]]:
-    """Every (process, virtual address) that maps one of ``pfns``, and each PFN's
-    map count from ``/proc/kpagecount``.  The walk stops early once as many
-    mappings were found as the map counts promise."""
+             ) -> WhoReport:
+    """Every (process, virtual address) that maps one of ``pfns``, each PFN's map
+    count from ``/proc/kpagecount``, and which PFNs are zero pages.  The walk stops
+    early once as many mappings were found as the map counts promise; a zero page
+    promises none (its map count reads 0), so with one asked every process is read."""
     from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
     from .process import Process
 
@@ -49,19 +61,20 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
     targets = np.unique(np.asarray(list(pfns), dtype=np.int64))
     with KpageFile(KPAGEFLAGS) as flags:
         end = flags.end_pfn()
-    beyond = targets[targets >= end]
-    if len(beyond):
-        raise InvalidArgument(f"PFN {int(beyond[0]):#x} is beyond the end of memory (the last PFN is {end - 1:#x})")
+        beyond = targets[targets >= end]
+        if len(beyond):
+            raise InvalidArgument(f"PFN {int(beyond[0]):#x} is beyond the end of memory (the last PFN is {end - 1:#x})")
+        zero = targets[(flags.read(targets.astype(np.uint64)) & np.uint64(KPF_ZERO_PAGE)) != 0]
     with KpageFile(KPAGECOUNT) as count:
         mapcounts = dict(zip(targets.tolist(), count.read(targets.astype(np.uint64)).tolist()))
-    expected = sum(mapcounts.values())
+    expected = sum(mapcounts.values()) if not len(zero) else 0  # 0: no early stop
     hits: list[Hit] = []
     for pid in pids:
         if expected and len(hits) >= expected:
             break
         try:
             with Process(pid) as proc:
-                pfn, vaddr, maps, index = _frames_of(proc)
+                pfn, vaddr, maps, index = _frames_of(proc, with_zero=bool(len(zero)))
                 found = np.flatnonzero(np.isin(pfn, targets))
                 command = system.command_name(pid)
                 hits += [Hit(int(pfn[k]), pid, command, int(vaddr[k]), maps[int(index[k])].label())
@@ -72,7 +85,7 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
             if progress is not None:
                 progress(1)
     hits.sort(key=lambda h: (h.pfn, h.pid, h.vaddr))
-    return hits, mapcounts
+    return WhoReport(hits, mapcounts, frozenset(zero.tolist()))
 
 
 class SharedReport(namedtuple("SharedReport", "pairs per_process frames")):

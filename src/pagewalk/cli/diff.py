@@ -36,9 +36,13 @@ def _side(arg: str):
 
 
 def run(args) -> int:
-    from ..diff import FIELDS, diff
+    from ..diff import FIELDS, diff, different_process
 
-    doc = diff(_side(args.a), _side(args.b))
+    a, b = _side(args.a), _side(args.b)
+    other = different_process(a, b)
+    if other:
+        _common.warn(f"warning: {other}")
+    doc = diff(a, b)
     if args.json:
         import json
 

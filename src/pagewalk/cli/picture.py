@@ -20,18 +20,24 @@ def add_parser(sub) -> None:
                     "address, PFN, flags and mapping on hover, with a sortable table of mappings. The file is "
                     "created mode 0600: it shows physical addresses.")
     _common.pid_argument(p)
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.png, FILE.svg or FILE.html")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="FILE.png, FILE.svg or FILE.html ('-': standard output, with --format)")
     p.add_argument("--format", choices=FORMATS, dest="file_format",
                    help="file format (default: from the name's ending)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from ..outfile import STDOUT, check_writable
+
+    if args.output == STDOUT and not args.file_format:
+        raise InvalidArgument("-o - writes the picture to standard output: give its --format (png, svg or html)")
     file_format = args.file_format or args.output.rsplit(".", 1)[-1].lower()
     if file_format not in FORMATS:
         raise InvalidArgument(f"cannot tell the format from {args.output!r}: name a .png, .svg or .html file, "
                               f"or give --format")
     pid = _common.parse_pid(args.pid)
+    check_writable(args.output, f"a {file_format.upper()} picture", binary=file_format == "png")
     if file_format != "html":
         from ..output.picture import _pyplot
 
@@ -51,5 +57,5 @@ def run(args) -> int:
         from ..output.picture import draw
 
         draw(space, args.output, file_format)
-    _common.warn(f"wrote {args.output}")
+    _common.warn(f"wrote {'the picture to standard output' if args.output == STDOUT else args.output}")
     return 0

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                                    "The file is written atomically and created mode 0600: it holds physical "
                                    "addresses. --load reads one back and summarises it.")
     p.add_argument("pid", metavar="PID", nargs="?", help="process to record")
-    p.add_argument("-o", "--output", metavar="FILE", help="where to write the snapshot")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write the snapshot ('-': standard output)")
     p.add_argument("--format", choices=("npz", "parquet"), dest="file_format",
                    help="file format (default: parquet for a FILE ending in .parquet, else npz)")
     p.add_argument("--load", metavar="FILE", help="read this snapshot (either format) and summarise it")
@@ -48,6 +48,9 @@ def run(args) -> int:
         return 0
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
+    from ..outfile import STDOUT, check_writable
+
+    check_writable(args.output, "a snapshot", binary=True)  # before the work (and before --clear-soft-dirty)
     from ..parallel import in_background
     from ..process import Process, ResidentRead
     from ..system import reuse_freed_memory
@@ -68,7 +71,8 @@ def run(args) -> int:
         _common.pfn_hidden_note()
     size = snap.save(args.output, args.file_format)
     present = int(snap.table().present.sum())
-    _common.warn(f"wrote {args.output}: {len(snap.mappings)} mappings, {snap.meta['pages']} populated pages "
+    where = "the snapshot to standard output" if args.output == STDOUT else args.output
+    _common.warn(f"wrote {where}: {len(snap.mappings)} mappings, {snap.meta['pages']} populated pages "
                  f"({present} present), {size} bytes")
     return 0
 

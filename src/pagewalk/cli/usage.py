@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, PagewalkError
 from . import _common
 
 NAMES = ("usage",)  # the command names this module serves
@@ -25,25 +25,48 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _why_unreadable(pid: int, skipped: dict[int, str]) -> str:
+    """Why a named process could not be read: the reason given, or, for one passed
+    over as having no memory to read, whether it is gone, a kernel thread or a zombie."""
+    if pid in skipped:
+        return skipped[pid]
+    import os
+
+    from ..errors import NoSuchProcess, explain_no_mm
+
+    return str(explain_no_mm(pid) if os.path.exists(f"/proc/{pid}") else NoSuchProcess(pid))
+
+
 def run(args) -> int:
     from ..output import usage as out
-    from ..usage import all_pids, measure
+    from ..usage import all_pids, gather
 
     if args.all and args.pids:
         raise InvalidArgument("give PIDs or --all, not both")
-    pids = [_common.parse_pid(p) for p in args.pids]
+    pids = list(dict.fromkeys(_common.parse_pid(p) for p in args.pids))
     explicit = bool(pids)
     pids = pids or all_pids()
     progress = _common.Progress("usage", len(pids) if not explicit else 0, "processes")
     try:
-        report = measure(pids, by=args.by, sort=args.sort, explicit=explicit, progress=progress.advance)
+        # One named PID fails as in every command; several are taken as ps takes
+        # them: those that cannot be read are named in a note
+        gathered = gather(pids, explicit=explicit and len(pids) == 1, progress=progress.advance)
     finally:
         progress.close()
+    if explicit:
+        read = {p.pid for p in gathered.collected}
+        left_out = {pid: _why_unreadable(pid, gathered.skipped) for pid in pids if pid not in read}
+        if not read:
+            raise PagewalkError("; ".join(left_out.values()))
+        if left_out:
+            _common.warn(f"note: {len(left_out)} of the {len(pids)} processes named could not be read, left out: "
+                         + "; ".join(left_out.values()))
+    report = gathered.report(args.by, args.sort)
     if not report.pfn_visible:
         _common.warn("note: frames are hidden from this user: PSS and USS come from smaps_rollup where it "
                      "is readable; elsewhere PSS is '-' (null) and USS counts pages with pagemap's exclusive "
                      "bit, a lower bound; run as root for exact numbers everywhere")
-    if report.skipped:
+    if report.skipped and not explicit:
         first = next(iter(report.skipped.items()))
         _common.warn(f"note: {len(report.skipped)} process(es) left out, e.g. {first[0]}: {first[1]}")
     sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))

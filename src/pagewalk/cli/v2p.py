@@ -40,37 +40,62 @@ def fast_args(argv: list[str]):
     return SimpleNamespace(pid=rest[0], addrs=rest[1:], json="--json" in argv, run=run)
 
 
-def _read_addresses(args) -> list[int]:
-    addrs: list[int] = []
+def _read_addresses(args) -> tuple[list[int], list[str]]:
+    """The addresses, and each as it was written."""
+    texts: list[str] = []
     for a in args.addrs:
         if a == "-":
-            addrs.extend(_common.parse_addr(line) for line in sys.stdin if line.strip())
+            texts.extend(line.strip() for line in sys.stdin if line.strip())
         else:
-            addrs.append(_common.parse_addr(a))
-    return addrs
+            texts.append(a)
+    return [_common.parse_addr(t) for t in texts], texts
+
+
+def _decimal_notes(proc, results, texts: list[str]) -> dict[int, str]:
+    """For each answer "not mapped" whose address was written in decimal digits only
+    (read as hex, as the contract says) and whose decimal reading is in a mapping:
+    its index, and a note naming that reading.  Maps is read again only then."""
+    candidates = [i for i, (r, t) in enumerate(zip(results, texts))
+                  if r.mapping is None and t.isascii() and t.isdigit()]
+    if not candidates:
+        return {}
+    from ..translate import find_mapping
+
+    mappings = proc.mappings()
+    notes = {}
+    for i in candidates:
+        vaddr = int(texts[i], 10)
+        m = find_mapping(mappings, vaddr)
+        if m is not None:
+            notes[i] = f"as decimal, {vaddr} = {vaddr:#x} is in {m.label()}"
+    return notes
 
 
 def run(args) -> int:
     from ..process import Process
 
     pid = _common.parse_pid(args.pid)
-    addrs = _read_addresses(args)
+    addrs, texts = _read_addresses(args)
     if not addrs:
         raise InvalidArgument("no addresses given (stdin was empty)")
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         results = proc.translate_many(addrs)
         pfn_visible = proc.pfn_visible
+        notes = _decimal_notes(proc, results, texts)
     if not pfn_visible:
         _common.pfn_hidden_note()
     if args.json:
         import json
 
-        sys.stdout.write(json.dumps([r.as_dict() for r in results], indent=1) + "\n")
+        answers = [r.as_dict() for r in results]
+        for i, note in notes.items():
+            answers[i]["note"] = note
+        sys.stdout.write(json.dumps(answers, indent=1) + "\n")
     else:
         from ..names import printable
 
         lines = []
-        for r in results:
+        for i, r in enumerate(results):
             if r.paddr is not None:
                 phys = f"0x{r.paddr:x} pfn 0x{r.pfn:x}"
             elif r.present:
@@ -78,7 +103,8 @@ def run(args) -> int:
             else:
                 phys = "-"
             where = printable(r.mapping.label()) if r.mapping else "-"
-            lines.append(f"0x{r.vaddr:x} -> {phys}  {r.state}  {where}")
+            state = f"{r.state} ({printable(notes[i])})" if i in notes else r.state
+            lines.append(f"0x{r.vaddr:x} -> {phys}  {state}  {where}")
         sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
     sys.stdout.flush()
     unmapped = [r.vaddr for r in results if r.mapping is None]

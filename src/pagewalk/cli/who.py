@@ -32,7 +32,7 @@ def run(args) -> int:
     pids = all_pids()
     progress = _common.Progress("who", len(pids), "processes")
     try:
-        hits, mapcounts = who_maps(pfns, pids, progress.advance)
+        hits, mapcounts, zero_frames = who_maps(pfns, pids, progress.advance)
     finally:
         progress.close()
     from ..names import printable, unicode_text
@@ -50,7 +50,10 @@ def run(args) -> int:
     sys.stdout.write(render_columns(["PFN", "PID", "COMMAND", "VADDR", "MAPPING"], rows, right={1}))
     for pfn, n in sorted(mapcounts.items()):
         found = sum(1 for h in hits if h.pfn == pfn)
-        if found < n:
+        if pfn in zero_frames:
+            _common.warn(f"note: frame {pfn:x} is a zero page, which the kernel keeps no map count for: "
+                         f"{found} mapping(s) found in the processes that could be read")
+        elif found < n:
             _common.warn(f"note: frame {pfn:x} has map count {n}, {found} mapping(s) seen: the rest are in "
                          "processes that could not be read or changed meanwhile")
         elif n == 0 and not found:
