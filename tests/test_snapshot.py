@@ -331,8 +331,13 @@ def test_diff_follows_areas_merged_by_mprotect_and_a_mapping_grown_by_a_neighbou
 
 def test_diff_follows_a_mapping_that_grows_down(specimen, tmp_path):
     """A MAP_GROWSDOWN mapping keeps its end as a fault below it extends it down."""
+    # placed at the top of a freed 2 MiB hole: the kernel grows it only where no other
+    # mapping lies within its guard gap (1 MiB) below, and a write there would land in it
     g = specimen.run(RESERVE + "MAP_GROWSDOWN = 0x100\n"
-                     "g = check(libc.mmap(None, 4 * PAGE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0), 'mmap')\n"
+                     "hole = check(libc.mmap(None, 512 * PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), 'mmap')\n"
+                     "libc.munmap(hole, 512 * PAGE)\n"
+                     "g = check(libc.mmap(hole + 508 * PAGE, 4 * PAGE, 3, "
+                     "MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_FIXED, -1, 0), 'mmap')\n"
                      "write(g, 4); result = g")
     before = tmp_path / "before.npz"
     assert cli("snapshot", specimen.pid, "-o", before).returncode == 0
