@@ -180,7 +180,8 @@ def test_swapped_shared_memory_matches_smaps_per_mapping(swap, specimen, shm_pat
 def test_private_mapping_of_a_tmpfs_file_counts_only_where_the_pte_is_none(swap, specimen, shm_path):
     """A MAP_PRIVATE mapping of a tmpfs file: pages 0-7 copied on write and paged out
     (anonymous swap entries), 8-15 copied on write and present, 16-31 read (the
-    object's pages, mapped here too, so not paged out; one fault-around window),
+    object's pages, mapped here too, so not paged out; the mapping is aligned so that
+    these are one fault-around window),
     32-63 never touched here.  The object's pages 0-15 and 32-63 are paged out
     through a shared mapping.  smaps Swap of the private mapping counts the object's
     swapped pages only where the PTE is none (32-63), plus its own swap entries
@@ -190,7 +191,7 @@ def test_private_mapping_of_a_tmpfs_file_counts_only_where_the_pte_is_none(swap,
 
     s = specimen
     shared = s.run(KINDS["/dev/shm file"].format(pages=PAGES, path=shm_path) + f"\nwrite(a, {PAGES}); result = a")
-    private = s.run(f"p = mmap({PAGES}, fd=fd); write(p, 16, 0x33); read(p + 16 * PAGE, 16); result = p")
+    private = s.run(f"p = mmap({PAGES}, fd=fd, align=16 * PAGE); write(p, 16, 0x33); read(p + 16 * PAGE, 16); result = p")
     page_out(s, shared, [(0, 16), (32, PAGES)])
     page_out(s, private, [(0, 8)])
     require_swapped(s.pid, shared, PAGES, [(0, 16), (32, PAGES)])
