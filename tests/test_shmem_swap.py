@@ -84,6 +84,19 @@ def pieces(maps, addr: int, pages: int) -> list[int]:
     return [i for i, m in enumerate(maps) if addr <= m.start and m.end <= addr + pages * PAGE]
 
 
+def pin(s: Specimen) -> None:
+    """Keep the specimen on one CPU: a page it just wrote waits in that CPU's LRU batch,
+    which MADV_PAGEOUT drains only on the CPU it runs on (else it skips the page)."""
+    s.run("os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})")
+
+
+@pytest.fixture
+def specimen():
+    with Specimen() as s:
+        pin(s)
+        yield s
+
+
 @pytest.fixture(scope="module")
 def swap():
     with swap_file(64) as path:
@@ -303,23 +316,15 @@ def test_a_process_without_candidate_mappings_costs_no_import():
             sleeper.kill()
 
 
-def _as_nobody(pid: int) -> dict:
-    """swapped_runs of ``pid`` by a forked reader that dropped to nobody: {start: [pages
-    or None, why]} for each mapping in the result."""
-    from pagewalk import shmem
-    from pagewalk.maps import read_maps
-
+def as_nobody(work):
+    """``work()`` (returning JSON-able data) run in a forked child that dropped to nobody."""
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         try:
             os.close(r)
             drop_privileges(NOBODY)
-            maps = read_maps(pid)
-            result = shmem.swapped_runs(pid, maps)
-            answer = {maps[i].start: [None if rec is None else rec.pages, result.why.get(i)]
-                      for i, rec in result.items()}
-            os.write(w, json.dumps(answer).encode())
+            os.write(w, json.dumps({"value": work()}).encode())
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             os.write(w, json.dumps({"error": repr(exc)}).encode())
         finally:
@@ -332,7 +337,20 @@ def _as_nobody(pid: int) -> dict:
     os.waitpid(child, 0)
     answer = json.loads(data)
     assert "error" not in answer, answer
-    return {int(k): v for k, v in answer.items()}
+    return answer["value"]
+
+
+def _seen_by_nobody(pid: int) -> dict:
+    """swapped_runs of ``pid`` as nobody sees it: {start: [pages or None, why]}."""
+    from pagewalk import shmem
+    from pagewalk.maps import read_maps
+
+    def work():
+        maps = read_maps(pid)
+        result = shmem.swapped_runs(pid, maps)
+        return {maps[i].start: [None if rec is None else rec.pages, result.why.get(i)] for i, rec in result.items()}
+
+    return {int(k): v for k, v in as_nobody(work).items()}
 
 
 def test_an_unprivileged_reader_gets_unknown_not_zero(swap, shm_path):
@@ -347,6 +365,7 @@ def test_an_unprivileged_reader_gets_unknown_not_zero(swap, shm_path):
         f.write(b"\1" * 8 * PAGE)
     os.chmod(shm_path, 0o644)
     with Specimen(uid=NOBODY) as s:
+        pin(s)
         anon = s.run(f"a = mmap({PAGES}, shared=True); write(a, {PAGES}); result = a")
         memfd = s.run(f"fd = memfd('pagewalk-test', {PAGES}); b = mmap({PAGES}, shared=True, fd=fd); "
                       f"write(b, {PAGES}); result = b")
@@ -356,7 +375,7 @@ def test_an_unprivileged_reader_gets_unknown_not_zero(swap, shm_path):
         require_swapped(s.pid, anon, PAGES, PAGED_OUT)
         require_swapped(s.pid, memfd, PAGES, PAGED_OUT)
 
-        before, seen = while_still(s.pid, lambda: _as_nobody(s.pid))
+        before, seen = while_still(s.pid, lambda: _seen_by_nobody(s.pid))
         assert seen[anon][0] is None and "CAP_SYS_ADMIN" in seen[anon][1]
         assert seen[memfd][0] * PAGE == before[(memfd, memfd + PAGES * PAGE)]["Swap"] > 0
         assert seen[rootfile][0] is None and "write permission" in seen[rootfile][1]
@@ -367,7 +386,16 @@ def test_an_unprivileged_reader_gets_unknown_not_zero(swap, shm_path):
         assert result[i].pages * PAGE == before[(anon, anon + PAGES * PAGE)]["Swap"] > 0
 
 
-def test_doctor_probe_says_cachestat_and_map_files_work_for_root():
+def test_doctor_says_whether_swapped_shared_memory_can_be_found():
+    """root: cachestat and map_files work; nobody: map_files is refused, and doctor
+    says what that costs."""
     from pagewalk import shmem
+    from pagewalk.doctor import run_checks
+
+    def row():
+        return next(c.as_dict() for c in run_checks() if c.name.startswith("swapped shared memory"))
 
     assert ROOT and shmem.why_unavailable() is None
+    assert row()["ok"] is True
+    nobody = as_nobody(row)
+    assert nobody["ok"] is False and "map_files" in nobody["value"] and "smaps" in nobody["cost"]

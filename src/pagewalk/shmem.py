@@ -507,7 +507,10 @@ def why_unavailable() -> str | None:
     cachestat works and /proc/PID/map_files can be opened."""
     import mmap
 
-    fd = os.memfd_create("pagewalk-doctor", os.MFD_CLOEXEC)
+    try:
+        fd = os.memfd_create("pagewalk-doctor", os.MFD_CLOEXEC)
+    except OSError as exc:
+        return f"memfd_create to probe with: {os.strerror(exc.errno or 0).lower()}"
     try:
         os.ftruncate(fd, PAGE_SIZE)
         try:
