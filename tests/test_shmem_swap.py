@@ -204,7 +204,8 @@ def test_private_mapping_of_a_tmpfs_file_counts_only_where_the_pte_is_none(swap,
 
     s = specimen
     shared = s.run(KINDS["/dev/shm file"].format(pages=PAGES, path=shm_path) + f"\nwrite(a, {PAGES}); result = a")
-    private = s.run(f"p = mmap({PAGES}, fd=fd, align=16 * PAGE); write(p, 16, 0x33); read(p + 16 * PAGE, 16); result = p")
+    private = s.run(f"p = mmap({PAGES}, fd=fd, align=16 * PAGE); write(p, 16, 0x33); read(p + 16 * PAGE, 16); "
+                    "result = p")
     page_out(s, shared, [(0, 16), (32, PAGES)])
     page_out(s, private, [(0, 8)])
     require_swapped(s.pid, shared, PAGES, [(0, 16), (32, PAGES)])
@@ -250,7 +251,8 @@ def test_two_processes_mapping_one_object_count_it_once(swap, specimen):
 
         def read():
             return (shmem.swapped_runs(s.pid, parent_maps), shmem.swapped_runs(child, child_maps),
-                    shmem.swapped_runs(s.pid, parent_maps, exact=False), shmem.swapped_runs(child, child_maps, exact=False))
+                    shmem.swapped_runs(s.pid, parent_maps, exact=False),
+                    shmem.swapped_runs(child, child_maps, exact=False))
 
         before, (parent, kid, parent_counts, kid_counts) = while_still(s.pid, read)
         (pi,) = pieces(parent_maps, addr, PAGES)
