@@ -77,8 +77,8 @@ class ShmemSwap(namedtuple("ShmemSwap", "key first_page first_vpn npages pages r
     length in pages.  ``pages`` counts the object's swapped pages over the
     mapping's file range (for a shared or read-only mapping, exactly what smaps
     ``Swap:`` counts); ``runs`` lists them as sorted, merged ``(first_vpn,
-    end_vpn)`` runs of virtual page numbers, or is None when only the count was
-    asked for.  ``needs_pte_check`` marks a private writable mapping: smaps counts
+    end_vpn)`` runs of virtual page numbers ([] when there are none), or is None
+    when only the count was asked for.  ``needs_pte_check`` marks a private writable mapping: smaps counts
     an object's swapped page there only where this process's PTE is none (a
     page copied on write is this process's own); :func:`swapped_where_none` keeps
     just those (such records always carry ``runs``).
