@@ -79,6 +79,7 @@ WORKLOADS: dict[str, tuple[str, list[str]]] = {
 SPECIAL_WORKLOADS = {
     "machine": "whole machine (every physical frame)",
     "fork200": "200 forked processes sharing 64 MiB",
+    "shmem": "1 GiB shared anonymous, half in swap",
 }
 QUICK_WORKLOADS = ["4g", "res"]
 # MiB of available memory a workload needs (with some room for pagewalk itself)
@@ -354,6 +355,48 @@ for t in threads:
 """
 
 
+# 1 GiB of shared anonymous memory, every page written, half of it paged out to swap:
+# the first half ("half") or every other page ("alternate", the worst case for finding
+# the runs). Paging out needs a swap device, made by the benchmark.
+SHMEM_WORKLOAD = """
+import mmap, os, signal, sys
+layout, size, page = sys.argv[1], 1 << 30, mmap.PAGESIZE
+buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+for i in range(0, size, page):
+    buf[i] = 1
+if layout == "half":
+    buf.madvise(21, 0, size // 2)  # MADV_PAGEOUT
+else:
+    for off in range(0, size, 2 * page):
+        buf.madvise(21, off, page)
+os.write(1, b"PID %d\\nready\\n" % os.getpid())
+signal.pause()
+"""
+
+
+@contextmanager
+def swap_file(mib: int) -> Iterator[str | None]:
+    """A swap file of ``mib`` MiB, enabled (None if that fails); always disabled and
+    removed afterwards."""
+    directory = tempfile.mkdtemp(prefix="pagewalk-bench-swap-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+    path = os.path.join(directory, "swapfile")
+    enabled = False
+    try:
+        made = subprocess.run(["fallocate", "-l", f"{mib}M", path], capture_output=True)
+        if made.returncode:
+            made = subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={mib}", "status=none"],
+                                  capture_output=True)
+        if made.returncode == 0:
+            os.chmod(path, 0o600)
+            enabled = (subprocess.run(["mkswap", path], capture_output=True).returncode == 0
+                       and subprocess.run(["swapon", path], capture_output=True).returncode == 0)
+        yield path if enabled else None
+    finally:
+        if enabled:
+            subprocess.run(["swapoff", path], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def smaps_rollup_kb(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -465,6 +508,8 @@ class Bench:
             return self.machine(SPECIAL_WORKLOADS[short])
         if short == "fork200":
             return self.fork_family(SPECIAL_WORKLOADS[short], 200, 64)
+        if short == "shmem":
+            return self.shmem_swap(SPECIAL_WORKLOADS[short])
         label, args = WORKLOADS[short]
         need = NEEDS_MIB.get(short, 0)
         if need and mem_available_mib() < need:
@@ -603,6 +648,54 @@ class Bench:
                 ratio = ours / max(total, 1)
                 self.add(Row(label, f"family PSS total in MiB, not seconds: usage vs {name}", ours / 2**20,
                              total / 2**20, "0.99 to 1.01", 0.99 <= ratio <= 1.01))
+
+    def shmem_swap(self, label: str) -> None:
+        """The cost of finding swapped shared memory (pagemap shows it as none): the
+        cachestat lookup in-process, count only and with exact runs, for half of the
+        memory paged out in one run and paged out every other page (the worst case);
+        and `pagewalk maps PID` of the whole process."""
+        need = 1024 + 512
+        if mem_available_mib() < need:
+            self.note(f"{label}: skipped, needs about {need} MiB available, have {mem_available_mib()} MiB")
+            return
+        try:
+            from pagewalk import shmem
+            from pagewalk.maps import read_maps
+        except ImportError as exc:
+            self.note(f"{label}: skipped: cannot import pagewalk here ({exc})")
+            return
+        with swap_file(640) as swap:
+            if swap is None:
+                self.note(f"{label}: skipped: cannot enable a swap file (mkswap/swapon failed; needs root)")
+                return
+            for layout, what in (("half", "first half"), ("alternate", "every other page")):
+                self.log(f"{label}: paging out the {what}")
+                with running([sys.executable, "-c", SHMEM_WORKLOAD, layout], f"the shmem workload ({layout})") as pids:
+                    pid = pids[0]
+                    maps = read_maps(pid)
+                    (index,) = (i for i, m in enumerate(maps) if m.end - m.start == 1 << 30)
+                    swapped_kb = smaps_rollup_kb(pid, "Swap")
+                    self.log(f"  {swapped_kb // 1024} MiB in swap (smaps_rollup); lookup and maps, {self.runs} runs")
+
+                    record = shmem.swapped_runs(pid, maps)[index]
+                    found_kb = None if record is None else record.pages * os.sysconf("SC_PAGE_SIZE") // 1024
+                    if found_kb != swapped_kb:
+                        self.note(f"WARNING {label}, {layout}: the lookup found {found_kb} kB in swap, "
+                                  f"smaps_rollup {swapped_kb} kB")
+
+                    def lookup(exact: bool) -> Callable[[], float]:
+                        def measure() -> float:
+                            t0 = time.perf_counter()
+                            shmem.swapped_runs(pid, maps, exact=exact)
+                            return time.perf_counter() - t0
+                        return measure
+
+                    count, exact, maps_s = alternate([lookup(False), lookup(True),
+                                                      lambda: run_timed([self.pagewalk, "maps", str(pid)])], self.runs)
+                    self.add(Row(label, f"{what} in swap: lookup, count only (in-process)", count))
+                    self.add(Row(label, f"{what} in swap: lookup, exact runs (in-process)", exact))
+                    self.add(Row(label, f"{what} in swap: maps (whole process), absolute", maps_s, None, "< 1 s",
+                                 maps_s < 1.0))
 
     def in_process(self, label: str, pid: int) -> None:
         try:

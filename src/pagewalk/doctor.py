@@ -105,6 +105,13 @@ def run_checks() -> list[Check]:
     checks.append(Check("swap devices", bool(swaps), f"{len(swaps)} active" if swaps else "none",
                         "" if swaps else "nothing can be swapped out: swapped counts are 0 by fact, not by blindness"))
 
+    from .shmem import why_unavailable as shmem_gap
+
+    gap = shmem_gap()
+    checks.append(Check("swapped shared memory (cachestat, map_files)", gap is None,
+                        "cachestat(2) and /proc/PID/map_files work" if gap is None else gap,
+                        "" if gap is None else "swapped shared memory is counted from smaps only, or unknown"))
+
     ok, how = _uffd_wp_async()
     checks.append(Check("userfaultfd write-protect (async)", ok, how,
                         "" if ok else "no uffd-wp markers to report; PAGEMAP_SCAN written-page tracking unavailable"))

@@ -69,14 +69,16 @@ class ShmemSwap(namedtuple("ShmemSwap", "key first_page first_vpn npages pages r
 
     ``key`` identifies the object across processes (hashable, opaque: the
     file's device and inode, and for SysV memory the IPC namespace, since SysV
-    inode numbers are segment ids); ``first_page`` is the file page index at the
+    inode numbers are segment ids; inode numbers on the kernel's internal mount
+    come from a 32-bit counter, so two live objects share one only after it
+    wrapped); ``first_page`` is the file page index at the
     mapping's start and ``first_vpn`` its virtual page number, so virtual page
     ``v`` is file page ``first_page + v - first_vpn``; ``npages`` the mapping's
     length in pages.  ``pages`` counts the object's swapped pages over the
     mapping's file range (for a shared or read-only mapping, exactly what smaps
     ``Swap:`` counts); ``runs`` lists them as sorted, merged ``(first_vpn,
-    end_vpn)`` runs of virtual page numbers, or is None when only the count was
-    asked for.  ``needs_pte_check`` marks a private writable mapping: smaps counts
+    end_vpn)`` runs of virtual page numbers ([] when there are none), or is None
+    when only the count was asked for.  ``needs_pte_check`` marks a private writable mapping: smaps counts
     an object's swapped page there only where this process's PTE is none (a
     page copied on write is this process's own); :func:`swapped_where_none` keeps
     just those (such records always carry ``runs``).
@@ -292,6 +294,14 @@ class _Reader:
         self.map_files_denied = False
         self.unsupported: str | None = None
         self._ipc_ns: str | None = None
+        # Objects opened in this call, for their other mappings: fd, or None (not shmem).
+        # SysV inode numbers are segment ids, which may equal another object's inode.
+        self.objects: dict[tuple[int, int, bool], int | None] = {}
+
+    def close(self) -> None:
+        for fd in self.objects.values():
+            if fd is not None:
+                os.close(fd)
 
     def may_be_shmem(self, m: Mapping, dev: int) -> bool:
         if dev == self.internal_dev:
@@ -325,12 +335,27 @@ class _Reader:
             yield f"/proc/{self.pid}/map_files/{m.start:x}-{m.end:x}"
         if m.path.startswith("/") and not m.deleted:
             yield m.path
-        found = self.fd_names().get((dev, m.inode))
-        if found:
-            yield found
+        if m.kind != "sysv":  # no file descriptor ever refers to a SysV segment
+            found = self.fd_names().get((dev, m.inode))
+            if found:
+                yield found
+
+    def object_fd(self, m: Mapping, dev: int) -> int:
+        """An O_RDONLY fd of the mapping's shmem file, opened once a call; raises
+        _NotShmem or _Unknown."""
+        ident = (dev, m.inode, m.kind == "sysv")
+        if ident not in self.objects:
+            try:
+                self.objects[ident] = self.open(m, dev)
+            except _NotShmem:
+                self.objects[ident] = None
+        fd = self.objects[ident]
+        if fd is None:
+            raise _NotShmem
+        return fd
 
     def open(self, m: Mapping, dev: int) -> int:
-        """An O_RDONLY fd of the mapping's shmem file; raises _NotShmem or _Unknown.
+        """A new O_RDONLY fd of the mapping's shmem file; raises _NotShmem or _Unknown.
 
         Each name is opened O_PATH first (no open of the file itself), checked to
         be the maps line's inode, a regular file, on tmpfs; only then reopened."""
@@ -376,24 +401,21 @@ class _Reader:
     def record(self, m: Mapping, dev: int, exact: bool) -> ShmemSwap:
         if self.unsupported:
             raise _Unknown(self.unsupported)
-        fd = self.open(m, dev)
+        fd = self.object_fd(m, dev)
+        first_page, npages = m.offset >> PAGE_SHIFT, (m.end - m.start) >> PAGE_SHIFT
         try:
-            first_page, npages = m.offset >> PAGE_SHIFT, (m.end - m.start) >> PAGE_SHIFT
-            try:
-                pages = _calls().evicted(fd, first_page, first_page + npages)
-                needs_pte_check = not m.shared and "w" in m.perms[:2]
-                runs = [] if not pages else None
-                if pages and (exact or needs_pte_check):
-                    shift = (m.start >> PAGE_SHIFT) - first_page
-                    runs = [(a + shift, b + shift) for a, b in swapped_file_runs(fd, first_page, npages, pages)]
-                    pages = sum(b - a for a, b in runs)
-            except Unsupported as exc:
-                self.unsupported = str(exc)
-                raise _Unknown(self.unsupported) from None
-            except AccessDenied:
-                raise _Unknown("cachestat(2) needs write permission on the object, or to own it") from None
-        finally:
-            os.close(fd)
+            pages = _calls().evicted(fd, first_page, first_page + npages)
+            needs_pte_check = not m.shared and "w" in m.perms[:2]
+            runs = [] if not pages else None
+            if pages and (exact or needs_pte_check):
+                shift = (m.start >> PAGE_SHIFT) - first_page
+                runs = [(a + shift, b + shift) for a, b in swapped_file_runs(fd, first_page, npages, pages)]
+                pages = sum(b - a for a, b in runs)
+        except Unsupported as exc:
+            self.unsupported = str(exc)
+            raise _Unknown(self.unsupported) from None
+        except AccessDenied:
+            raise _Unknown("cachestat(2) needs write permission on the object, or to own it") from None
         return ShmemSwap(self.key(m, dev), first_page, m.start >> PAGE_SHIFT, npages, pages, runs, needs_pte_check)
 
 
@@ -409,28 +431,32 @@ def swapped_runs(pid: int, mappings: Sequence[Mapping], indices: Iterable[int] |
     per-page answers); without it each mapping costs one cachestat call, and
     only private writable mappings with swapped pages get runs.
 
-    Cost when nothing is swapped: per candidate mapping an O_PATH open, fstat,
-    fstatfs, a reopen and one cachestat.  A process whose maps show no device
+    Cost when nothing is swapped: per shmem object an O_PATH open, fstat,
+    fstatfs and a reopen (about 20 us in all), and one cachestat per mapping.  A process whose maps show no device
     with major 0 (other than 00:00) costs nothing and imports nothing.
     """
     result = ShmemSwapResult()
     reader: _Reader | None = None
-    for i in range(len(mappings)) if indices is None else indices:
-        m = mappings[i]
-        dev = _maps_dev(m)
-        if dev is None:
-            continue
-        if reader is None:
-            reader = _Reader(pid)
-        if not reader.may_be_shmem(m, dev):
-            continue
-        try:
-            result[i] = reader.record(m, dev, exact)
-        except _NotShmem:
-            continue
-        except _Unknown as exc:
-            result[i] = None
-            result.why[i] = str(exc)
+    try:
+        for i in range(len(mappings)) if indices is None else indices:
+            m = mappings[i]
+            dev = _maps_dev(m)
+            if dev is None:
+                continue
+            if reader is None:
+                reader = _Reader(pid)
+            if not reader.may_be_shmem(m, dev):
+                continue
+            try:
+                result[i] = reader.record(m, dev, exact)
+            except _NotShmem:
+                continue
+            except _Unknown as exc:
+                result[i] = None
+                result.why[i] = str(exc)
+    finally:
+        if reader is not None:
+            reader.close()
     return result
 
 
@@ -507,7 +533,10 @@ def why_unavailable() -> str | None:
     cachestat works and /proc/PID/map_files can be opened."""
     import mmap
 
-    fd = os.memfd_create("pagewalk-doctor", os.MFD_CLOEXEC)
+    try:
+        fd = os.memfd_create("pagewalk-doctor", os.MFD_CLOEXEC)
+    except OSError as exc:
+        return f"memfd_create to probe with: {os.strerror(exc.errno or 0).lower()}"
     try:
         os.ftruncate(fd, PAGE_SIZE)
         try:
