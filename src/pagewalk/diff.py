@@ -38,7 +38,8 @@ FIELDS = ("appeared", "vanished", "moved", "swapped_out", "swapped_in", "written
 
 
 def _identity(m: Mapping) -> tuple:
-    return (m.path, m.dev, m.inode)
+    # text_path: Parquet keeps a path's bytes that are not UTF-8 as \xNN, as every text format does
+    return (m.text_path, m.dev, m.inode)
 
 
 def _file_page_zero(m: Mapping) -> int | None:
