@@ -20,7 +20,7 @@ from . import system
 from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from .maps import Mapping, parse_maps, read_maps, read_maps_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
-from .states import rss_pages
+from .states import known_sum, rss_pages
 from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -432,8 +432,8 @@ class Process:
             pages=sum(pages), present=int(col["present"].sum()), file=int(col["file"].sum()),
             exclusive=int(col["exclusive"].sum()), uffd_wp=int(col["uffd_wp"].sum()), guard=int(col["guard"].sum()),
             soft_dirty=int(col["soft_dirty"].sum()) if soft_dirty_known else None,
-            swapped=_sum(r.counts.swapped for r in rows if r.counts is not None),
-            shmem_swapped=_sum(r.counts.shmem_swapped for r in rows if r.counts is not None),
+            swapped=known_sum(r.counts.swapped for r in rows if r.counts is not None),
+            shmem_swapped=known_sum(r.counts.shmem_swapped for r in rows if r.counts is not None),
             zero=None if None in zeros else sum(zeros), huge=int(huge.sum()) if huge is not None else None,
             rss=sum(rss))
         after_text = read_maps_text(self.pid, started=True)
@@ -734,16 +734,6 @@ def _runs_of_pages(vpn: np.ndarray) -> list[tuple[int, int]]:
     firsts = vpn[np.concatenate(([0], cut))].tolist()
     ends = (vpn[np.concatenate((cut - 1, [len(vpn) - 1]))] + 1).tolist()
     return list(zip(firsts, ends))
-
-
-def _sum(values) -> int | None:
-    """The sum, or None if any value is unknown."""
-    total = 0
-    for v in values:
-        if v is None:
-            return None
-        total += v
-    return total
 
 
 def _zero_from_smaps(pid: int, maps: Sequence[Mapping], present: list[int]) -> list[int | None]:

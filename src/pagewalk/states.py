@@ -106,6 +106,17 @@ def empty_entry(raw):
     return (raw & (PM_PRESENT | PM_SWAP)) == 0
 
 
+def known_sum(values) -> int | None:
+    """The sum of counts, or None (unknown) if any of them is unknown: a total of
+    partly unknown counts is unknown, never a smaller number."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
 def rss_pages(present: int, zero: int | None, hugetlb: bool) -> int:
     """Pages smaps counts in ``Rss``: present pages, not the zero page (where it is
     unknown, every present page: an upper bound), not hugetlb pages (smaps

@@ -29,7 +29,7 @@ from .errors import NoAddressSpace, NoSuchProcess, PagewalkError
 from .maps import mapping_index
 from .pagemap import PAGE_SHIFT, PAGE_SIZE
 from .smaps import read_rollup
-from .states import PSS_SHIFT, pss_share, uss_page
+from .states import PSS_SHIFT, known_sum, pss_share, uss_page
 
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
@@ -142,9 +142,10 @@ class Gathered:
         rows = _group(self.collected, self._pss, self._uss, by)
         rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
         totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(self.collected),
-                       sum(u.rss for u in rows), _sum(u.pss for u in rows), _sum(u.uss for u in rows),
-                       _swap_once(self.collected) << PAGE_SHIFT, _sum(u.swap_pss for u in rows),
-                       _sum(u.huge for u in rows), None, None, None)
+                       sum(u.rss for u in rows), known_sum(u.pss for u in rows),
+                       known_sum(u.uss for u in rows),
+                       _swap_once(self.collected) << PAGE_SHIFT, known_sum(u.swap_pss for u in rows),
+                       known_sum(u.huge for u in rows), None, None, None)
         return Report(by, rows, totals, self.pfn_visible, self.skipped)
 
 
@@ -155,15 +156,6 @@ def _swap_once(collected: list[_Pages]) -> int:
 
     total = sum(int(p.swap.sum()) - p.shmem_pages for p in collected)
     return total + unique_pages(r for p in collected for r in p.shmem_records)
-
-
-def _sum(values: Iterable[int | None]) -> int | None:
-    total = 0
-    for v in values:
-        if v is None:
-            return None
-        total += v
-    return total
 
 
 def _collect(proc, visible: bool) -> _Pages:
