@@ -157,6 +157,23 @@ looped.wait()
         os.rmdir(directory)
 
 
+def test_an_unprivileged_reader_still_counts_its_own_pages():
+    """Without root the frames' flags are hidden: only pages the page table says are
+    this process's alone (exclusive, anonymous) can be counted, and they are."""
+    from test_unprivileged import NOBODY, run_as
+
+    with Specimen(uid=NOBODY) as s:
+        a = s.run(BUSY)
+        status, out, err = run_as(NOBODY, ["wss", str(s.pid), "--method", "referenced", "--interval", "0.5",
+                                           "--count", "2", "--json"])
+    assert status == 0, err
+    doc = json.loads(out)
+    for sample in doc["samples"]:
+        assert abs(of_mapping(sample, a, "wss_bytes") - TOUCHED) <= TOUCHED // 50, sample
+        assert of_mapping(sample, a, "unattributed_bytes") == 0, sample
+    assert doc["unattributed_reason"] is None or "without root" in doc["unattributed_reason"]
+
+
 def test_auto_says_which_method_and_what_it_disturbs(specimen):
     specimen.run(BUSY)
     r = cli("wss", specimen.pid, "--interval", "0.2", "--count", "1")
@@ -165,6 +182,22 @@ def test_auto_says_which_method_and_what_it_disturbs(specimen):
     first = r.stdout.splitlines()[0]
     assert first.startswith("t=0.2s  wss ") and "unattributed" in first, r.stdout
     assert cli("wss", specimen.pid, "--count", "0").returncode == 2
+
+
+def test_doctor_names_the_kdamond_that_runs_and_what_it_costs():
+    import glob
+
+    running = [os.path.basename(os.path.dirname(state))
+               for state in glob.glob("/sys/kernel/mm/damon/admin/kdamonds/*/state")
+               if open(state).read().strip() == "on"]
+    r = cli("doctor", "--json")
+    assert r.returncode == 0, r.stderr
+    check = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["undisturbed accessed bits"]
+    assert check["ok"] == (not running and not os.path.exists("/sys/kernel/mm/page_idle/bitmap")), check
+    for k in running:
+        assert f"kdamond {k} runs" in check["value"], check
+    if not check["ok"]:
+        assert "wss" in check["cost"] and "unattributed" in check["cost"], check
 
 
 def test_wss_of_a_process_without_memory_fails_as_maps_does():

@@ -71,17 +71,18 @@ UNATTRIBUTED_WHY = ("referenced pages whose flags other processes set too (pages
 
 
 def interference() -> str | None:
-    """What on this machine marks pages accessed for every process mapping them
-    (see the module's docstring), by name; None if nothing is found."""
+    """What on this machine marks pages accessed for every process that maps them
+    (see the module's docstring), named; None if nothing is found."""
     from . import damon
 
+    spreads = "copies any mapper's accessed bit into the page's young flag, which every mapper's smaps reports"
     found = []
     try:
-        found += [f"kdamond {k} runs (thread {pid}, {ops} operations)" for k, pid, ops in damon.running()]
+        found += [f"kdamond {k} runs (thread {pid}, {ops} operations) and {spreads}" for k, pid, ops in damon.running()]
     except OSError as exc:
-        found.append(f"whether a kdamond runs cannot be read ({exc.strerror or exc})")
+        found.append(f"whether a kdamond runs cannot be read ({(exc.strerror or str(exc)).lower()})")
     if os.path.exists(PAGE_IDLE_BITMAP):
-        found.append("the page_idle bitmap exists (any root tool reading it has the same effect)")
+        found.append(f"the page_idle bitmap exists: a tool reading it {spreads}")
     return "; ".join(found) or None
 
 
@@ -90,9 +91,9 @@ def unattributed_reason(pfn_visible: bool) -> str:
     on this machine causes them."""
     why = UNATTRIBUTED_WHY
     if not pfn_visible:
-        why += "; without root every file page (its flags cannot be read)"
+        why += "; without root, every file page (the flags cannot be read)"
     found = interference()
-    return why + (f"; here {found}, which moves any mapper's accessed bit into the page's own flag" if found else "")
+    return why + (f"; here, {found}" if found else "")
 
 
 def attributable(table, *, idle_proves_no_young: bool):  # numpy bool array
