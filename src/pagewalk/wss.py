@@ -53,7 +53,8 @@ from .pagemap import PAGE_SIZE
 
 METHODS = ("referenced", "soft-dirty", "idle", "damon")
 DISTURBS = {
-    "referenced": "clears the accessed bits of every page (reclaim then sees them as not recently used)",
+    "referenced": "clears the accessed bits of every page, and the referenced flags of the pages it shares with "
+                  "other processes (reclaim then sees them as not recently used)",
     "soft-dirty": "write-protects every page (each page's next write faults once)",
     "idle": "clears the accessed bits of every page it marks idle (reclaim then sees them as not recently used)",
     "damon": "runs a kdamond that clears the accessed bits of the pages it samples, and recreates DAMON's "
@@ -334,20 +335,18 @@ class Tracker:
                 os.close(fd)
             idle = (data[(words - np.uint64(lo)).astype(np.int64)] >> (pfns & np.uint64(63))) & np.uint64(1)
             used_vaddr = vaddr[idle == 0]
-        if self.method == "soft-dirty":  # the process's own page table: nothing to attribute
-            own_vaddr, other_vaddr = used_vaddr, None
+        def per_mapping(vaddr) -> list[int]:  # bytes
+            return (np.bincount(mapping_index(maps, vaddr), minlength=len(maps)) * PAGE_SIZE).tolist()
+
+        if self.method == "soft-dirty":  # the process's own page table's bits: nothing to attribute
+            own, other = per_mapping(used_vaddr), [None] * len(maps)
         else:  # a page is seen used when any mapper used it: split by whose it can be
             foreign_vaddr = table.vaddr[resident & ~attributable(table, idle_proves_no_young=False)]
-            other = np.isin(used_vaddr, foreign_vaddr, assume_unique=True)
-            own_vaddr, other_vaddr = used_vaddr[~other], used_vaddr[other]
-        per_own = np.bincount(mapping_index(maps, own_vaddr), minlength=len(maps)).tolist()
-        per_other = None if other_vaddr is None else \
-            np.bincount(mapping_index(maps, other_vaddr), minlength=len(maps)).tolist()
-        mappings = [(maps[i].label(), maps[i].start, n * PAGE_SIZE, None if per_other is None else per_other[i] * PAGE_SIZE)
-                    for i, n in enumerate(per_own) if n or (per_other is not None and per_other[i])]
-        unattributed = None if other_vaddr is None else len(other_vaddr) * PAGE_SIZE
-        return Sample(elapsed, len(own_vaddr) * PAGE_SIZE, unattributed, int(resident.sum()) * PAGE_SIZE,
-                      mappings), scanned
+            foreign = np.isin(used_vaddr, foreign_vaddr, assume_unique=True)
+            own, other = per_mapping(used_vaddr[~foreign]), per_mapping(used_vaddr[foreign])
+        mappings = [(m.label(), m.start, o, x) for m, o, x in zip(maps, own, other) if o or x]
+        return Sample(elapsed, sum(own), None if self.method == "soft-dirty" else sum(other),
+                      int(resident.sum()) * PAGE_SIZE, mappings), scanned
 
     def close(self) -> None:
         if self.damon is not None:

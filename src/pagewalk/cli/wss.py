@@ -12,8 +12,8 @@ NAMES = ("wss",)  # the command names this module serves
 
 METHOD_HELP = (
     "how pages touched are found, and how each disturbs the target: "
-    "referenced (clear_refs 1 then smaps Referenced) clears the accessed bits of every page, so reclaim sees "
-    "them as not recently used; "
+    "referenced (clear_refs 1 then smaps Referenced) clears the accessed bits of every page, and the referenced "
+    "flags of the pages it shares with other processes, so reclaim sees them as not recently used; "
     "soft-dirty (clear_refs 4 then pagemap bit 55; sees writes only) write-protects every page, whose next "
     "write then faults once; "
     "idle (the page_idle bitmap; root) clears accessed bits like referenced; "
