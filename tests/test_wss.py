@@ -132,7 +132,7 @@ result = [own, shared]
 """)
         with Specimen() as other:
             other.run(f"""
-import threading
+import mmap as mmap_module, threading
 fd = os.open({shared_path!r}, os.O_RDONLY)
 b = mmap({pages}, "r", shared=True, fd=fd)
 looped = threading.Event()
@@ -140,7 +140,8 @@ def busy():
     while True:
         read(b + 9 * PAGE)
         os.pread(fd, 1, 9 * PAGE)
-        c = mmap({pages}, "r", shared=True, fd=fd); read(c + 9 * PAGE); munmap(c, {pages})
+        with mmap_module.mmap(fd, 0, prot=mmap_module.PROT_READ) as c:  # mapped, touched, unmapped
+            c[9 * PAGE]
         looped.set()
 threading.Thread(target=busy, daemon=True).start()
 looped.wait()
