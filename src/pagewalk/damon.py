@@ -57,6 +57,20 @@ def _kdamonds() -> list[str]:
     return sorted((d for d in os.listdir(ROOT) if d.isdigit()), key=int)
 
 
+def running() -> list[tuple[str, str, str]]:
+    """``(index, thread PID, operations)`` of every kdamond that runs (operations of
+    its first context); empty where DAMON's sysfs interface is absent.  OSError if
+    it cannot be read."""
+    if not os.path.isdir(ROOT):
+        return []
+    out = []
+    for k in _kdamonds():
+        if _read(f"{ROOT}/{k}/state") == "on":
+            out.append((k, _read_or_none(f"{ROOT}/{k}/pid") or "?",
+                        _read_or_none(f"{ROOT}/{k}/contexts/0/operations") or "?"))
+    return out
+
+
 def why_unavailable() -> str | None:
     """Why DAMON cannot monitor a process here (None: it can)."""
     if not os.path.isdir(ROOT):
@@ -64,16 +78,17 @@ def why_unavailable() -> str | None:
     if not os.access(f"{ROOT}/nr_kdamonds", os.W_OK):
         return "driving DAMON needs root"
     try:
-        running = [k for k in _kdamonds() if _read(f"{ROOT}/{k}/state") == "on"]
-        ops = _available_operations(running)
+        kdamonds = running()
+        running_ids = [k for k, _, _ in kdamonds]
+        ops = _available_operations(running_ids)
     except OSError as exc:
         return f"cannot use DAMON's sysfs interface: {exc.strerror or exc}"
     if ops is not None and "vaddr" not in ops:
         return (f"this kernel's DAMON cannot monitor virtual addresses (operations: {' '.join(ops) or 'none'}; "
                 f"CONFIG_DAMON_VADDR)")
-    if running:
-        pid = _read(f"{ROOT}/{running[0]}/pid")
-        return (f"DAMON is in use: kdamond {running[0]} runs (thread {pid}), and the kernel lets no kdamond be "
+    if kdamonds:
+        k, pid, _ = kdamonds[0]
+        return (f"DAMON is in use: kdamond {k} runs (thread {pid}), and the kernel lets no kdamond be "
                 f"added while one runs; pagewalk does not take over someone else's")
     return None
 

@@ -126,6 +126,13 @@ def run_checks() -> list[Check]:
     checks.append(Check("DAMON virtual-address monitoring", why is None, "available" if why is None else why,
                         "" if why is None else "wss --method damon is unavailable"))
 
+    from .wss import interference
+
+    found = interference()  # what marks pages accessed for every process mapping them
+    checks.append(Check("undisturbed accessed bits", found is None, found or "no kdamond runs, no page_idle bitmap",
+                        "" if found is None else "wss cannot attribute referenced pages other processes may have "
+                        "marked (shared with them, or file pages): it reports them apart, as unattributed"))
+
     from importlib.util import find_spec  # whether installed, without importing it
 
     for extra, module, package, commands in (("pictures", "matplotlib", "matplotlib", "picture -o FILE.png/.svg"),

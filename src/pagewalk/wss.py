@@ -24,6 +24,21 @@ pages touched meanwhile.  Methods (kernel.md 6):
 
 ``auto`` takes the first of idle, referenced, soft-dirty, damon this kernel and
 user have.
+
+Whose access?  The accessed bit of a page table entry is this process's own, but
+the kernel also keeps per-page (per-folio) flags that say "referenced" for every
+process mapping the page (kernel.md 6a.3): ``PG_referenced``, set by read(2) and
+by any process unmapping or exiting with the page young, and the page_idle
+"young" flag, set when a kdamond (DAMON) or a page_idle reader clears some
+mapper's accessed bit.  smaps ``Referenced`` counts a page when any of the three
+says so, and so do the idle and DAMON methods.  So only pages whose flags nobody
+else can have set are counted in the working set (:func:`attributable`); what the
+method saw on the others is reported apart, as ``unattributed_bytes``, never added
+in.  smaps gives ``Referenced`` per mapping only, so for ``referenced`` a
+mapping's working set is what remains of its Referenced bytes after every page
+that could have been marked by someone else is taken off: a lower bound, exact
+when those pages are all marked (the usual case: shared libraries).  soft-dirty
+bits are the process's own page table's, so nothing is unattributed (None).
 """
 
 from __future__ import annotations
@@ -39,15 +54,86 @@ from .pagemap import PAGE_SIZE
 
 METHODS = ("referenced", "soft-dirty", "idle", "damon")
 DISTURBS = {
-    "referenced": "clears the accessed bits of every page (reclaim then sees them as not recently used)",
+    "referenced": "clears the accessed bits of every page, and the referenced flags of the pages it shares with "
+                  "other processes (reclaim then sees them as not recently used)",
     "soft-dirty": "write-protects every page (each page's next write faults once)",
     "idle": "clears the accessed bits of every page it marks idle (reclaim then sees them as not recently used)",
     "damon": "runs a kdamond that clears the accessed bits of the pages it samples, and recreates DAMON's "
              "sysfs kdamond directories (settings left in stopped kdamonds are lost)",
 }
 
-Sample = namedtuple("Sample", "time wss_bytes rss_bytes mappings")  # mappings: [(label, start, wss_bytes)]
+# time: seconds from the start of the first interval to the end of this one;
+# unattributed_bytes: seen accessed, but maybe by another process (None: the method
+# sees only this process's own accesses); mappings: [(label, start, wss_bytes, unattributed_bytes)]
+Sample = namedtuple("Sample", "time wss_bytes unattributed_bytes rss_bytes mappings")
 Cost = namedtuple("Cost", "seconds pages_scanned")
+PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
+UNATTRIBUTED_WHY = ("referenced pages whose flags other processes set too (pages they also map, file pages "
+                    "they read or unmap): the kernel keeps those flags per page, not per process")
+
+
+def interference() -> str | None:
+    """What on this machine marks pages accessed for every process that maps them
+    (see the module's docstring), named; None if nothing is found."""
+    from . import damon
+
+    spreads = "copies any mapper's accessed bit into the page's young flag, which every mapper's smaps reports"
+    found = []
+    try:
+        found += [f"kdamond {k} runs (thread {pid}, {ops} operations) and {spreads}" for k, pid, ops in damon.running()]
+    except OSError as exc:
+        found.append(f"whether a kdamond runs cannot be read ({(exc.strerror or str(exc)).lower()})")
+    if os.path.exists(PAGE_IDLE_BITMAP):
+        found.append(f"the page_idle bitmap exists: a tool reading it {spreads}")
+    return "; ".join(found) or None
+
+
+def unattributed_reason(pfn_visible: bool) -> str:
+    """Why a sample's ``unattributed_bytes`` are not in its working set, with what
+    on this machine causes them."""
+    why = UNATTRIBUTED_WHY
+    if not pfn_visible:
+        why += "; without root, every file page (the flags cannot be read)"
+    found = interference()
+    return why + (f"; here, {found}" if found else "")
+
+
+def attributable(table, *, idle_proves_no_young: bool):  # numpy bool array
+    """Per page of ``table`` (a resident table; with kpageflags where PFNs are
+    visible): whether an access the kernel reports for it can only be this
+    process's.  Three sources mark a page accessed:
+
+    * this process's page table entry (or huge-page PMD): its own;
+    * ``PG_referenced`` (kpageflags REFERENCED), per folio: set by read(2) and by
+      any mapper's unmap or exit, so its own only on an anonymous page only this
+      process maps (reclaim sets it from this process's accessed bit) whose folio
+      is that page or is mapped by one PMD here;
+    * the folio's "young" flag (invisible from user space), set by a kdamond or a
+      page_idle reader from any mapper's accessed bit of any page of the folio: its
+      own only where the page is exclusive and the folio is that page (or one PMD
+      here).  A kdamond sets PG_idle with it, so with ``idle_proves_no_young`` (no
+      page_idle bitmap on this kernel, and a method that does not mark pages idle
+      itself) a page without IDLE has no young flag.
+
+    Without kpageflags only exclusive anonymous pages are known to be its own."""
+    import numpy as np
+
+    from .flags import COMPOUND, bit
+
+    exclusive = table.exclusive
+    if table.kpageflags is None:
+        return exclusive & ~table.file
+    flags = table.kpageflags
+    folio_is_page = (flags & np.uint64(COMPOUND)) == 0
+    if table.huge is not None:
+        folio_is_page = folio_is_page | table.huge  # PMD-mapped: one accessed bit for the folio
+    own_folio = exclusive & folio_is_page
+    referenced = (flags & np.uint64(bit("referenced"))) != 0
+    ref_is_own = ~referenced | (own_folio & ~table.file)
+    young_is_own = own_folio
+    if idle_proves_no_young:
+        young_is_own = young_is_own | ((flags & np.uint64(bit("idle_page"))) == 0)
+    return ref_is_own & young_is_own
 
 
 def why_unavailable(method: str, pid: int) -> str | None:
@@ -65,6 +151,11 @@ def why_unavailable(method: str, pid: int) -> str | None:
         return damon.why_unavailable()
     if method in ("referenced", "soft-dirty") and not os.access(f"/proc/{pid}/clear_refs", os.W_OK):
         return f"/proc/{pid}/clear_refs is writable by the process owner only"
+    if method != "soft-dirty" and not os.access(f"/proc/{pid}/pagemap", os.R_OK):
+        # Every other method sees other processes' accesses too: without the page
+        # table's exclusive bits none can be told apart, and the sum is no working set.
+        return (f"/proc/{pid}/pagemap is unreadable, so this process's own accesses cannot be told from other "
+                f"processes'")
     return None
 
 
@@ -93,22 +184,22 @@ def _clear_refs(pid: int, values: str) -> None:
                 f.write(value)
 
 
-def _smaps(pid: int, field: str) -> list[tuple[str, int, int, int]]:
-    """Per mapping: (label, start, Rss bytes, ``field`` bytes)."""
+def _smaps(pid: int, field: str) -> list[tuple[str, int, int, int, int]]:
+    """Per mapping: (label, start, end, Rss bytes, ``field`` bytes)."""
     path = f"/proc/{pid}/smaps"
     out = []
     with translating(pid, path, started=True), open(path, "rb") as f:
-        label, start, rss = "", 0, 0
+        label, start, end, rss = "", 0, 0, 0
         for line in f:
             head = line.split(None, 1)[0]
             if head.endswith(b":"):
                 if head == b"Rss:":
                     rss = int(line.split()[1]) * 1024
                 elif head == field.encode() + b":":
-                    out.append((label, start, rss, int(line.split()[1]) * 1024))
+                    out.append((label, start, end, rss, int(line.split()[1]) * 1024))
             else:
                 m = parse_line(os.fsdecode(line))  # the path as maps gives it, its own whitespace kept
-                start, label = m.start, m.path or "[anon]"
+                start, end, label = m.start, m.end, m.path or "[anon]"
     return out
 
 
@@ -124,6 +215,12 @@ class Tracker:
         self.cost = Cost(0.0, 0)
         self._marked = None
         self.damon = None
+        # Each frame's flags say whose access a page's mark can be (attributable()).
+        self.kpageflags = None
+        if method != "soft-dirty" and self.process.pfn_visible:
+            from .kpage import KPAGEFLAGS, KpageFile
+
+            self.kpageflags = KpageFile(KPAGEFLAGS)
         if method == "damon":
             from .damon import Monitor
 
@@ -171,14 +268,34 @@ class Tracker:
 
             regions = np.array(self.damon.regions(), dtype=np.uint64).reshape(-1, 3)
         if self.method == "referenced":
-            rows = _smaps(self.pid, "Referenced")
-            sample = Sample(elapsed, sum(r[3] for r in rows), sum(r[2] for r in rows),
-                            [(label, start, ref) for label, start, _, ref in rows if ref])
-            pages = sample.rss_bytes // PAGE_SIZE
+            sample, pages = self._measure_referenced(elapsed)
         else:
             sample, pages = self._measure_frames(elapsed, regions)
         self._spend(t0, pages)
         return sample
+
+    def _measure_referenced(self, elapsed: float) -> tuple[Sample, int]:
+        """smaps' Referenced bytes of each mapping, less every page whose flags another
+        process may have set (a lower bound of its own; the rest is unattributed)."""
+        import numpy as np
+
+        rows = _smaps(self.pid, "Referenced")
+        # Read after smaps: the flags that make a page unattributable stay set, so a
+        # page counted there is still seen here.
+        table = self.process.resident_table(kpageflags=self.kpageflags)
+        foreign = table.resident & ~attributable(table, idle_proves_no_young=not os.path.exists(PAGE_IDLE_BITMAP))
+        vaddr = table.vaddr[foreign]  # in address order
+        starts = np.array([r[1] for r in rows], dtype=np.uint64)
+        ends = np.array([r[2] for r in rows], dtype=np.uint64)
+        others = (np.searchsorted(vaddr, ends) - np.searchsorted(vaddr, starts)) * PAGE_SIZE
+        mappings = []
+        for (label, start, _, _, referenced), other in zip(rows, others.tolist()):
+            if referenced:
+                own = max(0, referenced - other)
+                mappings.append((label, start, own, referenced - own))
+        sample = Sample(elapsed, sum(m[2] for m in mappings), sum(m[3] for m in mappings),
+                        sum(r[3] for r in rows), mappings)
+        return sample, len(table)
 
     def _measure_frames(self, elapsed: float, regions) -> tuple[Sample, int]:
         """Pages used in the interval, from the frames' state (soft-dirty, idle) or
@@ -188,7 +305,7 @@ class Tracker:
         from .maps import mapping_index
 
         maps = self.process.mappings()
-        table = self.process.resident_table(maps)
+        table = self.process.resident_table(maps, kpageflags=self.kpageflags)
         resident = table.resident
         scanned = len(table)
         if regions is not None:  # resident pages inside regions accessed during the interval
@@ -217,30 +334,44 @@ class Tracker:
                 os.close(fd)
             idle = (data[(words - np.uint64(lo)).astype(np.int64)] >> (pfns & np.uint64(63))) & np.uint64(1)
             used_vaddr = vaddr[idle == 0]
-        per = np.bincount(mapping_index(maps, used_vaddr), minlength=len(maps))
-        mappings = [(maps[i].label(), maps[i].start, int(n) * PAGE_SIZE) for i, n in enumerate(per.tolist()) if n]
-        return Sample(elapsed, int(len(used_vaddr)) * PAGE_SIZE, int(resident.sum()) * PAGE_SIZE, mappings), scanned
+        def per_mapping(vaddr) -> list[int]:  # bytes
+            return (np.bincount(mapping_index(maps, vaddr), minlength=len(maps)) * PAGE_SIZE).tolist()
+
+        if self.method == "soft-dirty":  # the process's own page table's bits: nothing to attribute
+            own, other = per_mapping(used_vaddr), [None] * len(maps)
+        else:  # a page is seen used when any mapper used it: split by whose it can be
+            foreign_vaddr = table.vaddr[resident & ~attributable(table, idle_proves_no_young=False)]
+            foreign = np.isin(used_vaddr, foreign_vaddr, assume_unique=True)
+            own, other = per_mapping(used_vaddr[~foreign]), per_mapping(used_vaddr[foreign])
+        mappings = [(m.label(), m.start, o, x) for m, o, x in zip(maps, own, other) if o or x]
+        return Sample(elapsed, sum(own), None if self.method == "soft-dirty" else sum(other),
+                      int(resident.sum()) * PAGE_SIZE, mappings), scanned
 
     def close(self) -> None:
         if self.damon is not None:
             self.damon.close()
+        if self.kpageflags is not None:
+            self.kpageflags.close()
         self.process.close()
 
 
 def track(pid: int, method: str = "auto", interval: float = 1.0, count: int = 1, on_sample=None
           ) -> tuple[str, list[Sample], Cost]:
-    """``count`` samples of ``interval`` seconds each; returns (method used, samples, cost)."""
+    """``count`` samples of ``interval`` seconds each; returns (method used, samples, cost).
+    Each sample's time is the end of its interval, in seconds from the start of the first."""
+    from .process import Process
+
+    with Process(pid) as process:
+        process.pagemap()  # a missing process, a kernel thread or a zombie fails here, as in every command
     chosen = choose(method, pid)
     tracker = Tracker(pid, chosen, interval)
     samples: list[Sample] = []
-    first = None
+    start = time.monotonic()
     try:
         for _ in range(count):
             tracker.reset()
             tracker.wait(interval)
-            now = time.monotonic()
-            first = now if first is None else first
-            sample = tracker.measure(round(now - first, 3))
+            sample = tracker.measure(round(time.monotonic() - start, 3))
             samples.append(sample)
             if on_sample is not None:
                 on_sample(sample)

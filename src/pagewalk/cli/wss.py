@@ -10,30 +10,41 @@ from . import _common
 NAMES = ("wss",)  # the command names this module serves
 
 
+METHOD_HELP = (
+    "how pages touched are found, and how each disturbs the target: "
+    "referenced (clear_refs 1 then smaps Referenced) clears the accessed bits of every page, and the referenced "
+    "flags of the pages it shares with other processes, so reclaim sees them as not recently used; "
+    "soft-dirty (clear_refs 4 then pagemap bit 55; sees writes only) write-protects every page, whose next "
+    "write then faults once; "
+    "idle (the page_idle bitmap; root) clears accessed bits like referenced; "
+    "damon (the kernel's DAMON watching virtual addresses; root, and no kdamond already running) runs a kdamond "
+    "that clears the accessed bits of the pages it samples, counts whole regions, and recreates DAMON's sysfs "
+    "kdamond directories (settings left in stopped kdamonds are lost); "
+    "auto (default) takes the first of idle, referenced, soft-dirty, damon this kernel and user have")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "wss", help="working-set size over time (pages touched per interval)",
         description="Each sample resets what the method tracks, waits --interval seconds and counts the pages "
-                    "touched meanwhile, in bytes and as a share of RSS, per mapping. Methods, and how each "
-                    "disturbs the target: referenced (clear_refs 1 + smaps Referenced) clears the accessed "
-                    "bits of every page, so reclaim sees them as not recently used; soft-dirty (clear_refs 4 + "
-                    "pagemap bit 55; sees writes only) write-protects every page, whose next write faults once; "
-                    "idle (page_idle bitmap; root) clears accessed bits like referenced; damon (the kernel's "
-                    "DAMON with virtual-address monitoring; root, and no kdamond already running) runs a "
-                    "kdamond that clears the accessed bits of the pages it samples, counts whole regions "
-                    "(approximate at their edges), and recreates DAMON's sysfs kdamond directories, so "
-                    "settings left in stopped kdamonds are lost. auto picks the best this kernel and user "
-                    "have and says which. The run reports its own cost (for damon, the kdamond's CPU time).")
+                    "this process touched meanwhile, in bytes and as a share of RSS, per mapping; each sample "
+                    "is stamped with the end of its interval. The kernel marks some pages accessed for every "
+                    "process that maps them (pages shared with other processes, file pages others read; "
+                    "a running kdamond spreads any mapper's access this way): what the method saw on such "
+                    "pages is reported apart, as unattributed, never counted in the working set. "
+                    "The run reports its own cost (for damon, the kdamond's CPU time).")
     _common.pid_argument(p)
     p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds per sample (default 1)")
     p.add_argument("--count", type=int, default=5, metavar="N", help="samples (default 5)")
-    p.add_argument("--method", default="auto", choices=("auto", "referenced", "soft-dirty", "idle", "damon"))
+    p.add_argument("--method", default="auto", choices=("auto", "referenced", "soft-dirty", "idle", "damon"),
+                   help=METHOD_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ..wss import DISTURBS, track
+    from ..system import pfn_visible
+    from ..wss import DISTURBS, track, unattributed_reason
 
     pid = _common.parse_pid(args.pid)
     if not args.interval > 0 or args.count < 1:
@@ -44,8 +55,9 @@ def run(args) -> int:
         if args.json:
             return
         share = f"{100 * sample.wss_bytes / sample.rss_bytes:.0f}%" if sample.rss_bytes else "-"
+        other = "" if sample.unattributed_bytes is None else f"  unattributed {human(sample.unattributed_bytes)}"
         sys.stdout.write(f"t={sample.time:.1f}s  wss {human(sample.wss_bytes)}  ({share} of RSS "
-                         f"{human(sample.rss_bytes)})\n")
+                         f"{human(sample.rss_bytes)}){other}\n")
         sys.stdout.flush()
 
     import signal
@@ -56,26 +68,34 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
     method, samples, cost = track(pid, args.method, args.interval, args.count, show)
+    unattributed = any(s.unattributed_bytes for s in samples)
+    why = unattributed_reason(pfn_visible()) if unattributed else None
     if args.json:
         import json
 
         from ..names import unicode_text
 
         doc = {"method": method, "disturbs": DISTURBS[method],
-               "samples": [{"time": s.time, "wss_bytes": s.wss_bytes, "rss_bytes": s.rss_bytes,
-                            "mappings": [{"mapping": unicode_text(label), "start": start, "wss_bytes": b}
-                                         for label, start, b in s.mappings]} for s in samples],
+               "samples": [{"time": s.time, "wss_bytes": s.wss_bytes, "unattributed_bytes": s.unattributed_bytes,
+                            "rss_bytes": s.rss_bytes,
+                            "mappings": [{"mapping": unicode_text(label), "start": start, "wss_bytes": own,
+                                          "unattributed_bytes": other}
+                                         for label, start, own, other in s.mappings]} for s in samples],
+               "unattributed_reason": why,
                "cost": {"seconds": round(cost.seconds, 4), "pages_scanned": cost.pages_scanned}}
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
         return 0
-    last = sorted(samples[-1].mappings, key=lambda m: -m[2])[:10]
+    if why:
+        sys.stdout.write(f"unattributed (not in wss): {why}\n")
+    last = sorted(samples[-1].mappings, key=lambda m: (-m[2], -(m[3] or 0)))[:10]
     if last:
         from ..names import printable
         from ..output.table import render_columns
 
         sys.stdout.write("\nlast sample, by mapping:\n" + render_columns(
-            ["START", "WSS", "MAPPING"], [[f"{s:x}" for _, s, _ in last], [human(b) for _, _, b in last],
-                                         [printable(label) for label, _, _ in last]], right={1}))
+            ["START", "WSS", "UNATTRIBUTED", "MAPPING"],
+            [[f"{s:x}" for _, s, _, _ in last], [human(b) for _, _, b, _ in last],
+             [human(o) for _, _, _, o in last], [printable(label) for label, _, _, _ in last]], right={1, 2}))
     _common.warn(f"method {method}{' (chosen by auto)' if args.method == 'auto' else ''}: {DISTURBS[method]}; "
                  f"cost {cost.seconds:.3f} s of work, {cost.pages_scanned} pages scanned")
     return 0
