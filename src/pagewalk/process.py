@@ -299,6 +299,24 @@ class Process:
                 table.kpageflags[present] = kpageflags.read(table.raw[present] & np.uint64(PM_PFRAME_MASK))
         return self._with_shmem_swap(table, mappings)
 
+    def rss_rows(self, table: PageTable, mappings: Sequence[Mapping], map_index: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """Which rows of ``table`` (a resident table of ``mappings``) smaps counts in
+        ``Rss`` (:func:`pagewalk.states.rss_pages`, page by page): present, not the
+        zero page, not in a hugetlb mapping.  ``map_index``: each row's mapping, if
+        the caller has it."""
+        import numpy as np
+
+        from .maps import mapping_index
+
+        rss = table.resident.copy()
+        if table.huge is not None and table.huge.any():
+            index = mapping_index(mappings, table.vaddr) if map_index is None else map_index
+            for i in np.unique(index[table.huge]).tolist():
+                if system.is_hugetlb(self.pid, mappings[i]):
+                    rss &= index != i
+        return rss
+
     def _with_shmem_swap(self, table: PageTable, mappings: Sequence[Mapping]) -> PageTable:
         """``table`` with a row for each shared-memory page in swap (an empty entry,
         ``shmem_swapped`` set), in address order.  A private mapping's pages that

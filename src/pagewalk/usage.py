@@ -166,12 +166,7 @@ def _collect(proc, visible: bool) -> _Pages:
     map_index = mapping_index(maps, table.vaddr)
     map_label = np.array([label_of[m.label()] for m in maps], dtype=np.int64)
     label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
-    resident = table.resident.copy()  # hugetlb mappings are taken out below
-    if table.huge is not None and table.huge.any():
-        # hugetlb pages are not in smaps' Rss or Pss: leave their mappings out
-        for i in np.unique(map_index[table.huge]).tolist():
-            if system.is_hugetlb(proc.pid, maps[i]):
-                resident &= map_index != i
+    resident = proc.rss_rows(table, maps, map_index)
     n = len(labels)
     rss = np.bincount(label[resident], minlength=n)
     # Pages whose map count 1 is known from pagemap alone (kernel.md 1.1); as root the

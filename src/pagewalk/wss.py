@@ -345,7 +345,7 @@ class Tracker:
             own, other = per_mapping(used_vaddr[~foreign]), per_mapping(used_vaddr[foreign])
         mappings = [(m.label(), m.start, o, x) for m, o, x in zip(maps, own, other) if o or x]
         return Sample(elapsed, sum(own), None if self.method == "soft-dirty" else sum(other),
-                      int(resident.sum()) * PAGE_SIZE, mappings), scanned
+                      int(self.process.rss_rows(table, maps).sum()) * PAGE_SIZE, mappings), scanned
 
     def close(self) -> None:
         if self.damon is not None:
