@@ -256,23 +256,30 @@ class PageTable:
         return (not self.raw.any() and (self.shmem_swapped is None or not self.shmem_swapped.any())
                 and (self.shmem_unknown is None or not self.shmem_unknown.any()))
 
-    def mark_shmem_swap(self, runs: list[tuple[int, int]] | None) -> None:
+    def mark_shmem_swap(self, runs) -> None:
         """Mark the pages of this table that are shared memory in swap, which
-        pagemap shows as empty (kernel.md 6a.1): ``runs`` are ``(first, end)``
+        pagemap shows as empty (kernel.md 6a.1): ``runs`` are the ``(first, end)``
         virtual page numbers of the object's pages in swap (:mod:`pagewalk.shmem`),
-        of which only the empty entries count (a private mapping's copied page
-        has its own entry).  None: shared memory whose swap this reader cannot
-        look up, so its empty entries are unknown rather than untouched."""
+        as a list or as two arrays (:func:`run_arrays`, for a mapping read in many
+        chunks); only empty entries count (a private mapping's copied page has an
+        entry of its own).  None: shared memory whose swap this reader cannot look
+        up, so its empty entries are unknown rather than untouched."""
         empty = empty_entry(self.raw)
         if runs is None:
-            self.shmem_swapped = np.zeros(len(self.raw), dtype=bool)
             self.shmem_unknown = empty if self.shmem_unknown is None else self.shmem_unknown | empty
             return
-        vpn = (self.vaddr >> U64(self.page_size.bit_length() - 1)).astype(np.int64)
-        inside = np.zeros(len(self.raw), dtype=bool)
-        for first, end in runs:  # a few runs; each a vectorised range test
-            lo, hi = np.searchsorted(vpn, first), np.searchsorted(vpn, end)
-            inside[lo:hi] = True
+        starts, ends = run_arrays(runs)
+        n = len(self.raw)
+        inside = np.zeros(n, dtype=bool)
+        if n and len(starts):
+            vpn = (self.vaddr >> U64(self.page_size.bit_length() - 1)).astype(np.int64)
+            # the runs that reach into this table, then their rows (runs are sorted, disjoint)
+            k0, k1 = np.searchsorted(ends, vpn[0], side="right"), np.searchsorted(starts, vpn[-1], side="right")
+            lo, hi = np.searchsorted(vpn, starts[k0:k1]), np.searchsorted(vpn, ends[k0:k1])
+            delta = np.zeros(n + 1, dtype=np.int32)
+            np.add.at(delta, lo, 1)
+            np.add.at(delta, hi, -1)
+            inside = np.cumsum(delta[:n]) > 0
         found = inside & empty
         self.shmem_swapped = found if self.shmem_swapped is None else self.shmem_swapped | found
 
@@ -322,6 +329,15 @@ class PageTable:
         if value is None:
             raise ValueError(f"{name} is not known for this reader and kernel")
         return value
+
+
+def run_arrays(runs) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, end)`` runs (a list of pairs, or already two arrays) as two int64
+    arrays of their firsts and ends."""
+    if isinstance(runs, tuple) and len(runs) == 2 and isinstance(runs[0], np.ndarray):
+        return runs
+    pairs = np.array(runs, dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def zero_pfn_mask(frame: np.ndarray, zero_pfns: frozenset[int]) -> np.ndarray:

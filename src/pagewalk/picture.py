@@ -67,10 +67,10 @@ class AddressSpace:
             from .kpage import KPAGEFLAGS, KpageFile
 
             with KpageFile(KPAGEFLAGS) as f:
-                table = process.resident_table(maps, kpageflags=f)
+                table = process.resident_table(maps, kpageflags=f, shmem_swap=True)
             process.check_alive("the picture")
         else:
-            table = process.resident_table(maps)
+            table = process.resident_table(maps, shmem_swap=True)
         # picture page = the mapping's first picture page + the page's place in it
         shift = first_pages(maps)[:-1] - np.array([m.start >> PAGE_SHIFT for m in maps], dtype=np.int64)
         index = shift[mapping_index(maps, table.vaddr)] + (table.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)

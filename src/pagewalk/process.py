@@ -12,6 +12,7 @@ numpy is imported only by the methods that decode many pages.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -125,8 +126,6 @@ class Process:
         scanner = self.scanner()
         if scanner is None:
             return dict.fromkeys(entries)
-        import bisect
-
         from .pagemap import runs_of
         from .scan import PAGE_IS_PFNZERO
 
@@ -142,18 +141,26 @@ class Process:
 
     def _shmem_pages(self, pages: dict[int, Mapping]) -> dict[int, bool | None]:
         """Which of these pages (virtual page number -> mapping; their entries are
-        empty) are shared memory in swap: None where it cannot be looked up."""
-        maps = sorted(set(pages.values()), key=lambda m: m.start)
-        found = self.shmem_swap(maps)
-        out: dict[int, bool | None] = {}
+        empty) are shared memory in swap: None where it cannot be looked up.  Each
+        group of nearby pages is asked about alone, not its whole mapping."""
+        from .pagemap import runs_of
+
+        by_mapping: dict[Mapping, list[int]] = {}
         for vpn, m in pages.items():
-            i = maps.index(m)
-            if i not in found:
-                out[vpn] = False
-            elif found[i] is None:
-                out[vpn] = None
-            else:
-                out[vpn] = any(a <= vpn < b for a, b in found[i].runs)
+            by_mapping.setdefault(m, []).append(vpn)
+        out: dict[int, bool | None] = {}
+        for m, vpns in by_mapping.items():
+            vpns.sort()
+            for first, last in runs_of(vpns, 512):
+                record = self.shmem_swap([m], within=(first, last + 1)).get(0, False)
+                group = vpns[bisect.bisect_left(vpns, first) : bisect.bisect_right(vpns, last)]
+                if not record:  # not shared memory (False), or unknown (None)
+                    out.update(dict.fromkeys(group, record))
+                    continue
+                starts = [a for a, _ in record.runs]
+                for vpn in group:
+                    k = bisect.bisect_right(starts, vpn) - 1
+                    out[vpn] = k >= 0 and vpn < record.runs[k][1]
         return out
 
     def translate_many(self, vaddrs: Sequence[int]) -> list[Translation]:
@@ -266,7 +273,8 @@ class Process:
         return resident
 
     def resident_table(self, mappings: Sequence[Mapping] | None = None, *,
-                       kpageflags: KpageFile | None = None, resident: ResidentRead | None = None) -> PageTable:
+                       kpageflags: KpageFile | None = None, resident: ResidentRead | None = None,
+                       shmem_swap: bool = False) -> PageTable:
         """Every page of the process with a frame or a swap entry (present, zero page
         included; swapped; markers), in address order, as one table whose ``vaddr``
         says where each page is.  With PAGEMAP_SCAN one walk finds them and only
@@ -274,9 +282,10 @@ class Process:
         Skips ``[vsyscall]`` and VM_PFNMAP areas (device memory; smaps counts none
         of their pages either).  Without PAGEMAP_SCAN every mapping is read.
 
-        Shared-memory pages in swap, which have no entry (kernel.md 6a.1), are rows
-        too, with an empty entry and ``shmem_swapped`` set; ``shmem_unknown_mappings``
-        lists the shared-memory mappings whose swap this reader cannot look up.
+        With ``shmem_swap``, shared-memory pages in swap, which have no entry
+        (kernel.md 6a.1), are rows too, with an empty entry and ``shmem_swapped``
+        set; ``shmem_unknown_mappings`` then lists the shared-memory mappings whose
+        swap this reader cannot look up, and ``shmem_note`` says why.
 
         ``resident`` is what :meth:`read_resident` read, if it was read already (its
         mappings are then the table's, whatever ``mappings`` says).
@@ -297,7 +306,7 @@ class Process:
             else:
                 table.kpageflags = np.zeros(len(table), dtype=np.uint64)
                 table.kpageflags[present] = kpageflags.read(table.raw[present] & np.uint64(PM_PFRAME_MASK))
-        return self._with_shmem_swap(table, mappings)
+        return self._with_shmem_swap(table, mappings) if shmem_swap else table
 
     def rss_rows(self, table: PageTable, mappings: Sequence[Mapping], map_index: np.ndarray | None = None
                  ) -> np.ndarray:
@@ -317,34 +326,49 @@ class Process:
                     rss &= index != i
         return rss
 
-    def _with_shmem_swap(self, table: PageTable, mappings: Sequence[Mapping]) -> PageTable:
-        """``table`` with a row for each shared-memory page in swap (an empty entry,
-        ``shmem_swapped`` set), in address order.  A private mapping's pages that
-        have entries of their own (copied on write) are in the table already and
-        stay so.  The table keeps the lookup's records (``shmem_records``, cut
-        to the pages added) and its ``shmem_note``."""
+    @staticmethod
+    def shmem_rows(table: PageTable, found) -> tuple[dict, list[np.ndarray]]:
+        """The pages of ``found`` (:meth:`shmem_swap`, exact) that ``table`` (a
+        resident table) has no row for: a page with an entry of its own (copied on
+        write in a private mapping; a marker) is not the object's page in swap for
+        this process.  Returns the records cut to those pages, and their virtual
+        page numbers per record."""
         import numpy as np
 
-        from .pagetable import PageTable, ramps
+        from .pagetable import ramps
 
-        found = self.shmem_swap(mappings)
-        table.shmem_unknown_mappings = [mappings[i] for i, r in found.items() if r is None]
-        table.shmem_note = found.note
-        table.shmem_records = dict(found)
-        added = []
+        records, added = dict(found), []
         have = table.vaddr
         for i, record in found.items():
             if not record or not record.runs:
                 continue
             vpn = ramps(np.array([a for a, _ in record.runs], dtype=np.int64),
                         np.array([b - a for a, b in record.runs], dtype=np.int64))
-            if record.needs_pte_check and len(have):  # pages with an entry of their own are not counted
+            if len(have):
                 vaddr = vpn.astype(np.uint64) << np.uint64(PAGE_SHIFT)
                 at = np.minimum(np.searchsorted(have, vaddr), len(have) - 1)
-                vpn = vpn[have[at] != vaddr]
-                table.shmem_records[i] = record._replace(runs=_runs_of_pages(vpn), pages=len(vpn))
+                new = have[at] != vaddr
+                if not new.all():
+                    vpn = vpn[new]
+                    records[i] = record._replace(runs=_runs_of_pages(vpn), pages=len(vpn))
             added.append(vpn)
-        if not added or not sum(map(len, added)):
+        return records, added
+
+    def _with_shmem_swap(self, table: PageTable, mappings: Sequence[Mapping]) -> PageTable:
+        """``table`` with a row for each shared-memory page in swap (an empty entry,
+        ``shmem_swapped`` set), in address order.  A page of a private mapping
+        that has an entry of its own (copied on write) has its row already and is
+        not in the object's swap for this process.  The table keeps the lookup's
+        records (``shmem_records``, cut to the rows added) and its ``shmem_note``."""
+        import numpy as np
+
+        from .pagetable import PageTable
+
+        found = self.shmem_swap(mappings)
+        table.shmem_unknown_mappings = [mappings[i] for i, r in found.items() if r is None]
+        table.shmem_note = found.note
+        table.shmem_records, added = self.shmem_rows(table, found)
+        if not sum(map(len, added)):
             return table
         vaddr = np.concatenate(added).astype(np.uint64) << np.uint64(PAGE_SHIFT)
         n = len(vaddr)
@@ -462,14 +486,17 @@ class Process:
             changed = sorted(set(maps) - set(parse_maps(after_text)), key=lambda m: m.start)
         return CountsReport(self.pid, pfn_visible, rows, totals, changed, notes)
 
-    def shmem_swap(self, mappings: Sequence[Mapping], *, exact: bool = True):  # -> shmem.ShmemSwapResult
+    def shmem_swap(self, mappings: Sequence[Mapping], *, exact: bool = True, within: tuple[int, int] | None = None,
+                   cache: dict | None = None):  # -> shmem.ShmemSwapResult
         """Shared memory in swap, per shmem mapping (index into ``mappings``): a
         :class:`pagewalk.shmem.ShmemSwap` (``pages``, and with ``exact`` the
-        ``runs`` of virtual page numbers), or None where this reader cannot look
-        it up (the result's ``note`` says why).  Other mappings are absent."""
+        ``runs`` of virtual page numbers, only ``within`` those page numbers if
+        given), or None where this reader cannot look it up (the result's
+        ``note`` says why).  Other mappings are absent.  See
+        :func:`pagewalk.shmem.swapped_runs`."""
         from . import shmem
 
-        return shmem.swapped_runs(self.pid, mappings, exact=exact)
+        return shmem.swapped_runs(self.pid, mappings, exact=exact, within=within, cache=cache)
 
     def _add_shmem_swap(self, maps: Sequence[Mapping], rows: list[MappingCounts]) -> list[str]:
         """Add shared memory in swap to ``rows``' ``swapped``, as smaps' ``Swap``
@@ -485,8 +512,9 @@ class Process:
                 continue
             in_table = counts.swapped
             if record is not None:
-                # a private writable mapping: only where its own entry is empty
-                pages = self._empty_pages(record.runs) if record.needs_pte_check and record.pages else record.pages
+                # a private mapping: only where its own entry is empty (smaps counts a
+                # read-only one's copied pages too, as if they were in swap)
+                pages = self._private_shmem_swap(maps[i]) if record.pages and not maps[i].shared else record.pages
             else:
                 if blocks is None:
                     from .smaps import read_smaps
@@ -501,14 +529,17 @@ class Process:
                 swapped=None if in_table is None or pages is None else in_table + pages, shmem_swapped=pages))
         return [found.note] if unknown and found.note else []
 
-    def _empty_pages(self, runs: list[tuple[int, int]]) -> int:
-        """How many pages of ``runs`` (virtual page numbers) have empty entries."""
-        from .states import empty_entry
-
+    def _private_shmem_swap(self, m: Mapping) -> int:
+        """Pages of the private mapping ``m`` in its object's swap whose own entry
+        is empty (one that was copied on write has an entry and is not in swap)."""
+        record = self.shmem_swap([m]).get(0)
+        if not record:
+            return 0
         total = 0
-        for first, end in runs:
-            for table in self.iter_page_tables(first << PAGE_SHIFT, end << PAGE_SHIFT, zero_huge=False):
-                total += int(empty_entry(table.raw).sum())
+        for table in self.iter_page_tables(record.runs[0][0] << PAGE_SHIFT, record.runs[-1][1] << PAGE_SHIFT,
+                                           zero_huge=False):
+            table.mark_shmem_swap(record.runs)
+            total += int(table.shmem_swapped.sum())
         return total
 
     def _scan_layout(self, maps: Sequence[Mapping]) -> _ScanLayout | None:

@@ -46,6 +46,11 @@ def check_where(terms: list[tuple[str, bool]], *, zero_known: bool, huge_known: 
         if name == "huge" and not huge_known:
             raise Unsupported("--where huge: huge mappings cannot be seen here (needs the PAGEMAP_SCAN ioctl "
                               "of Linux 6.7+)")
+        if name == "soft_dirty":
+            from .system import soft_dirty_supported
+
+            if not soft_dirty_supported():
+                raise Unsupported("--where soft_dirty: this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY)")
 
 
 def where_mask(table: PageTable, terms: list[tuple[str, bool]]) -> np.ndarray | None:
@@ -80,14 +85,21 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
     Where most of the process is not resident, a PAGEMAP_SCAN walk first finds what
     to read; in a dense one it would cost more than it saves.  Pages of shared
     memory in swap are marked (:meth:`PageTable.mark_shmem_swap`)."""
+    from .pagemap import PAGE_SHIFT, PAGE_SIZE
+    from .pagetable import run_arrays
+
     sparse = process.mostly_unpopulated()
     clipped = clip(mappings, start, end)
-    shmem = process.shmem_swap([m for m, _, _ in clipped])
+    # runs found only inside the range asked for (a whole mapping's could cost a call a page)
+    within = None if start is None and end is None else (
+        (start or 0) >> PAGE_SHIFT, ((end if end is not None else 1 << 64) + PAGE_SIZE - 1) >> PAGE_SHIFT)
+    shmem = process.shmem_swap([m for m, _, _ in clipped], within=within)
     for k, (m, lo, hi) in enumerate(clipped):
         if m.is_vsyscall:
             yield m, lo, hi, None
             continue
+        runs = run_arrays(shmem[k].runs) if shmem.get(k) else None
         for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge, sparse=sparse and not m.scan_skips):
             if k in shmem:
-                table.mark_shmem_swap(None if shmem[k] is None else shmem[k].runs)
+                table.mark_shmem_swap(runs)
             yield m, lo, hi, table

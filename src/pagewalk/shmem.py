@@ -233,28 +233,27 @@ def _internal_shmem_dev() -> int | None:
         os.close(fd)
 
 
-def _tmpfs_devs(pid: int) -> set[int]:
-    """Devices of the tmpfs mounts the process sees (its mountinfo; ours if that is
-    unreadable).  Fields: ID parent MAJOR:MINOR root mountpoint options
-    [optional...] - fstype source superoptions."""
-    for path in (f"/proc/{pid}/mountinfo", "/proc/self/mountinfo"):
+def _tmpfs_devs(pid: int) -> set[int] | None:
+    """Devices of the tmpfs mounts the process sees (its mountinfo), None where it
+    cannot be read.  Fields: ID parent MAJOR:MINOR root mountpoint options
+    [optional...] - fstype source superoptions.  Lines end at ``\n`` only: a
+    mount point may hold ``\r`` or other line breaks, which the kernel leaves."""
+    try:
+        with open(f"/proc/{pid}/mountinfo", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    devs = set()
+    for line in text.split(b"\n"):
+        fields = line.split(b" ")
         try:
-            with open(path, "rb") as f:
-                text = f.read()
-        except OSError:
+            sep = fields.index(b"-", 6)
+        except ValueError:
             continue
-        devs = set()
-        for line in text.splitlines():
-            fields = line.split(b" ")
-            try:
-                sep = fields.index(b"-", 6)
-            except ValueError:
-                continue
-            if fields[sep + 1 : sep + 2] == [b"tmpfs"]:
-                major, _, minor = fields[2].partition(b":")
-                devs.add(os.makedev(int(major), int(minor)))
-        return devs
-    return set()
+        if fields[sep + 1 : sep + 2] == [b"tmpfs"]:
+            major, _, minor = fields[2].partition(b":")
+            devs.add(os.makedev(int(major), int(minor)))
+    return devs
 
 
 def _maps_dev(m: Mapping) -> int | None:
@@ -290,6 +289,7 @@ class _Reader:
         self.pid = pid
         self.internal_dev = _internal_shmem_dev()
         self._tmpfs: set[int] | None = None
+        self._tmpfs_read = False
         self._fd_names: dict[tuple[int, int], str] | None = None
         self.map_files_denied = False
         self.unsupported: str | None = None
@@ -306,9 +306,10 @@ class _Reader:
     def may_be_shmem(self, m: Mapping, dev: int) -> bool:
         if dev == self.internal_dev:
             return True
-        if self._tmpfs is None:
-            self._tmpfs = _tmpfs_devs(self.pid)
-        return dev in self._tmpfs or m.kind in _SHMEM_NAMED_KINDS
+        if not self._tmpfs_read:
+            self._tmpfs, self._tmpfs_read = _tmpfs_devs(self.pid), True
+        # mounts unknown (mountinfo unreadable): open it and let fstatfs decide
+        return self._tmpfs is None or dev in self._tmpfs or m.kind in _SHMEM_NAMED_KINDS
 
     def fd_names(self) -> dict[tuple[int, int], str]:
         """(device, inode) -> /proc/PID/fd/N, for the process's open files (stat
@@ -398,7 +399,8 @@ class _Reader:
                 self._ipc_ns = f"pid {self.pid}"
         return (dev, m.inode, self._ipc_ns)
 
-    def record(self, m: Mapping, dev: int, exact: bool) -> ShmemSwap:
+    def record(self, m: Mapping, dev: int, exact: bool, within: tuple[int, int] | None = None,
+               cache: dict | None = None) -> ShmemSwap:
         if self.unsupported:
             raise _Unknown(self.unsupported)
         fd = self.object_fd(m, dev)
@@ -409,8 +411,19 @@ class _Reader:
             runs = [] if not pages else None
             if pages and (exact or needs_pte_check):
                 shift = (m.start >> PAGE_SHIFT) - first_page
-                runs = [(a + shift, b + shift) for a, b in swapped_file_runs(fd, first_page, npages, pages)]
-                pages = sum(b - a for a, b in runs)
+                if within is None:
+                    span = (self.key(m, dev), first_page, npages, pages)
+                    found = cache.get(span) if cache is not None else None
+                    if found is None:
+                        found = swapped_file_runs(fd, first_page, npages, pages)
+                        if cache is not None:
+                            cache[span] = found
+                    runs = [(a + shift, b + shift) for a, b in found]
+                    pages = sum(b - a for a, b in runs)
+                else:  # runs only where asked (a dump's range, v2p's pages): pages stays the whole count
+                    lo = max(within[0], m.start >> PAGE_SHIFT) - shift
+                    hi = min(within[1], m.end >> PAGE_SHIFT) - shift
+                    runs = [(a + shift, b + shift) for a, b in swapped_file_runs(fd, lo, hi - lo)] if hi > lo else []
         except Unsupported as exc:
             self.unsupported = str(exc)
             raise _Unknown(self.unsupported) from None
@@ -420,7 +433,8 @@ class _Reader:
 
 
 def swapped_runs(pid: int, mappings: Sequence[Mapping], indices: Iterable[int] | None = None, *,
-                 exact: bool = True) -> ShmemSwapResult:
+                 exact: bool = True, within: tuple[int, int] | None = None,
+                 cache: dict | None = None) -> ShmemSwapResult:
     """The swapped-out shmem pages behind the process's mappings (``mappings`` as
     read from its maps; ``indices`` limits the work to those of them).
 
@@ -429,7 +443,11 @@ def swapped_runs(pid: int, mappings: Sequence[Mapping], indices: Iterable[int] |
     says why: no cachestat, /proc/PID/map_files denied, no permission); mappings
     that are not shmem are absent.  ``exact`` also finds the runs (needed for
     per-page answers); without it each mapping costs one cachestat call, and
-    only private writable mappings with swapped pages get runs.
+    only private writable mappings with swapped pages get runs.  ``within``:
+    virtual page numbers ``[first, end)``; runs are found only there (halving a
+    whole mapping costs about a call per page when swap is scattered).  ``cache``:
+    a dict kept by the caller over several processes (``usage --all``), so the
+    runs of an object range many processes map are found once.
 
     Cost when nothing is swapped: per shmem object an O_PATH open, fstat,
     fstatfs and a reopen (about 20 us in all), and one cachestat per mapping.  A process whose maps show no device
@@ -448,7 +466,7 @@ def swapped_runs(pid: int, mappings: Sequence[Mapping], indices: Iterable[int] |
             if not reader.may_be_shmem(m, dev):
                 continue
             try:
-                result[i] = reader.record(m, dev, exact)
+                result[i] = reader.record(m, dev, exact, within, cache)
             except _NotShmem:
                 continue
             except _Unknown as exc:

@@ -121,13 +121,13 @@ class Snapshot:
         visible = process.pfn_visible
         frames = visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK)
         if not frames:
-            table = process.resident_table(maps, resident=resident)
+            table = process.resident_table(maps, resident=resident, shmem_swap=True)
             kflags = mapcount = None
         else:
             from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
 
             with KpageFile(KPAGEFLAGS) as f:
-                table = process.resident_table(maps, kpageflags=f, resident=resident)
+                table = process.resident_table(maps, kpageflags=f, resident=resident, shmem_swap=True)
             kflags = table.kpageflags
             present = table.present
             # The exclusive bit already says "map count 1" (kernel.md 1.1), except on a

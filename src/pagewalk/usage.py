@@ -64,10 +64,13 @@ class _Pages:
         # does, once per mapping; groups and totals count each object page once
         self.shmem_records = shmem_records
         self.shmem_pages = sum(r.pages for r in shmem_records)
+        self.shmem_unknown = 0  # shared-memory mappings whose swap could not be looked up
+        self.shmem_note: str | None = None  # why
 
 
-class Report(namedtuple("Report", "by rows totals pfn_visible skipped")):
-    """``rows`` sorted; ``skipped`` maps PID to why it was left out (gone, denied)."""
+class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes", defaults=((),))):
+    """``rows`` sorted; ``skipped`` maps PID to why it was left out (gone, denied);
+    ``notes`` say how shared memory in swap was counted, where that matters."""
 
     __slots__ = ()
 
@@ -99,11 +102,12 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
     visible = system.pfn_visible()
     collected: list[_Pages] = []
     skipped: dict[int, str] = {}
+    shmem_cache: dict = {}  # runs of shared memory in swap, per object range: found once
 
     def one(pid: int):
         try:
             with Process(pid) as proc:
-                return pid, _collect(proc, visible)
+                return pid, _collect(proc, visible, shmem_cache)
         except PagewalkError as exc:
             return pid, exc
 
@@ -141,12 +145,27 @@ class Gathered:
         by ``sort`` (largest first), with totals."""
         rows = _group(self.collected, self._pss, self._uss, by)
         rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
+        swap_once = _swap_once(self.collected)
         totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(self.collected),
                        sum(u.rss for u in rows), known_sum(u.pss for u in rows),
-                       known_sum(u.uss for u in rows),
-                       _swap_once(self.collected) << PAGE_SHIFT, known_sum(u.swap_pss for u in rows),
+                       known_sum(u.uss for u in rows), swap_once << PAGE_SHIFT, known_sum(u.swap_pss for u in rows),
                        known_sum(u.huge for u in rows), None, None, None)
-        return Report(by, rows, totals, self.pfn_visible, self.skipped)
+        return Report(by, rows, totals, self.pfn_visible, self.skipped, self._notes(by, rows, swap_once))
+
+    def _notes(self, by: str, rows: list[Usage], swap_once: int) -> list[str]:
+        """How shared memory in swap was counted, where the reader would wonder."""
+        notes = []
+        if sum(u.swap for u in rows) != swap_once << PAGE_SHIFT:
+            rows_are = "processes" if by in ("process", "mapping") else f"{by} groups"
+            notes.append(f"shared memory in swap is charged to every {'mapping' if by == 'mapping' else 'process'} "
+                         f"that maps it, as smaps does; the total counts each page once"
+                         + (f", and so do the {rows_are}" if by in ("user", "command", "cgroup") else ""))
+        unknown = [p for p in self.collected if p.shmem_unknown]
+        if unknown:
+            n = sum(p.shmem_unknown for p in unknown)
+            notes.append(f"{unknown[0].shmem_note} (in {n} mapping(s) of {len(unknown)} process(es)): "
+                         "counted from smaps' Swap, once per process mapping it, totals included")
+        return notes
 
 
 def _swap_once(collected: list[_Pages]) -> int:
@@ -158,7 +177,7 @@ def _swap_once(collected: list[_Pages]) -> int:
     return total + unique_pages(r for p in collected for r in p.shmem_records)
 
 
-def _collect(proc, visible: bool) -> _Pages:
+def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
     maps = proc.mappings()
     table = proc.resident_table(maps)
     labels = sorted({m.label() for m in maps})
@@ -168,15 +187,35 @@ def _collect(proc, visible: bool) -> _Pages:
     label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
     resident = proc.rss_rows(table, maps, map_index)
     n = len(labels)
-    rss = np.bincount(label[resident], minlength=n)
+    smaps = None  # the kernel's own per-mapping sums, read only where pagemap cannot tell
+    if table.zero is None:  # no PFNs and no PAGEMAP_SCAN: the zero page is told apart by smaps' Rss
+        smaps = _read_smaps(proc.pid)
+        rss = np.zeros(n, dtype=np.int64)
+        for m in maps:
+            rss[label_of[m.label()]] += smaps.get((m.start, m.end), {}).get("Rss", 0) // PAGE_SIZE
+    else:
+        rss = np.bincount(label[resident], minlength=n)
     # Pages whose map count 1 is known from pagemap alone (kernel.md 1.1); as root the
     # others are read from kpagecount, unprivileged they are the USS lower bound's rest.
     once = table.exclusive if not visible or system.exclusive_means_mapped_once() else np.zeros(len(table), bool)
     exclusive = np.bincount(label[resident & once], minlength=n)
     swap = np.bincount(label[table.swapped], minlength=n)
-    shmem_records = [r for r in table.shmem_records.values() if r is not None]
-    for m in table.shmem_unknown_mappings:  # not looked up: smaps' own count, which the owner may read
-        swap[label_of[m.label()]] += _smaps_shmem_swap(proc.pid, m, table)
+    # shared memory in swap: no entry in pagemap (kernel.md 6a.1); one lookup per object
+    # range for all processes (shmem_cache), counted where this process has no entry
+    found = proc.shmem_swap(maps, cache=shmem_cache)
+    records, _ = proc.shmem_rows(table, found)
+    shmem_records = []
+    for i, record in records.items():
+        m = maps[i]
+        if record is not None:
+            swap[label_of[m.label()]] += record.pages
+            shmem_records.append(record)
+            continue
+        # not looked up: smaps' Swap less the swap entries the table holds
+        smaps = smaps if smaps is not None else _read_smaps(proc.pid)
+        inside = (table.vaddr >= np.uint64(m.start)) & (table.vaddr < np.uint64(m.end))
+        in_table = int((table.swapped & inside).sum())
+        swap[label_of[m.label()]] += max(0, smaps.get((m.start, m.end), {}).get("Swap", 0) // PAGE_SIZE - in_table)
     huge = None if table.huge is None else np.bincount(label[resident & table.huge], minlength=n)
     shared = resident & ~once
     command, user, cgroup = _identity(proc.pid)
@@ -185,19 +224,24 @@ def _collect(proc, visible: bool) -> _Pages:
     if swap.any():
         rollup = rollup or read_rollup(proc.pid)
         swap_pss = rollup.get("SwapPss") if rollup else None
-    return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
-                  table.pfn[shared] if visible else None, label[shared] if visible else None,
-                  None if visible else rollup, swap_pss, len(table), shmem_records)
+    pages = _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
+                   table.pfn[shared] if visible else None, label[shared] if visible else None,
+                   None if visible else rollup, swap_pss, len(table), shmem_records)
+    pages.shmem_unknown = len(found.why)
+    pages.shmem_note = found.note
+    return pages
 
 
-def _smaps_shmem_swap(pid: int, m, table) -> int:
-    """Pages of the shared-memory mapping ``m`` in swap that have no entry, from
-    smaps' ``Swap`` less the swap entries the table holds (0 where unreadable)."""
+def _read_smaps(pid: int) -> dict:
+    """smaps' Rss and Swap per mapping; a process whose pagemap was just read but
+    whose smaps cannot be read has exited."""
+    from .errors import ProcessGone
     from .smaps import read_smaps
 
-    swap = (read_smaps(pid, frozenset(("Swap",))) or {}).get((m.start, m.end), {}).get("Swap", 0) // PAGE_SIZE
-    inside = (table.vaddr >= np.uint64(m.start)) & (table.vaddr < np.uint64(m.end))
-    return max(0, swap - int((table.swapped & inside).sum()))
+    blocks = read_smaps(pid, frozenset(("Rss", "Swap")))
+    if blocks is None:
+        raise ProcessGone(pid)
+    return blocks
 
 
 def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
@@ -261,8 +305,7 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
             None if p.huge is None else int(p.huge.sum()))
     if by in ("user", "command", "cgroup"):  # a group's swap counts each shared-memory page once
         for key, g in groups.items():
-            if len(members[key]) > 1:
-                g[4] = _swap_once(members[key])
+            g[4] = _swap_once(members[key])
     single = by == "process"
     return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
                   swap << PAGE_SHIFT, swap_pss, None if huge is None else huge << PAGE_SHIFT,

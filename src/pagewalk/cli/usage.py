@@ -66,6 +66,8 @@ def run(args) -> int:
         _common.warn("note: frames are hidden from this user: PSS and USS come from smaps_rollup where it "
                      "is readable; elsewhere PSS is '-' (null) and USS counts pages with pagemap's exclusive "
                      "bit, a lower bound; run as root for exact numbers everywhere")
+    for note in report.notes:
+        _common.warn(f"note: {note}")
     if report.skipped and not explicit:
         first = next(iter(report.skipped.items()))
         _common.warn(f"note: {len(report.skipped)} process(es) left out, e.g. {first[0]}: {first[1]}")

@@ -114,7 +114,7 @@ class SeedFormat(Format):
 
 
 ROW_FIELDS = ("vaddr", "pfn", "present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard",
-              "zero", "swap_type", "swap_offset", "shmem_swapped", "mapping")
+              "zero", "swap_type", "swap_offset", "mapping", "shmem_swapped")  # new columns at the end
 _BOOL_FIELDS = ("present", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero")
 
 
