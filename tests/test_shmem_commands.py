@@ -8,6 +8,9 @@ diff and picture.  Expected values come from smaps and smaps_rollup."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -119,7 +122,23 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
 
     from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (loaded before the child drops root)
 
+    import datetime  # noqa: F401
+    import zipfile  # noqa: F401
+
+    import pagewalk.cli.diff  # noqa: F401
     import pagewalk.cli.dump  # noqa: F401
+    import pagewalk.cli.snapshot  # noqa: F401
+    import pagewalk.diff  # noqa: F401
+    import pagewalk.snapshot  # noqa: F401
+
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.zeros(1))
+    buffer.seek(0)
+    np.load(buffer)["x"]  # numpy's npz reading, loaded now
     import pagewalk.cli.maps  # noqa: F401
     import pagewalk.cli.v2p  # noqa: F401
     import pagewalk.shmem  # noqa: F401
@@ -139,7 +158,26 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
             code, out, err = run_as(NOBODY, ["dump", str(s.pid), "--range", f"{shared:x}+{SHARED_PAGES * 4}K"])
             assert code == 0, err
             assert "untouched" not in out.replace("untouched or swapped", ""), out
-            assert "unknown" in out
+            assert "unknown" in out and "CAP_SYS_ADMIN" in err  # the reason, said once
+            # the picture draws them unknown, not untouched (the process looks at itself)
+            totals = s.run("from pagewalk import system, Process\n"
+                           "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()\n"
+                           "from pagewalk.picture import AddressSpace\n"
+                           "with Process(os.getpid()) as p: result = AddressSpace.take(p).totals()")
+            assert totals["unknown"] == SWAPPED_PAGES, totals
+            # a snapshot says where swap was unknown; diff then cannot call pages that left vanished
+            where = tempfile.mkdtemp(prefix="pagewalk-test-")  # /tmp: the other user reaches it
+            os.chmod(where, 0o777)
+            before = os.path.join(where, "before.npz")
+            code, out, err = run_as(NOBODY, ["snapshot", str(s.pid), "-o", before])
+            assert code == 0, err
+            s.run(f"madvise({shared}, 8, {MADV_PAGEOUT}); result = 0")
+            assert smaps_of(s.pid, shared)["Swap"] == (SWAPPED_PAGES + 8) * PAGE
+            code, out, err = run_as(NOBODY, ["diff", before, str(s.pid), "--json"])
+            assert code == 0, err
+            doc = json.loads(out)
+            assert doc["totals"]["vanished"] is None and doc["totals"]["swapped_out"] is None, doc["totals"]
+            shutil.rmtree(where)
 
 
 def test_exporter_series_count_them(swapped_shared):

@@ -140,12 +140,21 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
     frames_known = a.meta["pfn_visible"] and b.meta["pfn_visible"]
     written_known = bool(a.meta.get("soft_dirty_cleared"))
     huge_known = bool(a.meta.get("huge_known") and b.meta.get("huge_known"))
-    totals = {f: 0 for f in FIELDS}
+    totals: dict[str, int | None] = {f: 0 for f in FIELDS}
     rows = []
     groups, removed, added = _same_mappings(a, b)
+    unknown_a, unknown_b = _shmem_swap_unknown(a), _shmem_swap_unknown(b)
+    unknowable = set()
     for in_a, in_b in groups:
         counts = _compare(ta, _rows_of(a, in_a), tb, _rows_of(b, in_b), frames_known, written_known, huge_known)
-        if any(counts.values()):
+        # shared memory whose swap a side could not look up: a page that left (or came)
+        # there may have gone to swap (or come from it)
+        if counts["vanished"] and any((m.start, m.end) in unknown_b for m in in_b):
+            counts["vanished"] = counts["swapped_out"] = None
+        if counts["appeared"] and any((m.start, m.end) in unknown_a for m in in_a):
+            counts["appeared"] = counts["swapped_in"] = None
+        unknowable.update(f for f, v in counts.items() if v is None)
+        if any(counts.values()) or any(counts[f] is None for f in ("vanished", "appeared")):
             start, end = min(in_a[0].start, in_b[0].start), max(in_a[-1].end, in_b[-1].end)
             rows.append({"start": start, "end": end, "path": in_b[0].text_path or None, **counts})
         for f in FIELDS:
@@ -157,6 +166,8 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
     for f, known in (("moved", frames_known), ("written", written_known), ("huge_changed", huge_known)):
         if not known:
             totals[f] = None
+    for f in unknowable:
+        totals[f] = None
 
     def listing(ms: list[Mapping], snap: Snapshot, table) -> list[dict]:
         return [{"start": m.start, "end": m.end, "perms": m.perms, "path": m.text_path or None,
@@ -164,6 +175,11 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
 
     return {"a": _describe(a), "b": _describe(b), "totals": totals,
             "mappings_added": listing(added, b, tb), "mappings_removed": listing(removed, a, ta), "mappings": rows}
+
+
+def _shmem_swap_unknown(snap: Snapshot) -> set[tuple[int, int]]:
+    """The (start, end) of the shared-memory mappings whose swap was not looked up."""
+    return {tuple(r) for r in snap.meta.get("shmem_swap_unknown", [])}
 
 
 def different_process(a: Snapshot, b: Snapshot) -> str | None:

@@ -27,12 +27,12 @@ from .maps import mapping_index
 from .pagemap import PAGE_SHIFT
 
 STATES = states.CLASSES
-UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD = range(len(STATES))
+UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD, UNKNOWN = range(len(STATES))
 PRESENT_STATES = tuple(STATES.index(s) for s in states.PRESENT_CLASSES)
 LABELS = tuple(states.CLASS_LABELS[s] for s in STATES)
 # Colours told apart also by people with the common colour-vision deficiencies
 # (Okabe-Ito), untouched a light grey and guard a dark one.
-COLORS = ("#e6e6e6", "#0072b2", "#009e73", "#cc79a7", "#f0e442", "#d55e00", "#e69f00", "#333333")
+COLORS = ("#e6e6e6", "#0072b2", "#009e73", "#cc79a7", "#f0e442", "#d55e00", "#e69f00", "#333333", "#b3b3b3")
 PALETTE = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in COLORS], dtype=np.float64)
 MAX_BANDS = 40  # bands drawn with a legible label each; smaller mappings share bands beyond this
 
@@ -45,16 +45,21 @@ class AddressSpace:
 
     ``index``: picture page of each populated page (sorted); ``state``, ``pfn`` (the
     frame, or for swapped pages the swap offset; -1 where unknown), ``raw`` (the
-    pagemap entry) and ``kpageflags`` (None unless read) of each."""
+    pagemap entry) and ``kpageflags`` (None unless read) of each.  ``unknown``:
+    the shared-memory mappings whose swap could not be looked up, whose empty
+    pages count as ``unknown``, not ``untouched``."""
 
     def __init__(self, pid: int, command: str, mappings: list, index: np.ndarray, state: np.ndarray,
-                 pfn: np.ndarray, raw: np.ndarray, kpageflags: np.ndarray | None, pfn_visible: bool) -> None:
+                 pfn: np.ndarray, raw: np.ndarray, kpageflags: np.ndarray | None, pfn_visible: bool,
+                 unknown: list = ()) -> None:
         self.pid, self.command, self.mappings = pid, command, mappings
         self.first = first_pages(mappings)
         self.total_pages = int(self.first[-1])
         self.index, self.state, self.pfn, self.raw, self.kpageflags = index, state, pfn, raw, kpageflags
         self.pfn_visible = pfn_visible
         self._by_state = [index[(state == s)] for s in range(len(STATES))]
+        at = {m: i for i, m in enumerate(mappings)}
+        self.unknown_ranges = [(int(self.first[at[m]]), int(self.first[at[m] + 1])) for m in unknown if m in at]
 
     @classmethod
     def take(cls, process) -> AddressSpace:
@@ -79,7 +84,7 @@ class AddressSpace:
                                 table.shmem_swapped)
         pfn = np.where(present, table.pfn, np.where(table.swapped, table.swap_offset, -1))
         return cls(process.pid, system.command_name(process.pid), maps, index, state, pfn, table.raw,
-                   table.kpageflags, process.pfn_visible)
+                   table.kpageflags, process.pfn_visible, table.shmem_unknown_mappings)
 
     # -- counting ----------------------------------------------------------------------
     def counts(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -90,6 +95,14 @@ class AddressSpace:
             where = self._by_state[s]
             out[:, s] = np.searchsorted(where, hi) - np.searchsorted(where, lo)
         out[:, UNTOUCHED] = hi - lo - out[:, 1:].sum(axis=1)
+        for first, end in self.unknown_ranges:  # their empty pages may be in swap: unknown, not untouched
+            a, b = np.maximum(lo, first), np.minimum(hi, end)
+            empty = np.maximum(b - a, 0)
+            for s in range(1, len(STATES) - 1):
+                where = self._by_state[s]
+                empty -= np.where(b > a, np.searchsorted(where, b) - np.searchsorted(where, a), 0)
+            out[:, UNKNOWN] += empty
+            out[:, UNTOUCHED] -= empty
         return out
 
     def totals(self) -> dict[str, int]:

@@ -61,6 +61,8 @@ class Process:
         self.use_scan = not scan_disabled() if use_scan is None else use_scan
         self._pagemap: PagemapFile | None = None
         self._scanner: object | None = None
+        # what could not be known and why, one line each (shared memory in swap)
+        self.notes: list[str] = []
 
     def __repr__(self) -> str:
         return f"pagewalk.Process(pid={self.pid})"
@@ -496,7 +498,10 @@ class Process:
         :func:`pagewalk.shmem.swapped_runs`."""
         from . import shmem
 
-        return shmem.swapped_runs(self.pid, mappings, exact=exact, within=within, cache=cache)
+        found = shmem.swapped_runs(self.pid, mappings, exact=exact, within=within, cache=cache)
+        if found.note and found.note not in self.notes:
+            self.notes.append(found.note)
+        return found
 
     def _add_shmem_swap(self, maps: Sequence[Mapping], rows: list[MappingCounts]) -> list[str]:
         """Add shared memory in swap to ``rows``' ``swapped``, as smaps' ``Swap``

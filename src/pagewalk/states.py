@@ -47,15 +47,18 @@ from .pagemap import (
 
 PRESENT, ZERO, HUGE, FILE, ANONYMOUS, EXCLUSIVE = "present", "zero", "huge", "file", "anonymous", "exclusive"
 SWAPPED, SHMEM_SWAPPED, GUARD, UFFD_WP, SOFT_DIRTY = "swapped", "shmem_swapped", "guard", "uffd_wp", "soft_dirty"
-UNTOUCHED = "untouched"
+UNTOUCHED, UNKNOWN = "untouched", "unknown"
 
 # One class per page for pictures and one-word summaries, in drawing order; the
 # later a class in CLASS_PRIORITY, the more it wins where several apply.
-CLASSES = (UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD)
+# ``unknown``: an empty entry in shared memory whose swap this reader cannot look up
+# (untouched, or swapped out): drawn for whole mappings, never decided page by page.
+CLASSES = (UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD, UNKNOWN)
 CLASS_LABELS = {
     UNTOUCHED: "untouched", ANONYMOUS: "present: anonymous", FILE: "present: file or shared",
     HUGE: "present: huge", ZERO: "present: zero page", SWAPPED: "swapped",
     SHMEM_SWAPPED: "swapped (shared memory)", GUARD: "guard",
+    UNKNOWN: "untouched or swapped (shared memory): unknown",
 }
 PRESENT_CLASSES = (ANONYMOUS, FILE, HUGE, ZERO)  # the classes maps' ``present`` counts
 

@@ -10,7 +10,7 @@ import functools
 import os
 import struct
 
-from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY
 
 KPF_ZERO_PAGE = 1 << 24  # include/uapi/linux/kernel-page-flags.h
 
@@ -241,23 +241,10 @@ def reuse_freed_memory(max_bytes: int = 64 << 20) -> None:
 
 @functools.cache
 def soft_dirty_supported() -> bool:
-    """A fresh anonymous mapping carries ``sd`` in its smaps VmFlags exactly when the
-    kernel has CONFIG_MEM_SOFT_DIRTY (the kernel selftests' test)."""
-    import ctypes
-    import mmap
-
-    m = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    anchor = ctypes.c_char.from_buffer(m)
-    start = ctypes.addressof(anchor)
-    del anchor
-    try:
-        with open("/proc/self/smaps") as f:
-            inside = False
-            for line in f:
-                if "-" in line.split(" ", 1)[0] and not line.startswith("VmFlags"):
-                    inside = int(line.split("-", 1)[0], 16) == start
-                elif inside and line.startswith("VmFlags:"):
-                    return "sd" in line.split()[1:]
-    finally:
-        m.close()
-    return False
+    """Whether this kernel has soft-dirty bits (CONFIG_MEM_SOFT_DIRTY): a page this
+    process has just written is soft-dirty in pagemap (bit 55) exactly then, since
+    marking a PTE dirty marks it soft-dirty too.  One pread, no imports."""
+    probe = bytearray(PAGE_SIZE)
+    probe[0] = 1  # the object was just written, its header page surely present and dirty
+    entry = _self_entry(id(probe))
+    return entry is not None and bool(entry & PM_PRESENT) and bool(entry & PM_SOFT_DIRTY)

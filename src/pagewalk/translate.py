@@ -140,7 +140,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
             return "swapped out (shared memory; its swap entry is the shmem object's, not in this page table)"
         if self.shmem_swapped is None:
             return ("not present (never touched, dropped, or swapped out as shared memory: "
-                    "telling them apart needs CAP_SYS_ADMIN)")
+                    "unknown to this reader)")
         if self.swapped:
             if self.swap_type is None:
                 return "swapped out"

@@ -25,6 +25,12 @@ def warn(message: str) -> None:
     print(f"pagewalk: {printable(message)}", file=sys.stderr)
 
 
+def process_notes(proc) -> None:
+    """Say what the command could not know about ``proc`` (a pagewalk.Process) and why."""
+    for note in proc.notes:
+        warn(f"note: {note}")
+
+
 def pfn_hidden_note() -> None:
     """Said once per command when the kernel hides PFNs from this reader."""
     warn("note: physical frame numbers are hidden from this user (needs CAP_SYS_ADMIN); "

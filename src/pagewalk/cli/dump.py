@@ -94,5 +94,7 @@ def run(args) -> int:
         finally:
             progress.close()
         out.write(fmt.footer())
+        out.flush()
+        _common.process_notes(proc)
     out.flush()
     return 0

@@ -47,6 +47,7 @@ def run(args) -> int:
 
     with Process(pid) as proc:
         space = AddressSpace.take(proc)
+        _common.process_notes(proc)
     if not space.pfn_visible:
         _common.pfn_hidden_note()
     if file_format == "html":

@@ -67,6 +67,7 @@ def run(args) -> int:
             resident.read_pending()
             reading.result()
         snap = Snapshot.take(proc, clear_soft_dirty=args.clear_soft_dirty, resident=resident)
+        _common.process_notes(proc)
     if not snap.meta["pfn_visible"]:
         _common.pfn_hidden_note()
     size = snap.save(args.output, args.file_format)

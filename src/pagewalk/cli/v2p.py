@@ -82,6 +82,7 @@ def run(args) -> int:
         results = proc.translate_many(addrs)
         pfn_visible = proc.pfn_visible
         notes = _decimal_notes(proc, results, texts)
+        _common.process_notes(proc)
     if not pfn_visible:
         _common.pfn_hidden_note()
     if args.json:

@@ -222,7 +222,7 @@ class JsonlFormat(RecordFormat):
 _STATE_BITS = ("present", "zero", "huge", "swapped", "swap_ambiguous", "guard", "uffd_wp", "file", "exclusive",
                "soft_dirty", "shmem_swapped", "shmem_unknown")
 _STATE_NAMES = {"swap_ambiguous": "swapped-or-uffd-marker", "shmem_swapped": "swapped (shared memory)",
-                "shmem_unknown": "untouched or swapped (shared memory): unknown without CAP_SYS_ADMIN"}
+                "shmem_unknown": "untouched or swapped (shared memory): unknown to this reader"}
 
 
 FEW_RUNS = 8

@@ -21,7 +21,7 @@ import numpy as np
 from .. import flags
 from ..names import printable
 from ..pagemap import PAGE_SIZE
-from ..picture import COLORS, LABELS, PRESENT_STATES, STATES, ZERO, AddressSpace, physical_raster, ram_ranges
+from ..picture import COLORS, LABELS, PRESENT_STATES, STATES, UNKNOWN, ZERO, AddressSpace, physical_raster, ram_ranges
 
 PHYS_WIDTH, PHYS_HEIGHT = 100, 280  # cells of the physical panel
 PAGEMAP_BITS = ((55, "soft-dirty"), (56, "exclusive"), (57, "uffd-wp"), (58, "guard"), (61, "file/shared"),
@@ -57,6 +57,9 @@ def document(space: AddressSpace) -> str:
     m = np.searchsorted(space.first[1:], space.index, side="right")  # mapping of each populated page
     per_map = np.bincount(m * len(STATES) + space.state, minlength=len(maps) * len(STATES)).reshape(-1, len(STATES))
     per_map[:, 0] = np.diff(space.first) - per_map[:, 1:].sum(axis=1)
+    for i, m in enumerate(maps):  # unknown rather than untouched (AddressSpace.counts)
+        if space.unknown_ranges and (int(space.first[i]), int(space.first[i + 1])) in space.unknown_ranges:
+            per_map[i, UNKNOWN], per_map[i, 0] = per_map[i, 0], 0
     ram = ram_ranges() if space.pfn_visible else []
     physical = None
     if ram:
