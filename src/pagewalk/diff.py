@@ -32,6 +32,7 @@ import numpy as np
 
 from .maps import Mapping
 from .pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_SOFT_DIRTY
+from .smaps import vm_flags
 from .snapshot import Snapshot
 
 FIELDS = ("appeared", "vanished", "moved", "swapped_out", "swapped_in", "written", "huge_changed")
@@ -104,25 +105,8 @@ def _grows_down(in_a: list[Mapping], in_b: list[Mapping], a: Snapshot, b: Snapsh
         return True
     for snap, m in ((b, in_b[-1]), (a, in_a[-1])):
         if snap.meta.get("live"):
-            return "gd" in _vm_flags(snap.pid, m.start)
+            return "gd" in vm_flags(snap.pid, m.start)
     return False
-
-
-def _vm_flags(pid: int, start: int) -> list[str]:
-    """The VmFlags of the area starting at ``start`` in /proc/PID/smaps ([] if none).
-    The kernel makes smaps one area at a time, so reading stops there."""
-    try:
-        with open(f"/proc/{pid}/smaps", "rb") as f:
-            head = f"{start:x}-".encode()
-            inside = False
-            for line in f:
-                if not inside:
-                    inside = line.startswith(head)
-                elif line.startswith(b"VmFlags:"):
-                    return line.decode("ascii", "replace").split()[1:]
-    except OSError:
-        pass
-    return []
 
 
 def _rows_of(snap: Snapshot, areas: list[Mapping]):

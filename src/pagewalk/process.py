@@ -21,7 +21,7 @@ from . import system
 from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from .maps import Mapping, parse_maps, read_maps, read_maps_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
-from .states import known_sum, rss_pages
+from .states import known_sum, rss_pages, zero_by_kpageflags
 from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -122,7 +122,7 @@ class Process:
             pfns = {e & PM_PFRAME_MASK for e in entries.values()}
             flags = system.read_kpageflags(pfns)
             if flags is not None:
-                return {vpn: bool(flags.get(e & PM_PFRAME_MASK, 0) & system.KPF_ZERO_PAGE) for vpn, e in entries.items()}
+                return {vpn: zero_by_kpageflags(flags.get(e & PM_PFRAME_MASK, 0)) for vpn, e in entries.items()}
             zero_pfns = system.zero_pfns()
             return {vpn: (e & PM_PFRAME_MASK) in zero_pfns for vpn, e in entries.items()}
         scanner = self.scanner()

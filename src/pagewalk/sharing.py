@@ -15,9 +15,9 @@ import numpy as np
 from . import system
 from .errors import InvalidArgument, PagewalkError, Unsupported
 from .maps import mapping_index
+from .states import zero_by_kpageflags
 
 Hit = namedtuple("Hit", "pfn pid command vaddr mapping")
-KPF_ZERO_PAGE = 1 << 24  # include/uapi/linux/kernel-page-flags.h; set for the huge zero page's frames too
 
 
 class WhoReport(namedtuple("WhoReport", "hits mapcounts zero_frames")):
@@ -64,7 +64,7 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
         beyond = targets[targets >= end]
         if len(beyond):
             raise InvalidArgument(f"PFN {int(beyond[0]):#x} is beyond the end of memory (the last PFN is {end - 1:#x})")
-        zero = targets[(flags.read(targets.astype(np.uint64)) & np.uint64(KPF_ZERO_PAGE)) != 0]
+        zero = targets[zero_by_kpageflags(flags.read(targets.astype(np.uint64)))]  # the huge zero page's too
     with KpageFile(KPAGECOUNT) as count:
         mapcounts = dict(zip(targets.tolist(), count.read(targets.astype(np.uint64)).tolist()))
     expected = sum(mapcounts.values()) if not len(zero) else 0  # 0: no early stop

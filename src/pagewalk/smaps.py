@@ -10,6 +10,11 @@ tables in the kernel: it costs about what a pagemap read does.  Lines end at
 
 from __future__ import annotations
 
+import os
+
+from .errors import PagewalkError, translating
+from .maps import Mapping, parse_line
+
 KB = 1024
 
 
@@ -25,29 +30,53 @@ def _fields(lines, want: frozenset[str] | None):
     return out
 
 
+def smaps_blocks(pid: int, fields: frozenset[str] | None = None) -> list[tuple[Mapping, dict[str, int]]]:
+    """Each mapping of ``/proc/PID/smaps`` (parsed as its maps line) with its fields
+    (all, or ``fields``) in bytes.  Errors as every /proc read raises them
+    (:func:`pagewalk.errors.translating`)."""
+    path = f"/proc/{pid}/smaps"
+    with translating(pid, path, started=True), open(path, "rb") as f:
+        data = f.read()
+    out: list[tuple[Mapping, dict[str, int]]] = []
+    block: list[bytes] = []
+    mapping = None
+    for line in data.split(b"\n"):
+        head = line.split(b" ", 1)[0]
+        if head and not head.endswith(b":"):  # a maps line opens a block
+            if mapping is not None:
+                out.append((mapping, _fields(block, fields)))
+            mapping, block = parse_line(os.fsdecode(line)), []
+        else:
+            block.append(line)
+    if mapping is not None:
+        out.append((mapping, _fields(block, fields)))
+    return out
+
+
 def read_smaps(pid: int, fields: frozenset[str] | None = None) -> dict[tuple[int, int], dict[str, int]] | None:
     """Per mapping ``(start, end)``: the smaps fields (all, or ``fields``) in bytes.
     None where smaps cannot be read (another user's process, a process gone)."""
     try:
-        with open(f"/proc/{pid}/smaps", "rb") as f:
-            data = f.read()
-    except OSError:
+        return {(m.start, m.end): values for m, values in smaps_blocks(pid, fields)}
+    except PagewalkError:
         return None
-    out: dict[tuple[int, int], dict[str, int]] = {}
-    block: list[bytes] = []
-    key = None
-    for line in data.split(b"\n"):
-        head = line.split(b" ", 1)[0]
-        if b"-" in head and not head.endswith(b":"):  # a maps line opens a block
-            if key is not None:
-                out[key] = _fields(block, fields)
-            lo, _, hi = head.partition(b"-")
-            key, block = (int(lo, 16), int(hi, 16)), []
-        else:
-            block.append(line)
-    if key is not None:
-        out[key] = _fields(block, fields)
-    return out
+
+
+def vm_flags(pid: int, start: int) -> list[str]:
+    """The ``VmFlags`` of the mapping starting at ``start`` ([] if none).  The kernel
+    makes smaps one mapping at a time, so reading stops there."""
+    try:
+        with open(f"/proc/{pid}/smaps", "rb") as f:
+            head = f"{start:x}-".encode()
+            inside = False
+            for line in f:  # binary: lines end at \n only
+                if not inside:
+                    inside = line.startswith(head)
+                elif line.startswith(b"VmFlags:"):
+                    return line.decode("ascii", "replace").split()[1:]
+    except OSError:
+        pass
+    return []
 
 
 def read_rollup(pid: int) -> dict[str, int] | None:

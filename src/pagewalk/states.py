@@ -102,6 +102,16 @@ def zero_by_pfn(present, frame, zero_pfn_ranges):
     return present & out
 
 
+KPF_ZERO_PAGE = 1 << 24  # include/uapi/linux/kernel-page-flags.h
+
+
+def zero_by_kpageflags(flags):
+    """Whether frames are the zero page or a frame of the huge zero page, by their
+    kpageflags (an int or a uint64 array): the kernel's own word where the
+    kpage files can be read, which :func:`zero_by_pfn` repeats from PFNs found once."""
+    return (flags & KPF_ZERO_PAGE) != 0
+
+
 def empty_entry(raw):
     """Where the page table holds nothing (no frame, no swap entry, no marker): the
     only pages a shared-memory page in swap can be (kernel.md 6a.1; smaps looks

@@ -12,7 +12,6 @@ import struct
 
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY
 
-KPF_ZERO_PAGE = 1 << 24  # include/uapi/linux/kernel-page-flags.h
 
 
 def _self_entry(vaddr: int) -> int | None:

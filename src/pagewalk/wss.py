@@ -49,7 +49,6 @@ from collections import namedtuple
 
 from . import system
 from .errors import Unsupported, translating
-from .maps import parse_line
 from .pagemap import PAGE_SIZE
 
 METHODS = ("referenced", "soft-dirty", "idle", "damon")
@@ -186,21 +185,10 @@ def _clear_refs(pid: int, values: str) -> None:
 
 def _smaps(pid: int, field: str) -> list[tuple[str, int, int, int, int]]:
     """Per mapping: (label, start, end, Rss bytes, ``field`` bytes)."""
-    path = f"/proc/{pid}/smaps"
-    out = []
-    with translating(pid, path, started=True), open(path, "rb") as f:
-        label, start, end, rss = "", 0, 0, 0
-        for line in f:
-            head = line.split(None, 1)[0]
-            if head.endswith(b":"):
-                if head == b"Rss:":
-                    rss = int(line.split()[1]) * 1024
-                elif head == field.encode() + b":":
-                    out.append((label, start, end, rss, int(line.split()[1]) * 1024))
-            else:
-                m = parse_line(os.fsdecode(line))  # the path as maps gives it, its own whitespace kept
-                start, end, label = m.start, m.end, m.path or "[anon]"
-    return out
+    from .smaps import smaps_blocks
+
+    return [(m.path or "[anon]", m.start, m.end, values.get("Rss", 0), values[field])
+            for m, values in smaps_blocks(pid, frozenset(("Rss", field))) if field in values]
 
 
 class Tracker:
