@@ -226,10 +226,17 @@ def test_private_mapping_of_a_tmpfs_file_counts_only_where_the_pte_is_none(swap,
     assert record.needs_pte_check and record.runs is not None
     assert as_vpns(record.runs) >= {vpn0 + i for i in range(0, 16)}  # the object's pages under the copies
     assert record.pages * PAGE != smaps_swap  # so the intersection below matters
-    visible = shmem.swapped_where_none(record, none_runs)
-    assert (visible.pages + swap_entries) * PAGE == smaps_swap
-    assert as_vpns(visible.runs) == as_vpns(record.runs) & as_vpns(none_runs)
-    assert swap_entries >= 1 and visible.pages >= 1
+    # the rule every command applies: the object's pages in swap where the entry is empty
+    import numpy as np
+
+    from pagewalk.pagetable import PageTable
+
+    table = PageTable(private, np.array(entries, dtype=np.uint64), pfn_visible=True)
+    table.mark_shmem_swap(record.runs)
+    visible = {vpn0 + i for i in np.flatnonzero(table.shmem_swapped).tolist()}
+    assert (len(visible) + swap_entries) * PAGE == smaps_swap
+    assert visible == as_vpns(record.runs) & as_vpns(none_runs)
+    assert swap_entries >= 1 and visible
     # count-only still gives the runs this mapping needs
     assert shmem.swapped_runs(s.pid, maps, [index], exact=False)[index].runs == record.runs
 

@@ -80,8 +80,9 @@ class ShmemSwap(namedtuple("ShmemSwap", "key first_page first_vpn npages pages r
     end_vpn)`` runs of virtual page numbers ([] when there are none), or is None
     when only the count was asked for.  ``needs_pte_check`` marks a private writable mapping: smaps counts
     an object's swapped page there only where this process's PTE is none (a
-    page copied on write is this process's own); :func:`swapped_where_none` keeps
-    just those (such records always carry ``runs``).
+    page copied on write is this process's own);
+    :meth:`pagewalk.pagetable.PageTable.mark_shmem_swap` keeps just those (such
+    records always carry ``runs``).
     """
 
     __slots__ = ()
@@ -479,31 +480,6 @@ def swapped_runs(pid: int, mappings: Sequence[Mapping], indices: Iterable[int] |
 
 
 # -- using the records ------------------------------------------------------------------
-
-
-def swapped_where_none(record: ShmemSwap, none_runs: Sequence[tuple[int, int]]) -> ShmemSwap:
-    """The record cut down to the pages smaps counts for a private writable mapping:
-    those where this process's PTE is none.  ``none_runs``: sorted ``(first_vpn,
-    end_vpn)`` runs of the mapping's pages whose pagemap entry is 0.  Linear in
-    the number of runs."""
-    if record.runs is None:
-        raise ValueError("swapped_where_none needs a record with runs")
-    out: list[tuple[int, int]] = []
-    i = j = 0
-    runs = record.runs
-    while i < len(runs) and j < len(none_runs):
-        lo = max(runs[i][0], none_runs[j][0])
-        hi = min(runs[i][1], none_runs[j][1])
-        if lo < hi:
-            if out and out[-1][1] == lo:
-                out[-1] = (out[-1][0], hi)
-            else:
-                out.append((lo, hi))
-        if runs[i][1] < none_runs[j][1]:
-            i += 1
-        else:
-            j += 1
-    return record._replace(runs=out, pages=sum(b - a for a, b in out))
 
 
 def unique_pages(records: Iterable[ShmemSwap | None]) -> int:
