@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from conftest import PAGE, cli, cli_json, requires_root, smaps, smaps_of, swap_file
+from conftest import PAGE, cli, cli_json, pagemap_entry, requires_root, smaps, smaps_of, swap_file
 from specimen import MADV_PAGEOUT, Specimen
 
 pytestmark = requires_root
@@ -201,3 +201,45 @@ def test_exporter_series_count_them(swapped_shared):
 def smaps_rollup_swap(pid: int) -> int:
     with open(f"/proc/{pid}/smaps_rollup") as f:
         return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("Swap:"))
+
+
+def test_a_private_mapping_made_read_only_after_copies_agrees_everywhere(tmp_path):
+    """A private mapping of a /dev/shm file, 4 of its pages copied on write, then
+    made read-only, while the object's pages go to swap through a shared mapping:
+    smaps counts all 64 of the object's pages as this mapping's swap, though 4 of
+    its pages are the process's own copies, present.  Page by page, 60 are in swap:
+    every command says 60, and a snapshot holds one row per page (diff used to fail
+    on the repeated rows)."""
+    import uuid
+
+    path = f"/dev/shm/pagewalk-test-{uuid.uuid4().hex}"
+    with swap_file(64), Specimen() as s:
+        try:
+            shared, private = s.run(
+                f"fd = os.open({path!r}, os.O_RDWR | os.O_CREAT, 0o600); os.ftruncate(fd, 64 * PAGE)\n"
+                "a = mmap(64, shared=True, fd=fd); write(a, 64)\n"
+                "p = mmap(64, fd=fd); write(p, 4, 0x33)\n"
+                "libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]\n"
+                "assert libc.mprotect(p, 64 * PAGE, 1) == 0\n"
+                "result = [a, p]")
+            s.run(f"madvise({shared}, 64, {MADV_PAGEOUT}); result = 0")
+            kernel = smaps_of(s.pid, private)
+            if kernel["Swap"] != 64 * PAGE:
+                pytest.fail(f"smaps Swap {kernel['Swap']} after paging the object out: the premise failed")
+            own = [pagemap_entry(s.pid, private + i * PAGE) for i in range(64)]
+            assert all(e >> 63 for e in own[:4]) and not any(own[4:])  # 4 copies present, 60 empty
+            row = next(m for m in cli_json("maps", s.pid)["mappings"] if m["start"] == private)
+            assert row["swapped"] == row["shmem_swapped"] == 60
+            snap = tmp_path / "s.npz"
+            assert cli("snapshot", s.pid, "-o", snap).returncode == 0
+            loaded = next(m for m in cli_json("snapshot", "--load", snap)["mappings"] if m["start"] == private)
+            assert loaded["swapped"] == 60 and loaded["present"] == 4
+            rows = [json.loads(ln) for ln in cli("dump", s.pid, "--format", "jsonl", "--range",
+                                                 f"{private:x}+256K").stdout.splitlines()]
+            assert sum(r["shmem_swapped"] for r in rows) == 60
+            d = cli("diff", snap, s.pid, "--json")
+            assert d.returncode == 0 and "Traceback" not in d.stderr, d.stderr
+            assert json.loads(d.stdout)["totals"]["vanished"] == 0
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
