@@ -91,7 +91,8 @@ def run_checks() -> list[Check]:
 
     sd = system.soft_dirty_supported()
     checks.append(Check("soft-dirty bits", sd, "CONFIG_MEM_SOFT_DIRTY on" if sd else "not built in",
-                        "" if sd else "soft_dirty is always 0; wss --method soft-dirty and diff's 'written' are unavailable"))
+                        "" if sd else "soft_dirty is unknown (- or null) everywhere; wss --method soft-dirty "
+                                      "and diff's 'written' are unavailable"))
 
     idle = os.path.exists("/sys/kernel/mm/page_idle/bitmap")
     checks.append(Check("idle page tracking", idle, "present" if idle else "no /sys/kernel/mm/page_idle/bitmap",

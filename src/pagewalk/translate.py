@@ -130,7 +130,8 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
             if self.zero:
                 return "present (shared zero page)"
             if self.zero is None and not self.file:
-                return "present (anonymous, or the shared zero page: telling them apart needs CAP_SYS_ADMIN or PAGEMAP_SCAN)"
+                return ("present (anonymous, or the shared zero page: telling them apart needs CAP_SYS_ADMIN "
+                        "or PAGEMAP_SCAN)")
             kind = "file or shared memory" if self.file else "anonymous"
             share = "mapped only here" if self.exclusive else "not exclusive"
             return f"present ({kind}, {share})"
