@@ -608,7 +608,7 @@ class Bench:
             self.add(ratio_row(label, "snapshot vs 2 x maps + writing its file", snap, 2 * maps + write, 1))
             doc = json.loads(subprocess.run([self.pagewalk, "snapshot", "--load", out, "--json"],
                                             capture_output=True, text=True, check=True).stdout)
-            present = sum(m["present"] for m in doc["mappings"])
+            present = sum(m["present"] or 0 for m in doc["mappings"])  # [vsyscall]: null
             per_page = os.path.getsize(out) / max(present, 1)
             self.add(Row(label, "snapshot file bytes per present page (not seconds)", per_page, None, "<= 2",
                          per_page <= 2))
