@@ -12,7 +12,6 @@ Rss before and after).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import subprocess
 import sys
@@ -21,11 +20,11 @@ import uuid
 import pytest
 
 from conftest import ROOT, pagemap_entry, requires_root, smaps, swap_file
-from specimen import PAGE, Specimen, drop_privileges
+from specimen import PAGE, Specimen
+from test_unprivileged import NOBODY, as_user
 
 pytestmark = requires_root
 
-NOBODY = 65534
 PAGES = 64
 PAGED_OUT = [(0, 8), (20, 21), (40, 64)]  # page ranges of the test's mapping given MADV_PAGEOUT
 READ_ONLY = (32, 48)  # mprotect'ed afterwards: splits the mapping in three, the later ones at an offset
@@ -327,25 +326,8 @@ def test_a_process_without_candidate_mappings_costs_no_import():
 
 def as_nobody(work):
     """``work()`` (returning JSON-able data) run in a forked child that dropped to nobody."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(r)
-            drop_privileges(NOBODY)
-            os.write(w, json.dumps({"value": work()}).encode())
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            os.write(w, json.dumps({"error": repr(exc)}).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 1 << 16):
-        data += chunk
-    os.close(r)
-    os.waitpid(child, 0)
-    answer = json.loads(data)
-    assert "error" not in answer, answer
+    answer = as_user(NOBODY, work)
+    assert "error" not in answer, answer["error"]
     return answer["value"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import traceback
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -16,43 +17,24 @@ from specimen import Specimen, drop_privileges
 NOBODY = 65534
 
 
-def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
-    """Run the pagewalk CLI in a forked child that dropped to ``uid`` (the venv's
-    interpreter may not be reachable by that user, so no exec)."""
+def as_user(uid: int, work) -> dict:
+    """``work()`` (returning JSON-able data) run in a forked child that dropped to
+    ``uid`` for good: ``{"value": ...}``, or ``{"error": traceback}``.  Load every
+    module the work needs before calling: once it is uid 65534, the interpreter's own
+    library may be out of reach (it can live under /root), and the child inherits
+    what is loaded."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        status = 70
+        answer: dict = {"error": "the child did not answer"}
         try:
             os.close(r)
-            # Load everything first: once we are uid 65534, the interpreter's own
-            # library may be out of reach (it can live under /root).
-            import numpy  # noqa: F401
-
-            import pagewalk.output.dump  # noqa: F401
-            import pagewalk.output.maps  # noqa: F401
-            import pagewalk.pagetable  # noqa: F401
-            import pagewalk.scan  # noqa: F401
-            from pagewalk import system
-            from pagewalk.cli import main
-
             drop_privileges(uid)
-
-            system.pfn_visible.cache_clear()  # the cache was filled while we were root
-            system.zero_pfns.cache_clear()
-            out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), io.StringIO()
-            with redirect_stdout(out), redirect_stderr(err):
-                try:
-                    status = main(argv)
-                except SystemExit as exc:
-                    status = exc.code if isinstance(exc.code, int) else 1
-            out.flush()
-            os.write(w, json.dumps([status, out.buffer.getvalue().decode(), err.getvalue()]).encode())
-        except BaseException:
-            import traceback
-
-            os.write(w, json.dumps([70, "", traceback.format_exc()]).encode())
+            answer = {"value": work()}
+        except BaseException:  # noqa: BLE001 - reported to the test
+            answer = {"error": traceback.format_exc()}
         finally:
+            os.write(w, json.dumps(answer).encode())
             os._exit(0)
     os.close(w)
     data = b""
@@ -60,8 +42,36 @@ def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    status, out, err = json.loads(data)
-    return status, out, err
+    return json.loads(data)
+
+
+def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
+    """Run the pagewalk CLI in a forked child that dropped to ``uid`` (the venv's
+    interpreter may not be reachable by that user, so no exec): exit status, stdout,
+    stderr (status 70 and the traceback if it failed outright)."""
+    import numpy  # noqa: F401
+
+    import pagewalk.output.dump  # noqa: F401
+    import pagewalk.output.maps  # noqa: F401
+    import pagewalk.pagetable  # noqa: F401
+    import pagewalk.scan  # noqa: F401
+    from pagewalk import system
+    from pagewalk.cli import main
+
+    def work() -> list:
+        system.pfn_visible.cache_clear()  # the cache was filled while we were root
+        system.zero_pfns.cache_clear()
+        out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                status = main(argv)
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
+        out.flush()
+        return [status, out.buffer.getvalue().decode(), err.getvalue()]
+
+    answer = as_user(uid, work)
+    return tuple(answer["value"]) if "value" in answer else (70, "", answer["error"])
 
 
 @pytest.fixture

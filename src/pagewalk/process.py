@@ -521,14 +521,11 @@ class Process:
                 # read-only one's copied pages too, as if they were in swap)
                 pages = self._private_shmem_swap(maps[i]) if record.pages and not maps[i].shared else record.pages
             else:
-                if blocks is None:
-                    from .smaps import read_smaps
+                from .smaps import read_smaps, shmem_swap_pages
 
+                if blocks is None:
                     blocks = read_smaps(self.pid, frozenset(("Swap",))) or {}
-                swap = blocks.get((maps[i].start, maps[i].end), {}).get("Swap")
-                pages = None if swap is None or in_table is None else swap // PAGE_SIZE - in_table
-                if pages is not None and pages < 0:
-                    pages = None  # the mapping changed between the two reads
+                pages = shmem_swap_pages(blocks, maps[i], in_table)
                 unknown += pages is None
             rows[i] = rows[i]._replace(counts=counts._replace(
                 swapped=None if in_table is None or pages is None else in_table + pages, shmem_swapped=pages))

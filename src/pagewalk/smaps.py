@@ -14,6 +14,7 @@ import os
 
 from .errors import PagewalkError, translating
 from .maps import Mapping, parse_line
+from .pagemap import PAGE_SIZE
 
 KB = 1024
 
@@ -60,6 +61,18 @@ def read_smaps(pid: int, fields: frozenset[str] | None = None) -> dict[tuple[int
         return {(m.start, m.end): values for m, values in smaps_blocks(pid, fields)}
     except PagewalkError:
         return None
+
+
+def shmem_swap_pages(blocks: dict[tuple[int, int], dict[str, int]], mapping: Mapping,
+                     swap_entries: int | None) -> int | None:
+    """Pages of ``mapping`` that are shared memory in swap, by smaps' ``Swap`` (from
+    ``blocks``, :func:`read_smaps`) less the ``swap_entries`` pagemap holds there:
+    for when the object cannot be opened.  None where smaps has no such mapping,
+    the entries are unknown, or the two disagree (the mapping changed in between)."""
+    swap = blocks.get((mapping.start, mapping.end), {}).get("Swap")
+    if swap is None or swap_entries is None or swap // PAGE_SIZE < swap_entries:
+        return None
+    return swap // PAGE_SIZE - swap_entries
 
 
 def vm_flags(pid: int, start: int) -> list[str]:

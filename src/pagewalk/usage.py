@@ -28,7 +28,7 @@ from . import system
 from .errors import NoAddressSpace, NoSuchProcess, PagewalkError
 from .maps import mapping_index
 from .pagemap import PAGE_SHIFT, PAGE_SIZE
-from .smaps import read_rollup
+from .smaps import read_rollup, shmem_swap_pages
 from .states import PSS_SHIFT, known_sum, pss_share, uss_page
 
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
@@ -52,7 +52,8 @@ class _Pages:
     def __init__(self, pid: int, command: str, user: str, cgroup: str, labels: list[str], rss: np.ndarray,
                  exclusive: np.ndarray, swap: np.ndarray, huge: np.ndarray | None, shared_pfns: np.ndarray | None,
                  shared_label: np.ndarray | None, rollup: dict[str, int] | None, swap_pss: int | None,
-                 pages_read: int, shmem_records: list) -> None:
+                 pages_read: int, shmem_records: list, shmem_unknown: int = 0,
+                 shmem_note: str | None = None) -> None:
         self.pid, self.command, self.user, self.cgroup = pid, command, user, cgroup
         self.labels = labels  # per label index: rss, exclusive, swap and huge pages
         self.rss, self.exclusive, self.swap, self.huge = rss, exclusive, swap, huge
@@ -64,8 +65,8 @@ class _Pages:
         # does, once per mapping; groups and totals count each object page once
         self.shmem_records = shmem_records
         self.shmem_pages = sum(r.pages for r in shmem_records)
-        self.shmem_unknown = 0  # shared-memory mappings whose swap could not be looked up
-        self.shmem_note: str | None = None  # why
+        self.shmem_unknown = shmem_unknown  # shared-memory mappings whose swap could not be looked up
+        self.shmem_note = shmem_note  # why
 
 
 class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes", defaults=((),))):
@@ -214,8 +215,7 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
         # not looked up: smaps' Swap less the swap entries the table holds
         smaps = smaps if smaps is not None else _read_smaps(proc.pid)
         inside = (table.vaddr >= np.uint64(m.start)) & (table.vaddr < np.uint64(m.end))
-        in_table = int((table.swapped & inside).sum())
-        swap[label_of[m.label()]] += max(0, smaps.get((m.start, m.end), {}).get("Swap", 0) // PAGE_SIZE - in_table)
+        swap[label_of[m.label()]] += shmem_swap_pages(smaps, m, int((table.swapped & inside).sum())) or 0
     huge = None if table.huge is None else np.bincount(label[resident & table.huge], minlength=n)
     shared = resident & ~once
     command, user, cgroup = _identity(proc.pid)
@@ -224,12 +224,9 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
     if swap.any():
         rollup = rollup or read_rollup(proc.pid)
         swap_pss = rollup.get("SwapPss") if rollup else None
-    pages = _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
-                   table.pfn[shared] if visible else None, label[shared] if visible else None,
-                   None if visible else rollup, swap_pss, len(table), shmem_records)
-    pages.shmem_unknown = len(found.why)
-    pages.shmem_note = found.note
-    return pages
+    return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
+                  table.pfn[shared] if visible else None, label[shared] if visible else None,
+                  None if visible else rollup, swap_pss, len(table), shmem_records, len(found.why), found.note)
 
 
 def _read_smaps(pid: int) -> dict:
