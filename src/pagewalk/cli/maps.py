@@ -34,7 +34,7 @@ def run(args) -> int:
     if not report.pfn_visible:
         _common.pfn_hidden_note()
     for note in report.notes:
-        _common.warn(note)
+        _common.warn(f"note: {note}")
     if report.changed:
         _common.warn(f"warning: {len(report.changed)} mapping(s) changed during the scan; "
                      "their counts mix the before and the after")
