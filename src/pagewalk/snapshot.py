@@ -163,8 +163,9 @@ class Snapshot:
                    zero.astype(bool, copy=False), huge.astype(bool, copy=False), kflags, mapcount, runs=table.runs)
 
     # -- the file ------------------------------------------------------------------
-    def save(self, path: str, file_format: str | None = None) -> int:
-        """Write the snapshot atomically, mode 0600; return the file's size in bytes.
+    def save(self, path: str, file_format: str | None = None, force: bool = False) -> int:
+        """Write the snapshot to ``path`` as :func:`pagewalk.outfile.write_private` does
+        (a file atomically, mode 0600; ``force`` as there); return the bytes written.
         ``file_format`` is ``npz`` (the default) or ``parquet`` (needs pyarrow: see
         :mod:`pagewalk.parquet`); None picks ``parquet`` for a ``.parquet`` name."""
         if file_format is None:
@@ -173,10 +174,10 @@ class Snapshot:
             from . import parquet
 
             parquet._pyarrow()  # a missing extra is said before any file is made
-            return write_private(path, lambda f: parquet.write(self, f))
+            return write_private(path, lambda f: parquet.write(self, f), force)
         if file_format != "npz":
             raise ValueError(f"unknown snapshot format {file_format!r}")
-        return write_private(path, self._write_npz)
+        return write_private(path, self._write_npz, force)
 
     def _write_npz(self, f) -> None:
         arrays = {"meta": np.array(json.dumps(self.meta))}

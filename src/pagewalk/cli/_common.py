@@ -100,6 +100,13 @@ def pid_argument(parser, help: str = "process ID") -> None:  # noqa: A002
     parser.add_argument("pid", metavar="PID", type=str, help=help)
 
 
+def force_argument(parser) -> None:
+    """``--force`` for a command's ``-o`` (pagewalk.outfile's rules)."""
+    parser.add_argument("--force", action="store_true",
+                        help="with -o: replace a file of another user or with other hard links, or write to "
+                             "another user's FIFO, device or symbolic link to one (refused otherwise)")
+
+
 def no_scan_argument(parser) -> None:
     parser.add_argument("--no-scan", action="store_true",
                         help="read every pagemap entry instead of using the PAGEMAP_SCAN ioctl (same answers; "

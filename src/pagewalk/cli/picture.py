@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     _common.pid_argument(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="FILE.png, FILE.svg or FILE.html ('-': standard output, with --format)")
+    _common.force_argument(p)
     p.add_argument("--format", choices=FORMATS, dest="file_format",
                    help="file format (default: from the name's ending)")
     p.set_defaults(run=run)
@@ -37,7 +38,7 @@ def run(args) -> int:
         raise InvalidArgument(f"cannot tell the format from {args.output!r}: name a .png, .svg or .html file, "
                               f"or give --format")
     pid = _common.parse_pid(args.pid)
-    check_writable(args.output, f"a {file_format.upper()} picture", binary=file_format == "png")
+    check_writable(args.output, f"a {file_format.upper()} picture", binary=file_format == "png", force=args.force)
     if file_format != "html":
         from ..output.picture import _pyplot
 
@@ -53,10 +54,10 @@ def run(args) -> int:
     if file_format == "html":
         from ..output.picture_html import write
 
-        write(space, args.output)
+        write(space, args.output, args.force)
     else:
         from ..output.picture import draw
 
-        draw(space, args.output, file_format)
+        draw(space, args.output, file_format, args.force)
     _common.warn(f"wrote {'the picture to standard output' if args.output == STDOUT else args.output}")
     return 0

@@ -18,9 +18,11 @@ def add_parser(sub) -> None:
                                    "--format parquet, extra pagewalk[parquet]) a Parquet table of decoded pages "
                                    "for pandas, polars and DuckDB (see the README). "
                                    "The file is written atomically and created mode 0600: it holds physical "
-                                   "addresses. --load reads one back and summarises it.")
+                                   "addresses (a device or FIFO is written to in place; see the README's 'What "
+                                   "pagewalk changes'). --load reads one back and summarises it.")
     p.add_argument("pid", metavar="PID", nargs="?", help="process to record")
     p.add_argument("-o", "--output", metavar="FILE", help="where to write the snapshot ('-': standard output)")
+    _common.force_argument(p)
     p.add_argument("--format", choices=("npz", "parquet"), dest="file_format",
                    help="file format (default: parquet for a FILE ending in .parquet, else npz)")
     p.add_argument("--load", metavar="FILE", help="read this snapshot (either format) and summarise it")
@@ -36,8 +38,8 @@ def run(args) -> int:
     if args.load:
         from ..snapshot import Snapshot
 
-        if args.pid or args.output:
-            raise InvalidArgument("--load reads a snapshot: give no PID or -o with it")
+        if args.pid or args.output or args.force:
+            raise InvalidArgument("--load reads a snapshot: give no PID, -o or --force with it")
         summary = Snapshot.load(args.load).summary()
         if args.json:
             import json
@@ -50,7 +52,8 @@ def run(args) -> int:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
     from ..outfile import STDOUT, check_writable
 
-    check_writable(args.output, "a snapshot", binary=True)  # before the work (and before --clear-soft-dirty)
+    # before the work (and before --clear-soft-dirty)
+    check_writable(args.output, "a snapshot", binary=True, force=args.force)
     from ..parallel import in_background
     from ..process import Process, ResidentRead
     from ..system import reuse_freed_memory
@@ -70,7 +73,7 @@ def run(args) -> int:
         _common.process_notes(proc)
     if not snap.meta["pfn_visible"]:
         _common.pfn_hidden_note()
-    size = snap.save(args.output, args.file_format)
+    size = snap.save(args.output, args.file_format, args.force)
     present = int(snap.table().present.sum())
     where = "the snapshot to standard output" if args.output == STDOUT else args.output
     _common.warn(f"wrote {where}: {len(snap.mappings)} mappings, {snap.meta['pages']} populated pages "

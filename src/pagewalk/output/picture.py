@@ -65,7 +65,7 @@ def _heights(bands: list[Band], available: int) -> list[int]:
     return [MIN_BAND_PX + int(spare * w / weight.sum()) for w in weight]
 
 
-def draw(space: AddressSpace, path: str, file_format: str) -> None:
+def draw(space: AddressSpace, path: str, file_format: str, force: bool = False) -> None:
     """Write the picture of ``space`` to ``path`` as ``png`` or ``svg``."""
     import numpy as np
 
@@ -141,5 +141,5 @@ def draw(space: AddressSpace, path: str, file_format: str) -> None:
     from ..outfile import write_private
 
     # 0600: the physical panel shows where the frames are
-    write_private(path, lambda f: fig.savefig(f, format=file_format, dpi=DPI))
+    write_private(path, lambda f: fig.savefig(f, format=file_format, dpi=DPI), force)
     plt.close(fig)

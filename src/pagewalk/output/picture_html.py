@@ -85,9 +85,10 @@ def document(space: AddressSpace) -> str:
     return template.replace("__PID__", str(space.pid)).replace("__DATA__", payload)
 
 
-def write(space: AddressSpace, path: str) -> None:
-    """Write the page to ``path`` (mode 0600: it holds physical addresses)."""
+def write(space: AddressSpace, path: str, force: bool = False) -> None:
+    """Write the page to ``path`` (mode 0600: it holds physical addresses; ``force``: as
+    :func:`pagewalk.outfile.write_private`'s)."""
     from ..outfile import write_private
 
     text = document(space).encode("utf-8")
-    write_private(path, lambda f: f.write(text))
+    write_private(path, lambda f: f.write(text), force)
