@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--listen", default="127.0.0.1:9105", metavar="HOST:PORT|unix:PATH",
                    help="address to serve on (default 127.0.0.1:9105; port 0 picks a free one), or a unix "
                         "socket to create (mode --socket-mode; a stale socket is replaced, nothing else)")
-    p.add_argument("--socket-mode", default="0600", metavar="OCTAL",
+    p.add_argument("--socket-mode", metavar="OCTAL",
                    help="permissions of the unix socket (default 0600: its owner only; 0660 adds its group)")
     p.add_argument("--max-connections", type=int, default=64, metavar="N",
                    help="connections held at once (default 64, fewer if the file descriptor limit is low); "
@@ -60,10 +60,10 @@ def run(args) -> int:
         listen = parse_listen(args.listen)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
-    mode = args.socket_mode
+    mode = "0600" if args.socket_mode is None else args.socket_mode
     if not (mode and all(c in "01234567" for c in mode) and int(mode, 8) <= 0o777):
         raise InvalidArgument(f"--socket-mode wants octal permissions such as 0600 or 0660, not {mode!r}")
-    if mode != "0600" and not isinstance(listen, str):
+    if args.socket_mode is not None and not isinstance(listen, str):
         raise InvalidArgument("--socket-mode is for --listen unix:PATH")
     # a PID given twice is read once (its memory, and its cgroup's, would count twice)
     pids = list(dict.fromkeys(_common.parse_pid(p) for p in args.pids)) or None
