@@ -308,7 +308,13 @@ class MetricsServer:
                     except BlockingIOError:
                         pass
                 elif key.fd in self._connections:
-                    self._service(self._connections[key.fd], mask)
+                    conn = self._connections[key.fd]
+                    try:
+                        self._service(conn, mask)
+                    except Exception as exc:  # one connection's trouble must not end the server
+                        sys.stderr.write(f"pagewalk: warning: a connection failed ({type(exc).__name__}: "
+                                         f"{printable(str(exc))})\n")
+                        self._drop(conn)
             self._expire(time.monotonic())
 
     def _timeout(self, now: float) -> float | None:
