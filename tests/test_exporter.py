@@ -5,7 +5,13 @@ outlives a target that exits, and a scrape does not wait for a scan."""
 from __future__ import annotations
 
 import contextlib
+import gzip
+import os
 import re
+import resource
+import socket
+import stat
+import tempfile
 import subprocess
 import sys
 import time
@@ -18,27 +24,33 @@ from specimen import Specimen
 
 pytestmark = requires_root
 parser = pytest.importorskip("prometheus_client.parser", reason="the test extra installs prometheus-client")
+openmetrics = pytest.importorskip("prometheus_client.openmetrics.parser")
 
 
 @contextlib.contextmanager
-def exporter(*args: str):
-    """A running ``pagewalk exporter`` on a free loopback port; yields its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "exporter", "--listen", "127.0.0.1:0", *args],
-                            stderr=subprocess.PIPE, text=True)
+def exporter(*args: str, listen: str = "127.0.0.1:0", fd_limit: int | None = None):
+    """A running ``pagewalk exporter`` (on a free loopback port unless ``listen`` says
+    otherwise; with its descriptor limit lowered to ``fd_limit``); yields its URL (or
+    unix socket path) and the process."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
+    proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "exporter", "--listen", listen, *args],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=limit if fd_limit else None)
     try:
         line = proc.stderr.readline()
-        found = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", line)
+        found = re.search(r"serving metrics on (http://127\.0\.0\.1:\d+/metrics|unix:(\S+))", line)
         assert found, line + proc.stderr.read() if proc.poll() is not None else line
-        yield found.group(1), proc
+        yield found.group(2) or found.group(1), proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def scrape(url: str) -> tuple[dict, float]:
+def scrape(url: str, timeout: float = 10) -> tuple[dict, float]:
     """{(name, labels...): value} of one scrape, and how long it took."""
     t0 = time.monotonic()
-    with urllib.request.urlopen(url, timeout=10) as r:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
         assert r.status == 200
         text = r.read().decode()
     took = time.monotonic() - t0
@@ -129,6 +141,10 @@ def test_exporter_bad_input_and_missing_extra(tmp_path):
     for bad in ("inf", "nan", "-1", "1e300"):
         r = cli("exporter", "--interval", bad)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, (bad, r.stderr)
+    for bad, said in ((("--idle-timeout", "0"), "--idle-timeout takes"), (("--max-connections", "0"), "1 or more"),
+                      (("--listen", "unix:"), "wants a path"), (("--socket-mode", "999"), "octal")):
+        r = cli("exporter", *bad)
+        assert r.returncode == 2 and said in r.stderr and len(r.stderr.splitlines()) == 1, (bad, r.stderr)
     r = cli("exporter", "--listen", "127.0.0.1:0", "--pid", "4194305")  # above any PID
     assert r.returncode == 1 and "no process" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     r = cli("exporter", "--listen", "127.0.0.1:0", env=without_module(tmp_path, "prometheus_client"))
@@ -137,3 +153,168 @@ def test_exporter_bad_input_and_missing_extra(tmp_path):
         host_port = url.split("/")[2]
         r = cli("exporter", "--listen", host_port)  # the port is taken
         assert r.returncode == 1 and "cannot listen" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("Threads:"))
+
+
+def host_port(url: str) -> tuple[str, int]:
+    host, _, port = url.split("/")[2].rpartition(":")
+    return host, int(port)
+
+
+@pytest.mark.parametrize("fd_limit", [None, 64])
+def test_idle_connections_do_not_stop_scrapes(specimen, fd_limit):
+    """300 connections that never finish a request (more than the exporter holds, and,
+    with 64 descriptors, more than it could): a scrape is still answered at once (well
+    within the 5 s idle timeout, so not thanks to it), from a bounded number of threads."""
+    specimen.run("a = mmap(100); write(a, 100)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 400:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1024), hard))
+    held: list[socket.socket] = []
+    try:
+        with exporter("--pid", str(specimen.pid), "--interval", "60", fd_limit=fd_limit) as (url, proc):
+            wait_for(url, lambda s: process_value(s, "pagewalk_process_rss_bytes", specimen.pid))
+            for i in range(300):
+                sock = socket.create_connection(host_port(url), timeout=5)
+                if i % 2:
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # a request begun and never ended
+                held.append(sock)
+            samples, took = scrape(url, timeout=3)
+            assert process_value(samples, "pagewalk_process_rss_bytes", specimen.pid) == \
+                smaps_rollup(specimen.pid)["Rss"]
+            assert took < 3, took
+            # accepted in order, so every idle connection was accepted before the scrape was
+            assert threads(proc.pid) <= 8, threads(proc.pid)
+            sockets = sum(os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith("socket:")
+                          for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+            assert sockets <= 64 + 4, sockets  # the cap, the listener, the wake-up pair
+            assert proc.poll() is None
+    finally:
+        for sock in held:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_idle_connections_are_closed_after_the_timeout(specimen):
+    with exporter("--pid", str(specimen.pid), "--idle-timeout", "0.5") as (url, proc):
+        t0 = time.monotonic()
+        silent = socket.create_connection(host_port(url), timeout=10)
+        partial = socket.create_connection(host_port(url), timeout=10)
+        partial.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        for sock in (silent, partial):
+            with sock:
+                assert sock.recv(1) == b""  # EOF from the exporter (a timeout raises instead)
+        took = time.monotonic() - t0
+        assert 0.49 < took < 5, took  # accepted after t0, closed 0.5 s after that
+        # and the exporter still serves, in the format and encoding Prometheus asks for
+        request = urllib.request.Request(url, headers={
+            "Accept": "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3",
+            "Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = gzip.decompress(r.read()).decode()
+        names = {f.name for f in openmetrics.text_string_to_metric_families(text)}
+        assert "pagewalk_scan_pages" in names and text.endswith("# EOF\n")
+        assert proc.poll() is None
+
+
+def raw_scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+
+def test_a_pid_given_twice_is_published_once(specimen):
+    specimen.run("a = mmap(700); write(a, 700)")
+    pid = str(specimen.pid)
+    with exporter("--pid", pid, pid, "--interval", "60") as (url, _):
+        wait_for(url, lambda s: process_value(s, "pagewalk_process_rss_bytes", specimen.pid))
+        text = raw_scrape(url)
+    rss = smaps_rollup(specimen.pid)["Rss"]
+    lines = [ln for ln in text.splitlines() if ln.startswith("pagewalk_process_rss_bytes{")]
+    assert len(lines) == 1 and f'pid="{pid}"' in lines[0] and float(lines[0].split()[-1]) == rss, lines
+    cgroups = [ln for ln in text.splitlines() if ln.startswith("pagewalk_cgroup_rss_bytes{")]
+    assert len(cgroups) == 1 and float(cgroups[0].split()[-1]) == rss, (cgroups, rss)
+    assert "pagewalk_scan_processes 1.0" in text.splitlines()
+
+
+def unix_get(path: str) -> tuple[str, str]:
+    """Status line and body of GET /metrics over the unix socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.decode().split("\r\n")[0], body.decode()
+
+
+@pytest.fixture
+def open_dir():
+    """A directory every user may enter (pytest's tmp_path is root's alone, which would
+    keep another user out whatever the socket's mode)."""
+    import shutil
+
+    where = tempfile.mkdtemp(prefix="pagewalk-test-")
+    os.chmod(where, 0o755)
+    yield where
+    shutil.rmtree(where)
+
+
+def test_unix_socket_is_its_owners_only(specimen, open_dir):
+    from test_unprivileged import NOBODY, as_user
+
+    path = os.path.join(open_dir, "metrics.sock")
+
+    def connect() -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(path)
+            except OSError as exc:
+                return type(exc).__name__
+            return "connected"
+
+    with exporter("--pid", str(specimen.pid), "--interval", "60", listen=f"unix:{path}") as (where, proc):
+        assert where == path
+        st = os.lstat(path)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+        assert as_user(NOBODY, connect) == {"value": "PermissionError"}
+        deadline = time.monotonic() + 10
+        while True:
+            status, body = unix_get(path)
+            if f'pid="{specimen.pid}"' in body or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == "HTTP/1.1 200 OK"
+        samples = {(s.name, s.labels.get("pid")): s.value
+                   for f in parser.text_string_to_metric_families(body) for s in f.samples}
+        assert samples[("pagewalk_process_rss_bytes", str(specimen.pid))] == smaps_rollup(specimen.pid)["Rss"]
+        # a second exporter does not take the socket of one that is running
+        r = cli("exporter", "--listen", f"unix:{path}")
+        assert r.returncode == 1 and "cannot listen" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+        assert proc.poll() is None
+    assert not os.path.lexists(path)  # removed on exit
+
+    # a group-readable socket when asked; a stale socket is replaced
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()
+    with exporter("--interval", "60", "--socket-mode", "0660", listen=f"unix:{path}") as (_, proc):
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o660
+        assert unix_get(path)[0] == "HTTP/1.1 200 OK"
+
+    # anything but a socket is left alone
+    with open(path, "w") as f:
+        f.write("precious")
+    r = cli("exporter", "--listen", f"unix:{path}")
+    assert r.returncode == 1 and "not a socket" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    with open(path) as f:
+        assert f.read() == "precious"
+    r = cli("exporter", "--listen", "127.0.0.1:0", "--socket-mode", "0660")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr

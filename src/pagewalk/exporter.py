@@ -18,10 +18,20 @@ Metrics (bytes unless named otherwise):
 
 A value pagewalk cannot know (PSS of another user's process without root) has no
 sample, rather than a 0.
+
+The HTTP server (:class:`MetricsServer`) is one thread with a bounded number of
+connections and an idle timeout, so connections held open by anyone who can connect
+never stop a scrape; ``--listen unix:PATH`` limits who can connect to the socket's
+owner (root's exporter shows every user's processes and commands).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import selectors
+import socket
+import stat
 import sys
 import threading
 import time
@@ -43,16 +53,17 @@ def _prometheus():
 
 
 class MemoryCollector:
-    """A prometheus-client collector serving the last pass over ``pids`` (None: all)."""
+    """A prometheus-client collector serving the last pass over ``pids`` (None: all;
+    a PID given twice is read once, or its memory and its cgroup's would count twice)."""
 
-    def __init__(self, pids: list[int] | None = None, scrape_budget: float = 1.0) -> None:
+    def __init__(self, pids: list[int] | None = None) -> None:
         _, self._gauge, self._counter = _prometheus()
-        self.pids = pids
-        self.scrape_budget = scrape_budget
+        self.pids = None if pids is None else list(dict.fromkeys(pids))
         self.result: Result | None = None
         self.pages_total = 0
         self.failures = 0
-        self._first = threading.Event()
+        self.scanned = threading.Event()  # set once the first pass is over, whatever its outcome
+        self.on_scan = None  # called after each pass (the server's wake-up)
 
     def scan(self) -> None:
         """One pass; its result replaces the served one."""
@@ -63,12 +74,17 @@ class MemoryCollector:
             gathered = gather(self.pids if self.pids is not None else all_pids(), explicit=False)
         except Exception:
             self.failures += 1
-            self._first.set()  # a scrape waits for the first attempt only, whatever its outcome
+            self._scanned()  # a scrape waits for the first attempt only, whatever its outcome
             raise
         self.pages_total += gathered.pages_read
         self.result = Result(gathered.report("process").rows, gathered.report("cgroup").rows,
                              time.monotonic() - t0, time.time(), len(gathered.skipped))
-        self._first.set()
+        self._scanned()
+
+    def _scanned(self) -> None:
+        self.scanned.set()
+        if self.on_scan is not None:
+            self.on_scan()
 
     def run(self, interval: float, stop: threading.Event) -> None:
         """Scan every ``interval`` seconds (start to start) until ``stop`` is set; a
@@ -83,9 +99,8 @@ class MemoryCollector:
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
     def collect(self):
-        """prometheus-client's collector protocol: the metric families, from the last result."""
-        if self.result is None:
-            self._first.wait(self.scrape_budget)
+        """prometheus-client's collector protocol: the metric families, from the last result
+        (none before the first pass: the server waits for it, not this)."""
         result = self.result
         gauge, counter = self._gauge, self._counter
         yield counter("pagewalk_scan_pages", "pagemap entries read by the exporter's scans", value=self.pages_total)
@@ -116,27 +131,342 @@ class MemoryCollector:
             yield family
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6; an empty host means loopback) to (host, port)."""
+# The server.  prometheus-client's own (a thread per connection, no timeout) is
+# exhausted by idle connections: each holds a thread and a descriptor for ever, and
+# once the descriptors run out no scrape is accepted.  This one is a single thread
+# with a selector: connections are capped (the oldest idle one makes way for a new
+# one), each must send its request within the idle timeout and take its response
+# without stalling longer than that, so a scrape is served whatever others hold open.
+
+MAX_CONNECTIONS = 64
+IDLE_TIMEOUT_S = 5.0
+FD_RESERVE = 32  # descriptors left for the scans (/proc files, a few per reading thread)
+MAX_REQUEST_BYTES = 8192
+SOCKET_MODE = 0o600  # a unix socket: its owner only
+
+_READING, _WRITING, _WAITING = 0, 1, 2  # eviction order: idle first, a scrape waiting for the first scan last
+
+
+def parse_listen(text: str) -> tuple[str, int] | str:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6; an empty host means loopback) to (host, port);
+    ``unix:PATH`` to the socket's path."""
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError("--listen unix: wants a path (for example unix:/run/pagewalk/metrics.sock)")
+        return text[5:]
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"--listen wants HOST:PORT (for example 127.0.0.1:9105), not {text!r}")
+        raise ValueError(f"--listen wants HOST:PORT (for example 127.0.0.1:9105) or unix:PATH, not {text!r}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return host or "127.0.0.1", int(port)
 
 
-def serve(listen: tuple[str, int], pids: list[int] | None, interval: float, scrape_budget: float,
-          stop: threading.Event, on_ready=None) -> None:
-    """Serve ``/metrics`` on ``listen`` and scan every ``interval`` seconds until ``stop``."""
+def connection_cap(wanted: int) -> int:
+    """``wanted``, lowered to what the descriptor limit allows beside the scans' own (at least 1)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - len(os.listdir("/proc/self/fd")) - FD_RESERVE))
+
+
+def _unix_listener(path: str, mode: int):
+    """A listening unix socket at ``path``, created with ``mode``.  A stale socket (no one
+    answers on it) is replaced; anything else there is refused, never removed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket (left as it is)")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except ConnectionRefusedError:
+                os.unlink(path)  # a previous exporter's, left behind
+            else:
+                raise OSError(errno.EADDRINUSE, f"a server is listening on {path}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # created owner-only (serve() binds before it starts threads, so the umask is
+        # its alone): there is no moment when another user could connect
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        if mode != 0o600:
+            os.chmod(path, mode)
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _tcp_listener(host: str, port: int):
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Connection:
+    __slots__ = ("sock", "state", "since", "request", "response", "head")
+
+    def __init__(self, sock, now: float) -> None:
+        self.sock = sock
+        self.state = _READING
+        self.since = now  # accepted; request complete (waiting); last progress (writing)
+        self.request = b""
+        self.response = memoryview(b"")
+        self.head = False
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP from one thread: at most ``max_connections`` connections
+    (fewer if the descriptor limit says so), each closed after ``idle_timeout_s`` without
+    a complete request or without progress taking its response.  Until ``ready`` is set,
+    a request waits for it at most ``wait_s`` seconds."""
+
+    def __init__(self, listen: tuple[str, int] | str, registry, ready: threading.Event, wait_s: float, *,
+                 max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S,
+                 socket_mode: int = SOCKET_MODE) -> None:
+        self._registry, self._ready, self._wait_s = registry, ready, wait_s
+        self.idle_timeout_s = idle_timeout_s
+        self._path = listen if isinstance(listen, str) else None
+        self._listener = _unix_listener(listen, socket_mode) if self._path else _tcp_listener(*listen)
+        self.address = self._listener.getsockname()
+        st = os.stat(self._path) if self._path else None
+        self._inode = (st.st_dev, st.st_ino) if st else None
+        self._listener.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, "listen")
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.max_connections = connection_cap(max_connections)
+        self._connections: dict[int, _Connection] = {}
+        self._accept_paused_until = 0.0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="pagewalk-metrics", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Have the loop look again (a scan ended, or it should stop)."""
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # already woken, or closed
+
+    def close(self) -> None:
+        """Stop serving: every connection closed, a unix socket removed (if still ours)."""
+        self._stopping = True
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(5)
+        for conn in list(self._connections.values()):
+            self._drop(conn)
+        self._selector.close()
+        self._listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._path:
+            try:
+                st = os.lstat(self._path)
+                if (st.st_dev, st.st_ino) == self._inode:
+                    os.unlink(self._path)
+            except OSError:
+                pass
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            now = time.monotonic()
+            events = self._selector.select(self._timeout(now))
+            # clients first: a request already sent is read before new connections may evict it
+            events.sort(key=lambda e: e[0].data == "listen")
+            for key, mask in events:
+                if key.data == "listen":
+                    self._accept()
+                elif key.data == "wake":
+                    try:
+                        while self._wake_r.recv(64):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif key.fd in self._connections:
+                    conn = self._connections[key.fd]
+                    try:
+                        self._service(conn, mask)
+                    except Exception as exc:  # one connection's trouble must not end the server
+                        sys.stderr.write(f"pagewalk: warning: a connection failed ({type(exc).__name__}: "
+                                         f"{printable(str(exc))})\n")
+                        self._drop(conn)
+            self._expire(time.monotonic())
+
+    def _timeout(self, now: float) -> float | None:
+        deadlines = [self._deadline(c) for c in self._connections.values()]
+        if self._accept_paused_until:
+            deadlines.append(self._accept_paused_until)
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _deadline(self, conn: _Connection) -> float:
+        return conn.since + (self._wait_s if conn.state == _WAITING else self.idle_timeout_s)
+
+    def _expire(self, now: float) -> None:
+        for conn in list(self._connections.values()):
+            if conn.state == _WAITING and (self._ready.is_set() or now >= self._deadline(conn)):
+                self._respond(conn, now)
+            elif now >= self._deadline(conn):
+                self._drop(conn)
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._selector.register(self._listener, selectors.EVENT_READ, "listen")
+
+    def _accept(self) -> None:
+        for _ in range(max(1, self.max_connections // 4)):  # then serve what has arrived
+            try:
+                sock, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # out of descriptors (the scans hold some): make room, or stop accepting a moment
+                    if not self._evict():
+                        self._selector.unregister(self._listener)
+                        self._accept_paused_until = time.monotonic() + 0.1
+                        return
+                continue  # ECONNABORTED and the like: that client is gone
+            if len(self._connections) >= self.max_connections:
+                self._evict()
+            sock.setblocking(False)
+            conn = _Connection(sock, time.monotonic())
+            self._connections[sock.fileno()] = conn
+            self._selector.register(sock, selectors.EVENT_READ, "client")
+
+    def _evict(self) -> bool:
+        """Close the connection idle the longest (a scrape being answered only if none is idle)."""
+        if not self._connections:
+            return False
+        self._drop(min(self._connections.values(), key=lambda c: (c.state, c.since)))
+        return True
+
+    def _drop(self, conn: _Connection) -> None:
+        self._connections.pop(conn.sock.fileno(), None)
+        try:
+            self._selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+
+    def _service(self, conn: _Connection, mask: int) -> None:
+        try:
+            if conn.state == _WRITING:
+                if mask & selectors.EVENT_WRITE:
+                    self._send(conn, time.monotonic())
+                return
+            data = conn.sock.recv(4096)
+        except OSError:
+            self._drop(conn)
+            return
+        if not data:  # the client closed
+            self._drop(conn)
+            return
+        if conn.state == _WAITING:
+            return  # anything after the request is not read: one request a connection
+        conn.request += data
+        if b"\r\n\r\n" in conn.request:
+            now = time.monotonic()
+            conn.state, conn.since = _WAITING, now
+            if self._ready.is_set() or self._wait_s <= 0:
+                self._respond(conn, now)
+        elif len(conn.request) > MAX_REQUEST_BYTES:
+            self._drop(conn)
+
+    def _respond(self, conn: _Connection, now: float) -> None:
+        head, _, _ = conn.request.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        extra: list[str] = []
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            status, body, content_type = "400 Bad Request", b"bad request\n", "text/plain"
+        elif parts[0] not in ("GET", "HEAD"):
+            status, body, content_type = "405 Method Not Allowed", b"GET or HEAD\n", "text/plain"
+            extra.append("Allow: GET, HEAD")
+        else:
+            from prometheus_client.exposition import choose_encoder
+
+            conn.head = parts[0] == "HEAD"
+            # the format the scraper asks for (text or OpenMetrics), as prometheus-client's own server does
+            generate_latest, content_type = choose_encoder(headers.get("accept", ""))
+            try:
+                status, body = "200 OK", generate_latest(self._registry)
+            except Exception as exc:  # keep serving: the next scrape may well succeed
+                sys.stderr.write(f"pagewalk: warning: a scrape failed ({type(exc).__name__}: "
+                                 f"{printable(str(exc))})\n")
+                status, body, content_type = "500 Internal Server Error", b"scrape failed\n", "text/plain"
+            if status.startswith("200") and "gzip" in headers.get("accept-encoding", ""):
+                import gzip
+
+                body = gzip.compress(body, compresslevel=5)
+                extra.append("Content-Encoding: gzip")
+        lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
+                 "Connection: close", *extra]
+        response = ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if conn.head else body)
+        conn.state, conn.since, conn.response = _WRITING, now, memoryview(response)
+        self._selector.modify(conn.sock, selectors.EVENT_WRITE, "client")
+        self._send(conn, now)
+
+    def _send(self, conn: _Connection, now: float) -> None:
+        try:
+            sent = conn.sock.send(conn.response)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        conn.response, conn.since = conn.response[sent:], now
+        if not conn.response:
+            try:
+                conn.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._drop(conn)
+
+
+def serve(listen: tuple[str, int] | str, pids: list[int] | None, interval: float, scrape_budget: float,
+          stop: threading.Event, on_ready=None, *, max_connections: int = MAX_CONNECTIONS,
+          idle_timeout_s: float = IDLE_TIMEOUT_S, socket_mode: int = SOCKET_MODE) -> None:
+    """Serve ``/metrics`` on ``listen`` (``(host, port)`` or a unix socket's path) and scan
+    every ``interval`` seconds until ``stop``; ``on_ready(address, max_connections)`` once listening."""
     prometheus_client, _, _ = _prometheus()
     registry = prometheus_client.CollectorRegistry(auto_describe=False)
-    collector = MemoryCollector(pids, scrape_budget)
+    collector = MemoryCollector(pids)
     registry.register(collector)
-    server, _ = prometheus_client.start_http_server(listen[1], addr=listen[0], registry=registry)
+    server = MetricsServer(listen, registry, collector.scanned, scrape_budget, max_connections=max_connections,
+                           idle_timeout_s=idle_timeout_s, socket_mode=socket_mode)
     try:
+        collector.on_scan = server.wake
+        server.start()
         if on_ready is not None:
-            on_ready(server.server_address)
+            on_ready(server.address, server.max_connections)
         collector.run(interval, stop)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
