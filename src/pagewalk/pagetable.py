@@ -103,6 +103,9 @@ class PageTable:
         self.shmem_records: dict = {}
         self.shmem_unknown_mappings: list[Mapping] = []
         self.shmem_note: str | None = None
+        # resident tables: the mappings read with, and those that changed during the walk
+        self.mappings: list[Mapping] | None = None
+        self.changed_mappings: list[Mapping] = []
         self.runs = runs
         # whether bit 55 means anything: None asks this kernel (a snapshot says for its own)
         self._soft_dirty_known = soft_dirty_known

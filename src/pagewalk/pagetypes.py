@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from . import flags as fl
-from .errors import InvalidArgument, Unsupported
+from .errors import InvalidArgument, ProcessGone, Unsupported
 from .kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 from .pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
 
@@ -312,7 +312,8 @@ def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batc
 def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:
     """The pages of ``process`` (ranges in virtual page numbers) that have a frame
     (present, PFN not 0) or are swapped out, in address order."""
-    spans = [(m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT, m) for m in process.mappings() if not m.is_vsyscall]
+    maps = process.mappings()
+    spans = [(m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT, m) for m in maps if not m.is_vsyscall]
     if not ranges:
         ranges = [(0, ULONG_MAX)]
     sparse = process.mostly_unpopulated()
@@ -334,6 +335,10 @@ def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iter
                 sw = swapped[keep]
                 offset = np.where(sw, table.swap_offset[keep], table.pfn[keep]).astype(np.uint64)
                 yield frames.batch(vpn, offset, raw[keep], sw if sw.any() else None)
+    try:
+        process.check_mappings(maps)  # the caller says which changed meanwhile (Process.changed)
+    except ProcessGone:
+        pass  # exited after the last read: nothing to compare
 
 
 def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pagemap) -> Iterator[Batch]:

@@ -67,15 +67,16 @@ class AddressSpace:
         kpageflags of its frames."""
         from . import system
 
-        maps = [m for m in process.mappings() if not m.is_vsyscall]
         if process.pfn_visible and os.access("/proc/kpageflags", os.R_OK):
             from .kpage import KPAGEFLAGS, KpageFile
 
             with KpageFile(KPAGEFLAGS) as f:
-                table = process.resident_table(maps, kpageflags=f, shmem_swap=True)
+                table = process.resident_table(kpageflags=f, shmem_swap=True)
             process.check_alive("the picture")
         else:
-            table = process.resident_table(maps, shmem_swap=True)
+            table = process.resident_table(shmem_swap=True)
+        # every row lies inside the mappings the table was read with ([vsyscall] has none)
+        maps = [m for m in table.mappings if not m.is_vsyscall]
         # picture page = the mapping's first picture page + the page's place in it
         shift = first_pages(maps)[:-1] - np.array([m.start >> PAGE_SHIFT for m in maps], dtype=np.int64)
         index = shift[mapping_index(maps, table.vaddr)] + (table.vaddr >> np.uint64(PAGE_SHIFT)).astype(np.int64)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import bisect
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 
 from . import system
 from .errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
-from .maps import Mapping, parse_maps, read_maps, read_maps_text
+from .maps import Mapping, parse_maps, read_maps_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 from .states import known_sum, rss_pages, zero_by_kpageflags
 from .translate import Translation, translate
@@ -37,6 +38,7 @@ SPARSE_MIN_PAGES = 512  # page_table(sparse=True) below this size reads every en
 HOLE_PAGES = 256  # counts() reads across holes this small: 2 KiB of zeros costs less than a read
 PARALLEL_MIN_PAGES = 1 << 18  # counts() reads from several threads from this many entries on
 FEW_RUNS = 64  # resident_table() reads a large process of this few runs one by one
+WALK_ATTEMPTS = 3  # resident_table() walks again while mappings change under it, this many walks at most
 
 
 def scan_disabled() -> bool:
@@ -63,6 +65,9 @@ class Process:
         self._scanner: object | None = None
         # what could not be known and why, one line each (shared memory in swap)
         self.notes: list[str] = []
+        # mappings that changed while their pages were read (check_mappings), in address order
+        self.changed: list[Mapping] = []
+        self._last_maps: tuple[str, list[Mapping]] | None = None  # the last maps read: text and parse
 
     def __repr__(self) -> str:
         return f"pagewalk.Process(pid={self.pid})"
@@ -76,7 +81,35 @@ class Process:
     def mappings(self) -> list[Mapping]:
         """The process's mappings, from ``/proc/PID/maps``."""
         self.pagemap()  # a kernel thread or zombie fails here with the reason
-        return read_maps(self.pid, started=True)
+        text = read_maps_text(self.pid, started=True)
+        maps = parse_maps(text)
+        self._last_maps = (text, maps)  # check_mappings compares texts, not parses
+        return maps
+
+    def check_mappings(self, maps: Sequence[Mapping]) -> list[Mapping]:
+        """The mappings of ``maps`` that ``/proc/PID/maps``, read again now, no longer
+        lists as they were (unmapped, moved, resized, protection changed): pages read
+        from them since ``maps`` was read may mix the before and the after.  They are
+        also added to :attr:`changed`.  Every command that walks pages asks this
+        after its walk.  A mapping unmapped and mapped again alike in between cannot
+        be told apart (maps shows no generation).  Raises :class:`ProcessGone` if
+        the process exited."""
+        changed = self._changed_since(maps)
+        self._record_changed(changed)
+        return changed
+
+    def _changed_since(self, maps: Sequence[Mapping]) -> list[Mapping]:
+        """:meth:`check_mappings` without recording them."""
+        after = read_maps_text(self.pid, started=True)
+        if not after and maps:
+            raise ProcessGone(self.pid)
+        if self._last_maps is not None and maps is self._last_maps[1] and after == self._last_maps[0]:
+            return []  # the usual case: the same text, no parse
+        return sorted(set(maps) - set(parse_maps(after)), key=lambda m: m.start)
+
+    def _record_changed(self, changed: list[Mapping]) -> None:
+        known = set(self.changed)
+        self.changed = sorted([*self.changed, *(m for m in changed if m not in known)], key=lambda m: m.start)
 
     def pagemap(self) -> PagemapFile:
         """The open ``/proc/PID/pagemap`` (opened once, on first use)."""
@@ -289,17 +322,32 @@ class Process:
         set; ``shmem_unknown_mappings`` then lists the shared-memory mappings whose
         swap this reader cannot look up, and ``shmem_note`` says why.
 
+        The table's ``mappings`` are those it was read with: ``mappings`` if given,
+        else ``/proc/PID/maps`` as read for the walk, and then, where mappings
+        changed during the walk (:meth:`check_mappings`), as read for the next
+        walk, up to :data:`WALK_ATTEMPTS` walks; those that changed during the
+        last one are its ``changed_mappings`` (and in :attr:`changed`).  Its rows
+        all lie inside its mappings: a page of a mapping made during the walk,
+        in a gap between them, is no row.
+
         ``resident`` is what :meth:`read_resident` read, if it was read already (its
         mappings are then the table's, whatever ``mappings`` says).
         With ``kpageflags`` (the open file; PFNs must be visible) the table's
         ``kpageflags`` holds the flags of each present page's frame."""
         import numpy as np
 
-        if resident is not None:
-            mappings = resident.mappings
-        elif mappings is None:
-            mappings = self.mappings()
-        table = self._resident_pages(mappings, resident)
+        own = mappings is None or resident is not None  # maps this may read again
+        for _ in range(WALK_ATTEMPTS):
+            if resident is not None:
+                maps = resident.mappings
+            else:
+                maps = self.mappings() if own else mappings
+            table = self._resident_pages(maps, resident)
+            changed = self._changed_since(maps)
+            if not changed or not own:
+                break
+            resident = None  # walk again, with the maps as they are now
+        self._record_changed(changed)
         if kpageflags is not None:
             present = table.present
             if present.all():  # usual: no index arrays of a million entries
@@ -308,7 +356,10 @@ class Process:
             else:
                 table.kpageflags = np.zeros(len(table), dtype=np.uint64)
                 table.kpageflags[present] = kpageflags.read(table.raw[present] & np.uint64(PM_PFRAME_MASK))
-        return self._with_shmem_swap(table, mappings) if shmem_swap else table
+        if shmem_swap:
+            table = self._with_shmem_swap(table, maps)
+        table.mappings, table.changed_mappings = list(maps), changed
+        return table
 
     def rss_rows(self, table: PageTable, mappings: Sequence[Mapping], map_index: np.ndarray | None = None
                  ) -> np.ndarray:
@@ -386,7 +437,8 @@ class Process:
         merged.shmem_records = table.shmem_records
         return merged
 
-    def _resident_pages(self, mappings: Sequence[Mapping] | None, resident: ResidentRead | None) -> PageTable:
+    def _resident_pages(self, mappings: Sequence[Mapping], resident: ResidentRead | None) -> PageTable:
+        """The populated pages of ``mappings`` (all inside them) as one table."""
         import numpy as np
 
         from .pagetable import PageTable, ramps
@@ -394,26 +446,67 @@ class Process:
         if resident is None:
             resident = self.read_resident(mappings)
         if resident is None:  # no PAGEMAP_SCAN: every entry of every mapping
-            maps = [m for m in (self.mappings() if mappings is None else mappings)
-                    if not m.is_vsyscall and not m.scan_skips]
-            parts = [(t, t.present | t.swap_entry)
-                     for m in maps for t in self.iter_page_tables(m.start, m.end, zero_huge=False)]
-            if parts:
-                return PageTable.concat(parts)
-            return PageTable(0, np.empty(0, dtype=np.uint64), pfn_visible=self.pfn_visible,
-                             vaddr=np.empty(0, dtype=np.uint64))
+            return self._read_populated([m for m in mappings if not m.is_vsyscall and not m.scan_skips])
         raw = np.frombuffer(resident.entries, dtype=np.uint64)
         lo, hi = np.array(resident.lo, dtype=np.int64), np.array(resident.hi, dtype=np.int64)
+        zero, huge = np.array(resident.zero, dtype=bool), np.array(resident.huge, dtype=bool)
+        # The walk covers the gaps between the mappings too: a mapping made there
+        # during the walk is not among them, and its pages are no rows.
+        lo, hi, run = _clip_runs(lo, hi, mappings, resident.base)
+        if run is not None:
+            zero, huge = zero[run], huge[run]
         lengths = hi - lo
-        if len(resident.spans) != len(lo):  # runs merged into spans: pick the runs out
+        if run is not None or len(resident.spans) != len(lo):  # runs merged into spans: pick the runs out
             span_lo = np.array([a for a, _ in resident.spans], dtype=np.int64)
             span_at = np.concatenate(([0], np.cumsum([b - a for a, b in resident.spans]))).astype(np.int64)
             span = np.searchsorted(span_lo, lo, side="right") - 1  # the span of each run
             raw = raw[ramps(span_at[span] + lo - span_lo[span], lengths)]
-        return PageTable(resident.base, raw, pfn_visible=self.pfn_visible,
-                         zero=np.repeat(np.array(resident.zero, dtype=bool), lengths),
-                         huge=np.repeat(np.array(resident.huge, dtype=bool), lengths), zero_pfns=system.zero_pfns(),
-                         runs=((lo * PAGE_SIZE + resident.base).astype(np.uint64), lengths))
+        table = PageTable(resident.base, raw, pfn_visible=self.pfn_visible, zero=np.repeat(zero, lengths),
+                          huge=np.repeat(huge, lengths), zero_pfns=system.zero_pfns(),
+                          runs=((lo * PAGE_SIZE + resident.base).astype(np.uint64), lengths))
+        # A page unmapped (or zapped) between the walk and the read of its entry reads
+        # empty: it is no longer populated, and an empty row would read as shared
+        # memory in swap (kernel.md 6a.1).
+        populated = table.present | table.swap_entry
+        return table if populated.all() else table.take(np.flatnonzero(populated))
+
+    def _read_populated(self, maps: Sequence[Mapping]) -> PageTable:
+        """Every entry of ``maps``, read through one reused buffer of
+        :data:`CHUNK_PAGES` entries, of which only the populated ones (present, or a
+        swap entry) are kept: memory follows the resident set, not the address
+        space (a 4 TiB PROT_NONE reservation costs reading 8 GiB of zeros, not
+        holding them)."""
+        import numpy as np
+
+        from .pagemap import PM_PRESENT, PM_SWAP
+        from .pagetable import PageTable
+
+        pagemap = self.pagemap()
+        buf = np.empty(CHUNK_PAGES, dtype=np.uint64)
+        view = memoryview(buf).cast("B")
+        top = buf.view(np.uint8)[7::8] if sys.byteorder == "little" else None  # bits 56..63 of each entry
+        populated = np.uint8((PM_PRESENT | PM_SWAP) >> 56)
+        raws: list[np.ndarray] = []
+        vpns: list[np.ndarray] = []
+        for m in maps:
+            vpn, end = m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT
+            while vpn < end:
+                want = min(CHUNK_PAGES, end - vpn)
+                got = pagemap.read_into(view[: want * 8], vpn)
+                if got and buf[:got].any():  # untouched reservations: nothing to look at
+                    if top is not None:
+                        keep = np.flatnonzero(top[:got] & populated)
+                    else:
+                        keep = np.flatnonzero(buf[:got] & np.uint64(PM_PRESENT | PM_SWAP))
+                    raws.append(buf[keep])  # a copy: the buffer is read into again
+                    vpns.append(keep + vpn)
+                if got < want:
+                    break  # the end of user space
+                vpn += want
+        raw = np.concatenate(raws) if raws else np.empty(0, dtype=np.uint64)
+        vpn_all = np.concatenate(vpns) if vpns else np.empty(0, dtype=np.int64)
+        return PageTable(0, raw, pfn_visible=self.pfn_visible, zero_pfns=system.zero_pfns(),
+                         vaddr=vpn_all.astype(np.uint64) << np.uint64(PAGE_SHIFT))
 
     def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
         """Per-mapping page counts, as ``pagewalk maps`` prints them.
@@ -430,8 +523,7 @@ class Process:
         from .pagetable import COUNT_COLUMNS, BatchCounter, CountsReport, MappingCounts, PageCounts
 
         pagemap = self.pagemap()  # a kernel thread or zombie fails here with the reason
-        text = read_maps_text(self.pid, started=True) if mappings is None else None
-        maps = list(mappings) if mappings is not None else parse_maps(text)
+        maps = list(mappings) if mappings is not None else self.mappings()
         pfn_visible = self.pfn_visible
         layout = self._scan_layout(maps)
         # Zero pages by PFN only where PAGEMAP_SCAN cannot say (it is exact and cheaper).
@@ -480,13 +572,7 @@ class Process:
             shmem_swapped=known_sum(r.counts.shmem_swapped for r in rows if r.counts is not None),
             zero=None if None in zeros else sum(zeros), huge=int(huge.sum()) if huge is not None else None,
             rss=sum(rss))
-        after_text = read_maps_text(self.pid, started=True)
-        if not after_text and maps:
-            raise ProcessGone(self.pid)
-        changed: list[Mapping] = []
-        if after_text != text:  # parse again only when something changed
-            changed = sorted(set(maps) - set(parse_maps(after_text)), key=lambda m: m.start)
-        return CountsReport(self.pid, pfn_visible, rows, totals, changed, notes)
+        return CountsReport(self.pid, pfn_visible, rows, totals, self.check_mappings(maps), notes)
 
     def shmem_swap(self, mappings: Sequence[Mapping], *, exact: bool = True, within: tuple[int, int] | None = None,
                    cache: dict | None = None):  # -> shmem.ShmemSwapResult
@@ -831,6 +917,38 @@ def _scan_runs(scanner, start: int, end: int, anyof: int):
     lo = ((regions[:, 0] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
     hi = ((regions[:, 1] - np.uint64(start)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
     return lo, hi, zero_page(regions[:, 2]), huge_page(regions[:, 2])
+
+
+def _clip_runs(lo: np.ndarray, hi: np.ndarray, mappings: Sequence[Mapping], base: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Page runs ``[lo, hi)`` (page indices from address ``base``, sorted) cut to
+    the parts inside ``mappings``: ``(lo, hi, run)``, ``run`` saying which run each
+    part comes from, or None where every run lies inside already (the usual case)."""
+    import numpy as np
+
+    from .pagetable import ramps
+
+    maps = [m for m in mappings if not m.is_vsyscall]
+    if not len(lo):
+        return lo, hi, None
+    if not maps:
+        return lo[:0], hi[:0], np.zeros(0, dtype=np.int64)
+    starts = np.array([(m.start - base) >> PAGE_SHIFT for m in maps], dtype=np.int64)
+    ends = np.array([(m.end - base) >> PAGE_SHIFT for m in maps], dtype=np.int64)
+    apart = starts[1:] != ends[:-1]  # adjacent mappings cover one interval
+    cover_lo = starts[np.concatenate(([True], apart))]
+    cover_hi = ends[np.concatenate((apart, [True]))]
+    first = np.searchsorted(cover_hi, lo, side="right")  # the first interval ending after the run starts
+    stop = np.searchsorted(cover_lo, hi, side="left")  # the intervals starting before it ends
+    at = np.minimum(first, len(cover_lo) - 1)
+    if ((stop - first == 1) & (cover_lo[at] <= lo) & (hi <= cover_hi[at])).all():
+        return lo, hi, None
+    count = np.maximum(stop - first, 0)
+    run = np.repeat(np.arange(len(lo)), count)
+    k = ramps(first, count)
+    part_lo, part_hi = np.maximum(lo[run], cover_lo[k]), np.minimum(hi[run], cover_hi[k])
+    keep = part_hi > part_lo
+    return part_lo[keep], part_hi[keep], run[keep]
 
 
 def _merge_runs(lo: Sequence[int], hi: Sequence[int], gap: int = 0) -> list[tuple[int, int]]:

@@ -40,8 +40,8 @@ def _frames_of(process, with_zero: bool = False) -> tuple[np.ndarray, np.ndarray
     """(PFNs, virtual addresses, the mappings, each page's mapping index) of the
     present pages that hold memory of their own (the zero page left out unless
     ``with_zero``)."""
-    maps = process.mappings()
-    table = process.resident_table(maps)
+    table = process.resident_table()
+    maps = table.mappings
     keep = table.present if with_zero else table.resident
     vaddr = table.vaddr[keep]
     index = mapping_index(maps, vaddr)

@@ -6,13 +6,15 @@ compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
 * ``meta``: a 0-d string array holding JSON: ``format`` ("pagewalk-snapshot"),
   ``version``, ``time`` (ISO 8601), ``unix_time``, ``kernel``, ``page_size``, ``pid``,
   ``cmdline`` (list), ``comm``, ``pfn_visible``, ``frames`` (whether ``kpageflags`` and
-  ``mapcount`` were recorded), ``pages`` (populated pages recorded).
+  ``mapcount`` were recorded), ``pages`` (populated pages recorded), ``mappings_changed``
+  (``[start, end]`` of the mappings that changed while their pages were read, each
+  time they were read: their pages mix the before and the after).
 * ``map_start``, ``map_end``, ``map_offset``, ``map_inode`` (uint64), ``map_perms``,
   ``map_dev``, ``map_path`` (strings): one element per line of ``/proc/PID/maps``.
-* One column per recorded page (present, swapped, or a marker; in address order;
-  a recorded page whose entry is 0 is shared memory in swap, which has no page
-  table entry; pages not listed were untouched, except in the mappings that
-  ``meta["shmem_swap_unknown"]`` lists), each run-length coded as two
+* One column per recorded page (present, swapped, or a marker; each inside one of
+  the mappings; in address order; a recorded page whose entry is 0 is shared
+  memory in swap, which has no page table entry; pages not listed were untouched,
+  except in the mappings that ``meta["shmem_swap_unknown"]`` lists), each run-length coded as two
   members, ``NAME_values`` and ``NAME_repeats`` (an unsigned integer type as narrow
   as they allow, or int64): ``numpy.repeat(values, repeats)`` gives the column.  The columns:
 
@@ -116,18 +118,17 @@ class Snapshot:
             raise Unsupported("cannot track written pages: this kernel has no soft-dirty bits "
                               "(CONFIG_MEM_SOFT_DIRTY is off)")
 
-        maps = resident.mappings if resident is not None else process.mappings()
         pid = process.pid
         visible = process.pfn_visible
         frames = visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK)
         if not frames:
-            table = process.resident_table(maps, resident=resident, shmem_swap=True)
+            table = process.resident_table(resident=resident, shmem_swap=True)
             kflags = mapcount = None
         else:
             from .kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
 
             with KpageFile(KPAGEFLAGS) as f:
-                table = process.resident_table(maps, kpageflags=f, resident=resident, shmem_swap=True)
+                table = process.resident_table(kpageflags=f, resident=resident, shmem_swap=True)
             kflags = table.kpageflags
             present = table.present
             # The exclusive bit already says "map count 1" (kernel.md 1.1), except on a
@@ -140,6 +141,7 @@ class Snapshot:
                 with KpageFile(KPAGECOUNT) as c:
                     mapcount[count] = c.read(table.raw[count] & np.uint64(PM_PFRAME_MASK))
             process.check_alive("the snapshot")
+        maps = table.mappings  # every recorded page lies inside one of them
         now = datetime.datetime.now().astimezone()
         meta = {"format": FORMAT, "version": VERSION, "time": now.isoformat(timespec="seconds"),
                 "unix_time": now.timestamp(), "kernel": os.uname().release, "page_size": PAGE_SIZE, "pid": pid,
@@ -147,7 +149,8 @@ class Snapshot:
                 "pfn_visible": visible, "frames": frames, "huge_known": table.huge is not None,
                 "zero_known": table.zero is not None, "soft_dirty_known": table.soft_dirty_known,
                 "shmem_swap_unknown": [[m.start, m.end] for m in table.shmem_unknown_mappings],
-                "pages": len(table)}
+                "pages": len(table),
+                "mappings_changed": [[m.start, m.end] for m in table.changed_mappings]}
         if clear_soft_dirty:
             from .errors import translating
 
@@ -268,13 +271,18 @@ class Snapshot:
     def summary(self) -> dict:
         """Per-mapping counts of what was recorded (for ``snapshot --load``)."""
         table = self.table()
-        index = mapping_index(self.mappings, self.vaddr)
+        vaddr = self.vaddr
+        index = mapping_index(self.mappings, vaddr)
         n = len(self.mappings)
+        # pages outside every mapping (files of older versions, which recorded pages of
+        # mappings made during the walk) belong to none: not to the mapping before
+        ends = np.array([m.end for m in self.mappings], dtype=np.uint64)
+        inside = (index >= 0) & (vaddr < ends[np.maximum(index, 0)]) if n else np.zeros(len(vaddr), dtype=bool)
         # the words and rules of ``maps``: present includes the zero page, which
         # is counted apart; [vsyscall] has no entries, so no counts
-        present = np.bincount(index[table.present], minlength=n).tolist()
-        zero = np.bincount(index[table.present & self.zero], minlength=n).tolist()
-        swapped = np.bincount(index[table.swapped], minlength=n).tolist()
+        present = np.bincount(index[table.present & inside], minlength=n).tolist()
+        zero = np.bincount(index[table.present & self.zero & inside], minlength=n).tolist()
+        swapped = np.bincount(index[table.swapped & inside], minlength=n).tolist()
         zero_known = self.meta.get("zero_known", True)
         unknown_swap = {tuple(r) for r in self.meta.get("shmem_swap_unknown", [])}
         rows = [{"start": m.start, "end": m.end, "perms": m.perms, "path": m.text_path or None,

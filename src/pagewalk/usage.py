@@ -53,7 +53,7 @@ class _Pages:
                  exclusive: np.ndarray, swap: np.ndarray, huge: np.ndarray | None, shared_pfns: np.ndarray | None,
                  shared_label: np.ndarray | None, rollup: dict[str, int] | None, swap_pss: int | None,
                  pages_read: int, shmem_records: list, shmem_unknown: int = 0,
-                 shmem_note: str | None = None) -> None:
+                 shmem_note: str | None = None, changed: int = 0) -> None:
         self.pid, self.command, self.user, self.cgroup = pid, command, user, cgroup
         self.labels = labels  # per label index: rss, exclusive, swap and huge pages
         self.rss, self.exclusive, self.swap, self.huge = rss, exclusive, swap, huge
@@ -67,11 +67,15 @@ class _Pages:
         self.shmem_pages = sum(r.pages for r in shmem_records)
         self.shmem_unknown = shmem_unknown  # shared-memory mappings whose swap could not be looked up
         self.shmem_note = shmem_note  # why
+        self.changed = changed  # mappings that changed while the pages were read, after retries
 
 
-class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes", defaults=((),))):
+class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes changed", defaults=((), {}))):
     """``rows`` sorted; ``skipped`` maps PID to why it was left out (gone, denied);
-    ``notes`` say how shared memory in swap was counted, where that matters."""
+    ``notes`` say how shared memory in swap was counted, where that matters;
+    ``changed`` maps PID to how many of its mappings changed while its pages were
+    read (again and again: :meth:`pagewalk.Process.resident_table`), whose
+    numbers mix the before and the after."""
 
     __slots__ = ()
 
@@ -151,7 +155,8 @@ class Gathered:
                        sum(u.rss for u in rows), known_sum(u.pss for u in rows),
                        known_sum(u.uss for u in rows), swap_once << PAGE_SHIFT, known_sum(u.swap_pss for u in rows),
                        known_sum(u.huge for u in rows), None, None, None)
-        return Report(by, rows, totals, self.pfn_visible, self.skipped, self._notes(by, rows, swap_once))
+        changed = {p.pid: p.changed for p in self.collected if p.changed}
+        return Report(by, rows, totals, self.pfn_visible, self.skipped, self._notes(by, rows, swap_once), changed)
 
     def _notes(self, by: str, rows: list[Usage], swap_once: int) -> list[str]:
         """How shared memory in swap was counted, where the reader would wonder."""
@@ -179,8 +184,8 @@ def _swap_once(collected: list[_Pages]) -> int:
 
 
 def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
-    maps = proc.mappings()
-    table = proc.resident_table(maps)
+    table = proc.resident_table()
+    maps = table.mappings
     labels = sorted({m.label() for m in maps})
     label_of = {name: i for i, name in enumerate(labels)}
     map_index = mapping_index(maps, table.vaddr)
@@ -226,7 +231,8 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
         swap_pss = rollup.get("SwapPss") if rollup else None
     return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
                   table.pfn[shared] if visible else None, label[shared] if visible else None,
-                  None if visible else rollup, swap_pss, len(table), shmem_records, len(found.why), found.note)
+                  None if visible else rollup, swap_pss, len(table), shmem_records, len(found.why), found.note,
+                  len(table.changed_mappings))
 
 
 def _read_smaps(pid: int) -> dict:

@@ -292,8 +292,8 @@ class Tracker:
 
         from .maps import mapping_index
 
-        maps = self.process.mappings()
-        table = self.process.resident_table(maps, kpageflags=self.kpageflags)
+        table = self.process.resident_table(kpageflags=self.kpageflags)
+        maps = table.mappings
         resident = table.resident
         scanned = len(table)
         if regions is not None:  # resident pages inside regions accessed during the interval

@@ -26,9 +26,13 @@ def warn(message: str) -> None:
 
 
 def process_notes(proc) -> None:
-    """Say what the command could not know about ``proc`` (a pagewalk.Process) and why."""
+    """Say what the command could not know about ``proc`` (a pagewalk.Process) and why,
+    and which of its mappings changed while they were read."""
     for note in proc.notes:
         warn(f"note: {note}")
+    if proc.changed:
+        warn(f"warning: {len(proc.changed)} mapping(s) changed during the scan (e.g. {proc.changed[0].start:x}-"
+             f"{proc.changed[0].end:x}): their pages mix the before and the after")
 
 
 def pfn_hidden_note() -> None:

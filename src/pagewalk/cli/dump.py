@@ -95,6 +95,10 @@ def run(args) -> int:
             progress.close()
         out.write(fmt.footer())
         out.flush()
+        try:
+            proc.check_mappings(mappings)  # the rows above came from these mappings
+        except ProcessGone:
+            pass  # exited after the last read: the output is whole, there is nothing to compare
         _common.process_notes(proc)
     out.flush()
     return 0

@@ -105,6 +105,7 @@ def _walk(args, pid, options, frames):
             if not proc.pfn_visible:
                 raise InvalidArgument("types -p needs the frames of the pages: run as root (CAP_SYS_ADMIN)")
             yield from walk_process(proc, frames, options.ranges)
+            _common.process_notes(proc)
     elif args.file:
         import os
 
