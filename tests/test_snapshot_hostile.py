@@ -105,6 +105,16 @@ def npz_with_member(src, dst, name: str, member: bytes) -> None:
             zout.writestr(info.filename, member if info.filename == f"{name}.npy" else zin.read(info))
 
 
+class Unpickled:
+    """Pickled, creates the file ``path`` when unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
 def parquet_bomb(path, meta: dict, rows_per_group: int, groups: int) -> None:
     """A Parquet file whose footer lists ``groups`` row groups, all the same
     ``rows_per_group`` constant rows stored once: a few hundred KB that pyarrow
@@ -156,6 +166,8 @@ def hostile_files(good: dict, where) -> dict[str, os.PathLike]:
     npz("pages-string", meta=dict(meta, pages=str(meta["pages"])))
     npz("version-float", meta=dict(meta, version=2.0))
     npz("version-true", meta=dict(meta, version=True))
+    npz("page-size-16k", meta=dict(meta, page_size=PAGE * 4))  # (page numbers would mean other addresses)
+    npz("live", meta=dict(meta, live=True))  # (diff would ask the smaps of whatever has its PID now)
 
     # mappings: none, out of order, one ending before it starts, starts as strings
     npz("maps-empty", {**arrays, **{f"map_{k}": arrays[f"map_{k}"][:0] for k in
@@ -173,6 +185,13 @@ def hostile_files(good: dict, where) -> dict[str, os.PathLike]:
         values[0] = first
         npz(name, dict(arrays, vpn_delta_values=values))
     npz("vpn-strings", dict(arrays, vpn_delta_values=arrays["vpn_delta_values"].astype(str)))
+
+    # a pickle where text belongs: never run (it would create the file PICKLE_RAN)
+    member = io.BytesIO()
+    np.lib.format.write_array(member, np.array([Unpickled(str(where / "PICKLE_RAN"))], dtype=object),
+                              allow_pickle=True)
+    files["pickle"] = where / "pickle.npz"
+    npz_with_member(good["npz"], files["pickle"], "map_path", member.getvalue())
 
     # an .npy header claiming 10**12 page numbers (np.load allocates 8 TB first)
     header = io.BytesIO()
@@ -247,11 +266,12 @@ SAYS = {  # what each case's one line must say
     "flipped-npz": "damaged", "no-pfn_visible": "no 'pfn_visible'", "no-pid": "no 'pid'", "no-comm": "no 'comm'",
     "nested": "nests too deeply", "pid-string": "not a process ID", "pages-string": "not a number of pages",
     "version-float": "format version is 2.0, not a version number",
-    "version-true": "format version is True, not a version number", "maps-empty": "more than its mappings span",
+    "version-true": "format version is True, not a version number",
+    "page-size-16k": f"taken where pages are {PAGE * 4} bytes", "live": "says 'live'", "maps-empty": "more than its mappings span",
     "maps-unsorted": "out of address order", "map-end-before-start": "ends where or before it starts",
     "map-start-strings": "map_start holds", "vpn-negative": "not in increasing order",
     "vpn-huge": "beyond 64-bit addresses", "vpn-strings": "vpn_delta_values holds",
-    "npy-header-1e12": "1000000000000 items", "bomb-7GB": "would need about", "bomb-7GB-lying": "run length",
+    "pickle": "map_path holds '|O' values", "npy-header-1e12": "1000000000000 items", "bomb-7GB": "would need about", "bomb-7GB-lying": "run length",
     "bomb-2GB": "would need about", "pq-start-2-70": "not a 64-bit number", "pq-start-negative": "not a 64-bit number",
     "pq-no-pid": "no 'pid'", "pq-nested": "nests too deeply", "pq-version-float": "not a version number",
     "pq-entries-changed": "checksum", "pq-bomb-300M": "would need about",
@@ -276,6 +296,7 @@ def test_hostile_files_are_one_line_errors_in_bounded_memory(good, tmp_path):
         if not ok:
             failures.append(f"{name} ({kind}): exit {status}, peak RSS {rss >> 20} MiB, stderr {stderr[-300:]!r}")
     assert not failures, "\n".join(failures)
+    assert not (tmp_path / "PICKLE_RAN").exists()
 
 
 def test_files_written_before_the_checksum_load_with_a_note(good, tmp_path):

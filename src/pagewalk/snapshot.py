@@ -392,8 +392,8 @@ class _Check:
             raise self.bad(f"its format version is {_shown(version)}, not a version number "
                            f"(this pagewalk reads 1 to {VERSION})")
         if version > VERSION:
-            raise BadSnapshot(f"{self.path} was written by a newer pagewalk (snapshot format version {version}; "
-                              f"this one reads up to {VERSION}): upgrade pagewalk to read it")
+            raise BadSnapshot(f"{self.path}: written by a newer pagewalk (snapshot format version {version}; "
+                              f"this one reads 1 to {VERSION}): upgrade pagewalk to read it")
         for key, required, ok, what in _META_KEYS:
             if key in meta:
                 if not ok(meta[key]):
@@ -480,14 +480,15 @@ class _Check:
             if float(values.astype(np.float64) @ counts) >= _VPN_LIMIT:
                 raise self.bad("its page numbers go beyond 64-bit addresses")
 
-    def pages(self, vaddr: np.ndarray) -> None:
+    def pages(self, vaddr: np.ndarray, *, ordered: bool = False) -> None:
         """The pages' addresses (uint64) after expansion: page-aligned, in increasing
-        order, each inside a recorded mapping."""
+        order (known already where ``ordered``: page numbers checked by :meth:`runs`),
+        each inside a recorded mapping."""
         if not len(vaddr):
             return
-        if (vaddr & np.uint64(PAGE_SIZE - 1)).any():
+        if not ordered and (vaddr & np.uint64(PAGE_SIZE - 1)).any():
             raise self.bad("a page's address is not on a page boundary")
-        if (vaddr[1:] <= vaddr[:-1]).any():
+        if not ordered and (vaddr[1:] <= vaddr[:-1]).any():
             raise self.bad("its pages are out of address order or repeat")
         # sorted and apart on both sides: the pages each mapping holds add up to all of
         # them exactly when none lies outside (no per-page index array)
@@ -513,8 +514,8 @@ def _is_seconds(v) -> bool:
 
 
 def _is_pairs(v) -> bool:
-    return type(v) is list and all(type(r) is list and len(r) == 2 and all(type(x) is int and 0 <= x < 1 << 64
-                                                                           for x in r) for r in v)
+    return type(v) is list and len(v) <= MAX_MAPPINGS and all(
+        type(r) is list and len(r) == 2 and all(type(x) is int and 0 <= x < 1 << 64 for x in r) for r in v)
 
 
 _META_KEYS = (  # key, required, test, what it must be (the keys of version 1 are required)
@@ -599,18 +600,19 @@ def _read_npz(path: str, check: _Check) -> Snapshot:
                 values = z.read(f"{name}_values", kinds.get(name, "u"), most=pages)
                 repeats = z.read(f"{name}_repeats", "iu", length=len(values))
             check.runs(name, values, repeats, pages)
-            page[name] = values if repeats is None else np.repeat(values, repeats)
+            # (each array made here, the snapshot's own: version 1's are copied from the file's bytes)
+            page[name] = np.array(values) if repeats is None else np.repeat(values, repeats)
             del values, repeats
-    vaddr = page.pop("vpn_delta").astype(np.int64)
+    vaddr = page.pop("vpn_delta").astype(np.int64, copy=False)
     np.cumsum(vaddr, out=vaddr)  # (checked: increasing, below 2**52, no overflow)
     vaddr = vaddr.view(np.uint64)
     vaddr <<= np.uint64(PAGE_SHIFT)
-    check.pages(vaddr)
-    raw = page.pop("entry_delta").astype(np.uint64)
+    check.pages(vaddr, ordered=True)
+    raw = page.pop("entry_delta").astype(np.uint64, copy=False)
     np.cumsum(raw, out=raw)  # wraps in uint64, as written
-    zero, huge = page.pop("zero").astype(bool), page.pop("huge").astype(bool)
-    kflags = page["kpageflags"].astype(np.uint64) if meta["frames"] else None
-    mapcount = page["mapcount"].astype(np.uint32) if meta["frames"] else None
+    zero, huge = page.pop("zero").astype(bool, copy=False), page.pop("huge").astype(bool, copy=False)
+    kflags = page["kpageflags"].astype(np.uint64, copy=False) if meta["frames"] else None
+    mapcount = page["mapcount"].astype(np.uint32, copy=False) if meta["frames"] else None
     return Snapshot(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
 
 
