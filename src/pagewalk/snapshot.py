@@ -337,8 +337,8 @@ class _Check:
     a file that is not a snapshot pagewalk wrote is one :class:`BadSnapshot`, never
     an exception from deep inside, a wrong answer or a memory bomb:
 
-    * the metadata: its size before it is parsed, parsed without recursion limits
-      escaping, the type of every key, the version an integer pagewalk knows;
+    * the metadata: its size before it is parsed, its depth (RecursionError caught),
+      the type of every key, the version an integer pagewalk knows;
     * the mappings: page-aligned, each ending after it starts, sorted, apart;
     * the page count: what every column must hold, no more than the mappings'
       pages, and (with the per-page cost) within the memory this process may use;
@@ -466,8 +466,6 @@ class _Check:
                 raise self.bad(f"its {name} column's run lengths add up to {total} pages, its metadata says {pages}")
         if not len(values):
             return
-        if values.dtype.kind == "i" and name != "vpn_delta" and values.min() < 0:
-            raise self.bad(f"its {name} column holds negative values")
         if name == "mapcount" and values.max() > np.iinfo(np.uint32).max:
             raise self.bad("its mapcount column holds counts beyond 32 bits")
         if name == "vpn_delta":
