@@ -21,19 +21,28 @@ file's key-value metadata ``pagewalk``; pyarrow gives it with
 ``pyarrow.parquet.read_schema(path).metadata[b"pagewalk"]``.  Columns are
 zstd-compressed.  pyarrow is imported only here, only when a Parquet file is
 written or read.
+
+Parquet has no checksum of its own that readers check (delta coding then spreads
+one flipped byte over thousands of values), so the key-value metadata
+``pagewalk.crc32`` holds one (:func:`checksum`): the CRC-32 of the ``pagewalk``
+metadata's bytes and of the columns pagewalk reads back.  A file whose contents
+do not match is refused; a file without it (written before pagewalk wrote one)
+loads with a note.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 
 from .extras import require
-from .maps import Mapping, mapping_index
+from .maps import mapping_index
 
 MAGIC = b"PAR1"
 METADATA_KEY = b"pagewalk"
+CHECKSUM_KEY = b"pagewalk.crc32"  # checksum(): the metadata's bytes and the columns read back
 
 
 def _pyarrow():
@@ -95,34 +104,127 @@ def write(snapshot, f) -> None:
         "mapcount": nullable(snapshot.mapcount, present, pa.uint32()) if frames
         else pa.nulls(len(table), type=pa.uint32()),
     }
-    meta = dict(snapshot.meta, mappings=[m._asdict() for m in maps])
-    arrow = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
+    meta = json.dumps(dict(snapshot.meta, mappings=[m._asdict() for m in maps])).encode()
+    # the checksum of what a reader decodes: as it reads the frame columns, 0 where null
+    loaded = {"vaddr": snapshot.vaddr, "entry": snapshot.raw, "zero": snapshot.zero, "huge": snapshot.huge}
+    if frames:
+        loaded["kpageflags"] = np.where(present, snapshot.kpageflags, 0)
+        loaded["mapcount"] = np.where(present, snapshot.mapcount, 0)
+    crc = checksum(meta, loaded, snapshot.meta)
+    arrow = pa.table(columns).replace_schema_metadata({METADATA_KEY: meta, CHECKSUM_KEY: crc.encode()})
     # Addresses and frames mostly step by one: delta coding stores such runs in a few bits
     deltas = ("vaddr", "entry", "pfn", "kpageflags")
     pq.write_table(arrow, f, compression="zstd", use_dictionary=["path"],
                    column_encoding={name: "DELTA_BINARY_PACKED" for name in deltas})
 
 
-def read(path: str):
-    """The parts of a snapshot from a Parquet file: ``(meta, mappings, vaddr, raw,
-    zero, huge, kpageflags, mapcount)``.  Raises what pyarrow raises for a damaged
-    file and KeyError for a Parquet file without pagewalk's metadata; the caller
-    turns those into :class:`pagewalk.snapshot.BadSnapshot`."""
-    _, pq = _pyarrow()
-    arrow = pq.read_table(path)
-    raw_meta = (arrow.schema.metadata or {}).get(METADATA_KEY)
-    if raw_meta is None:
-        raise KeyError("pagewalk metadata")
-    meta = json.loads(raw_meta)
-    if not isinstance(meta, dict):
-        raise KeyError("pagewalk metadata")
-    mappings = [Mapping(**m) for m in meta.pop("mappings")]
+# What pagewalk reads back, and the Arrow type each must have
+COLUMNS = {"vaddr": "uint64", "entry": "uint64", "zero": "bool", "huge": "bool", "kpageflags": "uint64",
+           "mapcount": "uint32"}
+_DTYPES = {"vaddr": "<u8", "entry": "<u8", "zero": "u1", "huge": "u1", "kpageflags": "<u8", "mapcount": "<u4"}
+NUMBERS = ("start", "end", "offset", "inode")  # the mappings' numeric fields
+FOOTER_BYTES_MOST = (128 << 20) + (64 << 20)  # the metadata's most, and row groups' statistics
 
-    def column(name: str, dtype) -> np.ndarray:
-        return arrow.column(name).to_numpy(zero_copy_only=False).astype(dtype)
 
-    frames = meta.get("frames")
-    return (meta, mappings, column("vaddr", np.uint64), column("entry", np.uint64), column("zero", bool),
-            column("huge", bool) if meta.get("huge_known") else np.zeros(arrow.num_rows, dtype=bool),
-            arrow.column("kpageflags").fill_null(0).to_numpy().astype(np.uint64) if frames else None,
-            arrow.column("mapcount").fill_null(0).to_numpy().astype(np.uint32) if frames else None)
+def checksum(meta: bytes, columns: dict[str, np.ndarray], snapshot_meta: dict) -> str:
+    """The CRC-32 (8 hex digits) of the metadata's JSON bytes, then of each column
+    pagewalk reads, in the order of :data:`COLUMNS` (``huge`` only where known,
+    ``kpageflags`` and ``mapcount`` only where recorded, their nulls as 0), as
+    little-endian bytes of the types :data:`_DTYPES` names (booleans one byte, 0 or 1)."""
+    crc = zlib.crc32(meta)
+    for name in _read_columns(snapshot_meta):
+        column = np.ascontiguousarray(columns[name])
+        column = column.view(np.uint8) if column.dtype == bool else column
+        crc = zlib.crc32(column.astype(_DTYPES[name], copy=False).data, crc)
+    return f"{crc:08x}"
+
+
+def _read_columns(meta: dict) -> list[str]:
+    """The columns pagewalk reads back from a snapshot with this metadata."""
+    return ["vaddr", "entry", "zero"] + (["huge"] if meta["huge_known"] else []) + (
+        ["kpageflags", "mapcount"] if meta["frames"] else [])
+
+
+def read(path: str, check):  # -> pagewalk.snapshot.Snapshot
+    """A snapshot from a Parquet file, checked as it is read by ``check`` (a
+    :class:`pagewalk.snapshot._Check`): the footer's size before pyarrow parses it,
+    the metadata and mappings, the row count before any column is read, the column
+    types, then the checksum of what was read (files without one, from pagewalk
+    before it wrote one, load with a note saying so)."""
+    from .snapshot import MAP_FIELDS, Snapshot, _detail, _shown
+
+    pa, pq = _pyarrow()
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(size - 8, 0))
+        tail = f.read(8)
+    footer = int.from_bytes(tail[:4], "little")
+    if len(tail) < 8 or tail[4:] != MAGIC or footer > size - 12:
+        raise check.damaged("no Parquet footer")
+    if footer > FOOTER_BYTES_MOST:
+        raise check.bad(f"its Parquet footer is {footer} bytes, more than pagewalk reads")
+    check.charge(footer * 16, "its Parquet footer")  # (thrift objects made of it)
+    pf = None
+    try:
+        pf = pq.ParquetFile(path)
+        info = pf.metadata
+        kv = info.metadata or {}
+        if METADATA_KEY not in kv:
+            raise check.foreign("a Parquet file without pagewalk's metadata")
+        text = kv[METADATA_KEY]
+        meta = check.meta(text, "parquet")
+        columns: dict = {name: [] for name in MAP_FIELDS}
+        for i, m in enumerate(meta.pop("mappings")):
+            if type(m) is not dict or set(m) != set(MAP_FIELDS):
+                raise check.bad(f"mapping {i} in its metadata is {_shown(m)}, not the fields of a maps line")
+            for name in MAP_FIELDS:
+                value = m[name]
+                if name in NUMBERS and not (type(value) is int and 0 <= value < 1 << 64):
+                    raise check.bad(f"mapping {i} in its metadata has {name} {_shown(value)}, not a 64-bit number")
+                columns[name].append(value)
+        for name in NUMBERS:
+            columns[name] = np.array(columns[name], dtype=np.uint64)
+        mappings = check.mappings(columns)
+        rows = info.num_rows
+        if info.num_row_groups > 1 + rows // 1024:
+            raise check.bad(f"its {rows} rows are in {info.num_row_groups} row groups")
+        pages = check.page_count(meta, "parquet", rows)
+        names = _read_columns(meta)
+        schema = pf.schema_arrow
+        for name in names:
+            kind = str(schema.field(name).type) if name in schema.names else None
+            if kind != COLUMNS[name]:
+                raise check.bad(f"its {name} column is {kind or 'missing'}, not {COLUMNS[name]}")
+        table = pf.read(columns=names, use_threads=False)
+        if table.num_rows != pages:
+            raise check.bad(f"it holds {table.num_rows} rows, its metadata says {pages}")
+        loaded = {}
+        for name in names:
+            column = table.column(name)
+            if name in ("kpageflags", "mapcount"):
+                column = column.fill_null(0)  # (not present: no frame)
+            elif column.null_count:
+                raise check.bad(f"its {name} column has nulls")
+            array = column.to_numpy()
+            # (zero-copy where it can be, then read-only: a snapshot's arrays are its own)
+            loaded[name] = array if array.flags.writeable else array.copy()
+            del column, array
+        del table
+    except pa.lib.ArrowException as exc:  # (a damaged file: pyarrow's errors have this base)
+        raise check.damaged(_detail(exc)) from exc
+    finally:
+        if pf is not None:
+            pf.close()
+    notes = []
+    crc = kv.get(CHECKSUM_KEY)
+    if crc is None:
+        notes.append(f"{path} has no checksum (written by an older pagewalk): damage to it cannot be told")
+    elif crc != checksum(text, loaded, meta).encode():
+        raise check.bad("damaged: its contents do not match its checksum")
+    vaddr = loaded.pop("vaddr")
+    check.pages(vaddr)
+    huge = loaded.pop("huge") if meta["huge_known"] else np.zeros(pages, dtype=bool)
+    snap = Snapshot(meta, mappings, vaddr, loaded.pop("entry"), loaded.pop("zero"), huge,
+                    loaded.get("kpageflags"), loaded.get("mapcount"))
+    snap.notes = notes
+    return snap

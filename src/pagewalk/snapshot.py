@@ -34,6 +34,15 @@ The same snapshot can be written as Parquet instead, one row per page with every
 bit decoded, for data tools (extra ``pagewalk[parquet]``; see :mod:`pagewalk.parquet`).
 :meth:`Snapshot.load` reads either.
 
+A file to be read may come from anywhere: :meth:`Snapshot.load` never unpickles
+(no ``np.load``, no object arrays), checks every part as it reads it (:class:`_Check`:
+the metadata's keys and types, the mappings, each size against the metadata's page
+count and the mappings before anything that size is made, the memory this process
+may use), reads each zip member to its end so that its CRC-32 is checked, and for
+Parquet compares the checksum pagewalk stores of the metadata and the columns it
+reads back (see :func:`pagewalk.parquet.checksum`).  Whatever is wrong is one
+:class:`BadSnapshot`.
+
 Files are written to a temporary file in the same directory (mode 0600: they hold
 physical addresses) and renamed into place, so a reader never sees half a file.
 """
@@ -42,8 +51,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -78,6 +89,7 @@ class Snapshot:
         self.raw, self.zero, self.huge = raw, zero, huge
         self.kpageflags, self.mapcount = kpageflags, mapcount
         self._table = None
+        self.notes: list[str] = []  # what a reader should know about the file it came from
 
     @property
     def vaddr(self) -> np.ndarray:
@@ -213,60 +225,29 @@ class Snapshot:
 
     @classmethod
     def load(cls, path: str) -> Snapshot:
-        """Read a snapshot; :class:`BadSnapshot` for anything that is not one (a
-        truncated or foreign file, a newer format version)."""
+        """Read a snapshot; :class:`BadSnapshot` (one line) for anything that is not one
+        this pagewalk can read: a truncated, damaged, foreign or hostile file, a newer
+        format version, or one too large for the memory this process may use (checked
+        before anything of that size is made: see :class:`_Check`)."""
         from . import parquet
 
-        if parquet.is_parquet(path):
-            return cls._load_parquet(path)
+        check = _Check(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if "meta" not in z.files:
-                    raise BadSnapshot(f"{path} is not a pagewalk snapshot (no metadata)")
-                meta = json.loads(str(z["meta"]))
-                _check_meta(path, meta)
-                columns = {name: z[f"map_{name}"] for name in MAP_FIELDS}
-                page = {name: _column(z, name, meta["version"]) for name in PAGE_COLUMNS
-                        if f"{name}_values" in z.files or name in z.files}
-                vpn = np.cumsum(page["vpn_delta"].astype(np.int64))
-                raw = np.cumsum(page["entry_delta"].astype(np.uint64), dtype=np.uint64)
-                zero, huge = page["zero"].astype(bool), page["huge"].astype(bool)
-                frames = meta.get("frames") and "kpageflags" in page
-                kflags = page["kpageflags"].astype(np.uint64) if frames else None
-                mapcount = page["mapcount"].astype(np.uint32) if frames else None
+            if parquet.is_parquet(path):
+                snap = parquet.read(path, check)
+            else:
+                snap = _read_npz(path, check)
         except FileNotFoundError:
             raise BadSnapshot(f"no such snapshot file: {path}") from None
         except PermissionError:
             raise BadSnapshot(f"cannot read {path}: permission denied") from None
-        except BadSnapshot:
+        except (BadSnapshot, Unsupported):
             raise
-        except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, TypeError, json.JSONDecodeError) as exc:
-            raise BadSnapshot(f"{path} is not a readable pagewalk snapshot (damaged or truncated: "
-                              f"{type(exc).__name__})") from None
-        n = len(vpn)
-        lengths = {len(raw), len(zero), len(huge)} | ({len(kflags), len(mapcount)} if kflags is not None else set())
-        if lengths != {n} or len({len(c) for c in columns.values()}) > 1:
-            raise BadSnapshot(f"{path} is damaged: its arrays disagree in length")
-        mappings = [Mapping(int(s), int(e), str(p), int(o), str(d), int(i), str(pa))
-                    for s, e, p, o, d, i, pa in zip(*(columns[name].tolist() for name in MAP_FIELDS))]
-        vaddr = vpn.astype(np.uint64) << np.uint64(PAGE_SHIFT)
-        return cls(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
-
-    @classmethod
-    def _load_parquet(cls, path: str) -> Snapshot:
-        from . import parquet
-
-        try:
-            meta, mappings, vaddr, raw, zero, huge, kflags, mapcount = parquet.read(path)
-        except (KeyError, TypeError, json.JSONDecodeError):
-            raise BadSnapshot(f"{path} is a Parquet file but not a pagewalk snapshot") from None
-        except Unsupported:
-            raise
-        except Exception as exc:  # pyarrow's errors have no common base worth naming
-            raise BadSnapshot(f"{path} is not a readable pagewalk snapshot (damaged or truncated: "
-                              f"{type(exc).__name__})") from None
-        _check_meta(path, meta)
-        return cls(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
+        except MemoryError:  # (pyarrow's ArrowMemoryError too) the checks' estimate fell short
+            raise BadSnapshot(f"{path}: cannot load this snapshot here: out of memory") from None
+        except _DAMAGE as exc:  # what the checks did not see first (a bad CRC, a cut zip) is damage
+            raise check.damaged(_detail(exc)) from exc
+        return snap
 
     def summary(self) -> dict:
         """Per-mapping counts of what was recorded (for ``snapshot --load``)."""
@@ -338,20 +319,358 @@ def _delta(column: np.ndarray, out: np.ndarray) -> None:
         np.subtract(column[1:], column[:-1], out=out[1:])
 
 
-def _column(z, name: str, version: int) -> np.ndarray:
-    """One per-page column of an open ``.npz`` snapshot (a KeyError if it lacks it)."""
-    if version < 2:
-        return z[name]
-    repeats = z[f"{name}_repeats"]
-    if repeats.dtype.kind not in "iu" or (repeats < 0).any():
-        raise ValueError(f"{name}_repeats is not a count")
-    return np.repeat(z[f"{name}_values"], repeats)
+# -- reading, and what a file must pass to be read ----------------------------------
+# A snapshot file may come from anywhere (a damaged disk, a colleague, an attacker):
+# it is checked as it is read, each size against what its metadata and mappings
+# allow, and against the memory this process may use, before anything that size is
+# made.  All of it is in _Check, one place for both file forms.
+
+MAX_META_BYTES = 128 << 20  # the metadata's JSON (cmdline; in Parquet also the maps list)
+MAX_MAPPINGS = 1 << 22  # vm.max_map_count is 65530 by default
+MAX_PAGES = 1 << 36  # 256 TiB of 4 KiB pages: beyond any process's populated pages
+# What loading costs, measured (snapshot --load and diff of a 265,000-page snapshot,
+# peak RSS less pagewalk's own), rounded up: the columns, their expansion, the page
+# table made of them
+LOAD_BYTES_PER_PAGE = {"npz": 96, "parquet": 256}
+_META_OBJECT_BYTES = 16  # Python objects made from each byte of JSON, at most about this
+_MAPPING_BYTES = 512  # a Mapping with its ints and strings (its path counted apart)
+_VPN_LIMIT = 1 << (64 - PAGE_SHIFT)  # page numbers of 64-bit addresses
+_PERMS = ("r-", "w-", "x-", "ps")  # what each letter of a maps line's perms may be
+_KINDS = {"b": "booleans", "i": "integers", "u": "unsigned integers", "U": "text"}
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
+           NotImplementedError, RuntimeError, SyntaxError, RecursionError)
 
 
-def _check_meta(path: str, meta) -> None:
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise BadSnapshot(f"{path} is not a pagewalk snapshot")
-    version = meta.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise BadSnapshot(f"{path} was written by a newer pagewalk (snapshot format version {version}; "
-                          f"this one reads up to {VERSION}): upgrade pagewalk to read it")
+class _Check:
+    """Everything a snapshot file is checked for, in the order it is read, so that
+    a file that is not a snapshot pagewalk wrote is one :class:`BadSnapshot`, never
+    an exception from deep inside, a wrong answer or a memory bomb:
+
+    * the metadata: its size before it is parsed, its depth (RecursionError caught),
+      the type of every key, the version an integer pagewalk knows;
+    * the mappings: page-aligned, each ending after it starts, sorted, apart;
+    * the page count: what every column must hold, no more than the mappings'
+      pages, and (with the per-page cost) within the memory this process may use;
+    * each column before it is expanded: its stored size from the header, its run
+      lengths (1 or more) summing to the page count, page numbers that increase and
+      stay in 64-bit address space;
+    * the pages after: in address order, each inside a recorded mapping.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._left: tuple[int, str] | None = None  # bytes this load may still allocate, and why no more
+        self.starts = self.ends = np.zeros(0, dtype=np.uint64)
+
+    # -- what is said
+    def bad(self, reason: str) -> BadSnapshot:
+        return BadSnapshot(f"{self.path}: not a valid snapshot: {reason}")
+
+    def damaged(self, detail: str) -> BadSnapshot:
+        return self.bad(f"damaged or truncated ({detail})")
+
+    def foreign(self, detail: str) -> BadSnapshot:
+        return BadSnapshot(f"{self.path}: not a pagewalk snapshot ({detail})")
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Count ``nbytes`` about to be allocated against what this process may use."""
+        if self._left is None:
+            self._left = _memory_left()
+        left, limit = self._left
+        if nbytes > left:
+            raise BadSnapshot(f"{self.path}: cannot load this snapshot here: {what} would need about "
+                              f"{_gib(nbytes)}, more than {_gib(max(left, 0))}, {limit}")
+        self._left = left - nbytes, limit
+
+    # -- the parts, as they are read
+    def meta(self, text: str | bytes, form: str) -> dict:
+        """The metadata from its JSON ``text``, every key checked."""
+        if len(text) > MAX_META_BYTES:
+            raise self.bad(f"its metadata is {len(text)} bytes, more than the {MAX_META_BYTES} pagewalk reads")
+        self.charge(len(text) * _META_OBJECT_BYTES, "its metadata")
+        try:
+            meta = json.loads(text)
+        except RecursionError:  # (the C parser's own depth limit) [[[[... 100,000 deep
+            raise self.bad("its metadata nests too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of 5,000 digits
+            raise self.bad(f"its metadata is not JSON ({_shown(str(exc))})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise self.foreign("no pagewalk metadata")
+        version = meta.get("version")
+        if type(version) is not int or version < 1:  # (True is an int to Python, not a version)
+            raise self.bad(f"its format version is {_shown(version)}, not a version number "
+                           f"(this pagewalk reads 1 to {VERSION})")
+        if version > VERSION:
+            raise BadSnapshot(f"{self.path}: written by a newer pagewalk (snapshot format version {version}; "
+                              f"this one reads 1 to {VERSION}): upgrade pagewalk to read it")
+        for key, required, ok, what in _META_KEYS:
+            if key in meta:
+                if not ok(meta[key]):
+                    raise self.bad(f"its metadata's {key!r} is {_shown(meta[key])}, not {what}")
+            elif required:
+                raise self.bad(f"its metadata has no {key!r}")
+        if meta["page_size"] != PAGE_SIZE:
+            raise BadSnapshot(f"{self.path}: taken where pages are {meta['page_size']} bytes; here they are "
+                              f"{PAGE_SIZE}, and pagewalk reads a snapshot only where its pages are the same size")
+        if "live" in meta:  # (diff asks a live side's smaps) a file is never live
+            raise self.bad("its metadata says 'live', which only a snapshot of a running process is")
+        if form == "parquet" and not isinstance(meta.get("mappings"), list):
+            raise self.bad("its metadata has no 'mappings' list")
+        return meta
+
+    def mappings(self, columns: dict) -> list[Mapping]:
+        """The mappings from their columns (``start``, ``end``, ``offset``, ``inode``:
+        uint64 arrays; ``perms``, ``dev``, ``path``: lists of str), checked."""
+        n = len(columns["start"])
+        if any(len(c) != n for c in columns.values()):
+            raise self.bad("its mapping columns differ in length")
+        if n > MAX_MAPPINGS:
+            raise self.bad(f"it lists {n} mappings, more than the {MAX_MAPPINGS} pagewalk reads")
+        starts, ends = columns["start"], columns["end"]
+        if ((starts | ends) & np.uint64(PAGE_SIZE - 1)).any():
+            raise self.bad("a mapping's start or end is not on a page boundary")
+        if (ends <= starts).any():
+            raise self.bad("a mapping ends where or before it starts")
+        if (starts[1:] < ends[:-1]).any():
+            raise self.bad("its mappings are out of address order or overlap")
+        if not all(type(p) is str and len(p) == 4 and all(c in ok for c, ok in zip(p, _PERMS))
+                   for p in columns["perms"]):
+            raise self.bad("a mapping's permissions are not four letters as maps shows them (rwxp)")
+        if not all(type(t) is str for name in ("dev", "path") for t in columns[name]):
+            raise self.bad("a mapping's device or path is not text")
+        self.starts, self.ends = starts, ends
+        return [Mapping(*fields) for fields in zip(
+            starts.tolist(), ends.tolist(), columns["perms"], columns["offset"].tolist(), columns["dev"],
+            columns["inode"].tolist(), columns["path"])]
+
+    def page_count(self, meta: dict, form: str, rows: int | None = None) -> int:
+        """The pages every column must hold (``meta["pages"]``; ``rows``, the file's
+        own count where it has one, must agree), checked against the mappings and
+        the memory this process may use, before any column is read."""
+        pages = meta["pages"]
+        if rows is not None and rows != pages:
+            raise self.bad(f"it holds {rows} pages, its metadata says {pages}")
+        mapped = int(((self.ends - self.starts) >> np.uint64(PAGE_SHIFT)).sum())
+        if pages > mapped:
+            raise self.bad(f"its metadata says {pages} pages, more than its mappings span ({mapped})")
+        if pages > MAX_PAGES:
+            raise self.bad(f"it holds {pages} pages, more than the {MAX_PAGES} pagewalk reads")
+        self.charge(pages * LOAD_BYTES_PER_PAGE[form], f"its {pages} pages")
+        return pages
+
+    def runs(self, name: str, values: np.ndarray, repeats: np.ndarray | None, pages: int) -> None:
+        """A column stored as ``values`` each ``repeats`` times (None: once each),
+        checked before it is expanded."""
+        if repeats is None:
+            if len(values) != pages:
+                raise self.bad(f"its {name} column has {len(values)} pages, its metadata says {pages}")
+        else:
+            if len(repeats) != len(values):
+                raise self.bad(f"its {name}_values and {name}_repeats differ in length")
+            if len(repeats) and (repeats.min() < 1 or repeats.max() > pages):
+                raise self.bad(f"{name}_repeats holds a run length that is not 1 to {pages}")
+            # exact in uint64, and in float64 too, which cannot wrap round to the right total
+            total = int(repeats.sum(dtype=np.uint64))
+            if total != pages or abs(float(repeats.sum(dtype=np.float64)) - pages) > 1 + pages * 1e-9:
+                raise self.bad(f"its {name} column's run lengths add up to {total} pages, its metadata says {pages}")
+        if not len(values):
+            return
+        if name == "mapcount" and values.max() > np.iinfo(np.uint32).max:
+            raise self.bad("its mapcount column holds counts beyond 32 bits")
+        if name == "vpn_delta":
+            # page numbers increase from the first (0 or more): each later delta is 1 or more
+            # (the first run's too, if it repeats); their sum, the last page, is in 64-bit space
+            first_repeats = 1 if repeats is None else int(repeats[0])
+            if values.min() < 0 or values[1:].min(initial=1) < 1 or (values[0] < 1 and first_repeats > 1):
+                raise self.bad("its page numbers are not in increasing order")
+            counts = np.ones(len(values)) if repeats is None else repeats.astype(np.float64)
+            if float(values.astype(np.float64) @ counts) >= _VPN_LIMIT:
+                raise self.bad("its page numbers go beyond 64-bit addresses")
+
+    def pages(self, vaddr: np.ndarray, *, ordered: bool = False) -> None:
+        """The pages' addresses (uint64) after expansion: page-aligned, in increasing
+        order (known already where ``ordered``: page numbers checked by :meth:`runs`),
+        each inside a recorded mapping."""
+        if not len(vaddr):
+            return
+        if not ordered and (vaddr & np.uint64(PAGE_SIZE - 1)).any():
+            raise self.bad("a page's address is not on a page boundary")
+        if not ordered and (vaddr[1:] <= vaddr[:-1]).any():
+            raise self.bad("its pages are out of address order or repeat")
+        # sorted and apart on both sides: the pages each mapping holds add up to all of
+        # them exactly when none lies outside (no per-page index array)
+        inside = np.searchsorted(vaddr, self.ends).astype(np.int64) - np.searchsorted(vaddr, self.starts)
+        if int(inside.sum()) != len(vaddr):
+            raise self.bad("a page lies in no recorded mapping")
+
+
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def _is_str(v) -> bool:
+    return type(v) is str
+
+
+def _is_bool(v) -> bool:
+    return type(v) is bool
+
+
+def _is_seconds(v) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _is_pairs(v) -> bool:
+    return type(v) is list and len(v) <= MAX_MAPPINGS and all(
+        type(r) is list and len(r) == 2 and all(type(x) is int and 0 <= x < 1 << 64 for x in r) for r in v)
+
+
+_META_KEYS = (  # key, required, test, what it must be (the keys of version 1 are required)
+    ("time", True, _is_str, "text"),
+    ("unix_time", True, _is_seconds, "a number of seconds"),
+    ("kernel", True, _is_str, "text"),
+    ("page_size", True, lambda v: _is_int(v) and v > 0, "a number of bytes"),
+    ("pid", True, lambda v: _is_int(v) and 0 < v < 1 << 32, "a process ID"),
+    ("cmdline", True, lambda v: type(v) is list and all(map(_is_str, v)), "a list of text"),
+    ("comm", True, _is_str, "text"),
+    ("pfn_visible", True, _is_bool, "true or false"),
+    ("frames", True, _is_bool, "true or false"),
+    ("huge_known", True, _is_bool, "true or false"),
+    ("pages", True, lambda v: _is_int(v) and v >= 0, "a number of pages"),
+    ("zero_known", False, _is_bool, "true or false"),
+    ("soft_dirty_known", False, _is_bool, "true or false"),
+    ("soft_dirty_cleared", False, _is_bool, "true or false"),
+    ("shmem_swap_unknown", False, _is_pairs, "a list of [start, end] addresses"),
+)
+
+
+def _detail(exc: BaseException) -> str:
+    """An exception from reading a damaged file, for a message: its first line, short."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _shown(value) -> str:
+    """A value from a file, for a message: short, whatever its size."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 30):.1f} GiB"
+
+
+def _memory_left() -> tuple[int, str]:
+    """What this process may still allocate, and what sets that: this machine's
+    memory and swap, or less where the process's own limits (ulimit -v, -d) say so."""
+    import resource
+
+    fields = {}
+    for name in ("/proc/meminfo", "/proc/self/status"):
+        with open(name) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if value.strip().endswith("kB"):
+                    fields[key] = int(value.split()[0]) << 10
+    left, limit = fields.get("MemTotal", 0) + fields.get("SwapTotal", 0), "this machine's memory and swap"
+    for res, used, what in ((resource.RLIMIT_AS, "VmSize", "what is left under its address-space limit (ulimit -v)"),
+                            (resource.RLIMIT_DATA, "VmData", "what is left under its data limit (ulimit -d)")):
+        soft = resource.getrlimit(res)[0]
+        if soft != resource.RLIM_INFINITY and soft - fields.get(used, 0) < left:
+            left, limit = soft - fields.get(used, 0), what
+    return left, limit
+
+
+def _read_npz(path: str, check: _Check) -> Snapshot:
+    """A snapshot from an ``.npz`` file (either version), checked as it is read."""
+    with zipfile.ZipFile(path) as zf:
+        z = _Members(zf, check)
+        if "meta" not in z.infos:
+            raise check.foreign("no metadata")
+        meta = check.meta(z.read("meta", "U", scalar=True).item(), "npz")
+        columns = {}
+        for name in MAP_FIELDS:
+            array = z.read(f"map_{name}", "U" if name in ("perms", "dev", "path") else "iu", most=MAX_MAPPINGS,
+                           per_item=_MAPPING_BYTES // 4)
+            if array.dtype.kind == "i" and len(array) and array.min() < 0:
+                raise check.bad(f"its map_{name} holds negative values")
+            columns[name] = array.tolist() if array.dtype.kind == "U" else array.astype(np.uint64)
+        mappings = check.mappings(columns)
+        pages = check.page_count(meta, "npz")
+        names = PAGE_COLUMNS if meta["frames"] else PAGE_COLUMNS[:4]  # (kpageflags, mapcount last)
+        kinds = {"vpn_delta": "iu", "zero": "b", "huge": "b"}  # the rest: unsigned, as written
+        page = {}
+        for name in names:
+            if meta["version"] < 2:  # each column whole
+                values, repeats = z.read(name, kinds.get(name, "u"), length=pages), None
+            else:
+                values = z.read(f"{name}_values", kinds.get(name, "u"), most=pages)
+                repeats = z.read(f"{name}_repeats", "iu", length=len(values))
+            check.runs(name, values, repeats, pages)
+            # (each array made here, the snapshot's own: version 1's are copied from the file's bytes)
+            page[name] = np.array(values) if repeats is None else np.repeat(values, repeats)
+            del values, repeats
+    vaddr = page.pop("vpn_delta").astype(np.int64, copy=False)
+    np.cumsum(vaddr, out=vaddr)  # (checked: increasing, below 2**52, no overflow)
+    vaddr = vaddr.view(np.uint64)
+    vaddr <<= np.uint64(PAGE_SHIFT)
+    check.pages(vaddr, ordered=True)
+    raw = page.pop("entry_delta").astype(np.uint64, copy=False)
+    np.cumsum(raw, out=raw)  # wraps in uint64, as written
+    zero, huge = page.pop("zero").astype(bool, copy=False), page.pop("huge").astype(bool, copy=False)
+    kflags = page["kpageflags"].astype(np.uint64, copy=False) if meta["frames"] else None
+    mapcount = page["mapcount"].astype(np.uint32, copy=False) if meta["frames"] else None
+    return Snapshot(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
+
+
+class _Members:
+    """The ``.npy`` members of an open ``.npz`` zip, each read only after its header
+    says a shape and type the snapshot allows (np.load would make whatever a header
+    says), and read to its end, so that the zip's CRC-32 is checked."""
+
+    def __init__(self, zf: zipfile.ZipFile, check: _Check) -> None:
+        self.infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+        self.zf, self.check = zf, check
+
+    def read(self, name: str, kinds: str, *, scalar: bool = False, length: int | None = None,
+             most: int | None = None, per_item: int = 0) -> np.ndarray:
+        """Member ``name``: a 0-d array (``scalar``) or a 1-d one of exactly ``length``
+        or at most ``most`` items, of a dtype kind in ``kinds``."""
+        check = self.check
+        info = self.infos.get(name)
+        if info is None:
+            raise check.bad(f"it has no {name} member")
+        with self.zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise check.bad(f"its {name} is an .npy file of version {version}")
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            try:
+                shape, _, dtype = reader(f)
+            except Exception as exc:  # noqa: BLE001 - a Python literal parsed (ast, tokenize): any of their errors
+                raise check.damaged(f"{name}'s header: {_detail(exc)}") from exc
+            if dtype.hasobject or dtype.kind not in kinds or dtype.itemsize == 0:
+                raise check.bad(f"its {name} holds {_shown(dtype.str)} values, not "
+                                + " or ".join(_KINDS[k] for k in kinds))
+            if scalar:
+                if shape != ():
+                    raise check.bad(f"its {name} is an array of shape {_shown(shape)}, not a single value")
+                count = 1
+                if dtype.itemsize > 4 * MAX_META_BYTES:
+                    raise check.bad(f"its {name} is {dtype.itemsize} bytes, more than pagewalk reads")
+            else:
+                if len(shape) != 1:
+                    raise check.bad(f"its {name} is an array of shape {_shown(shape)}, not a column")
+                count = shape[0]
+                if (length is not None and count != length) or (most is not None and count > most):
+                    expected = length if length is not None else f"at most {most}"
+                    raise check.bad(f"its {name} has {count} items, where it should have {expected}")
+            nbytes = count * dtype.itemsize
+            check.charge(nbytes + count * per_item, f"its {name}")
+            data = f.read(nbytes)
+            if len(data) != nbytes or f.read(1):
+                raise check.damaged(f"{name} holds other than its header says")
+        array = np.frombuffer(data, dtype=dtype)
+        if not dtype.isnative:
+            array = array.astype(dtype.newbyteorder("="))
+        return array.reshape(()) if scalar else array

@@ -29,7 +29,10 @@ def _side(arg: str):
     from ..snapshot import Snapshot
 
     if os.path.exists(arg):
-        return Snapshot.load(arg)
+        snap = Snapshot.load(arg)
+        for note in snap.notes:
+            _common.warn(f"note: {note}")
+        return snap
     if arg.isdigit():
         return live(_common.parse_pid(arg))
     raise InvalidArgument(f"{arg!r} is neither a snapshot file nor a process ID")
@@ -52,7 +55,8 @@ def run(args) -> int:
     from ..output.table import render_columns
 
     show = lambda v: "-" if v is None else str(v)  # noqa: E731
-    out = [f"from PID {doc['a']['pid']} at {doc['a']['time']} to PID {doc['b']['pid']} at {doc['b']['time']}",
+    out = [f"from PID {doc['a']['pid']} at {printable(doc['a']['time'])} to PID {doc['b']['pid']} "
+           f"at {printable(doc['b']['time'])}",
            "totals: " + ", ".join(f"{f.replace('_', ' ')} {show(doc['totals'][f])}" for f in FIELDS)]
     for what in ("added", "removed"):
         for m in doc[f"mappings_{what}"]:

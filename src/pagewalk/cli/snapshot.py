@@ -40,7 +40,10 @@ def run(args) -> int:
 
         if args.pid or args.output or args.force:
             raise InvalidArgument("--load reads a snapshot: give no PID, -o or --force with it")
-        summary = Snapshot.load(args.load).summary()
+        snap = Snapshot.load(args.load)
+        for note in snap.notes:
+            _common.warn(f"note: {note}")
+        summary = snap.summary()
         if args.json:
             import json
 
@@ -86,7 +89,9 @@ def _text(summary: dict) -> str:
     from ..output.table import render_columns
 
     meta = summary["meta"]
-    head = (f"snapshot of PID {meta['pid']} ({printable(meta['comm'])}) at {meta['time']}, kernel {meta['kernel']}, "
+    # (a snapshot file's text is anyone's: escaped like every name)
+    head = (f"snapshot of PID {meta['pid']} ({printable(meta['comm'])}) at {printable(meta['time'])}, "
+            f"kernel {printable(meta['kernel'])}, "
             f"page size {meta['page_size']}, PFNs {'visible' if meta['pfn_visible'] else 'hidden'}, "
             f"frame flags {'recorded' if meta['frames'] else 'not recorded'}\n")
     rows = summary["mappings"]
