@@ -312,7 +312,7 @@ def test_diff_follows_a_mapping_that_grew_or_shrank_in_place(specimen, tmp_path)
 
 
 def test_diff_follows_areas_merged_by_mprotect_and_a_mapping_grown_by_a_neighbour(specimen, tmp_path):
-    a = specimen.run(RESERVE + f"a = reserve(20, 10); write(a, 20); libc.mprotect(a + 10 * PAGE, 10 * PAGE, 1)\n"
+    a = specimen.run(RESERVE + "a = reserve(20, 10); write(a, 20); libc.mprotect(a + 10 * PAGE, 10 * PAGE, 1)\n"
                      "result = a")
     assert smaps_of(specimen.pid, a)["Size"] == 10 * PAGE  # two areas: rw and r
     before = tmp_path / "before.npz"
