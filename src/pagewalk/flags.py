@@ -159,6 +159,18 @@ def parse_number(text: str, what: str = "name or number") -> int:
     return n or 0
 
 
+def parse_unsigned(text: str, what: str) -> int:
+    """:func:`parse_number` for what is never negative nor near 2**63 (a page, a count,
+    a PID, an inode): strtoll wraps ``-5`` to 2**64 - 5 and clamps 2**64 to 2**63 - 1,
+    values that would match nothing and count 0 pages without a word; refused instead."""
+    n = parse_number(text, what)
+    if n and text.lstrip(" \t\n\r\f\v").startswith("-"):
+        raise InvalidArgument(f"{what} {text!r} is negative")
+    if n >= (1 << 63) - 1:
+        raise InvalidArgument(f"{what} {text!r} is out of range")
+    return n
+
+
 def parse_flag_name(token: str) -> int:
     """One token of a flag expression: a prefix of ``compound`` (both compound
     bits), else the first flag (in bit order) whose name starts with it, else a

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .errors import AccessDenied, PagewalkError, Unsupported
+from .errors import AccessDenied, InvalidArgument, PagewalkError, Unsupported
 from .pagemap import read_entries_into
 
 KPAGEFLAGS = "kpageflags"
@@ -33,6 +33,7 @@ TASKS_PER_THREAD = 8  # in this many parts a thread
 REPEATS = 4  # PFNs asked this many times each on average are looked up in a table indexed by PFN
 RUNS_MIN = 1 << 12  # from this many PFNs on, sort ascending runs of PFNs rather than PFNs,
 RUN_MIN_PFNS = 4  # if the runs are this long on average
+PFN_LIMIT = 1 << 55  # PFNs have 55 bits (pagemap's bits 0-54): no file indexed by PFN reaches this
 
 _WHY_MISSING = {
     KPAGECGROUP: "this kernel has no /proc/kpagecgroup (it needs CONFIG_MEMCG)",
@@ -49,12 +50,26 @@ class KpageFile:
 
     def __init__(self, name: str, path: str | None = None) -> None:
         self.name = name
-        self.path = path or f"/proc/{name}"
+        self.path = f"/proc/{name}" if path is None else path
+        self._end: int | None = None
+        self.fd = -1
         try:
-            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO given as a saved copy must not wait here for a writer
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | (0 if path is None else os.O_NONBLOCK))
+            if path is not None:
+                import stat
+
+                st = os.fstat(self.fd)
+                if not stat.S_ISREG(st.st_mode):
+                    # a device or FIFO has no end to find (/dev/zero reads forever)
+                    raise InvalidArgument(f"{path}: not a regular file (a saved copy of /proc/{name} is one)")
+                if st.st_size:  # a saved copy knows its size; /proc's files say 0
+                    self._end = st.st_size // ENTRY_BYTES
         except OSError as exc:
             raise _translate(exc, self.path, name if path is None else None) from None
-        self._end: int | None = None
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -104,7 +119,7 @@ class KpageFile:
         (found by probing, since the file's size reads as 0)."""
         if self._end is None:
             lo, hi = 0, 1
-            while self._has(hi):
+            while hi < PFN_LIMIT and self._has(hi):
                 lo, hi = hi, hi * 2
             while hi - lo > 1:  # lo has an entry, hi has none
                 mid = (lo + hi) // 2

@@ -67,17 +67,24 @@ class Options:
 
 def parse_range(text: str) -> tuple[int, int]:
     """An ``-a`` range as page-types reads it: ``N``, ``N+M``, ``N,M`` (M exclusive),
-    ``N,`` or ``N+`` (to the end), ``,M`` or ``+M`` (from 0).  Returns (first, count)."""
+    ``N,`` or ``N+`` (to the end), ``,M`` or ``+M`` (from 0).  Returns (first, count).
+    Negative or out-of-range numbers are refused (page-types wraps or clamps them)."""
+    def number(part: str) -> int:
+        try:
+            return fl.parse_unsigned(part, "page number")
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{exc} (in -a {text!r})" if part != text else str(exc)) from None
+
     sep = "," if "," in text else "+" if "+" in text else None
     if sep is None:
-        return fl.parse_number(text), 1
+        return number(text), 1
     head, tail = text.split(sep, 1)
     if head == "":
-        return 0, fl.parse_number(tail)
-    first = fl.parse_number(head)
+        return 0, number(tail)
+    first = number(head)
     if tail == "":
         return first, ULONG_MAX - first
-    n = fl.parse_number(tail)
+    n = number(tail)
     if sep == ",":
         if n < first:
             raise InvalidArgument(f"invalid range: {first},{n} (the end is before the start)")
@@ -88,7 +95,7 @@ def parse_range(text: str) -> tuple[int, int]:
 def parse_cgroup(text: str) -> int:
     """``-c PATH`` (a cgroup directory: its inode) or ``-c @INODE``."""
     if text.startswith("@"):
-        return fl.parse_number(text[1:], "cgroup inode")
+        return fl.parse_unsigned(text[1:], "cgroup inode")
     try:
         st = os.stat(text)
     except OSError as exc:

@@ -23,8 +23,9 @@ WHERE_NAMES = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp
 
 
 def parse_where(expr: str | None) -> list[tuple[str, bool]]:
-    """``"present,~file"`` -> ``[("present", False), ("file", True)]`` (name, negated)."""
-    if not expr:
+    """``"present,~file"`` -> ``[("present", False), ("file", True)]`` (name, negated);
+    None (no --where) keeps every page, an empty expression is refused."""
+    if expr is None:
         return []
     terms = []
     for token in expr.split(","):

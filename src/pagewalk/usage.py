@@ -116,7 +116,7 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
         except PagewalkError as exc:
             return pid, exc
 
-    pids = list(pids)
+    pids = list(dict.fromkeys(pids))  # a PID named twice is one process: counted once, as shared counts it
     # threads pay off over many processes; one or two are read in this thread
     for pid, got in (ordered_map(one, pids) if len(pids) > 2 else map(one, pids)):
         if isinstance(got, (NoAddressSpace, NoSuchProcess)):

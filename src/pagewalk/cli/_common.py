@@ -9,6 +9,16 @@ from ..errors import InvalidArgument
 from ..names import printable
 
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+ADDRESS_SPACE_END = 1 << 64  # the first address past any (virtual or physical)
+PFN_LIMIT = 1 << 55  # pagemap holds a PFN in bits 0-54
+MAX_SECONDS = 86400.0  # the longest interval a command waits: a day
+
+
+def quoted(text: str, most: int = 60) -> str:
+    """``text`` in quotes, escaped as :func:`printable` escapes names (a byte that is
+    not UTF-8 as ``\\xNN``) and cut short: an error names what it refuses in one short line."""
+    shown = printable(text)
+    return f"'{shown}'" if len(shown) <= most else f"'{shown[: most - 3]}...'"
 
 
 def fail(message: str, status: int) -> int:
@@ -45,8 +55,9 @@ def parse_pid(text: str) -> int:
     """A PID in decimal; ``self`` is refused (it would name pagewalk itself)."""
     if text == "self":
         raise InvalidArgument("'self' would name pagewalk itself: give the PID of the process to inspect")
-    if not (text.isascii() and text.isdigit()) or int(text) <= 0 or int(text) >= 1 << 32:
-        raise InvalidArgument(f"not a process ID: {text!r}")
+    # (length first: int() refuses thousands of digits with a ValueError of its own)
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or not 0 < int(text) < 1 << 32:
+        raise InvalidArgument(f"not a process ID: {quoted(text)}")
     return int(text)
 
 
@@ -55,8 +66,31 @@ def parse_addr(text: str) -> int:
     t = text.strip().lower()
     digits = t[2:] if t.startswith("0x") else t
     if not digits or not all(c in "0123456789abcdef" for c in digits) or len(digits.lstrip("0")) > 16:
-        raise InvalidArgument(f"not a hexadecimal address: {text!r}")
+        raise InvalidArgument(f"not a hexadecimal address: {quoted(text)}")
     return int(digits, 16)
+
+
+def parse_pfn(text: str) -> int:
+    """A page frame number in hexadecimal (``0x`` optional), below pagemap's 2**55."""
+    try:
+        pfn = parse_addr(text)
+    except InvalidArgument:
+        raise InvalidArgument(f"not a hexadecimal page frame number: {quoted(text)}") from None
+    if pfn >= PFN_LIMIT:
+        raise InvalidArgument(f"PFN {pfn:#x} is out of range (page frame numbers are below {PFN_LIMIT:#x})")
+    return pfn
+
+
+def parse_seconds(text: str, what: str = "--interval") -> float:
+    """A duration in seconds (decimal, fractions allowed): above 0, at most a day;
+    inf, nan and values too large for a timer are refused here, not deep in a sleep."""
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{what}: not a number of seconds: {quoted(text)}") from None
+    if not 0 < seconds <= MAX_SECONDS:  # (false for nan too)
+        raise InvalidArgument(f"{what} must be above 0 and at most {MAX_SECONDS:.0f} seconds (a day): {quoted(text)}")
+    return seconds
 
 
 def parse_size(text: str) -> int:
@@ -68,7 +102,9 @@ def parse_size(text: str) -> int:
     hexadecimal = t.startswith("0x")
     digits = t[2:] if hexadecimal else t
     if not digits or not all(c in ("0123456789abcdef" if hexadecimal else "0123456789") for c in digits):
-        raise InvalidArgument(f"not a size: {text!r}")
+        raise InvalidArgument(f"not a size: {quoted(text)}")
+    if len(digits.lstrip("0")) > 40:  # far beyond any address space (and int() refuses thousands of digits)
+        raise InvalidArgument(f"size too large: {quoted(text)}")
     return int(digits, 16 if hexadecimal else 10) * mult
 
 
@@ -82,9 +118,11 @@ def parse_range(text: str) -> tuple[int, int]:
         a, _, b = text.partition("-")
         start, end = parse_addr(a), parse_addr(b)
     else:
-        raise InvalidArgument(f"not a range (START-END or START+LENGTH): {text!r}")
+        raise InvalidArgument(f"not a range (START-END or START+LENGTH): {quoted(text)}")
     if end <= start:
-        raise InvalidArgument(f"empty range: {text!r}")
+        raise InvalidArgument(f"empty range: {quoted(text)}")
+    if end > ADDRESS_SPACE_END:
+        raise InvalidArgument(f"range {quoted(text)} ends past the end of the address space (0x{ADDRESS_SPACE_END:x})")
     return start, end
 
 

@@ -27,7 +27,7 @@ def run(args) -> int:
     from ..process import Process
 
     pid = _common.parse_pid(args.pid)
-    if args.sort and args.sort not in out.SORT_FIELDS:
+    if args.sort is not None and args.sort not in out.SORT_FIELDS:
         raise InvalidArgument(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_FIELDS)})")
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         report = proc.counts()
@@ -38,7 +38,7 @@ def run(args) -> int:
     if report.changed:
         _common.warn(f"warning: {len(report.changed)} mapping(s) changed during the scan; "
                      "their counts mix the before and the after")
-    if args.sort:
+    if args.sort is not None:
         out.sort_report(report, args.sort)
     sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
     return 0

@@ -47,7 +47,7 @@ def run(args) -> int:
         for expr in args.describe:
             sys.stdout.write(fl.describe(expr) + "\n")
         return 0
-    if args.pid and args.file:
+    if args.pid is not None and args.file is not None:
         raise InvalidArgument("-p and -f cannot be combined: walk a process or a file")
     if args.json and args.list_mode:
         raise InvalidArgument("--json prints the summary; lists (-l, -L) are text only")
@@ -61,11 +61,11 @@ def run(args) -> int:
                       cgroup=parse_cgroup(args.cgroup) if args.cgroup else None, list_mode=args.list_mode,
                       list_cgroup=args.list_cgroup, list_mapcnt=args.list_mapcnt,
                       ranges=[parse_range(r) for r in args.addr])
-    pid = fl.parse_number(args.pid, "process ID") if args.pid else None
+    pid = _parse_pid(args.pid) if args.pid is not None else None
     out = sys.stdout.buffer
     frames = Frames(options, args.kpageflags)
     idle = IdleMarker() if args.mark_idle else None
-    lister = Lister(options, out, "voffset" if pid else "foffset" if args.file else None) \
+    lister = Lister(options, out, "voffset" if pid else "foffset" if args.file is not None else None) \
         if options.list_mode else None
     counter = TypesCounter(options, lister, idle)
     try:
@@ -88,7 +88,7 @@ def run(args) -> int:
     if args.no_summary:
         return 0
     text = "\n\n" if lister else ""
-    if args.file:
+    if args.file is not None:
         text += _file_header(args.file, PAGE_SIZE) + "\n"
     text += _summary(counter, PAGE_SIZE)
     out.write(text.encode())
@@ -106,7 +106,7 @@ def _walk(args, pid, options, frames):
                 raise InvalidArgument("types -p needs the frames of the pages: run as root (CAP_SYS_ADMIN)")
             yield from walk_process(proc, frames, options.ranges)
             _common.process_notes(proc)
-    elif args.file:
+    elif args.file is not None:
         import os
 
         from ..pagecache import regular_files
@@ -128,6 +128,17 @@ def _walk(args, pid, options, frames):
                 yield batch
         finally:
             progress.close()
+
+
+def _parse_pid(text: str) -> int:
+    """``-p``: a PID in page-types' number syntax (``0x`` hex, ``0`` octal), positive
+    and below 2**32 (strtoll would make ``-1`` 2**64 - 1, a PID no process has)."""
+    from .. import flags as fl
+
+    pid = fl.parse_number(text, "process ID")
+    if not 0 < pid < 1 << 32 or text.lstrip(" \t\n\r\f\v").startswith("-"):
+        raise InvalidArgument(f"not a process ID: {text!r}")
+    return pid
 
 
 def _summary(counter, page_size: int) -> str:

@@ -26,7 +26,7 @@ def run(args) -> int:
     from ..sharing import who_maps
     from ..usage import all_pids
 
-    pfns = [_common.parse_addr(a) >> PAGE_SHIFT for a in args.addrs] + [_common.parse_addr(p) for p in args.pfn]
+    pfns = [_common.parse_addr(a) >> PAGE_SHIFT for a in args.addrs] + [_common.parse_pfn(p) for p in args.pfn]
     if not pfns:
         raise InvalidArgument("give a physical address or --pfn PFN")
     pids = all_pids()
