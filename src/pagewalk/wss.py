@@ -46,6 +46,7 @@ from __future__ import annotations
 import os
 import time
 from collections import namedtuple
+from collections.abc import Iterator
 
 from . import system
 from .errors import Unsupported, translating
@@ -335,6 +336,16 @@ class Tracker:
         return Sample(elapsed, sum(own), None if self.method == "soft-dirty" else sum(other),
                       int(self.process.rss_rows(table, maps).sum()) * PAGE_SIZE, mappings), scanned
 
+    def samples(self, interval: float, count: int) -> Iterator[Sample]:
+        """``count`` samples of ``interval`` seconds each, as they are taken (none kept
+        here).  Each sample's time is the end of its interval, in seconds from the
+        start of the first."""
+        start = time.monotonic()
+        for _ in range(count):
+            self.reset()
+            self.wait(interval)
+            yield self.measure(round(time.monotonic() - start, 3))
+
     def close(self) -> None:
         if self.damon is not None:
             self.damon.close()
@@ -343,26 +354,28 @@ class Tracker:
         self.process.close()
 
 
-def track(pid: int, method: str = "auto", interval: float = 1.0, count: int = 1, on_sample=None
-          ) -> tuple[str, list[Sample], Cost]:
-    """``count`` samples of ``interval`` seconds each; returns (method used, samples, cost).
-    Each sample's time is the end of its interval, in seconds from the start of the first."""
+def open_tracker(pid: int, method: str = "auto", interval: float = 1.0) -> Tracker:
+    """A :class:`Tracker` of ``pid`` with ``method`` (``auto``: the best this kernel
+    and user have); :meth:`Tracker.samples` then samples it.  Close it when done."""
     from .process import Process
 
     with Process(pid) as process:
         process.pagemap()  # a missing process, a kernel thread or a zombie fails here, as in every command
-    chosen = choose(method, pid)
-    tracker = Tracker(pid, chosen, interval)
+    return Tracker(pid, choose(method, pid), interval)
+
+
+def track(pid: int, method: str = "auto", interval: float = 1.0, count: int = 1, on_sample=None
+          ) -> tuple[str, list[Sample], Cost]:
+    """``count`` samples of ``interval`` seconds each; returns (method used, samples, cost).
+    Each sample's time is the end of its interval, in seconds from the start of the first.
+    (Every sample is kept: for many, iterate :meth:`Tracker.samples` instead.)"""
+    tracker = open_tracker(pid, method, interval)
     samples: list[Sample] = []
-    start = time.monotonic()
     try:
-        for _ in range(count):
-            tracker.reset()
-            tracker.wait(interval)
-            sample = tracker.measure(round(time.monotonic() - start, 3))
+        for sample in tracker.samples(interval, count):
             samples.append(sample)
             if on_sample is not None:
                 on_sample(sample)
     finally:
         tracker.close()
-    return chosen, samples, tracker.cost
+    return tracker.method, samples, tracker.cost

@@ -34,41 +34,81 @@ def add_parser(sub) -> None:
                     "pages is reported apart, as unattributed, never counted in the working set. "
                     "The run reports its own cost (for damon, the kdamond's CPU time).")
     _common.pid_argument(p)
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds per sample (default 1)")
+    p.add_argument("--interval", default="1", metavar="S", help="seconds per sample (default 1, at most a day)")
     p.add_argument("--count", type=int, default=5, metavar="N", help="samples (default 5)")
     p.add_argument("--method", default="auto", choices=("auto", "referenced", "soft-dirty", "idle", "damon"),
                    help=METHOD_HELP)
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document (at the end; Ctrl-C prints the samples taken so far)")
     p.set_defaults(run=run)
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP: stop sampling, as Ctrl-C does."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.status = 128 + signum
+
+
 def run(args) -> int:
-    from ..system import pfn_visible
-    from ..wss import DISTURBS, track, unattributed_reason
+    import signal
 
     pid = _common.parse_pid(args.pid)
-    if not args.interval > 0 or args.count < 1:
-        raise InvalidArgument("--interval must be above 0 and --count at least 1")
+    interval = _common.parse_seconds(args.interval)
+    if args.count < 1:
+        raise InvalidArgument("--count must be at least 1")
     human = _common.human_bytes
 
     def show(sample) -> None:
-        if args.json:
-            return
         share = f"{100 * sample.wss_bytes / sample.rss_bytes:.0f}%" if sample.rss_bytes else "-"
         other = "" if sample.unattributed_bytes is None else f"  unattributed {human(sample.unattributed_bytes)}"
         sys.stdout.write(f"t={sample.time:.1f}s  wss {human(sample.wss_bytes)}  ({share} of RSS "
                          f"{human(sample.rss_bytes)}){other}\n")
         sys.stdout.flush()
 
+    def stop(signum, frame) -> None:  # unwind, so that a kdamond pagewalk started is stopped
+        raise _Stopped(signum)
+
+    # (restored on return: main() may be called by a program with handlers of its own)
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    handlers[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    try:
+        return _sample(args, pid, interval, show)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _sample(args, pid: int, interval: float, show) -> int:
     import signal
 
-    def stop(signum, frame) -> None:  # unwind, so that a kdamond pagewalk started is stopped
-        raise SystemExit(128 + signum)
+    from ..system import pfn_visible
+    from ..wss import DISTURBS, open_tracker, unattributed_reason
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-    method, samples, cost = track(pid, args.method, args.interval, args.count, show)
-    unattributed = any(s.unattributed_bytes for s in samples)
+    human = _common.human_bytes
+    tracker = open_tracker(pid, args.method, interval)
+    # Text prints each sample as it comes and keeps only the last; JSON keeps them
+    # all for its one document, written at the end or when interrupted.
+    samples, last, unattributed, status = [], None, False, 0
+    try:
+        try:
+            for sample in tracker.samples(interval, args.count):
+                if args.json:
+                    samples.append(sample)
+                else:
+                    show(sample)
+                last = sample
+                unattributed = unattributed or bool(sample.unattributed_bytes)
+        except KeyboardInterrupt:
+            status = 130
+        except _Stopped as exc:
+            status = exc.status
+    finally:
+        tracker.close()
+    if status:  # the samples taken are written whole: a second Ctrl-C must not cut them short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    method, cost = tracker.method, tracker.cost
     why = unattributed_reason(pfn_visible()) if unattributed else None
     if args.json:
         import json
@@ -84,18 +124,20 @@ def run(args) -> int:
                "unattributed_reason": why,
                "cost": {"seconds": round(cost.seconds, 4), "pages_scanned": cost.pages_scanned}}
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
-        return 0
+        sys.stdout.flush()
+        return status
     if why:
         sys.stdout.write(f"unattributed (not in wss): {why}\n")
-    last = sorted(samples[-1].mappings, key=lambda m: (-m[2], -(m[3] or 0)))[:10]
-    if last:
+    top = sorted(last.mappings, key=lambda m: (-m[2], -(m[3] or 0)))[:10] if last is not None else []
+    if top:
         from ..names import printable
         from ..output.table import render_columns
 
         sys.stdout.write("\nlast sample, by mapping:\n" + render_columns(
             ["START", "WSS", "UNATTRIBUTED", "MAPPING"],
-            [[f"{s:x}" for _, s, _, _ in last], [human(b) for _, _, b, _ in last],
-             [human(o) for _, _, _, o in last], [printable(label) for label, _, _, _ in last]], right={1, 2}))
+            [[f"{s:x}" for _, s, _, _ in top], [human(b) for _, _, b, _ in top],
+             [human(o) for _, _, _, o in top], [printable(label) for label, _, _, _ in top]], right={1, 2}))
+    sys.stdout.flush()
     _common.warn(f"method {method}{' (chosen by auto)' if args.method == 'auto' else ''}: {DISTURBS[method]}; "
                  f"cost {cost.seconds:.3f} s of work, {cost.pages_scanned} pages scanned")
-    return 0
+    return status
