@@ -17,23 +17,29 @@ def add_parser(sub) -> None:
                                    "terminal's size; q or Ctrl-C quits; when the process exits the view says so and "
                                    "stops updating until q.")
     _common.pid_argument(p)
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between samples (default 1)")
+    p.add_argument("--interval", default="1", metavar="S", help="seconds between samples (default 1, at most a day)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ..errors import InvalidArgument
+    from ..errors import NoAddressSpace, proc_state
     from ..output.live import Watch
     from ..system import command_name
     from ..usage import measure
 
     pid = _common.parse_pid(args.pid)
-    if not args.interval > 0:
-        raise InvalidArgument("--interval must be above 0")
+    interval = _common.parse_seconds(args.interval)
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise PagewalkError("watch draws on a terminal; for a record use 'pagewalk usage --by mapping --json' "
                             "or 'pagewalk wss --json'")
-    measure([pid], by="mapping")  # fails here, before the screen is taken, if it cannot be read
+    zombie = False
+    try:
+        measure([pid], by="mapping")  # fails here, before the screen is taken, if it cannot be read
+    except NoAddressSpace:
+        # A zombie is a process still (ps lists it): shown as one, with no pages, until q.
+        zombie = (proc_state(pid) or ("?",))[0] in ("Z", "X")
+        if not zombie:
+            raise  # a kernel thread: nothing to watch
     command = command_name(pid)
-    Watch(pid, args.interval, lambda: measure([pid], by="mapping"), command).run()
+    Watch(pid, interval, lambda: measure([pid], by="mapping"), command, zombie=zombie).run()
     return 0

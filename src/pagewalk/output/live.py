@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ..errors import NoSuchProcess
+from ..errors import NoAddressSpace, NoSuchProcess
 from ..names import printable
 
 
@@ -28,13 +28,15 @@ class Watch:
     """Samples one process every ``interval`` seconds (``sample()`` returns a usage
     report by mapping) and draws it, sorted by RSS with the change since the last
     sample; redraws on resize; quits on ``q`` or Ctrl-C; when the process is gone it
-    says so and stops sampling until ``q``."""
+    says so and stops sampling until ``q``.  A zombie (``zombie``: one already at the
+    start) is shown as one: state Z, no pages."""
 
-    def __init__(self, pid: int, interval: float, sample, command: str) -> None:
+    def __init__(self, pid: int, interval: float, sample, command: str, zombie: bool = False) -> None:
         self.pid, self.interval, self.sample, self.command = pid, interval, sample, command
         self.report = None
         self.before: dict[str, tuple] = {}
-        self.gone_at: str | None = None
+        self.gone_at: str | None = time.strftime("%H:%M:%S") if zombie else None
+        self.zombie = zombie  # it exited and its parent has not reaped it (state Z)
         self.samples = 0
 
     def run(self) -> None:
@@ -52,6 +54,13 @@ class Watch:
             self.samples += 1
         except NoSuchProcess:
             self.gone_at = time.strftime("%H:%M:%S")
+        except NoAddressSpace:  # it exited since the last sample, and is a zombie now
+            from ..errors import proc_state
+
+            self.gone_at = time.strftime("%H:%M:%S")
+            self.zombie = (proc_state(self.pid) or ("?",))[0] in ("Z", "X")
+            if not self.zombie:
+                raise
 
     def _loop(self, screen) -> None:
         curses.curs_set(0)
@@ -83,9 +92,15 @@ class Watch:
         if r is not None:
             t = r.totals
             head += f"  RSS {_size(t.rss)}  PSS {_size(t.pss)}  SWAP {_size(t.swap)}"
+        if self.zombie:
+            head += "  state Z (zombie)"
         lines.append((head + "  (q quits)", curses.A_BOLD))
-        if self.gone_at is not None:
-            lines.append((f"process {self.pid} exited at {self.gone_at}: the numbers below are its last; "
+        if self.gone_at is not None and self.zombie and r is None:
+            lines.append((f"process {self.pid} is a zombie (state Z): it has exited and its parent has not reaped "
+                          "it; it has no pages. Press q to quit", curses.A_REVERSE))
+        elif self.gone_at is not None:
+            zombie = " (a zombie now, state Z: no pages)" if self.zombie else ""
+            lines.append((f"process {self.pid} exited at {self.gone_at}{zombie}: the numbers below are its last; "
                           "press q to quit", curses.A_REVERSE))
         lines.append(("", 0))
         cols = f"{'RSS':>9} {'+/-':>8} {'PSS':>9} {'+/-':>8} {'SWAP':>8} {'+/-':>8}  MAPPING"
