@@ -59,11 +59,14 @@ class Unsupported(PagewalkError):
 class NotMapped(PagewalkError, LookupError):
     """A virtual address lies in no mapping of the process."""
 
-    def __init__(self, pid: int, vaddrs: list[int]) -> None:
+    def __init__(self, pid: int, vaddrs: list[int], count: int | None = None) -> None:
+        """``count``: how many addresses were not mapped, when ``vaddrs`` holds only
+        the first of them (a stream of millions keeps a few to name)."""
         self.pid = pid
         self.vaddrs = vaddrs
+        self.count = len(vaddrs) if count is None else count
         shown = ", ".join(f"0x{v:x}" for v in vaddrs[:8])
-        more = f" and {len(vaddrs) - 8} more" if len(vaddrs) > 8 else ""
+        more = f" and {self.count - 8} more" if self.count > 8 else ""
         super().__init__(f"not mapped in process {pid}: {shown}{more}")
 
 
@@ -84,6 +87,30 @@ def proc_state(pid: int) -> tuple[str, int] | None:
         return fields[0].decode(), int(fields[6])
     except (IndexError, ValueError):
         return None
+
+
+def proc_start_time(pid: int) -> int | None:
+    """When the process started (``/proc/PID/stat`` field 22, clock ticks since boot),
+    or None if unreadable.  exec keeps it (and the PID) while the memory is replaced;
+    a new process on a reused PID has another."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()  # fields[0] is field 3, the state
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def execed(pid: int, start_time: int | None) -> bool:
+    """Whether the process that started at ``start_time`` (:func:`proc_start_time`)
+    is still alive with the same PID: so if its memory is gone, it ran exec."""
+    state = proc_state(pid)
+    return (start_time is not None and state is not None and state[0] not in ("Z", "X")
+            and proc_start_time(pid) == start_time)
 
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h

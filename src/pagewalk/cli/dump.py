@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import ProcessGone
+    from ..errors import PagewalkError, ProcessGone, execed, proc_start_time
     from ..output.dump import make_format
     from ..pagemap import PAGE_SIZE
     from ..process import Process
@@ -39,9 +39,10 @@ def run(args) -> int:
 
     pid = _common.parse_pid(args.pid)
     reuse_freed_memory()
-    start, end = _common.parse_range(args.range) if args.range else (None, None)
+    start, end = _common.parse_range(args.range) if args.range is not None else (None, None)
     terms = parse_where(args.where)
     out = sys.stdout.buffer
+    started = proc_start_time(pid)  # to tell an exec (same process, new memory) from an exit
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         mappings = proc.mappings()
         scan = proc.scanner() is not None
@@ -90,6 +91,9 @@ def run(args) -> int:
         except ProcessGone:
             flush()
             out.flush()
+            if execed(pid, started):
+                raise PagewalkError(f"process {pid} changed its program (exec) during the dump; "
+                                    "the output above is partial") from None
             raise ProcessGone(pid, f"process {pid} exited during the dump; the output above is partial") from None
         finally:
             progress.close()
