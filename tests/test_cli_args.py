@@ -46,7 +46,7 @@ def test_v2p_says_when_stdin_is_closed(specimen):
 
 
 @requires_root
-def test_types_refuses_a_device_or_fifo_as_saved_kpageflags():
+def test_types_refuses_a_device_fifo_or_other_proc_file_as_saved_kpageflags():
     one_line_error(cli("types", "-F", "/dev/zero", "-a", "0,16"), 2, "not a regular file")
     with tempfile.TemporaryDirectory() as d:
         fifo = os.path.join(d, "fifo")
@@ -55,6 +55,10 @@ def test_types_refuses_a_device_or_fifo_as_saved_kpageflags():
         r = subprocess.run([sys.executable, "-m", "pagewalk", "types", "-F", fifo], capture_output=True, text=True,
                            timeout=30)
         one_line_error(r, 2, "not a regular file")
+    # A /proc file reads as empty: another than kpageflags would read on to 2**55 entries.
+    r = subprocess.run([sys.executable, "-m", "pagewalk", "types", "-F", "/proc/self/pagemap"], capture_output=True,
+                       text=True, timeout=30)
+    one_line_error(r, 2, "not /proc/kpageflags nor a saved copy")
 
 
 @requires_root
@@ -112,3 +116,14 @@ def test_a_pid_named_twice_is_one_process(specimen):
     assert (twice.totals.rss, twice.totals.swap) == (once.totals.rss, once.totals.swap) and once.totals.rss > 0
     doc = json.loads(cli("usage", specimen.pid, specimen.pid, f"0{specimen.pid}", "--json").stdout)
     assert len(doc["processes"]) == 1 and doc["totals"]["rss"] == doc["processes"][0]["rss"]
+
+
+@pytest.mark.parametrize("args", [["snapshot", "--load", "{fifo}"], ["diff", "{fifo}", "{fifo}"],
+                                  ["snapshot", "--load", "/dev/zero"], ["diff", "/dev/zero", "/dev/zero"]])
+def test_a_snapshot_is_never_read_from_a_fifo_or_device(args):
+    with tempfile.TemporaryDirectory() as d:
+        fifo = os.path.join(d, "fifo")
+        os.mkfifo(fifo)
+        r = subprocess.run([sys.executable, "-m", "pagewalk", *[a.format(fifo=fifo) for a in args]],
+                           capture_output=True, text=True, timeout=30)
+    one_line_error(r, 2, "not a snapshot file")

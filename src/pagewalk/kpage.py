@@ -65,6 +65,12 @@ class KpageFile:
                     raise InvalidArgument(f"{path}: not a regular file (a saved copy of /proc/{name} is one)")
                 if st.st_size:  # a saved copy knows its size; /proc's files say 0
                     self._end = st.st_size // ENTRY_BYTES
+                elif st.st_dev == os.stat("/proc").st_dev:
+                    # another /proc file (pagemap) would read on to 2**55 entries of anything
+                    if not os.path.samefile(path, f"/proc/{name}"):
+                        raise InvalidArgument(f"{path}: not /proc/{name} nor a saved copy of it")
+                else:
+                    self._end = 0  # an empty file
         except OSError as exc:
             raise _translate(exc, self.path, name if path is None else None) from None
         except BaseException:
