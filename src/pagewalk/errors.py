@@ -106,11 +106,17 @@ def proc_start_time(pid: int) -> int | None:
 
 
 def execed(pid: int, start_time: int | None) -> bool:
-    """Whether the process that started at ``start_time`` (:func:`proc_start_time`)
-    is still alive with the same PID: so if its memory is gone, it ran exec."""
-    state = proc_state(pid)
-    return (start_time is not None and state is not None and state[0] not in ("Z", "X")
-            and proc_start_time(pid) == start_time)
+    """Whether the process that started at ``start_time`` (:func:`proc_start_time`),
+    whose memory pagewalk was reading has gone, ran exec: it still has that PID and
+    start time, and has a memory again.  One that is exiting has none (its maps read
+    empty), whatever its state says at that moment."""
+    if start_time is None or proc_start_time(pid) != start_time:
+        return False
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
 
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h

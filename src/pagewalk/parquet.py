@@ -49,13 +49,10 @@ def _pyarrow():
     return require("pyarrow", "parquet", "pyarrow"), require("pyarrow.parquet", "parquet", "pyarrow")
 
 
-def is_parquet(path: str) -> bool:
-    """Whether ``path`` starts as a Parquet file does."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == MAGIC
-    except OSError:
-        return False
+def is_parquet(f) -> bool:
+    """Whether the open binary file ``f`` starts as a Parquet file does (read from its start)."""
+    f.seek(0)
+    return f.read(4) == MAGIC
 
 
 def write(snapshot, f) -> None:
@@ -145,8 +142,8 @@ def _read_columns(meta: dict) -> list[str]:
         ["kpageflags", "mapcount"] if meta["frames"] else [])
 
 
-def read(path: str, check):  # -> pagewalk.snapshot.Snapshot
-    """A snapshot from a Parquet file, checked as it is read by ``check`` (a
+def read(f, path: str, check):  # -> pagewalk.snapshot.Snapshot
+    """A snapshot from the open Parquet file ``f`` (named ``path``), checked as it is read by ``check`` (a
     :class:`pagewalk.snapshot._Check`): the footer's size before pyarrow parses it,
     the metadata and mappings, the row count before any column is read, the column
     types, then the checksum of what was read (files without one, from pagewalk
@@ -154,10 +151,9 @@ def read(path: str, check):  # -> pagewalk.snapshot.Snapshot
     from .snapshot import MAP_FIELDS, Snapshot, _detail, _shown
 
     pa, pq = _pyarrow()
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        f.seek(max(size - 8, 0))
-        tail = f.read(8)
+    size = f.seek(0, 2)
+    f.seek(max(size - 8, 0))
+    tail = f.read(8)
     footer = int.from_bytes(tail[:4], "little")
     if len(tail) < 8 or tail[4:] != MAGIC or footer > size - 12:
         raise check.damaged("no Parquet footer")
@@ -166,7 +162,7 @@ def read(path: str, check):  # -> pagewalk.snapshot.Snapshot
     check.charge(footer * 16, "its Parquet footer")  # (thrift objects made of it)
     pf = None
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(f)
         info = pf.metadata
         kv = info.metadata or {}
         if METADATA_KEY not in kv:

@@ -53,6 +53,7 @@ import datetime
 import json
 import math
 import os
+import stat
 import zipfile
 import zlib
 
@@ -233,10 +234,11 @@ class Snapshot:
 
         check = _Check(path)
         try:
-            if parquet.is_parquet(path):
-                snap = parquet.read(path, check)
-            else:
-                snap = _read_npz(path, check)
+            # opened once, without waiting: a FIFO would wait for a writer, a device never end
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise BadSnapshot(f"{path}: not a snapshot file (not a regular file: save it to one first)")
+                snap = parquet.read(f, path, check) if parquet.is_parquet(f) else _read_npz(f, check)
         except FileNotFoundError:
             raise BadSnapshot(f"no such snapshot file: {path}") from None
         except PermissionError:
@@ -581,9 +583,9 @@ def _memory_left() -> tuple[int, str]:
     return left, limit
 
 
-def _read_npz(path: str, check: _Check) -> Snapshot:
-    """A snapshot from an ``.npz`` file (either version), checked as it is read."""
-    with zipfile.ZipFile(path) as zf:
+def _read_npz(f, check: _Check) -> Snapshot:
+    """A snapshot from the open ``.npz`` file ``f`` (either version), checked as it is read."""
+    with zipfile.ZipFile(f) as zf:
         z = _Members(zf, check)
         if "meta" not in z.infos:
             raise check.foreign("no metadata")

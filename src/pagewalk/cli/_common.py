@@ -126,20 +126,6 @@ def parse_range(text: str) -> tuple[int, int]:
     return start, end
 
 
-def seekable_input(path: str, what: str) -> None:
-    """Refuse, as a bad argument, a FIFO, socket or device named as ``what`` (a file
-    read with seeks, a snapshot): opening a FIFO waits for a writer, /dev/zero never ends."""
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return  # missing, unreadable: the reader says so
-    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
-        kind = "a FIFO or pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        raise InvalidArgument(f"{path}: {kind}, not {what} (which is read with seeks: save it to a file first)")
-
-
 def human_bytes(n: int | None) -> str:
     """``12.0M``-style sizes for tables ('-' for unknown)."""
     if n is None:

@@ -28,7 +28,6 @@ def _side(arg: str):
     from ..diff import live
     from ..snapshot import Snapshot
 
-    _common.seekable_input(arg, "a snapshot file")
     if os.path.exists(arg):
         snap = Snapshot.load(arg)
         for note in snap.notes:

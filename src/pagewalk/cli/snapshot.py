@@ -36,7 +36,6 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     if args.load:
-        _common.seekable_input(args.load, "a snapshot file")
         from ..snapshot import Snapshot
 
         if args.pid or args.output or args.force:
