@@ -61,6 +61,57 @@ def cli(*args: str, input: str | None = None, env: dict | None = None) -> subpro
                           input=input, env={**os.environ, **(env or {})}, timeout=300)
 
 
+# ``python -m pagewalk`` that writes its own peak resident memory (VmHWM, which exec
+# starts afresh) to the file named by PAGEWALK_TEST_PEAK_FILE as it exits, under an
+# address-space limit if PAGEWALK_TEST_AS_LIMIT says so.  (A process's rusage keeps
+# the peak of what it was before exec, and a child of pytest starts as big as pytest
+# or, spawned with vfork, with pytest's own peak: wait4's ru_maxrss measures pytest.)
+MEASURED = """import atexit, os, resource, runpy, sys
+limit = os.environ.get("PAGEWALK_TEST_AS_LIMIT")
+if limit:
+    resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+def peak():
+    with open("/proc/self/status") as f, open(os.environ["PAGEWALK_TEST_PEAK_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+atexit.register(peak)
+runpy.run_module("pagewalk", run_name="__main__", alter_sys=True)
+"""
+
+
+class Measured:
+    """How to run ``pagewalk ARGS`` measured (``argv`` and ``env`` for subprocess);
+    after it ended, ``peak_bytes`` is its peak resident memory (-1 if it did not
+    exit normally)."""
+
+    def __init__(self, *args, env: dict | None = None, as_limit: int | None = None) -> None:
+        fd, self._peak_file = tempfile.mkstemp(prefix="pagewalk-peak-")
+        os.close(fd)
+        os.unlink(self._peak_file)
+        self.argv = [sys.executable, "-c", MEASURED, *map(str, args)]
+        self.env = {**os.environ, **(env or {}), "PAGEWALK_TEST_PEAK_FILE": self._peak_file}
+        if as_limit:
+            self.env["PAGEWALK_TEST_AS_LIMIT"] = str(as_limit)
+
+    @property
+    def peak_bytes(self) -> int:
+        try:
+            with open(self._peak_file) as f:
+                return int(f.read()) << 10
+        except FileNotFoundError:
+            return -1
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._peak_file)
+
+
+def measured(*args, env: dict | None = None, as_limit: int | None = None, stdin=None,
+             timeout: float = 300) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``pagewalk ARGS`` (output as bytes); the result and its peak resident memory in bytes."""
+    m = Measured(*args, env=env, as_limit=as_limit)
+    r = subprocess.run(m.argv, env=m.env, stdin=stdin, capture_output=True, timeout=timeout)
+    return r, m.peak_bytes
+
+
 def cli_json(*args: str):
     r = cli(*args, "--json")
     assert r.returncode == 0, r.stderr

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from conftest import PAGE, cli, pagemap_entry, requires_root, run_on_terminal
+from conftest import PAGE, Measured, cli, measured, pagemap_entry, requires_root, run_on_terminal
 
 PRESENT, SWAP, FILE_BIT, EXCL = 1 << 63, 1 << 62, 1 << 61, 1 << 56
 PFN_MASK = (1 << 55) - 1
@@ -17,11 +17,9 @@ RESERVATION_PAGES = (64 << 30) // PAGE
 
 def peak_rss_kib(args: list[str]) -> tuple[int, str]:
     """Run the CLI in a fresh interpreter; return its peak RSS (KiB) and stdout."""
-    code = ("import resource, sys\nfrom pagewalk.cli import main\nrc = main(sys.argv[1:])\nsys.stdout.flush()\n"
-            "sys.stderr.write(f'MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n")
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    r, peak = measured(*args)
     assert r.returncode == 0, r.stderr
-    return int(r.stderr.split("MAXRSS ")[1].split()[0]), r.stdout
+    return peak >> 10, r.stdout.decode()
 
 
 def test_text_folds_a_64_gib_reservation_into_one_line_in_bounded_memory(specimen):
@@ -40,17 +38,15 @@ def test_text_folds_a_64_gib_reservation_into_one_line_in_bounded_memory(specime
 def streamed_dump(pid: int, fmt: str) -> tuple[int, int, bytes]:
     """``dump PID --format FMT`` of the whole process read through a pipe as it is
     written: (peak RSS of pagewalk in KiB, lines, the first 4 KiB)."""
-    code = ("import resource, sys\nfrom pagewalk.cli import main\nrc = main(sys.argv[1:])\nsys.stdout.flush()\n"
-            "sys.stderr.write(f'MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, "dump", str(pid), "--format", fmt],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    m = Measured("dump", pid, "--format", fmt)
+    proc = subprocess.Popen(m.argv, env=m.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines, head = 0, b""
     while chunk := proc.stdout.read(1 << 20):
         lines += chunk.count(b"\n")
         head = head or chunk[:4096]
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 0, stderr
-    return int(stderr.split("MAXRSS ")[1].split()[0]), lines, head
+    return m.peak_bytes >> 10, lines, head
 
 
 def test_every_format_streams_the_reservation_workload_in_bounded_memory(specimen):

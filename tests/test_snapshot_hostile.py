@@ -10,15 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from conftest import PAGE, cli
+from conftest import PAGE, cli, measured
 from specimen import Specimen
 
 pa = pytest.importorskip("pyarrow", reason="the test extra installs pyarrow")
@@ -239,27 +237,10 @@ def hostile_files(good: dict, where) -> dict[str, os.PathLike]:
 
 # -- running the CLI on them -------------------------------------------------------
 
-# ``python -m pagewalk`` under an address-space limit, writing its peak RSS where
-# asked: set inside the child (preexec_fn is unsafe with threads), read there (a
-# forked child's rusage counts its parent's memory too)
-LIMITED = """import atexit, os, resource, runpy, sys
-limit = int(os.environ["HOSTILE_AS_LIMIT"])
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-def peak():
-    with open("/proc/self/status") as f, open(os.environ["HOSTILE_PEAK_FILE"], "w") as out:
-        out.write(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
-atexit.register(peak)
-runpy.run_module("pagewalk", run_name="__main__", alter_sys=True)
-"""
-
-
-def run_limited(argv: list, peak_file) -> tuple[int, str, int]:
+def run_limited(argv: list) -> tuple[int, str, int]:
     """(exit status, stderr, peak RSS in bytes) of ``pagewalk ARGV`` under AS_LIMIT."""
-    env = {**os.environ, "HOSTILE_AS_LIMIT": str(AS_LIMIT), "HOSTILE_PEAK_FILE": str(peak_file)}
-    r = subprocess.run([sys.executable, "-c", LIMITED, *map(str, argv)], capture_output=True, text=True, env=env,
-                       timeout=120)
-    peak = int(peak_file.read_text()) << 10 if peak_file.exists() else -1
-    return r.returncode, r.stderr, peak
+    r, peak = measured(*argv, as_limit=AS_LIMIT, timeout=120)
+    return r.returncode, r.stderr.decode(), peak
 
 
 SAYS = {  # what each case's one line must say
@@ -284,7 +265,7 @@ def test_hostile_files_are_one_line_errors_in_bounded_memory(good, tmp_path):
     runs = [(name, kind, argv) for name, path in files.items()
             for kind, argv in (("load", ["snapshot", "--load", path]), ("diff", ["diff", good["npz"], path]))]
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda r: run_limited(r[2], tmp_path / f"{r[0]}-{r[1]}.peak"), runs))
+        results = list(pool.map(lambda r: run_limited(r[2]), runs))
     failures = []
     for (name, kind, _), (status, stderr, rss) in zip(runs, results):
         lines = stderr.splitlines()

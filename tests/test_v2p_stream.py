@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
-from conftest import PAGE
+from conftest import PAGE, measured
 
 PAGES = 256
 
@@ -21,29 +19,13 @@ def entries(pid: int, addr: int, pages: int) -> list[int]:
     return [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)]
 
 
-# Runs pagewalk ARGS as its child and writes the child's peak RSS to the file named
-# first.  (A process keeps the peak RSS of what it was before exec, and a child forked
-# from pytest starts as big as pytest: this small process forks it instead.)
-PEAK_OF_CHILD = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, "-m", "pagewalk", *sys.argv[2:]])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def run_v2p(pid: int, addresses: list[int], *extra: str) -> tuple[int, bytes, int, str]:
     """``v2p PID - EXTRA`` on the addresses; (status, stdout, peak RSS in KiB, stderr)."""
-    with tempfile.TemporaryFile() as stdin, tempfile.NamedTemporaryFile() as peak:
+    with tempfile.TemporaryFile() as stdin:
         stdin.write("".join(f"{a:x}\n" for a in addresses).encode())
         stdin.seek(0)
-        r = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, peak.name, "v2p", str(pid), "-", *extra],
-                           stdin=stdin, capture_output=True, timeout=300)
-        return r.returncode, r.stdout, int(open(peak.name).read()), r.stderr.decode()
+        r, peak = measured("v2p", pid, "-", *extra, stdin=stdin)
+        return r.returncode, r.stdout, peak >> 10, r.stderr.decode()
 
 
 def test_a_million_addresses_in_text_stay_in_bounded_memory(specimen):

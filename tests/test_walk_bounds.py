@@ -10,10 +10,6 @@ mappings a table reports is ever one of its rows."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import tracemalloc
 
 import numpy as np
@@ -21,7 +17,7 @@ import pytest
 
 import pagewalk
 from pagewalk.snapshot import Snapshot
-from conftest import PAGE, requires_root, smaps_of, smaps_rollup
+from conftest import PAGE, measured, requires_root, smaps_of, smaps_rollup
 
 pytestmark = requires_root  # zero pages by PFN without PAGEMAP_SCAN, and kpageflags, need root
 
@@ -31,15 +27,9 @@ NO_SCAN = {"PAGEWALK_NO_SCAN": "1"}
 
 def run_measured(*args: str, env: dict | None = None) -> tuple[int, str, str, int]:
     """``python -m pagewalk ARGS``: exit status, stdout, stderr, and its peak
-    resident memory in bytes (the kernel's ru_maxrss, from wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pagewalk", *map(str, args)], stdout=out, stderr=err,
-                                env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return proc.returncode, out.read().decode(), err.read().decode(), usage.ru_maxrss * 1024
+    resident memory in bytes."""
+    r, peak = measured(*args, env=env)
+    return r.returncode, r.stdout.decode(), r.stderr.decode(), peak
 
 
 def inside(vaddr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
