@@ -10,6 +10,7 @@ mappings a table reports is ever one of its rows."""
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 
 import numpy as np
@@ -167,7 +168,7 @@ started.wait()
 
 
 def test_commands_on_a_process_that_maps_and_unmaps_all_the_time(specimen, tmp_path):
-    """snapshot, picture and usage on a target that maps, touches and unmaps
+    """snapshot, picture, usage, shared and wss on a target that maps, touches and unmaps
     continuously, with PAGEMAP_SCAN and without: no traceback (picture -o X.html
     once failed in numpy's reshape), every page a snapshot records lies inside one
     of its mappings (pages of mappings made during the walk were recorded, and
@@ -192,10 +193,16 @@ def test_commands_on_a_process_that_maps_and_unmaps_all_the_time(specimen, tmp_p
             status, _, err, _ = run_measured("picture", specimen.pid, "-o", tmp_path / "p.html", env=env)
             assert status == 0 and "Traceback" not in err, err
             warned += "changed during the scan" in err
-            status, out, err, _ = run_measured("usage", specimen.pid, "--json", env=env)
+            for command in (("usage", specimen.pid), ("shared", specimen.pid, os.getpid())):
+                status, out, err, _ = run_measured(*command, "--json", env=env)
+                assert status == 0 and "Traceback" not in err, err
+                doc = json.loads(out)
+                assert command[0] == "shared" or doc["processes"][0]["rss"] > 64 * PAGE
+                assert ("changed during the scan" in err) == any(c["pid"] == specimen.pid for c in doc["changed"])
+                warned += "changed during the scan" in err
+            status, _, err, _ = run_measured("wss", specimen.pid, "--interval", "0.05", "--count", "3", env=env)
             assert status == 0 and "Traceback" not in err, err
-            assert json.loads(out)["processes"][0]["rss"] > 64 * PAGE
-            warned += "changed during the scan" in err
+            warned += "mappings changed while" in err
     finally:
         specimen.run("stop.set(); racer.join()")
     assert warned, "the mappings changed all along, and no command said so"

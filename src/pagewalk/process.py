@@ -65,7 +65,8 @@ class Process:
         self._scanner: object | None = None
         # what could not be known and why, one line each (shared memory in swap)
         self.notes: list[str] = []
-        # mappings that changed while their pages were read (check_mappings), in address order
+        # mappings that changed while the last walk read their pages (check_mappings), in
+        # address order; the last walk's only, so a long watch keeps no history
         self.changed: list[Mapping] = []
         self._last_maps: tuple[str, list[Mapping]] | None = None  # the last maps read: text and parse
 
@@ -90,13 +91,12 @@ class Process:
         """The mappings of ``maps`` that ``/proc/PID/maps``, read again now, no longer
         lists as they were (unmapped, moved, resized, protection changed): pages read
         from them since ``maps`` was read may mix the before and the after.  They are
-        also added to :attr:`changed`.  Every command that walks pages asks this
+        also :attr:`changed` from now on.  Every command that walks pages asks this
         after its walk.  A mapping unmapped and mapped again alike in between cannot
         be told apart (maps shows no generation).  Raises :class:`ProcessGone` if
         the process exited."""
-        changed = self._changed_since(maps)
-        self._record_changed(changed)
-        return changed
+        self.changed = self._changed_since(maps)
+        return self.changed
 
     def _changed_since(self, maps: Sequence[Mapping]) -> list[Mapping]:
         """:meth:`check_mappings` without recording them."""
@@ -106,10 +106,6 @@ class Process:
         if self._last_maps is not None and maps is self._last_maps[1] and after == self._last_maps[0]:
             return []  # the usual case: the same text, no parse
         return sorted(set(maps) - set(parse_maps(after)), key=lambda m: m.start)
-
-    def _record_changed(self, changed: list[Mapping]) -> None:
-        known = set(self.changed)
-        self.changed = sorted([*self.changed, *(m for m in changed if m not in known)], key=lambda m: m.start)
 
     def pagemap(self) -> PagemapFile:
         """The open ``/proc/PID/pagemap`` (opened once, on first use)."""
@@ -326,7 +322,7 @@ class Process:
         else ``/proc/PID/maps`` as read for the walk, and then, where mappings
         changed during the walk (:meth:`check_mappings`), as read for the next
         walk, up to :data:`WALK_ATTEMPTS` walks; those that changed during the
-        last one are its ``changed_mappings`` (and in :attr:`changed`).  Its rows
+        last one are its ``changed_mappings`` (and :attr:`changed`).  Its rows
         all lie inside its mappings: a page of a mapping made during the walk,
         in a gap between them, is no row.
 
@@ -347,7 +343,7 @@ class Process:
             if not changed or not own:
                 break
             resident = None  # walk again, with the maps as they are now
-        self._record_changed(changed)
+        self.changed = changed
         if kpageflags is not None:
             present = table.present
             if present.all():  # usual: no index arrays of a million entries

@@ -88,10 +88,11 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
     return WhoReport(hits, mapcounts, frozenset(zero.tolist()))
 
 
-class SharedReport(namedtuple("SharedReport", "pairs per_process frames")):
+class SharedReport(namedtuple("SharedReport", "pairs per_process frames changed")):
     """``pairs``: pages two processes share, by mapping pair, most first;
     ``per_process``: {pid: pages it shares with any other listed process};
-    ``frames``: distinct frames mapped by two or more of the processes."""
+    ``frames``: distinct frames mapped by two or more of the processes;
+    ``changed``: {pid: mappings that changed while its pages were read}."""
 
     __slots__ = ()
 
@@ -104,9 +105,12 @@ def shared_frames(pids: list[int]) -> SharedReport:
     if len(set(pids)) < 2:
         raise InvalidArgument("shared needs at least two different PIDs")
     per: list[tuple[int, np.ndarray, np.ndarray, list]] = []
+    changed: dict[int, int] = {}
     for pid in dict.fromkeys(pids):
         with Process(pid) as proc:
             pfn, _, maps, index = _frames_of(proc)
+            if proc.changed:
+                changed[pid] = len(proc.changed)
         order = np.argsort(pfn, kind="stable")
         pfn, index = pfn[order], index[order]
         first = np.concatenate(([True], pfn[1:] != pfn[:-1]))  # a frame mapped twice here counts once
@@ -127,5 +131,5 @@ def shared_frames(pids: list[int]) -> SharedReport:
                       for (a, b), n in zip(keys.tolist(), counts.tolist())]
     pairs.sort(key=lambda p: (-p.pages, p.pid_a, p.pid_b, p.mapping_a, p.mapping_b))
     frames = np.unique(np.concatenate(list(shared_any.values()))) if shared_any else np.zeros(0)
-    return SharedReport(pairs, {pid: len(v) for pid, v in shared_any.items()}, len(frames))
+    return SharedReport(pairs, {pid: len(v) for pid, v in shared_any.items()}, len(frames), changed)
 

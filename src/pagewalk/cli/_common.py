@@ -45,6 +45,14 @@ def process_notes(proc) -> None:
              f"{proc.changed[0].end:x}): their pages mix the before and the after")
 
 
+def changed_warning(changed: dict[int, int]) -> None:
+    """Warn of the mappings that changed while their pages were read: {PID: how many}."""
+    if changed:
+        first = next(iter(changed))
+        warn(f"warning: {sum(changed.values())} mapping(s) of {len(changed)} process(es) (e.g. PID {first}) "
+             "changed during the scan: their numbers mix the before and the after")
+
+
 def pfn_hidden_note() -> None:
     """Said once per command when the kernel hides PFNs from this reader."""
     warn("note: physical frame numbers are hidden from this user (needs CAP_SYS_ADMIN); "

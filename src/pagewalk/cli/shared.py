@@ -25,6 +25,7 @@ def run(args) -> int:
     from ..names import printable, unicode_text
 
     report = shared_frames([_common.parse_pid(p) for p in args.pids])
+    _common.changed_warning(report.changed)
     if args.json:
         import json
 
@@ -32,7 +33,8 @@ def run(args) -> int:
                           "bytes": p.pages * PAGE_SIZE} for p in report.pairs],
                "processes": [{"pid": pid, "shared_pages": n, "shared_bytes": n * PAGE_SIZE}
                              for pid, n in report.per_process.items()],
-               "frames": report.frames, "bytes": report.frames * PAGE_SIZE}
+               "frames": report.frames, "bytes": report.frames * PAGE_SIZE,
+               "changed": [{"pid": pid, "mappings": n} for pid, n in report.changed.items()]}
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
         return 0
     from ..output.table import render_columns

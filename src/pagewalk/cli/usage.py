@@ -68,10 +68,7 @@ def run(args) -> int:
                      "bit, a lower bound; run as root for exact numbers everywhere")
     for note in report.notes:
         _common.warn(f"note: {note}")
-    if report.changed:
-        first = next(iter(report.changed))
-        _common.warn(f"warning: {sum(report.changed.values())} mapping(s) of {len(report.changed)} process(es) "
-                     f"(e.g. PID {first}) changed during the scan: their numbers mix the before and the after")
+    _common.changed_warning(report.changed)
     if report.skipped and not explicit:
         first = next(iter(report.skipped.items()))
         _common.warn(f"note: {len(report.skipped)} process(es) left out, e.g. {first[0]}: {first[1]}")

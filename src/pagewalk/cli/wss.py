@@ -90,7 +90,7 @@ def _sample(args, pid: int, interval: float, show) -> int:
     tracker = open_tracker(pid, args.method, interval)
     # Text prints each sample as it comes and keeps only the last; JSON keeps them
     # all for its one document, written at the end or when interrupted.
-    samples, last, unattributed, status = [], None, False, 0
+    samples, last, unattributed, status, changed = [], None, False, 0, 0
     try:
         try:
             for sample in tracker.samples(interval, args.count):
@@ -100,6 +100,8 @@ def _sample(args, pid: int, interval: float, show) -> int:
                     show(sample)
                 last = sample
                 unattributed = unattributed or bool(sample.unattributed_bytes)
+                process = getattr(tracker, "process", None)
+                changed += bool(process is not None and process.changed)
         except KeyboardInterrupt:
             status = 130
         except _Stopped as exc:
@@ -108,6 +110,9 @@ def _sample(args, pid: int, interval: float, show) -> int:
         tracker.close()
     if status:  # the samples taken are written whole: a second Ctrl-C must not cut them short
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if changed:
+        _common.warn(f"warning: mappings changed while {changed} sample(s) were read: those mix the before and "
+                     "the after")
     method, cost = tracker.method, tracker.cost
     why = unattributed_reason(pfn_visible()) if unattributed else None
     if args.json:

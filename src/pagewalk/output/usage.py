@@ -21,6 +21,8 @@ def as_json(report: Report) -> str:
         doc["groups"] = [{"name": unicode_text(u.name), "processes": u.processes, **amounts(u)} for u in report.rows]
     doc["totals"] = {"processes": report.totals.processes, **amounts(report.totals)}
     doc["skipped"] = [{"pid": pid, "why": why} for pid, why in sorted(report.skipped.items())]
+    # mappings that changed while their pages were read, after the walks again
+    doc["changed"] = [{"pid": pid, "mappings": n} for pid, n in sorted(report.changed.items())]
     return json.dumps(doc, indent=1) + "\n"
 
 
