@@ -123,6 +123,7 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
     from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (loaded before the child drops root)
 
     import datetime  # noqa: F401
+    import resource  # noqa: F401  (a snapshot's load weighs its memory against the limits)
     import zipfile  # noqa: F401
 
     import pagewalk.cli.diff  # noqa: F401
@@ -163,8 +164,15 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
             totals = s.run("from pagewalk import system, Process\n"
                            "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()\n"
                            "from pagewalk.picture import AddressSpace\n"
-                           "with Process(os.getpid()) as p: result = AddressSpace.take(p).totals()")
+                           "from pagewalk.output.picture_html import runs\n"
+                           "import base64, numpy\n"
+                           "with Process(os.getpid()) as p: space = AddressSpace.take(p)\n"
+                           "r = runs(space)\n"
+                           "state = numpy.frombuffer(base64.b64decode(r['state']), numpy.uint8)\n"
+                           "length = numpy.frombuffer(base64.b64decode(r['length']), numpy.uint32)\n"
+                           "result = dict(space.totals(), drawn_unknown=int(length[state == 8].sum()))")
             assert totals["unknown"] == SWAPPED_PAGES, totals
+            assert totals["drawn_unknown"] == SWAPPED_PAGES, totals  # the HTML canvas colours them unknown too
             # a snapshot says where swap was unknown; diff then cannot call pages that left vanished
             where = tempfile.mkdtemp(prefix="pagewalk-test-")  # /tmp: the other user reaches it
             os.chmod(where, 0o777)

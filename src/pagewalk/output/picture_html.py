@@ -43,12 +43,35 @@ def runs(space: AddressSpace) -> dict:
     cut[1:] = ((idx[1:] != idx[:-1] + 1) | (state[1:] != state[:-1]) | (pm[1:] != pm[:-1]) | (kf[1:] != kf[:-1])
                | ~same_frame_run)
     first = np.flatnonzero(cut)
-    length = np.diff(np.append(first, len(idx)))
+    columns = {"index": idx[first], "length": np.diff(np.append(first, len(idx))), "state": state[first],
+               "pfn": pfn[first], "pm": pm[first], "kf": kf[first]}
+    if space.unknown_ranges:  # the empty pages of those mappings may be in swap: unknown runs, not untouched
+        columns = _with_unknown_gaps(columns, idx, space.unknown_ranges)
     kflags = space.kpageflags is not None
-    return {"index": _b64(idx[first], np.float64), "length": _b64(length, np.uint32),
-            "state": _b64(state[first], np.uint8), "pfn": _b64(pfn[first], np.float64), "pm": _b64(pm[first], np.uint16),
-            "kf_lo": _b64(kf[first] & np.uint64(0xFFFFFFFF), np.uint32) if kflags else None,
-            "kf_hi": _b64(kf[first] >> np.uint64(32), np.uint32) if kflags else None}
+    kf = columns["kf"]
+    return {"index": _b64(columns["index"], np.float64), "length": _b64(columns["length"], np.uint32),
+            "state": _b64(columns["state"], np.uint8), "pfn": _b64(columns["pfn"], np.float64),
+            "pm": _b64(columns["pm"], np.uint16),
+            "kf_lo": _b64(kf & np.uint64(0xFFFFFFFF), np.uint32) if kflags else None,
+            "kf_hi": _b64(kf >> np.uint64(32), np.uint32) if kflags else None}
+
+
+def _with_unknown_gaps(columns: dict, idx: np.ndarray, ranges: list[tuple[int, int]]) -> dict:
+    """``columns`` (runs) with a run of state UNKNOWN for each gap between populated
+    pages inside each of ``ranges`` (picture pages [first, end)), in index order."""
+    starts, ends = [], []
+    for first, end in ranges:  # a few mappings; the gaps of each in numpy
+        inside = idx[(idx >= first) & (idx < end)]
+        starts.append(np.concatenate(([first], inside + 1)))
+        ends.append(np.concatenate((inside, [end])))
+    start, stop = np.concatenate(starts), np.concatenate(ends)
+    keep = stop > start
+    n = int(keep.sum())
+    gaps = {"index": start[keep], "length": stop[keep] - start[keep], "state": np.full(n, UNKNOWN),
+            "pfn": np.full(n, -1), "pm": np.zeros(n), "kf": np.zeros(n, dtype=np.uint64)}
+    merged = {k: np.concatenate((columns[k], gaps[k].astype(columns[k].dtype))) for k in columns}
+    order = np.argsort(merged["index"], kind="stable")
+    return {k: v[order] for k, v in merged.items()}
 
 
 def document(space: AddressSpace) -> str:
