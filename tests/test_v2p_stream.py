@@ -72,3 +72,16 @@ def test_many_unmapped_addresses_are_counted_and_a_few_named(specimen):
     assert status == 1 and out.count(b"not mapped") == 40_000
     assert err == (f"pagewalk: error: not mapped in process {specimen.pid}: "
                    + ", ".join(f"0x{0x1000 * (i + 1):x}" for i in range(8)) + " and 39992 more\n")
+
+
+def test_a_line_too_long_to_be_an_address_is_refused_before_it_is_read_whole(specimen):
+    """256 MiB without a newline on stdin: refused once its first MiB shows it is no
+    address, in the memory of one read (reading whole lines took it all)."""
+    with tempfile.TemporaryFile() as stdin:
+        stdin.write(b"1000\n")
+        stdin.truncate(5 + (256 << 20))  # zeros, no newline
+        stdin.seek(0)
+        r, peak = measured("v2p", specimen.pid, "-", stdin=stdin)
+    assert r.returncode == 2 and r.stderr.decode() == \
+        "pagewalk: error: a line of stdin is longer than 4096 bytes: not an address\n", r.stderr
+    assert peak < 80 << 20, f"peak RSS {peak >> 20} MiB"

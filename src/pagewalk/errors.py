@@ -119,6 +119,13 @@ def execed(pid: int, start_time: int | None) -> bool:
         return False
 
 
+def gone_during(pid: int, start_time: int | None, during: str) -> ProcessGone:
+    """The error for a process whose memory went away during ``during`` (``"the
+    dump"``), with output already written: it ran exec (:func:`execed`), or it exited."""
+    what = "changed its program (exec)" if execed(pid, start_time) else "exited"
+    return ProcessGone(pid, f"process {pid} {what} during {during}; the output above is partial")
+
+
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
 
 

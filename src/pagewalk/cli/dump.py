@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import PagewalkError, ProcessGone, execed, proc_start_time
+    from ..errors import ProcessGone, gone_during, proc_start_time
     from ..output.dump import make_format
     from ..pagemap import PAGE_SIZE
     from ..process import Process
@@ -91,10 +91,7 @@ def run(args) -> int:
         except ProcessGone:
             flush()
             out.flush()
-            if execed(pid, started):
-                raise PagewalkError(f"process {pid} changed its program (exec) during the dump; "
-                                    "the output above is partial") from None
-            raise ProcessGone(pid, f"process {pid} exited during the dump; the output above is partial") from None
+            raise gone_during(pid, started, "the dump") from None
         finally:
             progress.close()
         out.write(fmt.footer())

@@ -44,6 +44,7 @@ def fast_args(argv: list[str]):
 
 BATCH = 1 << 14  # addresses read, translated and written at a time: memory holds one batch
 _READ_BYTES = 1 << 20  # stdin is read about this much at a time
+LINE_BYTES_MOST = 4096  # an address is a few dozen characters: a longer line is refused unread
 
 
 def _texts(args) -> Iterator[list[bytes]]:
@@ -54,12 +55,7 @@ def _texts(args) -> Iterator[list[bytes]]:
         if a != "-":
             batch.append(os.fsencode(a))
         else:
-            stream = getattr(sys.stdin, "buffer", sys.stdin)
-            if stream is None:
-                raise InvalidArgument("'-' reads addresses from stdin, but stdin is closed")
-            while lines := stream.readlines(_READ_BYTES):
-                if isinstance(lines[0], str):  # a text stream standing in for stdin
-                    lines = [os.fsencode(line) for line in lines]
+            for lines in _stdin_lines():
                 batch += [t for t in [line.strip() for line in lines] if t]
                 while len(batch) >= BATCH:
                     yield batch[:BATCH]
@@ -69,6 +65,25 @@ def _texts(args) -> Iterator[list[bytes]]:
             del batch[:BATCH]
     if batch:
         yield batch
+
+
+def _stdin_lines() -> Iterator[list[bytes]]:
+    """stdin's lines, a read at a time, in memory bounded by the read (a line longer
+    than LINE_BYTES_MOST is refused before it is read whole)."""
+    stream = getattr(sys.stdin, "buffer", sys.stdin)
+    if stream is None:
+        raise InvalidArgument("'-' reads addresses from stdin, but stdin is closed")
+    tail = b""
+    while data := stream.read(_READ_BYTES):
+        if isinstance(data, str):  # a text stream standing in for stdin
+            data = os.fsencode(data)
+        lines = (tail + data).split(b"\n")
+        tail = lines.pop()
+        if len(tail) > LINE_BYTES_MOST:
+            raise InvalidArgument(f"a line of stdin is longer than {LINE_BYTES_MOST} bytes: not an address")
+        yield lines
+    if tail:
+        yield [tail]
 
 
 def _parse(texts: list[bytes]) -> list[int]:
@@ -149,7 +164,7 @@ def _json(results, notes: dict[int, str]) -> str:
 
 
 def run(args) -> int:
-    from ..errors import PagewalkError, ProcessGone, execed, proc_start_time
+    from ..errors import ProcessGone, gone_during, proc_start_time
     from ..process import Process
 
     pid = _common.parse_pid(args.pid)
@@ -189,8 +204,7 @@ def run(args) -> int:
             if not answered:
                 raise
             sys.stdout.flush()
-            what = "changed its program (exec)" if execed(pid, started) else "exited"
-            raise PagewalkError(f"process {pid} {what} during v2p; the output above is partial") from None
+            raise gone_during(pid, started, "v2p") from None
         if not answered:
             raise InvalidArgument("no addresses given (stdin was empty)")
         if args.json:
