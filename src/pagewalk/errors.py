@@ -74,34 +74,40 @@ class InvalidArgument(PagewalkError, ValueError):
     """Malformed input: a PID, address, range or expression that cannot mean anything."""
 
 
-def proc_state(pid: int) -> tuple[str, int] | None:
-    """Return ``(state letter, flags)`` from ``/proc/PID/stat``, or None if unreadable."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """``/proc/PID/stat``'s fields from the state on (field 3 is [0]), or None if
+    unreadable.  comm may hold spaces and parentheses: the fields start after the last ')'."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    # comm may contain spaces and parentheses: the fields start after the last ')'.
-    fields = data[data.rfind(b")") + 2 :].split()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def proc_state(pid: int) -> tuple[str, int] | None:
+    """Return ``(state letter, flags)`` from ``/proc/PID/stat``, or None if unreadable."""
+    fields = _stat_fields(pid)
     try:
         return fields[0].decode(), int(fields[6])
-    except (IndexError, ValueError):
+    except (TypeError, IndexError, ValueError):
         return None
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether the process has exited and its parent not reaped it yet (state Z or X)."""
+    state = proc_state(pid)
+    return state is not None and state[0] in ("Z", "X")
 
 
 def proc_start_time(pid: int) -> int | None:
     """When the process started (``/proc/PID/stat`` field 22, clock ticks since boot),
     or None if unreadable.  exec keeps it (and the PID) while the memory is replaced;
     a new process on a reused PID has another."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()  # fields[0] is field 3, the state
+    fields = _stat_fields(pid)
     try:
         return int(fields[19])
-    except (IndexError, ValueError):
+    except (TypeError, IndexError, ValueError):
         return None
 
 

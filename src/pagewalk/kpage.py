@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .errors import AccessDenied, InvalidArgument, PagewalkError, Unsupported
-from .pagemap import read_entries_into
+from .pagemap import PFN_LIMIT, read_entries_into
 
 KPAGEFLAGS = "kpageflags"
 KPAGECOUNT = "kpagecount"
@@ -33,7 +33,6 @@ TASKS_PER_THREAD = 8  # in this many parts a thread
 REPEATS = 4  # PFNs asked this many times each on average are looked up in a table indexed by PFN
 RUNS_MIN = 1 << 12  # from this many PFNs on, sort ascending runs of PFNs rather than PFNs,
 RUN_MIN_PFNS = 4  # if the runs are this long on average
-PFN_LIMIT = 1 << 55  # PFNs have 55 bits (pagemap's bits 0-54): no file indexed by PFN reaches this
 
 _WHY_MISSING = {
     KPAGECGROUP: "this kernel has no /proc/kpagecgroup (it needs CONFIG_MEMCG)",

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .errors import AccessDenied, InvalidArgument, PagewalkError
-from .pagemap import PAGE_SHIFT, PAGE_SIZE, PagemapFile
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 
 CHUNK_PAGES = 1 << 16  # one mapping of at most 256 MiB at a time
 PROT_READ, MAP_SHARED = 0x1, 0x01
@@ -277,7 +277,7 @@ def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_sym
                 report._add_ranges(first, cached)
                 present = cached & ((entries >> np.uint64(63)) == 1)
                 index = np.flatnonzero(present)
-                pfns = entries[index] & np.uint64((1 << 55) - 1)
+                pfns = entries[index] & np.uint64(PM_PFRAME_MASK)
                 flag_values, counts = read_together([kflags, kcount], pfns)
                 flags = fl.transform(flag_values, 0, raw=False)
                 report.mapped += int((counts > 0).sum())

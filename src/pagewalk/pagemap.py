@@ -33,6 +33,7 @@ ENTRY_BYTES = 8
 
 PM_PFRAME_BITS = 55
 PM_PFRAME_MASK = (1 << PM_PFRAME_BITS) - 1
+PFN_LIMIT = 1 << PM_PFRAME_BITS  # no PFN reaches it: no file indexed by PFN goes this far
 PM_SOFT_DIRTY = 1 << 55
 PM_MMAP_EXCLUSIVE = 1 << 56
 PM_UFFD_WP = 1 << 57

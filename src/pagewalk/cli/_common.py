@@ -7,10 +7,10 @@ import sys
 
 from ..errors import InvalidArgument
 from ..names import printable
+from ..pagemap import PFN_LIMIT
 
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 ADDRESS_SPACE_END = 1 << 64  # the first address past any (virtual or physical)
-PFN_LIMIT = 1 << 55  # pagemap holds a PFN in bits 0-54
 MAX_SECONDS = 86400.0  # the longest interval a command waits: a day
 
 

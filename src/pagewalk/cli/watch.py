@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import NoAddressSpace, proc_state
+    from ..errors import NoAddressSpace, is_zombie
     from ..output.live import Watch
     from ..system import command_name
     from ..usage import measure
@@ -37,7 +37,7 @@ def run(args) -> int:
         measure([pid], by="mapping")  # fails here, before the screen is taken, if it cannot be read
     except NoAddressSpace:
         # A zombie is a process still (ps lists it): shown as one, with no pages, until q.
-        zombie = (proc_state(pid) or ("?",))[0] in ("Z", "X")
+        zombie = is_zombie(pid)
         if not zombie:
             raise  # a kernel thread: nothing to watch
     command = command_name(pid)

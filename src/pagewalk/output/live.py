@@ -55,10 +55,10 @@ class Watch:
         except NoSuchProcess:
             self.gone_at = time.strftime("%H:%M:%S")
         except NoAddressSpace:  # it exited since the last sample, and is a zombie now
-            from ..errors import proc_state
+            from ..errors import is_zombie
 
             self.gone_at = time.strftime("%H:%M:%S")
-            self.zombie = (proc_state(self.pid) or ("?",))[0] in ("Z", "X")
+            self.zombie = is_zombie(self.pid)
             if not self.zombie:
                 raise
 
