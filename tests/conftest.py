@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -25,6 +26,43 @@ requires_root = pytest.mark.skipif(not ROOT, reason="needs root (CI runs the sui
 def specimen():
     with Specimen() as s:
         yield s
+
+
+def state_of(pid: int) -> str:
+    """The process's state letter (``/proc/PID/stat`` field 3)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def wait_state(pid: int, letter: str, timeout: float = 10) -> None:
+    """Wait until the process is in state ``letter`` (``Z``: exited, not reaped)."""
+    deadline = time.monotonic() + timeout
+    while state_of(pid) != letter:
+        assert time.monotonic() < deadline, f"process {pid} did not reach state {letter}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def zombie():
+    """The PID of a zombie: a child that exited and whose parent (python, not dash,
+    which reaps) never waits for it, for as long as the test runs."""
+    code = "import os, sys\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nprint(pid, flush=True)\nsys.stdin.read()\n"
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        wait_state(pid, "Z")
+        yield pid
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def missing_pid() -> int:
+    """A PID no process has (above any pid_max default in use here)."""
+    pid = 4194303
+    while os.path.exists(f"/proc/{pid}"):
+        pid -= 1
+    return pid
 
 
 def smaps(pid: int) -> dict[tuple[int, int], dict[str, int | str]]:

@@ -18,12 +18,10 @@ import os
 import random
 import signal
 import stat
-import subprocess
 import sys
 import tempfile
 import traceback
 
-import pytest
 
 from conftest import requires_root
 
@@ -164,23 +162,12 @@ def call(argv: list[str], stdin: io.TextIOWrapper | None, outdir: str) -> tuple[
     return status, err.getvalue()
 
 
-@pytest.fixture
-def zombie():
-    code = "import os, time\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nprint(pid, flush=True)\ntime.sleep(120)\n"
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        yield parent.stdout.readline().strip()
-    finally:
-        parent.kill()
-        parent.wait()
-
-
 @requires_root
 def test_hostile_command_lines_get_a_status_and_at_most_one_error_line(specimen, zombie, monkeypatch):
     gone = 4194303
     while os.path.exists(f"/proc/{gone}"):
         gone -= 1
-    pids = {"specimen": str(specimen.pid), "gone": str(gone), "kernel thread": "2", "zombie": zombie,
+    pids = {"specimen": str(specimen.pid), "gone": str(gone), "kernel thread": "2", "zombie": str(zombie),
             "init": "1"}
     rng = random.Random(SEED)
     with tempfile.TemporaryDirectory() as d:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 
-from conftest import PAGE, cli, requires_root
+from conftest import PAGE, cli, missing_pid, requires_root
 from conftest import smaps_rollup as rollup
 
 pytestmark = requires_root
@@ -140,38 +139,22 @@ def test_unprivileged_fallback_is_stated(specimen):
     assert json.loads(r.stdout)["pfn_visible"] is True
 
 
-def test_named_pids_that_cannot_be_read_are_left_out_with_a_note(specimen):
+def test_named_pids_that_cannot_be_read_are_left_out_with_a_note(specimen, zombie):
     """As ``ps -p``: the readable processes are reported, the others (no such process,
     a kernel thread, a zombie) named in one note; exit 1 only when none could be read."""
-    import subprocess
-    import sys
-
-    missing = 4194303  # above any pid_max default in use here
-    while os.path.exists(f"/proc/{missing}"):
-        missing -= 1
-    code = "import os, sys\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nprint(pid, flush=True)\nsys.stdin.read()\n"
-    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        zombie = int(parent.stdout.readline())
-        deadline = time.monotonic() + 10
-        while open(f"/proc/{zombie}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # its parent never reaps it
-            assert time.monotonic() < deadline, "the child did not become a zombie"
-            time.sleep(0.01)
-        specimen.run("a = mmap(100); write(a, 100)")
-        r = cli("usage", specimen.pid, missing, 2, zombie, "--json")
-        assert r.returncode == 0, r.stderr
-        doc = json.loads(r.stdout)
-        assert [p["pid"] for p in doc["processes"]] == [specimen.pid]
-        assert doc["processes"][0]["rss"] == rollup(specimen.pid)["Rss"]  # the kernel's figure
-        note = r.stderr.splitlines()
-        assert len(note) == 1 and all(str(pid) in note[0] for pid in (missing, 2, zombie)), r.stderr
-        assert str(specimen.pid) not in note[0]
-        r = cli("usage", missing, specimen.pid)
-        assert r.returncode == 0 and len(r.stderr.splitlines()) == 1 and str(missing) in r.stderr
-        assert [line.split()[0] for line in r.stdout.splitlines()[1:-1]] == [str(specimen.pid)]
-        r = cli("usage", missing, 2)  # none could be read
-        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and r.stderr.startswith("pagewalk: error: ")
-        assert str(missing) in r.stderr and "kernel thread" in r.stderr
-    finally:
-        parent.kill()
-        parent.wait()
+    missing = missing_pid()
+    specimen.run("a = mmap(100); write(a, 100)")
+    r = cli("usage", specimen.pid, missing, 2, zombie, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [p["pid"] for p in doc["processes"]] == [specimen.pid]
+    assert doc["processes"][0]["rss"] == rollup(specimen.pid)["Rss"]  # the kernel's figure
+    note = r.stderr.splitlines()
+    assert len(note) == 1 and all(str(pid) in note[0] for pid in (missing, 2, zombie)), r.stderr
+    assert str(specimen.pid) not in note[0]
+    r = cli("usage", missing, specimen.pid)
+    assert r.returncode == 0 and len(r.stderr.splitlines()) == 1 and str(missing) in r.stderr
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:-1]] == [str(specimen.pid)]
+    r = cli("usage", missing, 2)  # none could be read
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and r.stderr.startswith("pagewalk: error: ")
+    assert str(missing) in r.stderr and "kernel thread" in r.stderr

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from conftest import wait_state
 from specimen import Specimen
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (Debian package tmux)")
@@ -66,18 +67,11 @@ def test_watch_needs_a_terminal():
     assert r.returncode == 1 and "terminal" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
-def test_watch_shows_a_zombie_as_one_until_q():
+def test_watch_shows_a_zombie_as_one_until_q(zombie):
     """A zombie is still a process (ps lists it, state Z): watch shows it, with no pages,
     rather than exiting with an error."""
-    code = "import os, time\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nprint(pid, flush=True)\ntime.sleep(120)\n"
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     session = f"pagewalk-watch-zombie-{os.getpid()}"
     try:
-        zombie = int(parent.stdout.readline())
-        deadline = time.monotonic() + 10
-        while open(f"/proc/{zombie}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
         command = f"{sys.executable} -m pagewalk watch {zombie} --interval 0.2; echo EXIT=$?; sleep 60"
         tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "40", command)
         text = wait_for(session, lambda t: "zombie" in t or "EXIT=" in t)
@@ -88,8 +82,6 @@ def test_watch_shows_a_zombie_as_one_until_q():
         assert "EXIT=0" in text, text
     finally:
         tmux("kill-session", "-t", session)
-        parent.kill()
-        parent.wait()
 
 
 def test_watch_of_a_process_that_exits_unreaped_says_it_is_a_zombie_until_q():
@@ -101,10 +93,7 @@ def test_watch_of_a_process_that_exits_unreaped_says_it_is_a_zombie_until_q():
             text = wait_for(session, lambda t: "sample 2" in t)
             assert "MAPPING" in text, text
             s._w.close()  # the specimen exits; its parent (this test) does not wait for it yet
-            deadline = time.monotonic() + 10
-            while open(f"/proc/{s.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_state(s.pid, "Z")
             text = wait_for(session, lambda t: "exited" in t or "EXIT=" in t)
             assert f"process {s.pid} exited" in text and "zombie" in text and "EXIT=" not in text, text
             tmux("send-keys", "-t", session, "q")

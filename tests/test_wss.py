@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
-from conftest import PAGE, cli, requires_root
+from conftest import PAGE, cli, missing_pid, requires_root
 from specimen import Specimen
 
 pytestmark = requires_root
@@ -201,25 +200,11 @@ def test_doctor_names_the_kdamond_that_runs_and_what_it_costs():
         assert "wss" in check["cost"] and "unattributed" in check["cost"], check
 
 
-def test_wss_of_a_process_without_memory_fails_as_maps_does():
+def test_wss_of_a_process_without_memory_fails_as_maps_does(zombie):
     """A missing PID, a kernel thread and a zombie: the same one-line error as maps."""
-    missing = 4194303
-    while os.path.exists(f"/proc/{missing}"):
-        missing -= 1
-    code = "import os, time\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nprint(pid, flush=True)\ntime.sleep(60)\n"
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        zombie = int(parent.stdout.readline())
-        while True:
-            with open(f"/proc/{zombie}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-            os.sched_yield()
-        for pid, needle in ((missing, f"no process with PID {missing}"), (2, "kernel thread"), (zombie, "zombie")):
-            r = cli("wss", pid, "--interval", "0.1", "--count", "1")
-            assert r.returncode == 1 and r.stdout == "", (pid, r.stdout, r.stderr)
-            assert r.stderr == cli("maps", pid).stderr and needle in r.stderr, (pid, r.stderr)
-            assert len(r.stderr.splitlines()) == 1
-    finally:
-        parent.kill()
-        parent.wait()
+    missing = missing_pid()
+    for pid, needle in ((missing, f"no process with PID {missing}"), (2, "kernel thread"), (zombie, "zombie")):
+        r = cli("wss", pid, "--interval", "0.1", "--count", "1")
+        assert r.returncode == 1 and r.stdout == "", (pid, r.stdout, r.stderr)
+        assert r.stderr == cli("maps", pid).stderr and needle in r.stderr, (pid, r.stderr)
+        assert len(r.stderr.splitlines()) == 1
