@@ -94,6 +94,8 @@ class Watch:
             head += f"  RSS {_size(t.rss)}  PSS {_size(t.pss)}  SWAP {_size(t.swap)}"
         if self.zombie:
             head += "  state Z (zombie)"
+        elif r is not None and r.changed:  # this sample's numbers mix the before and the after
+            head += f"  {sum(r.changed.values())} mapping(s) changed while read"
         lines.append((head + "  (q quits)", curses.A_BOLD))
         if self.gone_at is not None and self.zombie and r is None:
             lines.append((f"process {self.pid} is a zombie (state Z): it has exited and its parent has not reaped "
