@@ -41,6 +41,7 @@ def exporter(*args: str, listen: str = "127.0.0.1:0", fd_limit: int | None = Non
         line = proc.stderr.readline()
         found = re.search(r"serving metrics on (http://127\.0\.0\.1:\d+/metrics|unix:(\S+))", line)
         assert found, line + proc.stderr.read() if proc.poll() is not None else line
+        proc.startup_line = line
         yield found.group(2) or found.group(1), proc
     finally:
         proc.terminate()
@@ -231,7 +232,8 @@ def raw_scrape(url: str) -> str:
 def test_a_pid_given_twice_is_published_once(specimen):
     specimen.run("a = mmap(700); write(a, 700)")
     pid = str(specimen.pid)
-    with exporter("--pid", pid, pid, "--interval", "60") as (url, _):
+    with exporter("--pid", pid, pid, "--interval", "60") as (url, proc):
+        assert "scanning 1 process(es)" in proc.startup_line, proc.startup_line
         wait_for(url, lambda s: process_value(s, "pagewalk_process_rss_bytes", specimen.pid))
         text = raw_scrape(url)
     rss = smaps_rollup(specimen.pid)["Rss"]

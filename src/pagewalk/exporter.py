@@ -54,11 +54,11 @@ def _prometheus():
 
 class MemoryCollector:
     """A prometheus-client collector serving the last pass over ``pids`` (None: all;
-    a PID given twice is read once, or its memory and its cgroup's would count twice)."""
+    a PID given twice is read once, as :func:`usage.gather` reads it)."""
 
     def __init__(self, pids: list[int] | None = None) -> None:
         _, self._gauge, self._counter = _prometheus()
-        self.pids = None if pids is None else list(dict.fromkeys(pids))
+        self.pids = None if pids is None else list(pids)
         self.result: Result | None = None
         self.pages_total = 0
         self.failures = 0

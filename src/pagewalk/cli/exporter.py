@@ -65,7 +65,8 @@ def run(args) -> int:
         raise InvalidArgument(f"--socket-mode wants octal permissions such as 0600 or 0660, not {mode!r}")
     if args.socket_mode is not None and not isinstance(listen, str):
         raise InvalidArgument("--socket-mode is for --listen unix:PATH")
-    # a PID given twice is read once (its memory, and its cgroup's, would count twice)
+    # a PID given twice is one process: checked and counted in the line below once
+    # (usage.gather, which the scans call, reads it once)
     pids = list(dict.fromkeys(_common.parse_pid(p) for p in args.pids)) or None
     from ..process import Process
 
