@@ -14,6 +14,7 @@ import stat
 import tempfile
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -320,3 +321,85 @@ def test_unix_socket_is_its_owners_only(specimen, open_dir):
         assert f.read() == "precious"
     r = cli("exporter", "--listen", "127.0.0.1:0", "--socket-mode", "0660")
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+# -- the server: what one client sends cannot stop it or speak for it ----------------
+
+def raw_request(address, request: bytes, timeout: float = 10) -> tuple[str, dict, bytes]:
+    """Status line, headers (lower-case names) and body of one raw request to
+    ``address`` (a TCP (host, port) or a unix socket's path)."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address if isinstance(address, str) else tuple(address[:2]))
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0], headers, body
+
+
+def get(path: str = "/metrics", *headers: bytes, method: bytes = b"GET") -> bytes:
+    return b"%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (method, path.encode(), b"".join(h + b"\r\n" for h in headers))
+
+
+@contextlib.contextmanager
+def metrics_server(registry, ready: threading.Event | None = None, wait_s: float = 0, listen=("127.0.0.1", 0),
+                   **kwargs):
+    """The library's MetricsServer, serving ``registry`` from its own thread in this process."""
+    from pagewalk.exporter import MetricsServer
+
+    if ready is None:
+        ready = threading.Event()
+        ready.set()
+    server = MetricsServer(listen, registry, ready, wait_s, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def one_gauge():
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    Gauge("pagewalk_test_bytes", "a test gauge", registry=registry).set(7)
+    return registry
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o660, 0o644])
+def test_the_unix_socket_is_made_with_its_mode_not_changed_to_it(open_dir, monkeypatch, mode):
+    """bind makes the socket with its mode (the umask says it): a chmod after bind would
+    follow a symlink put in the socket's place in between (simulated here, at that very
+    moment) and change the mode of whatever it points to."""
+    path = os.path.join(open_dir, "metrics.sock")
+    victim = os.path.join(open_dir, "victim")
+    with open(victim, "w"):
+        pass
+    os.chmod(victim, 0o600)
+    real_chmod = os.chmod
+
+    def swapped_first(target, *args, **kwargs):
+        if target == path:  # the race: the socket replaced by a symlink between bind and chmod
+            os.unlink(path)
+            os.symlink(victim, path)
+        return real_chmod(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "chmod", swapped_first)
+    old_umask = os.umask(0o022)
+    try:
+        with metrics_server(one_gauge(), listen=path, socket_mode=mode):
+            st = os.lstat(path)
+            assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == mode
+            assert stat.S_IMODE(os.stat(victim).st_mode) == 0o600
+            assert raw_request(path, get())[0] == "HTTP/1.1 200 OK"
+            assert os.umask(0o022) == 0o022  # the process's umask is left as it was
+    finally:
+        os.umask(old_umask)

@@ -190,15 +190,14 @@ def _unix_listener(path: str, mode: int):
                 raise OSError(errno.EADDRINUSE, f"a server is listening on {path}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        # created owner-only (serve() binds before it starts threads, so the umask is
-        # its alone): there is no moment when another user could connect
-        old = os.umask(0o177)
+        # created with its mode by bind (serve() binds before it starts threads, so the
+        # umask is its alone): no moment when others could connect, and no chmod after,
+        # which would follow a symlink put in the socket's place meanwhile
+        old = os.umask(~mode & 0o777)
         try:
             sock.bind(path)
         finally:
             os.umask(old)
-        if mode != 0o600:
-            os.chmod(path, mode)
         sock.listen(socket.SOMAXCONN)
     except BaseException:
         sock.close()
