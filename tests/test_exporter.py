@@ -325,6 +325,9 @@ def test_unix_socket_is_its_owners_only(specimen, open_dir):
 
 # -- the server: what one client sends cannot stop it or speak for it ----------------
 
+BAD_VERSION = b"application/openmetrics-text; version=a"  # prometheus-client compares "a" with 1 and raises
+
+
 def raw_request(address, request: bytes, timeout: float = 10) -> tuple[str, dict, bytes]:
     """Status line, headers (lower-case names) and body of one raw request to
     ``address`` (a TCP (host, port) or a unix socket's path)."""
@@ -372,6 +375,129 @@ def one_gauge():
     registry = CollectorRegistry()
     Gauge("pagewalk_test_bytes", "a test gauge", registry=registry).set(7)
     return registry
+
+
+def test_a_bad_accept_header_is_answered_in_text(specimen):
+    """After the first scan: an Accept header prometheus-client's chooser raises on gets
+    the plain text format (it was dropped with a warning each time)."""
+    with exporter("--pid", str(specimen.pid), "--interval", "60") as (url, proc):
+        wait_for(url, lambda s: process_value(s, "pagewalk_process_rss_bytes", specimen.pid))
+        for _ in range(3):
+            status, headers, body = raw_request(host_port(url), get("/metrics", b"Accept: " + BAD_VERSION))
+            assert status == "HTTP/1.1 200 OK" and headers["content-type"].startswith("text/plain; version=0.0.4")
+            assert f'pid="{specimen.pid}"'.encode() in body
+        samples, _ = scrape(url)
+        assert process_value(samples, "pagewalk_process_rss_bytes", specimen.pid) == smaps_rollup(specimen.pid)["Rss"]
+        assert proc.poll() is None
+    err = proc.stderr.read()
+    assert "warning" not in err and "Traceback" not in err, err
+
+
+def test_a_request_waiting_for_the_first_scan_cannot_end_the_server():
+    """A request that arrives before the first scan is answered later, from the loop's
+    expiry pass (here: its wait ends, the scan never came); a bad Accept header there
+    used to end the server's thread, and no request was answered again."""
+    ready = threading.Event()
+    with metrics_server(one_gauge(), ready, wait_s=0.3) as server:
+        status, headers, body = raw_request(server.address, get("/metrics", b"Accept: " + BAD_VERSION))
+        assert status == "HTTP/1.1 200 OK" and headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert b"pagewalk_test_bytes 7.0" in body
+        ready.set()
+        server.wake()
+        status, _, body = raw_request(server.address, get())
+        assert status == "HTTP/1.1 200 OK" and b"pagewalk_test_bytes 7.0" in body
+
+
+def test_a_header_cannot_be_injected():
+    """A request whose head holds a control character (a bare LF or CR above all: some
+    parsers end a line there) is refused, so nothing of it is echoed into the response
+    (the OpenMetrics version used to be, into Content-Type)."""
+    injected = get("/metrics", b"Accept: application/openmetrics-text; version=2.\nX-Evil: 1")
+    with metrics_server(one_gauge()) as server:
+        for bad in (injected, get("/metrics", b"Accept: application/openmetrics-text; version=2.\rX-Evil: 1"),
+                    get("/metrics", b"Accept: text/plain\x01"), get("/metrics\x7f"),
+                    get("/metrics", b"X-Other: \x1b[31m")):
+            status, headers, body = raw_request(server.address, bad)
+            assert status == "HTTP/1.1 400 Bad Request", (bad, status, headers)
+            assert not any("evil" in (name + value).lower() for name, value in headers.items()), headers
+            assert b"pagewalk_test_bytes" not in body
+        status, headers, _ = raw_request(server.address, get("/metrics", b"Accept:\ttext/plain"))  # a tab is fine
+        assert status == "HTTP/1.1 200 OK"
+
+
+def test_the_servers_warnings_are_one_a_minute(capsys):
+    """A scrape that fails is a 500 and a warning; repeated, it cannot flood the log."""
+    class Failing:  # a collector that fails, as a bug in one would
+        def collect(self):
+            raise RuntimeError("collector broke")
+
+    registry = one_gauge()
+    registry.register(Failing())
+    with metrics_server(registry) as server:
+        for _ in range(4):
+            status, _, _ = raw_request(server.address, get())
+            assert status == "HTTP/1.1 500 Internal Server Error"
+        assert raw_request(server.address, get("/"))[0] == "HTTP/1.1 200 OK"  # and it still serves
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "a scrape failed (RuntimeError: collector broke)" in err, err
+        server._warn.interval_s = 0  # as if the minute were over: the next one says what was left out
+        assert raw_request(server.address, get())[0] == "HTTP/1.1 500 Internal Server Error"
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "(3 more server warning(s) not shown)" in err, err
+
+
+def test_the_encoded_body_is_reused_until_the_next_scan(specimen):
+    """Requests between two scans cost no encoding: the body is the one a fresh encoding
+    gives, kept per format and compression, and a new scan replaces it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pagewalk.exporter import MemoryCollector
+
+    specimen.run("a = mmap(300); write(a, 300)")
+
+    class Counting:  # counts the registry's encodings
+        calls = 0
+
+        def collect(self):
+            Counting.calls += 1
+            return iter(())
+
+    collector = MemoryCollector([specimen.pid])
+    registry = CollectorRegistry()
+    registry.register(collector)
+    registry.register(Counting())
+    collector.scan()
+    with metrics_server(registry, collector.scanned, generation=lambda: collector.generation) as server:
+        first = raw_request(server.address, get())[2]
+        assert raw_request(server.address, get())[2] == first and Counting.calls == 1
+        assert raw_request(server.address, get(method=b"HEAD"))[0] == "HTTP/1.1 200 OK" and Counting.calls == 1
+        zipped = raw_request(server.address, get("/metrics", b"Accept-Encoding: gzip"))
+        assert zipped[1]["content-encoding"] == "gzip" and gzip.decompress(zipped[2]) == first
+        assert Counting.calls == 2  # gzip is its own entry
+        assert raw_request(server.address, get("/metrics", b"Accept-Encoding: gzip"))[2] == zipped[2]
+        assert Counting.calls == 2
+        assert generate_latest(registry) == first  # what a fresh encoding says
+        collector.scan()
+        after = raw_request(server.address, get())[2]
+        stamp = re.compile(rb"^pagewalk_scan_timestamp_seconds (\S+)$", re.M)
+        assert stamp.search(after).group(1) != stamp.search(first).group(1)
+        assert after == generate_latest(registry)
+
+
+def test_paths_metrics_an_index_and_404():
+    with metrics_server(one_gauge()) as server:
+        for path in ("/metrics", "/metrics?name[]=x", "http://localhost:9105/metrics"):
+            status, headers, body = raw_request(server.address, get(path))
+            assert status == "HTTP/1.1 200 OK" and b"pagewalk_test_bytes 7.0" in body, path
+        for path in ("/", "/?x=1"):
+            status, headers, body = raw_request(server.address, get(path))
+            assert status == "HTTP/1.1 200 OK" and headers["content-type"].startswith("text/html"), path
+            assert b'<a href="metrics">' in body and b"pagewalk_test_bytes" not in body
+        for path in ("/metrics/", "/metricsx", "/favicon.ico", "/other/metrics", "*"):
+            status, _, body = raw_request(server.address, get(path))
+            assert status == "HTTP/1.1 404 Not Found" and b"pagewalk_test_bytes" not in body, path
+        status, headers, body = raw_request(server.address, get("/nope", method=b"HEAD"))
+        assert status == "HTTP/1.1 404 Not Found" and body == b""
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o660, 0o644])
