@@ -14,6 +14,7 @@ import stat
 import tempfile
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -41,6 +42,7 @@ def exporter(*args: str, listen: str = "127.0.0.1:0", fd_limit: int | None = Non
         line = proc.stderr.readline()
         found = re.search(r"serving metrics on (http://127\.0\.0\.1:\d+/metrics|unix:(\S+))", line)
         assert found, line + proc.stderr.read() if proc.poll() is not None else line
+        proc.startup_line = line
         yield found.group(2) or found.group(1), proc
     finally:
         proc.terminate()
@@ -231,7 +233,8 @@ def raw_scrape(url: str) -> str:
 def test_a_pid_given_twice_is_published_once(specimen):
     specimen.run("a = mmap(700); write(a, 700)")
     pid = str(specimen.pid)
-    with exporter("--pid", pid, pid, "--interval", "60") as (url, _):
+    with exporter("--pid", pid, pid, "--interval", "60") as (url, proc):
+        assert "scanning 1 process(es)" in proc.startup_line, proc.startup_line
         wait_for(url, lambda s: process_value(s, "pagewalk_process_rss_bytes", specimen.pid))
         text = raw_scrape(url)
     rss = smaps_rollup(specimen.pid)["Rss"]
@@ -318,3 +321,211 @@ def test_unix_socket_is_its_owners_only(specimen, open_dir):
         assert f.read() == "precious"
     r = cli("exporter", "--listen", "127.0.0.1:0", "--socket-mode", "0660")
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+# -- the server: what one client sends cannot stop it or speak for it ----------------
+
+BAD_VERSION = b"application/openmetrics-text; version=a"  # prometheus-client compares "a" with 1 and raises
+
+
+def raw_request(address, request: bytes, timeout: float = 10) -> tuple[str, dict, bytes]:
+    """Status line, headers (lower-case names) and body of one raw request to
+    ``address`` (a TCP (host, port) or a unix socket's path)."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address if isinstance(address, str) else tuple(address[:2]))
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0], headers, body
+
+
+def get(path: str = "/metrics", *headers: bytes, method: bytes = b"GET") -> bytes:
+    return b"%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (method, path.encode(), b"".join(h + b"\r\n" for h in headers))
+
+
+@contextlib.contextmanager
+def metrics_server(registry, ready: threading.Event | None = None, wait_s: float = 0, listen=("127.0.0.1", 0),
+                   **kwargs):
+    """The library's MetricsServer, serving ``registry`` from its own thread in this process."""
+    from pagewalk.exporter import MetricsServer
+
+    if ready is None:
+        ready = threading.Event()
+        ready.set()
+    server = MetricsServer(listen, registry, ready, wait_s, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def one_gauge():
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    Gauge("pagewalk_test_bytes", "a test gauge", registry=registry).set(7)
+    return registry
+
+
+def test_a_bad_accept_header_is_answered_in_text(specimen):
+    """After the first scan: an Accept header prometheus-client's chooser raises on gets
+    the plain text format (it was dropped with a warning each time)."""
+    with exporter("--pid", str(specimen.pid), "--interval", "60") as (url, proc):
+        wait_for(url, lambda s: process_value(s, "pagewalk_process_rss_bytes", specimen.pid))
+        for _ in range(3):
+            status, headers, body = raw_request(host_port(url), get("/metrics", b"Accept: " + BAD_VERSION))
+            assert status == "HTTP/1.1 200 OK" and headers["content-type"].startswith("text/plain; version=0.0.4")
+            assert f'pid="{specimen.pid}"'.encode() in body
+        samples, _ = scrape(url)
+        assert process_value(samples, "pagewalk_process_rss_bytes", specimen.pid) == smaps_rollup(specimen.pid)["Rss"]
+        assert proc.poll() is None
+    err = proc.stderr.read()
+    assert "warning" not in err and "Traceback" not in err, err
+
+
+def test_a_request_waiting_for_the_first_scan_cannot_end_the_server():
+    """A request that arrives before the first scan is answered later, from the loop's
+    expiry pass (here: its wait ends, the scan never came); a bad Accept header there
+    used to end the server's thread, and no request was answered again."""
+    ready = threading.Event()
+    with metrics_server(one_gauge(), ready, wait_s=0.3) as server:
+        status, headers, body = raw_request(server.address, get("/metrics", b"Accept: " + BAD_VERSION))
+        assert status == "HTTP/1.1 200 OK" and headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert b"pagewalk_test_bytes 7.0" in body
+        ready.set()
+        server.wake()
+        status, _, body = raw_request(server.address, get())
+        assert status == "HTTP/1.1 200 OK" and b"pagewalk_test_bytes 7.0" in body
+
+
+def test_a_header_cannot_be_injected():
+    """A request whose head holds a control character (a bare LF or CR above all: some
+    parsers end a line there) is refused, so nothing of it is echoed into the response
+    (the OpenMetrics version used to be, into Content-Type)."""
+    injected = get("/metrics", b"Accept: application/openmetrics-text; version=2.\nX-Evil: 1")
+    with metrics_server(one_gauge()) as server:
+        for bad in (injected, get("/metrics", b"Accept: application/openmetrics-text; version=2.\rX-Evil: 1"),
+                    get("/metrics", b"Accept: text/plain\x01"), get("/metrics\x7f"),
+                    get("/metrics", b"X-Other: \x1b[31m")):
+            status, headers, body = raw_request(server.address, bad)
+            assert status == "HTTP/1.1 400 Bad Request", (bad, status, headers)
+            assert not any("evil" in (name + value).lower() for name, value in headers.items()), headers
+            assert b"pagewalk_test_bytes" not in body
+        status, headers, _ = raw_request(server.address, get("/metrics", b"Accept:\ttext/plain"))  # a tab is fine
+        assert status == "HTTP/1.1 200 OK"
+
+
+def test_the_servers_warnings_are_one_a_minute(capsys):
+    """A scrape that fails is a 500 and a warning; repeated, it cannot flood the log."""
+    class Failing:  # a collector that fails, as a bug in one would
+        def collect(self):
+            raise RuntimeError("collector broke")
+
+    registry = one_gauge()
+    registry.register(Failing())
+    with metrics_server(registry) as server:
+        for _ in range(4):
+            status, _, _ = raw_request(server.address, get())
+            assert status == "HTTP/1.1 500 Internal Server Error"
+        assert raw_request(server.address, get("/"))[0] == "HTTP/1.1 200 OK"  # and it still serves
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "a scrape failed (RuntimeError: collector broke)" in err, err
+        server._warn.interval_s = 0  # as if the minute were over: the next one says what was left out
+        assert raw_request(server.address, get())[0] == "HTTP/1.1 500 Internal Server Error"
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "(3 more server warning(s) not shown)" in err, err
+
+
+def test_the_encoded_body_is_reused_until_the_next_scan(specimen):
+    """Requests between two scans cost no encoding: the body is the one a fresh encoding
+    gives, kept per format and compression, and a new scan replaces it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pagewalk.exporter import MemoryCollector
+
+    specimen.run("a = mmap(300); write(a, 300)")
+
+    class Counting:  # counts the registry's encodings
+        calls = 0
+
+        def collect(self):
+            Counting.calls += 1
+            return iter(())
+
+    collector = MemoryCollector([specimen.pid])
+    registry = CollectorRegistry()
+    registry.register(collector)
+    registry.register(Counting())
+    collector.scan()
+    with metrics_server(registry, collector.scanned, generation=lambda: collector.generation) as server:
+        first = raw_request(server.address, get())[2]
+        assert raw_request(server.address, get())[2] == first and Counting.calls == 1
+        assert raw_request(server.address, get(method=b"HEAD"))[0] == "HTTP/1.1 200 OK" and Counting.calls == 1
+        zipped = raw_request(server.address, get("/metrics", b"Accept-Encoding: gzip"))
+        assert zipped[1]["content-encoding"] == "gzip" and gzip.decompress(zipped[2]) == first
+        assert Counting.calls == 2  # gzip is its own entry
+        assert raw_request(server.address, get("/metrics", b"Accept-Encoding: gzip"))[2] == zipped[2]
+        assert Counting.calls == 2
+        assert generate_latest(registry) == first  # what a fresh encoding says
+        collector.scan()
+        after = raw_request(server.address, get())[2]
+        stamp = re.compile(rb"^pagewalk_scan_timestamp_seconds (\S+)$", re.M)
+        assert stamp.search(after).group(1) != stamp.search(first).group(1)
+        assert after == generate_latest(registry)
+
+
+def test_paths_metrics_an_index_and_404():
+    with metrics_server(one_gauge()) as server:
+        for path in ("/metrics", "/metrics?name[]=x", "http://localhost:9105/metrics"):
+            status, headers, body = raw_request(server.address, get(path))
+            assert status == "HTTP/1.1 200 OK" and b"pagewalk_test_bytes 7.0" in body, path
+        for path in ("/", "/?x=1"):
+            status, headers, body = raw_request(server.address, get(path))
+            assert status == "HTTP/1.1 200 OK" and headers["content-type"].startswith("text/html"), path
+            assert b'<a href="metrics">' in body and b"pagewalk_test_bytes" not in body
+        for path in ("/metrics/", "/metricsx", "/favicon.ico", "/other/metrics", "*"):
+            status, _, body = raw_request(server.address, get(path))
+            assert status == "HTTP/1.1 404 Not Found" and b"pagewalk_test_bytes" not in body, path
+        status, headers, body = raw_request(server.address, get("/nope", method=b"HEAD"))
+        assert status == "HTTP/1.1 404 Not Found" and body == b""
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o660, 0o644])
+def test_the_unix_socket_is_made_with_its_mode_not_changed_to_it(open_dir, monkeypatch, mode):
+    """bind makes the socket with its mode (the umask says it): a chmod after bind would
+    follow a symlink put in the socket's place in between (simulated here, at that very
+    moment) and change the mode of whatever it points to."""
+    path = os.path.join(open_dir, "metrics.sock")
+    victim = os.path.join(open_dir, "victim")
+    with open(victim, "w"):
+        pass
+    os.chmod(victim, 0o600)
+    real_chmod = os.chmod
+
+    def swapped_first(target, *args, **kwargs):
+        if target == path:  # the race: the socket replaced by a symlink between bind and chmod
+            os.unlink(path)
+            os.symlink(victim, path)
+        return real_chmod(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "chmod", swapped_first)
+    old_umask = os.umask(0o022)
+    try:
+        with metrics_server(one_gauge(), listen=path, socket_mode=mode):
+            st = os.lstat(path)
+            assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == mode
+            assert stat.S_IMODE(os.stat(victim).st_mode) == 0o600
+            assert raw_request(path, get())[0] == "HTTP/1.1 200 OK"
+            assert os.umask(0o022) == 0o022  # the process's umask is left as it was
+    finally:
+        os.umask(old_umask)

@@ -22,13 +22,15 @@ sample, rather than a 0.
 The HTTP server (:class:`MetricsServer`) is one thread with a bounded number of
 connections and an idle timeout, so connections held open by anyone who can connect
 never stop a scrape; ``--listen unix:PATH`` limits who can connect to the socket's
-owner (root's exporter shows every user's processes and commands).
+owner (root's exporter shows every user's processes and commands).  It serves
+``/metrics``, a page linking to it at ``/``, and 404 elsewhere.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import selectors
 import socket
 import stat
@@ -54,14 +56,15 @@ def _prometheus():
 
 class MemoryCollector:
     """A prometheus-client collector serving the last pass over ``pids`` (None: all;
-    a PID given twice is read once, or its memory and its cgroup's would count twice)."""
+    a PID given twice is read once, as :func:`usage.gather` reads it)."""
 
     def __init__(self, pids: list[int] | None = None) -> None:
         _, self._gauge, self._counter = _prometheus()
-        self.pids = None if pids is None else list(dict.fromkeys(pids))
+        self.pids = None if pids is None else list(pids)
         self.result: Result | None = None
         self.pages_total = 0
         self.failures = 0
+        self.generation = 0  # counts the passes, failed or not: what collect() yields changes only with it
         self.scanned = threading.Event()  # set once the first pass is over, whatever its outcome
         self.on_scan = None  # called after each pass (the server's wake-up)
 
@@ -82,6 +85,7 @@ class MemoryCollector:
         self._scanned()
 
     def _scanned(self) -> None:
+        self.generation += 1
         self.scanned.set()
         if self.on_scan is not None:
             self.on_scan()
@@ -143,6 +147,13 @@ IDLE_TIMEOUT_S = 5.0
 FD_RESERVE = 32  # descriptors left for the scans (/proc files, a few per reading thread)
 MAX_REQUEST_BYTES = 8192
 SOCKET_MODE = 0o600  # a unix socket: its owner only
+WARNING_INTERVAL_S = 60.0  # the server says at most one warning a minute: clients must not flood the log
+BODY_CACHE_ENTRIES = 8  # encodings kept per pass (a client may name versions without end)
+# in a request's head: control characters (but tab) and DEL; a bare LF or CR among them,
+# which some parsers take for a line end (echoed, it would start a header of the client's)
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+INDEX_PAGE = (b'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>pagewalk exporter</title></head>\n'
+              b'<body><h1>pagewalk exporter</h1><p><a href="metrics">Metrics</a></p></body></html>\n')
 
 _READING, _WRITING, _WAITING = 0, 1, 2  # eviction order: idle first, a scrape waiting for the first scan last
 
@@ -190,15 +201,14 @@ def _unix_listener(path: str, mode: int):
                 raise OSError(errno.EADDRINUSE, f"a server is listening on {path}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        # created owner-only (serve() binds before it starts threads, so the umask is
-        # its alone): there is no moment when another user could connect
-        old = os.umask(0o177)
+        # created with its mode by bind (serve() binds before it starts threads, so the
+        # umask is its alone): no moment when others could connect, and no chmod after,
+        # which would follow a symlink put in the socket's place meanwhile
+        old = os.umask(~mode & 0o777)
         try:
             sock.bind(path)
         finally:
             os.umask(old)
-        if mode != 0o600:
-            os.chmod(path, mode)
         sock.listen(socket.SOMAXCONN)
     except BaseException:
         sock.close()
@@ -232,16 +242,40 @@ class _Connection:
         self.head = False
 
 
+class _Warnings:
+    """Warnings on stderr, at most one every ``interval_s``; the next one shown says
+    how many were left out."""
+
+    def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last: float | None = None
+        self._left_out = 0
+
+    def __call__(self, message: str) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.interval_s:
+            self._left_out += 1
+            return
+        more = f" ({self._left_out} more server warning(s) not shown)" if self._left_out else ""
+        self._last, self._left_out = now, 0
+        sys.stderr.write(f"pagewalk: warning: {message}{more}\n")
+
+
 class MetricsServer:
     """``/metrics`` over HTTP from one thread: at most ``max_connections`` connections
     (fewer if the descriptor limit says so), each closed after ``idle_timeout_s`` without
     a complete request or without progress taking its response.  Until ``ready`` is set,
-    a request waits for it at most ``wait_s`` seconds."""
+    a request waits for it at most ``wait_s`` seconds.  ``generation()``, if given, changes
+    whenever what ``registry`` says may have: until it does, an encoded body is reused."""
 
     def __init__(self, listen: tuple[str, int] | str, registry, ready: threading.Event, wait_s: float, *,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S,
-                 socket_mode: int = SOCKET_MODE) -> None:
+                 socket_mode: int = SOCKET_MODE, generation=None) -> None:
         self._registry, self._ready, self._wait_s = registry, ready, wait_s
+        self._generation = generation
+        self._bodies: dict[tuple[str, bool], bytes] = {}  # (content type, gzip) -> body, this generation's
+        self._bodies_of: object = None
+        self._warn = _Warnings()
         self.idle_timeout_s = idle_timeout_s
         self._path = listen if isinstance(listen, str) else None
         self._listener = _unix_listener(listen, socket_mode) if self._path else _tcp_listener(*listen)
@@ -308,14 +342,17 @@ class MetricsServer:
                     except BlockingIOError:
                         pass
                 elif key.fd in self._connections:
-                    conn = self._connections[key.fd]
-                    try:
-                        self._service(conn, mask)
-                    except Exception as exc:  # one connection's trouble must not end the server
-                        sys.stderr.write(f"pagewalk: warning: a connection failed ({type(exc).__name__}: "
-                                         f"{printable(str(exc))})\n")
-                        self._drop(conn)
+                    self._guarded(self._service, self._connections[key.fd], mask)
             self._expire(time.monotonic())
+
+    def _guarded(self, action, conn: _Connection, *args) -> None:
+        """``action(conn, *args)``; should it fail, the connection is dropped with a warning:
+        nothing one client sends may end the server's thread."""
+        try:
+            action(conn, *args)
+        except Exception as exc:
+            self._warn(f"a connection failed ({type(exc).__name__}: {printable(str(exc))})")
+            self._drop(conn)
 
     def _timeout(self, now: float) -> float | None:
         deadlines = [self._deadline(c) for c in self._connections.values()]
@@ -329,7 +366,7 @@ class MetricsServer:
     def _expire(self, now: float) -> None:
         for conn in list(self._connections.values()):
             if conn.state == _WAITING and (self._ready.is_set() or now >= self._deadline(conn)):
-                self._respond(conn, now)
+                self._guarded(self._respond, conn, now)
             elif now >= self._deadline(conn):
                 self._drop(conn)
         if self._accept_paused_until and now >= self._accept_paused_until:
@@ -397,42 +434,78 @@ class MetricsServer:
             self._drop(conn)
 
     def _respond(self, conn: _Connection, now: float) -> None:
-        head, _, _ = conn.request.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        extra: list[str] = []
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            status, body, content_type = "400 Bad Request", b"bad request\n", "text/plain"
-        elif parts[0] not in ("GET", "HEAD"):
-            status, body, content_type = "405 Method Not Allowed", b"GET or HEAD\n", "text/plain"
-            extra.append("Allow: GET, HEAD")
-        else:
-            from prometheus_client.exposition import choose_encoder
-
-            conn.head = parts[0] == "HEAD"
-            # the format the scraper asks for (text or OpenMetrics), as prometheus-client's own server does
-            generate_latest, content_type = choose_encoder(headers.get("accept", ""))
-            try:
-                status, body = "200 OK", generate_latest(self._registry)
-            except Exception as exc:  # keep serving: the next scrape may well succeed
-                sys.stderr.write(f"pagewalk: warning: a scrape failed ({type(exc).__name__}: "
-                                 f"{printable(str(exc))})\n")
-                status, body, content_type = "500 Internal Server Error", b"scrape failed\n", "text/plain"
-            if status.startswith("200") and "gzip" in headers.get("accept-encoding", ""):
-                import gzip
-
-                body = gzip.compress(body, compresslevel=5)
-                extra.append("Content-Encoding: gzip")
+        status, content_type, body, extra = self._answer(conn)
         lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
                  "Connection: close", *extra]
-        response = ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if conn.head else body)
+        response = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + (b"" if conn.head else body)
         conn.state, conn.since, conn.response = _WRITING, now, memoryview(response)
         self._selector.modify(conn.sock, selectors.EVENT_WRITE, "client")
         self._send(conn, now)
+
+    def _answer(self, conn: _Connection) -> tuple[str, str, bytes, list[str]]:
+        """Status, content type, body and other headers for the connection's request."""
+        head, _, _ = conn.request.partition(b"\r\n\r\n")
+        raw_lines = head.split(b"\r\n")
+        parts = raw_lines[0].decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/") or any(map(_CONTROL.search, raw_lines)):
+            return "400 Bad Request", "text/plain", b"bad request\n", []
+        if parts[0] not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", "text/plain", b"GET or HEAD\n", ["Allow: GET, HEAD"]
+        conn.head = parts[0] == "HEAD"
+        target = parts[1]
+        if target.startswith(("http://", "https://")):  # absolute form, as sent to a proxy
+            target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+        path = target.partition("?")[0]
+        if path == "/":
+            return "200 OK", "text/html; charset=utf-8", INDEX_PAGE, []
+        if path != "/metrics":
+            return "404 Not Found", "text/plain", b"not found: try /metrics\n", []
+        headers = {}
+        for line in raw_lines[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        encoder, content_type = self._encoder(headers.get("accept", ""))
+        gzipped = "gzip" in headers.get("accept-encoding", "")
+        try:
+            body = self._body(encoder, content_type, gzipped)
+        except Exception as exc:  # keep serving: the next scrape may well succeed
+            self._warn(f"a scrape failed ({type(exc).__name__}: {printable(str(exc))})")
+            return "500 Internal Server Error", "text/plain", b"scrape failed\n", []
+        return "200 OK", content_type, body, ["Content-Encoding: gzip"] if gzipped else []
+
+    @staticmethod
+    def _encoder(accept: str):
+        """The format the scraper asks for (text or OpenMetrics), as prometheus-client's own
+        server chooses it; plain text if the header trips it up or it would echo anything
+        that is not printable ASCII into the Content-Type."""
+        from prometheus_client import exposition
+
+        try:
+            encoder, content_type = exposition.choose_encoder(accept)
+        except Exception:  # for one, a version such as "a" compares str with int in there
+            encoder, content_type = None, ""
+        if encoder is None or not (content_type.isascii() and content_type.isprintable()):
+            return exposition.generate_latest, exposition.CONTENT_TYPE_PLAIN_0_0_4
+        return encoder, content_type
+
+    def _body(self, encoder, content_type: str, gzipped: bool) -> bytes:
+        """The registry in ``content_type``, gzipped if asked: encoded once per generation."""
+        # read before encoding: a pass ending meanwhile makes the body newer than its key, never older
+        generation = self._generation() if self._generation is not None else None
+        if generation is None or generation != self._bodies_of:
+            self._bodies.clear()
+            self._bodies_of = generation
+        key = (content_type, gzipped)
+        body = self._bodies.get(key) if generation is not None else None
+        if body is None:
+            body = encoder(self._registry)
+            if gzipped:
+                import gzip
+
+                body = gzip.compress(body, compresslevel=5)
+            if generation is not None and len(self._bodies) < BODY_CACHE_ENTRIES:
+                self._bodies[key] = body
+        return body
 
     def _send(self, conn: _Connection, now: float) -> None:
         try:
@@ -461,7 +534,8 @@ def serve(listen: tuple[str, int] | str, pids: list[int] | None, interval: float
     collector = MemoryCollector(pids)
     registry.register(collector)
     server = MetricsServer(listen, registry, collector.scanned, scrape_budget, max_connections=max_connections,
-                           idle_timeout_s=idle_timeout_s, socket_mode=socket_mode)
+                           idle_timeout_s=idle_timeout_s, socket_mode=socket_mode,
+                           generation=lambda: collector.generation)
     try:
         collector.on_scan = server.wake
         server.start()

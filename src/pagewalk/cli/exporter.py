@@ -11,7 +11,7 @@ NAMES = ("exporter",)  # the command names this module serves
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "exporter", help="serve Prometheus metrics of process and cgroup memory (extra pagewalk[exporter])",
-        description="Serves /metrics: RSS, PSS, USS, swap and huge bytes per process (labels pid, command, "
+        description="Serves /metrics (a page at / links to it; other paths are 404): RSS, PSS, USS, swap and huge bytes per process (labels pid, command, "
                     "user) and RSS, PSS, USS and swap per memory cgroup, from the same pagemap and kpagecount "
                     "pass as 'pagewalk usage', plus the exporter's own cost (pagewalk_scan_duration_seconds, "
                     "pagewalk_scan_pages_total). Scans run every --interval seconds; a scrape is served from "
@@ -65,7 +65,8 @@ def run(args) -> int:
         raise InvalidArgument(f"--socket-mode wants octal permissions such as 0600 or 0660, not {mode!r}")
     if args.socket_mode is not None and not isinstance(listen, str):
         raise InvalidArgument("--socket-mode is for --listen unix:PATH")
-    # a PID given twice is read once (its memory, and its cgroup's, would count twice)
+    # a PID given twice is one process: checked and counted in the line below once
+    # (usage.gather, which the scans call, reads it once)
     pids = list(dict.fromkeys(_common.parse_pid(p) for p in args.pids)) or None
     from ..process import Process
 
