@@ -1,12 +1,16 @@
 """What ``-o PATH`` does to what is already at PATH (pagewalk.outfile, the README's
 "What pagewalk changes"): a file is replaced atomically (0600), a device or FIFO is
-written to in place, another user's file or link, a hard link, a directory and other
-special files are refused, and a killed write leaves no temporary file."""
+written to in place, another user's file or link (the last component or a directory on
+the way), a hard link, a directory and other special files are refused, a closed
+standard output or a FIFO's reader that goes away is one line, and a killed write leaves
+no temporary file."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -17,6 +21,8 @@ import pytest
 
 from conftest import cli, requires_root
 from test_errors import one_line_error
+
+from pagewalk import outfile
 
 pytestmark = requires_root  # device nodes (mknod) and other users' files (chown) need root
 
@@ -183,27 +189,185 @@ def test_what_cannot_be_written_is_refused_before_the_work(specimen, tmp_path):
     assert {p: node(p) for p in tmp_path.iterdir()} == before and not list(directory.iterdir())
 
 
-@pytest.mark.parametrize("signum, file_format", [(signal.SIGTERM, "parquet"), (signal.SIGHUP, "npz")])
+def test_a_directory_link_of_another_user_is_not_followed(specimen, tmp_path):
+    """Another user's symbolic link to a directory, anywhere in PATH (as its first
+    component, behind a link of root's, or after ..), is refused in one line naming PATH
+    and the link, unless --force; the file it leads to (root's, 0644) is untouched.  A
+    link of root's is followed."""
+    victim, work = tmp_path / "victim", tmp_path / "work"
+    victim.mkdir()
+    work.mkdir()
+    important = victim / "important"
+    important.write_bytes(b"root's")
+    important.chmod(0o644)
+    attacker, mine = tmp_path / "attacker", tmp_path / "mine"
+    attacker.symlink_to(victim)
+    os.lchown(attacker, NOBODY, NOBODY)
+    mine.symlink_to(attacker)  # root's, to theirs
+    before = {p: node(p) for p in (victim, important, attacker, mine)}
+    for path in (attacker / "important", mine / "important", work / ".." / "attacker" / "important"):
+        one_line_error(cli("snapshot", specimen.pid, "-o", path), 1, str(path), "attacker", "another user",
+                       "--force")
+    one_line_error(cli("picture", specimen.pid, "-o", attacker / "important", "--format", "html"), 1,
+                   str(attacker / "important"), "another user")
+    assert {p: node(p) for p in before} == before and important.read_bytes() == b"root's"
+    assert sorted(p.name for p in victim.iterdir()) == ["important"]
+    os.lchown(attacker, 0, 0)  # root's now: followed
+    r = cli("snapshot", specimen.pid, "-o", mine / "new.npz")
+    assert r.returncode == 0, r.stderr
+    assert snapshot_meta((victim / "new.npz").read_bytes(), tmp_path)["pid"] == specimen.pid
+    os.lchown(attacker, NOBODY, NOBODY)
+    r = cli("snapshot", specimen.pid, "-o", attacker / "important", "--force")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(os.lstat(important).st_mode) == 0o600 and important.read_bytes() != b"root's"
+    assert sorted(p.name for p in victim.iterdir()) == ["important", "new.npz"]
+
+
+def test_a_directory_swapped_during_the_write_does_not_redirect_it(tmp_path):
+    """The directory checked is the one written in: swapped for another user's link to
+    root's directory while the file is written, the new file still lands in the
+    directory that was checked (now under another name), never through the link."""
+    work, victim, moved = tmp_path / "work", tmp_path / "victim", tmp_path / "moved"
+    work.mkdir()
+    victim.mkdir()
+    (victim / "important").write_bytes(b"root's")
+
+    def write(f) -> None:
+        work.rename(moved)
+        work.symlink_to(victim)
+        os.lchown(work, NOBODY, NOBODY)
+        f.write(b"the snapshot")
+
+    assert outfile.write_private(str(work / "important"), write) == len(b"the snapshot")
+    assert (victim / "important").read_bytes() == b"root's" and sorted(p.name for p in victim.iterdir()) == [
+        "important"]
+    assert (moved / "important").read_bytes() == b"the snapshot" and sorted(p.name for p in moved.iterdir()) == [
+        "important"]
+
+
+def _stdout_closed(*args) -> subprocess.CompletedProcess:
+    """pagewalk with its standard output closed (as by ``>&-``)."""
+    return subprocess.run([sys.executable, "-m", "pagewalk", *map(str, args)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(1))
+
+
+def test_a_closed_standard_output_is_one_line(specimen, tmp_path):
+    """-o -, /dev/stdout, /dev/fd/1 or a link to /dev/stdout with standard output closed:
+    'standard output is closed' naming the path, exit 1, no traceback and no file."""
+    link = tmp_path / "out"
+    link.symlink_to("/dev/stdout")
+    for args in (["snapshot", "-o", "-"], ["picture", "-o", "-", "--format", "html"],
+                 ["picture", "-o", "-", "--format", "png"], ["snapshot", "-o", "/dev/stdout"],
+                 ["snapshot", "-o", "/dev/fd/1"], ["snapshot", "-o", link]):
+        r = _stdout_closed(args[0], specimen.pid, *args[1:])
+        one_line_error(r, 1, str(args[2]), "standard output is closed")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("file_format", ["npz", "parquet"])
+def test_a_fifo_reader_that_goes_away_is_an_error(specimen, tmp_path, file_format):
+    """A FIFO whose reader closes it before the end: one line naming the FIFO, exit 1
+    (standard output's reader going away, as with | head, is no error: that one is the
+    user's own pipeline; a FIFO named with -o was to get the whole file).  The reader
+    here holds the FIFO open before pagewalk opens it, with a one-page buffer, and closes
+    it after the first bytes: pagewalk's next write finds no reader."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo, 0o600)
+    reader = os.open(fifo, os.O_RDWR)  # a reader that does not wait for the writer (and sees no end of file)
+    try:
+        fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 4096)
+        proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", str(fifo),
+                                 "--format", file_format], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        while not select.select([reader], [], [], 1)[0]:  # (an error before the write would never end a read)
+            assert proc.poll() is None, proc.stderr.read()
+        assert os.read(reader, 100)
+    finally:
+        os.close(reader)
+    _, err = proc.communicate(timeout=300)
+    one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err), 1, str(fifo),
+                   "reader", "went away")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and [p.name for p in tmp_path.iterdir()] == ["pipe"]
+
+
+def test_a_planted_temporary_name_does_not_stop_the_write(specimen, tmp_path):
+    """A file where the temporary file would be (pagewalk's PID was once its name)
+    neither stops the write nor is touched: the temporary name is random."""
+    out = tmp_path / "snap.npz"
+
+    def plant() -> None:  # in the child, whose PID pagewalk keeps
+        planted = tmp_path / f".snap.npz.{os.getpid()}.tmp"
+        planted.write_bytes(b"planted")
+        os.chown(planted, NOBODY, NOBODY)
+
+    r = subprocess.run([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", str(out)],
+                       capture_output=True, text=True, timeout=300, preexec_fn=plant)
+    assert r.returncode == 0, r.stderr
+    assert snapshot_meta(out.read_bytes(), tmp_path)["pid"] == specimen.pid
+    (planted,) = [p for p in tmp_path.iterdir() if p != out]
+    assert planted.read_bytes() == b"planted" and os.lstat(planted).st_uid == NOBODY
+
+
+def test_a_taken_temporary_name_is_tried_again(tmp_path, monkeypatch):
+    """Temporary names already taken are skipped (and left alone) for another; when
+    every name tried is taken, one error names the file asked for."""
+    names = iter(["taken1", "taken2", "free"])
+    monkeypatch.setattr(outfile, "_random_suffix", lambda: next(names))
+    for suffix in ("taken1", "taken2"):
+        (tmp_path / f".out.{suffix}.tmp").write_bytes(b"not ours")
+    out = tmp_path / "out"
+    assert outfile.write_private(str(out), lambda f: f.write(b"data")) == 4
+    assert out.read_bytes() == b"data" and sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.taken1.tmp", ".out.taken2.tmp", "out"]
+    monkeypatch.setattr(outfile, "_random_suffix", lambda: "taken1")
+    with pytest.raises(FileExistsError) as caught:
+        outfile.write_private(str(out), lambda f: f.write(b"new"))
+    assert caught.value.filename == str(out) and out.read_bytes() == b"data"
+    assert (tmp_path / ".out.taken1.tmp").read_bytes() == b"not ours"
+
+
+def _stopped_mid_write(proc: subprocess.Popen, directory) -> bool:
+    """Stop ``proc`` once its temporary file is in ``directory``; whether it was
+    stopped still writing it (false: it finished first, and has exited or is exiting;
+    it is then left to run).  Stopped means the rename has not happened, as the
+    temporary file is still there: waitid waits until it is stopped (kill returns
+    before), without reaping it for Popen."""
+    while not any(p.name.endswith(".tmp") for p in directory.iterdir()):
+        if proc.poll() is not None:
+            return False
+    os.kill(proc.pid, signal.SIGSTOP)
+    info = os.waitid(os.P_PID, proc.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+    if info.si_code != os.CLD_STOPPED:
+        return False
+    return any(p.name.endswith(".tmp") for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("signum, file_format", [(signal.SIGTERM, "parquet"), (signal.SIGHUP, "npz"),
+                                                 (signal.SIGINT, "npz"), (signal.SIGINT, "parquet")])
 def test_a_killed_write_leaves_no_temporary_file(specimen, tmp_path, signum, file_format):
-    """SIGTERM or SIGHUP while the file is written: the temporary file is removed, no
-    file is made, and the exit status is the shell's for the signal (128 + its number).
-    The writer is stopped the moment its temporary file appears, so the signal lands
-    mid-write."""
+    """SIGTERM, SIGHUP or SIGINT while the file is written: the temporary file is
+    removed, no file is made, and the exit status is the shell's for the signal (128 +
+    its number).  The writer is stopped once its temporary file appears, and the signal
+    sent only if it was still writing; a write that finished first is tried again."""
     # 1 GiB of read-faulted private memory (the zero page: no memory used): 262144 pages
     # to write, some 100 ms for npz, more for Parquet
     specimen.run("a = mmap(1 << 18, noreserve=True); madvise(a, 1 << 18, 22)")
     out = tmp_path / f"snap.{file_format}"
-    proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-    try:
-        while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
-            assert proc.poll() is None, f"pagewalk ended before writing: {proc.stderr.read()}"
-        os.kill(proc.pid, signal.SIGSTOP)
-        assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # still being written
-        os.kill(proc.pid, signum)
-    finally:
-        os.kill(proc.pid, signal.SIGCONT)
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "snapshot", str(specimen.pid), "-o", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+        try:
+            if _stopped_mid_write(proc, tmp_path):
+                proc.send_signal(signum)
+                break
+        finally:
+            proc.send_signal(signal.SIGCONT)  # (not if poll() reaped it: its PID may be another's now)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        out.unlink()
+    else:
+        pytest.fail("every write finished before it could be stopped")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, (proc.returncode, err)
     assert list(tmp_path.iterdir()) == [], err

@@ -43,8 +43,10 @@ Parquet compares the checksum pagewalk stores of the metadata and the columns it
 reads back (see :func:`pagewalk.parquet.checksum`).  Whatever is wrong is one
 :class:`BadSnapshot`.
 
-Files are written to a temporary file in the same directory (mode 0600: they hold
-physical addresses) and renamed into place, so a reader never sees half a file.
+Files are written by :func:`pagewalk.outfile.write_private` (mode 0600: they hold
+physical addresses): a regular file through a temporary file in the same directory,
+renamed into place so that a reader never sees half a file; a device, a FIFO or
+standard output as a stream.
 """
 
 from __future__ import annotations
