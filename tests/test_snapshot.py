@@ -397,3 +397,26 @@ def test_diff_says_when_the_two_sides_are_different_processes(specimen, tmp_path
     finally:
         other.kill()
         other.wait()
+
+
+def test_diff_with_a_live_process_says_when_its_mappings_changed_during_the_walk(specimen, tmp_path):
+    """``diff FILE PID`` walks the process as ``snapshot`` does, and says as it does
+    when the process's mappings changed during the walk (their pages mix the before
+    and the after): a target that maps and unmaps all the time."""
+    from test_walk_bounds import NO_SCAN, RACER
+
+    specimen.run("w = mmap(64); write(w, 64)")
+    before = tmp_path / "before.npz"
+    assert cli("snapshot", specimen.pid, "-o", before).returncode == 0
+    quiet = cli("diff", before, specimen.pid)
+    assert quiet.returncode == 0 and "changed during the scan" not in quiet.stderr, quiet.stderr
+    specimen.run(RACER)
+    said = []
+    try:
+        for env in ({}, NO_SCAN, {}, NO_SCAN):
+            r = cli("diff", before, specimen.pid, env=env)
+            assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+            said.append("mapping(s) changed during the scan (e.g. " in r.stderr)
+    finally:
+        specimen.run("stop.set(); racer.join()")
+    assert any(said), "the mappings changed all along, and diff never said so"

@@ -3,13 +3,19 @@ stderr starting "pagewalk:", exit status 1 or 2, no traceback, in bounded memory
 from ``snapshot --load`` and ``diff`` alike.  The files are made from real snapshots
 of a specimen (or crafted directly, for the memory bombs); a seeded fuzz of byte
 flips and truncations checks the library's own answer: BadSnapshot, or the very
-snapshot that was written."""
+snapshot that was written.  Without a ulimit, the default limit on what loads take
+refuses the bombs (``--max-load`` raises it, for both sides of a diff together);
+a FIFO or device named as a file to read is never opened."""
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
+import stat
+import struct
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -137,6 +143,66 @@ def parquet_bomb(path, meta: dict, rows_per_group: int, groups: int) -> None:
         f.write(body + out.getvalue()[4:])  # (the metadata file's own leading PAR1 dropped)
 
 
+def varint(n: int) -> bytes:
+    """``n`` (0 or more) as Thrift's compact protocol writes it: 7 bits a byte, low first."""
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def thrift_i64(field_delta: int, n: int) -> bytes:
+    """A compact-protocol i64 field (``field_delta`` after the previous field) holding ``n``."""
+    return bytes([field_delta << 4 | 6]) + varint(n << 1 ^ n >> 63)
+
+
+def patch_footer(path, old: bytes, new: bytes) -> None:
+    """Replace the one ``old`` in the Parquet footer of ``path`` by ``new`` (its length
+    at the end updated): what the footer says, changed without the data."""
+    data = path.read_bytes()
+    start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    footer = data[start:-8]
+    assert footer.count(old) == 1, footer.count(old)
+    footer = footer.replace(old, new)
+    path.write_bytes(data[:start] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+
+
+def memory_bombs(good: dict, where) -> dict[str, os.PathLike]:
+    """The issue's memory bombs, by name: run lengths that expand to 7.4 GB from a
+    file of a few KB (with the metadata and mappings made to agree, and without),
+    1.9 MB of entries to 2 GB, 40 M pages in 4 KB (a load of 3 GB), and a Parquet
+    file of 300 M constant rows in 175 KB."""
+    files = {}
+    arrays = npz_arrays(good["npz"])
+    meta = meta_of(arrays)
+
+    def npz(name: str, arrays: dict, meta: dict | None = None):
+        files[name] = where / f"{name}.npz"
+        write_npz(files[name], arrays, meta)
+
+    for name, pages in (("bomb-7GB", 250_000_000), ("bomb-40M", 40_000_000)):
+        npz(name, constant_runs(one_mapping(arrays, 1 << 40, pages), meta, pages), dict(meta, pages=pages))
+    npz("bomb-7GB-lying", constant_runs(arrays, meta, 250_000_000))
+    rng = np.random.default_rng(13)
+    pages = 1 << 26
+    entries = rng.integers(0, 1 << 63, 1 << 18, dtype=np.uint64)
+    npz("bomb-2GB", constant_runs(one_mapping(arrays, 1 << 40, pages), meta, pages, entries), dict(meta, pages=pages))
+    pmeta = json.loads(pq.read_schema(good["parquet"]).metadata[b"pagewalk"])
+    rows, groups = 1 << 20, 287
+    files["pq-bomb-300M"] = where / "pq-bomb-300M.parquet"
+    parquet_bomb(files["pq-bomb-300M"], dict(pmeta, pages=rows * groups, mappings=[anonymous(rows * groups)]),
+                 rows, groups)
+    return files
+
+
+def anonymous(pages: int) -> dict:
+    """One anonymous mapping of ``pages`` pages from 1 << 40, as Parquet's metadata lists it."""
+    return {"start": 1 << 40, "end": (1 << 40) + pages * PAGE, "perms": "rw-p", "offset": 0, "dev": "00:00",
+            "inode": 0, "path": ""}
+
+
 def hostile_files(good: dict, where) -> dict[str, os.PathLike]:
     """Every case of the issue, by name."""
     files = {}
@@ -197,19 +263,25 @@ def hostile_files(good: dict, where) -> dict[str, os.PathLike]:
     files["npy-header-1e12"] = where / "npy-header-1e12.npz"
     npz_with_member(good["npz"], files["npy-header-1e12"], "vpn_delta_values", header.getvalue() + b"\0" * 64)
 
-    # memory bombs: run lengths that expand to 7.4 GB, from a file of a few KB (with the
-    # metadata and mappings made to agree, and without), and 1.9 MB of entries to 2 GB
-    pages = 250_000_000
-    bomb_meta = dict(meta, pages=pages)
-    npz("bomb-7GB", constant_runs(one_mapping(arrays, 1 << 40, pages), meta, pages), bomb_meta)
-    npz("bomb-7GB-lying", constant_runs(arrays, meta, pages))
-    rng = np.random.default_rng(13)
-    pages = 1 << 26
-    entries = rng.integers(0, 1 << 63, 1 << 18, dtype=np.uint64)
-    npz("bomb-2GB", constant_runs(one_mapping(arrays, 1 << 40, pages), meta, pages, entries), dict(meta, pages=pages))
+    # an .npy header (version 2.0: a 4-byte length) of 300 MiB of spaces, 1.4 MB
+    # compressed: numpy reads a header whole before its own limit on its size
+    files["npy-header-300M"] = where / "npy-header-300M.npz"
+    with zipfile.ZipFile(good["npz"]) as zin, zipfile.ZipFile(files["npy-header-300M"], "w", zipfile.ZIP_DEFLATED,
+                                                               compresslevel=1) as zout:
+        for info in zin.infolist():
+            with zout.open(info.filename, "w", force_zip64=True) as member:
+                if info.filename != "map_start.npy":
+                    member.write(zin.read(info))
+                    continue
+                member.write(b"\x93NUMPY\x02\x00" + (300 << 20).to_bytes(4, "little"))
+                for _ in range(300):
+                    member.write(b" " * (1 << 20))
+
+    files.update(memory_bombs(good, where))
 
     # Parquet: starts out of range, metadata missing or nested, a decoded column changed
-    # (a flip the delta coding spreads: item 6), 300 M constant rows in 175 KB
+    # (a flip the delta coding spreads: item 6), row groups and a column chunk that
+    # say more than the footer's row count
     table = parquet_table(good["parquet"])
     pmeta = json.loads(table.schema.metadata[b"pagewalk"])
 
@@ -227,11 +299,20 @@ def hostile_files(good: dict, where) -> dict[str, os.PathLike]:
     entry = table.column("entry").to_numpy().copy()
     entry[len(entry) // 2:] += np.uint64(1 << 12)  # half the frames "moved"
     parquet("pq-entries-changed", table.set_column(table.schema.get_field_index("entry"), "entry", pa.array(entry)))
-    rows, groups = 1 << 20, 287
-    maps = [{"start": 1 << 40, "end": (1 << 40) + rows * groups * PAGE, "perms": "rw-p", "offset": 0,
-             "dev": "00:00", "inode": 0, "path": ""}]
-    files["pq-bomb-300M"] = where / "pq-bomb-300M.parquet"
-    parquet_bomb(files["pq-bomb-300M"], dict(pmeta, pages=rows * groups, mappings=maps), rows, groups)
+    # 20 row groups of 1 M rows under a footer whose row count (FileMetaData field 3,
+    # after the schema) says 20,480: pyarrow decodes every group's rows
+    rows, groups, said = 1 << 20, 20, 20 * 1024
+    files["pq-row-groups-lying"] = where / "pq-row-groups-lying.parquet"
+    parquet_bomb(files["pq-row-groups-lying"], dict(pmeta, pages=said, mappings=[anonymous(said)]), rows, groups)
+    patch_footer(files["pq-row-groups-lying"], thrift_i64(1, rows * groups), thrift_i64(1, said))
+    # a column chunk that says it decodes to 1 TiB (ColumnMetaData field 6, then 7:
+    # total_uncompressed_size, total_compressed_size)
+    files["pq-chunk-1TiB"] = where / "pq-chunk-1TiB.parquet"
+    files["pq-chunk-1TiB"].write_bytes(good["parquet"].read_bytes())
+    chunk = pq.ParquetFile(good["parquet"]).metadata.row_group(0).column(table.schema.get_field_index("entry"))
+    assert chunk.path_in_schema == "entry"
+    sizes = thrift_i64(1, chunk.total_uncompressed_size) + thrift_i64(1, chunk.total_compressed_size)
+    patch_footer(files["pq-chunk-1TiB"], sizes, thrift_i64(1, 1 << 40) + sizes[len(thrift_i64(1, chunk.total_uncompressed_size)):])
     return files
 
 
@@ -255,7 +336,9 @@ SAYS = {  # what each case's one line must say
     "pickle": "map_path holds '|O' values", "npy-header-1e12": "1000000000000 items", "bomb-7GB": "would need about", "bomb-7GB-lying": "run length",
     "bomb-2GB": "would need about", "pq-start-2-70": "not a 64-bit number", "pq-start-negative": "not a 64-bit number",
     "pq-no-pid": "no 'pid'", "pq-nested": "nests too deeply", "pq-version-float": "not a version number",
-    "pq-entries-changed": "checksum", "pq-bomb-300M": "would need about",
+    "pq-entries-changed": "checksum", "pq-bomb-300M": "would need about", "bomb-40M": "would need about",
+    "npy-header-300M": "map_start's .npy header is 314572800 bytes", "pq-row-groups-lying": "row groups hold",
+    "pq-chunk-1TiB": "entry column in row group 0 would decode to 1099511627776 bytes",
 }
 
 
@@ -328,3 +411,113 @@ def test_flipped_and_truncated_files_are_refused_or_unchanged(good, tmp_path, fo
         assert same_snapshot(loaded, original), f"mutation {i} loaded as another snapshot"
         outcomes["unchanged"] += 1
     assert outcomes["refused"] > 50, outcomes  # (most bytes matter)
+
+
+# -- what a load may take, without any ulimit ------------------------------------------
+
+def test_memory_bombs_are_refused_without_a_ulimit_in_little_time_and_memory(good, tmp_path):
+    """With no ulimit (the test above has one), loads may take by default at most 2 GiB
+    or half the memory available: the issue's bombs, which this machine's memory and
+    swap would allow, are refused at once, and the message says how to raise it."""
+    files = memory_bombs(good, tmp_path)
+    del files["bomb-7GB-lying"]  # (its mappings hold too few pages: refused for that)
+    runs = [["snapshot", "--load", path] for path in files.values()] + [["diff", files["bomb-2GB"], good["npz"]]]
+    env = {"PAGEWALK_LOAD_LIMIT": ""}  # (the default, whatever the environment says)
+    for argv in runs:
+        started = time.monotonic()
+        r, peak = measured(*argv, env=env, timeout=60)
+        seconds = time.monotonic() - started
+        stderr = r.stderr.decode()
+        assert r.returncode == 1 and len(stderr.splitlines()) == 1 and "would need about" in stderr, stderr
+        assert "by default" in stderr and "--max-load SIZE or PAGEWALK_LOAD_LIMIT=SIZE" in stderr, stderr
+        assert 0 < peak < RSS_MOST and seconds < 20, (argv, peak >> 20, seconds)
+
+
+def big_npz(good, path, pages: int) -> None:
+    """A snapshot of ``pages`` pages of one mapping, a few runs each column."""
+    arrays = npz_arrays(good["npz"])
+    meta = meta_of(arrays)
+    write_npz(path, constant_runs(one_mapping(arrays, 1 << 40, pages), meta, pages), dict(meta, pages=pages))
+
+
+def test_the_sides_of_a_diff_share_one_limit_that_can_be_raised(good, tmp_path):
+    """``--max-load`` (or PAGEWALK_LOAD_LIMIT) is what loads may take together: each of
+    two snapshots of 1 M pages (about 92 MiB each to load) fits in 150 MiB, both do
+    not; the refusal names the limit; a larger one lets both load."""
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    big_npz(good, a, 1 << 20)
+    big_npz(good, b, 1 << 20)
+    no_env = {"PAGEWALK_LOAD_LIMIT": ""}
+    for path in (a, b):
+        r = cli("snapshot", "--load", path, "--max-load", "150M", env=no_env)
+        assert r.returncode == 0, r.stderr
+    r = cli("diff", a, b, "--max-load", "150M", env=no_env)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert f"{b}: cannot load this snapshot here: its {1 << 20} pages would need about 96.0 MiB" in r.stderr
+    assert "left of the 150.0 MiB that --max-load allows" in r.stderr, r.stderr
+    r = cli("diff", a, b, env={"PAGEWALK_LOAD_LIMIT": "150M"})
+    assert r.returncode == 1 and "left of the 150.0 MiB that PAGEWALK_LOAD_LIMIT allows" in r.stderr, r.stderr
+    # the flag before the environment; the default (2 GiB) holds both
+    assert cli("diff", a, b, "--max-load", "250M", env={"PAGEWALK_LOAD_LIMIT": "150M"}).returncode == 0
+    assert cli("diff", a, b, env=no_env).returncode == 0
+    r = cli("snapshot", "--load", a, "--max-load", "1M", env=no_env)
+    assert r.returncode == 1 and "more than the 1.0 MiB that --max-load allows" in r.stderr, r.stderr
+    for argv, env, says in ((["--max-load", "lots"], no_env, "--max-load: not a size: 'lots'"),
+                            ([], {"PAGEWALK_LOAD_LIMIT": "2Q"}, "PAGEWALK_LOAD_LIMIT: not a size: '2Q'")):
+        r = cli("snapshot", "--load", a, *argv, env=env)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and says in r.stderr, r.stderr
+
+
+# -- what a path names is looked at before it is opened ---------------------------------
+
+IN_OPEN = 0x20
+
+
+def opened_by(paths: list, argv: list) -> list[str]:
+    """Run ``pagewalk ARGV``; the ``paths`` that were opened meanwhile (by anyone:
+    inotify's IN_OPEN, queued as the open happens), and its stderr."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        watches = {}
+        for path in paths:
+            wd = libc.inotify_add_watch(fd, os.fsencode(path), IN_OPEN)
+            assert wd >= 0, os.strerror(ctypes.get_errno())
+            watches[wd] = str(path)
+        r = cli(*argv)
+        events = b""
+        try:
+            while chunk := os.read(fd, 65536):
+                events += chunk
+        except BlockingIOError:
+            pass
+        opened, at = [], 0
+        while at < len(events):  # struct inotify_event: wd, mask, cookie, len, name
+            wd, _, _, length = struct.unpack_from("iIII", events, at)
+            opened.append(watches[wd])
+            at += 16 + length
+        return opened, r.stderr
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_device_named_as_a_file_to_read_is_never_opened(tmp_path, kind):
+    """Opening a device can do something (a tape rewinds, /dev/watchdog arms) and
+    opening a FIFO wakes a writer waiting: snapshot --load, diff and types -F look
+    at what a path names and refuse it unopened.  (A private node: nobody else
+    opens it while the test watches.)"""
+    node = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(node)
+    else:
+        os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+    for argv, status, says in ((["snapshot", "--load", node], 1, "not a snapshot file"),
+                               (["diff", node, node], 1, "not a snapshot file"),
+                               (["types", "-F", node, "-a", "0,16"], 2, "not a regular file")):
+        opened, stderr = opened_by([node], argv)
+        assert not opened, f"{argv[0]} opened the {kind}"
+        lines = stderr.splitlines()
+        assert len(lines) == 1 and says in lines[0] and f"a {'FIFO' if kind == 'fifo' else 'character device'}" in lines[0], stderr
+        assert cli(*argv).returncode == status

@@ -209,11 +209,13 @@ def _compare(ta, rows_a, tb, rows_b, frames_known: bool, written_known: bool, hu
 
 
 def live(pid: int) -> Snapshot:
-    """A snapshot of the live process, not written anywhere."""
+    """A snapshot of the live process, not written anywhere; its ``notes`` what could
+    not be known of the process (``meta["mappings_changed"]``: what changed as it was read)."""
     from .process import Process
 
     with Process(pid) as proc:
         snap = Snapshot.take(proc)
+        snap.notes = list(proc.notes)
     snap.meta["live"] = True  # (never saved) its smaps may be asked what a mapping is
     return snap
 

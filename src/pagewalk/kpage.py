@@ -52,16 +52,22 @@ class KpageFile:
         self.path = f"/proc/{name}" if path is None else path
         self._end: int | None = None
         self.fd = -1
+        self._file = None  # a saved copy's, open
         try:
-            # O_NONBLOCK: a FIFO given as a saved copy must not wait here for a writer
-            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | (0 if path is None else os.O_NONBLOCK))
-            if path is not None:
-                import stat
+            if path is None:
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                from .infile import NotRegularFile, open_regular
 
+                try:
+                    # looked at before it is opened: a device or FIFO has no end to find
+                    # (/dev/zero reads forever), and opening one may do something
+                    self._file = open_regular(path, buffering=0)
+                except NotRegularFile as exc:
+                    raise InvalidArgument(f"{path}: not a regular file ({exc.kind}; a saved copy of "
+                                          f"/proc/{name} is one)") from None
+                self.fd = self._file.fileno()
                 st = os.fstat(self.fd)
-                if not stat.S_ISREG(st.st_mode):
-                    # a device or FIFO has no end to find (/dev/zero reads forever)
-                    raise InvalidArgument(f"{path}: not a regular file (a saved copy of /proc/{name} is one)")
                 if st.st_size:  # a saved copy knows its size; /proc's files say 0
                     self._end = st.st_size // ENTRY_BYTES
                 elif st.st_dev == os.stat("/proc").st_dev:
@@ -71,15 +77,19 @@ class KpageFile:
                 else:
                     self._end = 0  # an empty file
         except OSError as exc:
+            self.close()
             raise _translate(exc, self.path, name if path is None else None) from None
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
-        if self.fd >= 0:
+        if self._file is not None:
+            self._file.close()  # (its descriptor is self.fd)
+            self._file = None
+        elif self.fd >= 0:
             os.close(self.fd)
-            self.fd = -1
+        self.fd = -1
 
     def __enter__(self) -> KpageFile:
         return self

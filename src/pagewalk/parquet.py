@@ -121,6 +121,10 @@ COLUMNS = {"vaddr": "uint64", "entry": "uint64", "zero": "bool", "huge": "bool",
 _DTYPES = {"vaddr": "<u8", "entry": "<u8", "zero": "u1", "huge": "u1", "kpageflags": "<u8", "mapcount": "<u4"}
 NUMBERS = ("start", "end", "offset", "inode")  # the mappings' numeric fields
 FOOTER_BYTES_MOST = (128 << 20) + (64 << 20)  # the metadata's most, and row groups' statistics
+# A column chunk's bytes once decompressed, at most: 8 a value (PLAIN; delta coding
+# at worst a little more than that), its null bits, and its pages' headers
+CHUNK_BYTES_PER_ROW = 10
+CHUNK_BYTES_MORE = 1 << 20
 
 
 def checksum(meta: bytes, columns: dict[str, np.ndarray], snapshot_meta: dict) -> str:
@@ -142,12 +146,41 @@ def _read_columns(meta: dict) -> list[str]:
         ["kpageflags", "mapcount"] if meta["frames"] else [])
 
 
+def _check_row_groups(info, names: list[str], rows: int, size: int, check) -> None:
+    """What the footer says of each row group agrees with its row count ``rows``
+    (checked already): pyarrow decodes every row of every group whatever that
+    says.  Each column chunk pagewalk reads is within the file, and says no more
+    bytes decoded than its rows can take (:data:`CHUNK_BYTES_PER_ROW`)."""
+    where = {info.schema.column(j).path: j for j in range(info.num_columns)}
+    total = 0
+    for i in range(info.num_row_groups):
+        group = info.row_group(i)
+        if group.num_rows < 0:
+            raise check.bad(f"its row group {i} holds {group.num_rows} rows")
+        total += group.num_rows
+        if total > rows:
+            break
+        for name in names:
+            chunk = group.column(where[name])
+            most = group.num_rows * CHUNK_BYTES_PER_ROW + CHUNK_BYTES_MORE
+            if not 0 <= chunk.total_compressed_size <= size:
+                raise check.bad(f"its {name} column in row group {i} is {chunk.total_compressed_size} bytes, "
+                                f"in a file of {size}")
+            if not 0 <= chunk.total_uncompressed_size <= most:
+                raise check.bad(f"its {name} column in row group {i} would decode to "
+                                f"{chunk.total_uncompressed_size} bytes, more than its {group.num_rows} rows take")
+    if total != rows:
+        raise check.bad(f"its row groups hold {total}{' or more' if total > rows else ''} rows, "
+                        f"its footer says {rows}")
+
+
 def read(f, path: str, check):  # -> pagewalk.snapshot.Snapshot
     """A snapshot from the open Parquet file ``f`` (named ``path``), checked as it is read by ``check`` (a
     :class:`pagewalk.snapshot._Check`): the footer's size before pyarrow parses it,
     the metadata and mappings, the row count before any column is read, the column
-    types, then the checksum of what was read (files without one, from pagewalk
-    before it wrote one, load with a note saying so)."""
+    types, each row group's rows and column sizes (:func:`_check_row_groups`), then
+    the checksum of what was read (files without one, from pagewalk before it wrote
+    one, load with a note saying so)."""
     from .snapshot import MAP_FIELDS, Snapshot, _detail, _shown
 
     pa, pq = _pyarrow()
@@ -191,6 +224,7 @@ def read(f, path: str, check):  # -> pagewalk.snapshot.Snapshot
             kind = str(schema.field(name).type) if name in schema.names else None
             if kind != COLUMNS[name]:
                 raise check.bad(f"its {name} column is {kind or 'missing'}, not {COLUMNS[name]}")
+        _check_row_groups(info, names, rows, size, check)
         table = pf.read(columns=names, use_threads=False)
         if table.num_rows != pages:
             raise check.bad(f"it holds {table.num_rows} rows, its metadata says {pages}")

@@ -35,10 +35,11 @@ bit decoded, for data tools (extra ``pagewalk[parquet]``; see :mod:`pagewalk.par
 :meth:`Snapshot.load` reads either.
 
 A file to be read may come from anywhere: :meth:`Snapshot.load` never unpickles
-(no ``np.load``, no object arrays), checks every part as it reads it (:class:`_Check`:
+(no ``np.load``, no object arrays), opens it only if it is a regular file
+(:func:`pagewalk.infile.open_regular`), checks every part as it reads it (:class:`_Check`:
 the metadata's keys and types, the mappings, each size against the metadata's page
-count and the mappings before anything that size is made, the memory this process
-may use), reads each zip member to its end so that its CRC-32 is checked, and for
+count and the mappings before anything that size is made, the memory loads may use:
+:class:`LoadBudget`), reads each zip member to its end so that its CRC-32 is checked, and for
 Parquet compares the checksum pagewalk stores of the metadata and the columns it
 reads back (see :func:`pagewalk.parquet.checksum`).  Whatever is wrong is one
 :class:`BadSnapshot`.
@@ -52,10 +53,10 @@ standard output as a stream.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import math
 import os
-import stat
 import zipfile
 import zlib
 
@@ -227,20 +228,25 @@ class Snapshot:
                     np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
     @classmethod
-    def load(cls, path: str) -> Snapshot:
+    def load(cls, path: str, *, budget: LoadBudget | None = None) -> Snapshot:
         """Read a snapshot; :class:`BadSnapshot` (one line) for anything that is not one
         this pagewalk can read: a truncated, damaged, foreign or hostile file, a newer
-        format version, or one too large for the memory this process may use (checked
-        before anything of that size is made: see :class:`_Check`)."""
+        format version, or one too large for ``budget``, the memory it may use (checked
+        before anything of that size is made: see :class:`_Check`).  Give snapshots
+        that are to be held at once one budget (``diff`` does); None: a budget of
+        this load's own (:class:`LoadBudget`)."""
         from . import parquet
+        from .infile import NotRegularFile, open_regular
 
-        check = _Check(path)
+        check = _Check(path, LoadBudget() if budget is None else budget)
         try:
-            # opened once, without waiting: a FIFO would wait for a writer, a device never end
-            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                    raise BadSnapshot(f"{path}: not a snapshot file (not a regular file: save it to one first)")
+            # what the path names is looked at before it is opened: a FIFO would wait
+            # for a writer, a device never end (or do something when opened)
+            with open_regular(path) as f:
                 snap = parquet.read(f, path, check) if parquet.is_parquet(f) else _read_npz(f, check)
+        except NotRegularFile as exc:
+            raise BadSnapshot(f"{path}: not a snapshot file ({exc.kind}, not a regular file: "
+                              "save it to one first)") from None
         except FileNotFoundError:
             raise BadSnapshot(f"no such snapshot file: {path}") from None
         except PermissionError:
@@ -326,8 +332,8 @@ def _delta(column: np.ndarray, out: np.ndarray) -> None:
 # -- reading, and what a file must pass to be read ----------------------------------
 # A snapshot file may come from anywhere (a damaged disk, a colleague, an attacker):
 # it is checked as it is read, each size against what its metadata and mappings
-# allow, and against the memory this process may use, before anything that size is
-# made.  All of it is in _Check, one place for both file forms.
+# allow, and against the memory loads may use (LoadBudget), before anything that
+# size is made.  All of it is in _Check, one place for both file forms.
 
 MAX_META_BYTES = 128 << 20  # the metadata's JSON (cmdline; in Parquet also the maps list)
 MAX_MAPPINGS = 1 << 22  # vm.max_map_count is 65530 by default
@@ -336,6 +342,14 @@ MAX_PAGES = 1 << 36  # 256 TiB of 4 KiB pages: beyond any process's populated pa
 # peak RSS less pagewalk's own), rounded up: the columns, their expansion, the page
 # table made of them
 LOAD_BYTES_PER_PAGE = {"npz": 96, "parquet": 256}
+# What loads may allocate unless told otherwise: at most this, and at most half of
+# the memory available here.  A snapshot's size says nothing of what it expands to
+# (a few KB of run lengths can say a billion pages, and so can a genuine snapshot
+# of a sparse process), so a genuine huge one needs the limit raised.
+DEFAULT_LOAD_LIMIT = 2 << 30
+LOAD_LIMIT_ENV = "PAGEWALK_LOAD_LIMIT"
+_RAISE_IT = f"--max-load SIZE or {LOAD_LIMIT_ENV}=SIZE raises it"
+MAX_NPY_HEADER = 64 << 10  # an .npy header pagewalk writes is about 100 bytes
 _META_OBJECT_BYTES = 16  # Python objects made from each byte of JSON, at most about this
 _MAPPING_BYTES = 512  # a Mapping with its ints and strings (its path counted apart)
 _VPN_LIMIT = 1 << (64 - PAGE_SHIFT)  # page numbers of 64-bit addresses
@@ -354,16 +368,16 @@ class _Check:
       the type of every key, the version an integer pagewalk knows;
     * the mappings: page-aligned, each ending after it starts, sorted, apart;
     * the page count: what every column must hold, no more than the mappings'
-      pages, and (with the per-page cost) within the memory this process may use;
-    * each column before it is expanded: its stored size from the header, its run
+      pages, and (with the per-page cost) within the load's :class:`LoadBudget`;
+    * each column before it is expanded: its ``.npy`` header's length before the
+      header is read, its stored size from the header, its run
       lengths (1 or more) summing to the page count, page numbers that increase and
       stay in 64-bit address space;
     * the pages after: in address order, each inside a recorded mapping.
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._left: tuple[int, str] | None = None  # bytes this load may still allocate, and why no more
+    def __init__(self, path: str, budget: LoadBudget) -> None:
+        self.path, self.budget = path, budget
         self.starts = self.ends = np.zeros(0, dtype=np.uint64)
 
     # -- what is said
@@ -377,14 +391,8 @@ class _Check:
         return BadSnapshot(f"{self.path}: not a pagewalk snapshot ({detail})")
 
     def charge(self, nbytes: int, what: str) -> None:
-        """Count ``nbytes`` about to be allocated against what this process may use."""
-        if self._left is None:
-            self._left = _memory_left()
-        left, limit = self._left
-        if nbytes > left:
-            raise BadSnapshot(f"{self.path}: cannot load this snapshot here: {what} would need about "
-                              f"{_gib(nbytes)}, more than {_gib(max(left, 0))}, {limit}")
-        self._left = left - nbytes, limit
+        """Count ``nbytes`` about to be allocated against the load's budget."""
+        self.budget.charge(nbytes, what, self.path)
 
     # -- the parts, as they are read
     def meta(self, text: str | bytes, form: str) -> dict:
@@ -450,7 +458,7 @@ class _Check:
     def page_count(self, meta: dict, form: str, rows: int | None = None) -> int:
         """The pages every column must hold (``meta["pages"]``; ``rows``, the file's
         own count where it has one, must agree), checked against the mappings and
-        the memory this process may use, before any column is read."""
+        the load's budget, before any column is read."""
         pages = meta["pages"]
         if rows is not None and rows != pages:
             raise self.bad(f"it holds {rows} pages, its metadata says {pages}")
@@ -564,25 +572,78 @@ def _gib(nbytes: int) -> str:
     return f"{nbytes / (1 << 30):.1f} GiB"
 
 
-def _memory_left() -> tuple[int, str]:
-    """What this process may still allocate, and what sets that: this machine's
-    memory and swap, or less where the process's own limits (ulimit -v, -d) say so."""
-    import resource
+def _size(nbytes: int) -> str:
+    return _gib(nbytes) if nbytes >= 1 << 30 else f"{nbytes / (1 << 20):.1f} MiB"
 
-    fields = {}
-    for name in ("/proc/meminfo", "/proc/self/status"):
-        with open(name) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if value.strip().endswith("kB"):
-                    fields[key] = int(value.split()[0]) << 10
-    left, limit = fields.get("MemTotal", 0) + fields.get("SwapTotal", 0), "this machine's memory and swap"
-    for res, used, what in ((resource.RLIMIT_AS, "VmSize", "what is left under its address-space limit (ulimit -v)"),
-                            (resource.RLIMIT_DATA, "VmData", "what is left under its data limit (ulimit -d)")):
-        soft = resource.getrlimit(res)[0]
-        if soft != resource.RLIM_INFINITY and soft - fields.get(used, 0) < left:
-            left, limit = soft - fields.get(used, 0), what
-    return left, limit
+
+class LoadBudget:
+    """The memory snapshot loads may allocate between them, weighed before anything
+    is made: one budget for every snapshot to be held at once (both sides of a
+    ``diff``), not the whole amount again for each.
+
+    ``limit_bytes`` is the most, when asked for (``source`` names who asked: it is
+    said when a load is refused); None: the value of the environment variable
+    ``PAGEWALK_LOAD_LIMIT`` if set (a size: ``4G``), else the default, the lesser of
+    :data:`DEFAULT_LOAD_LIMIT` and half of the memory available here.  Never more
+    than the memory available (``MemAvailable``) nor what is left under this
+    process's own limits (``ulimit -v``, ``-d``): those are read at the first load."""
+
+    def __init__(self, limit_bytes: int | None = None, source: str = "--max-load") -> None:
+        if limit_bytes is None and os.environ.get(LOAD_LIMIT_ENV, "").strip():
+            from .cli._common import parse_size
+            from .errors import InvalidArgument
+
+            try:
+                limit_bytes, source = parse_size(os.environ[LOAD_LIMIT_ENV]), LOAD_LIMIT_ENV
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{LOAD_LIMIT_ENV}: {exc}") from None
+        self.limit_bytes, self.source = limit_bytes, source
+        self._left: int | None = None  # bytes the loads may still allocate,
+        self._total, self._why = 0, ""  # of how many, and what sets that (for a message)
+        self._paths: set[str] = set()  # the files loaded
+
+    def charge(self, nbytes: int, what: str, path: str) -> None:
+        """Count ``nbytes`` that loading ``path`` is about to allocate for ``what``
+        ("its 1000 pages"); :class:`BadSnapshot` if they are more than is left."""
+        if self._left is None:
+            self._total, self._why = self._limit()
+            self._left = self._total
+        self._paths.add(path)
+        if nbytes > self._left:
+            # "left of" the total where other files took part of it, or where this
+            # file's own metadata made the difference
+            shared = len(self._paths) > 1 or nbytes <= self._total
+            left = f"{_size(max(self._left, 0))} left of the " if shared else ""
+            raise BadSnapshot(f"{path}: cannot load this snapshot here: {what} would need about {_size(nbytes)}, "
+                              f"more than the {left}{_size(self._total)} {self._why}")
+        self._left -= nbytes
+
+    def _limit(self) -> tuple[int, str]:
+        """The loads' total, and what sets it (words that follow the amount)."""
+        import resource
+
+        fields = {}
+        for name in ("/proc/meminfo", "/proc/self/status"):
+            with open(name) as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if value.strip().endswith("kB"):
+                        fields[key] = int(value.split()[0]) << 10
+        # (MemAvailable is since Linux 3.14; free memory before it)
+        available = fields.get("MemAvailable", fields.get("MemFree", 0))
+        if self.limit_bytes is None:
+            choices = [(DEFAULT_LOAD_LIMIT, f"snapshot loads may use by default ({_RAISE_IT})"),
+                       (available // 2, f"snapshot loads may use by default here, half of the memory "
+                                        f"available ({_RAISE_IT})")]
+        else:
+            choices = [(self.limit_bytes, f"that {self.source} allows"),
+                       (available, "of memory available here (MemAvailable in /proc/meminfo)")]
+        for res, used, what in ((resource.RLIMIT_AS, "VmSize", "address-space limit (ulimit -v)"),
+                                (resource.RLIMIT_DATA, "VmData", "data limit (ulimit -d)")):
+            soft = resource.getrlimit(res)[0]
+            if soft != resource.RLIM_INFINITY:
+                choices.append((soft - fields.get(used, 0), f"this process may still map under its {what}"))
+        return min(choices, key=lambda c: c[0])
 
 
 def _read_npz(f, check: _Check) -> Snapshot:
@@ -649,8 +710,19 @@ class _Members:
             if version not in ((1, 0), (2, 0)):
                 raise check.bad(f"its {name} is an .npy file of version {version}")
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            # the header's length (2 bytes, or 4 in version 2.0) before numpy reads that
+            # many bytes: it checks its own limit only after (a header of 4 GB)
+            width = 2 if version == (1, 0) else 4
+            length_bytes = f.read(width)
+            if len(length_bytes) < width:
+                raise check.damaged(f"{name}'s header is cut short")
+            header_bytes = int.from_bytes(length_bytes, "little")
+            if header_bytes > MAX_NPY_HEADER:
+                raise check.bad(f"its {name}'s .npy header is {header_bytes} bytes, more than the "
+                                f"{MAX_NPY_HEADER} pagewalk reads")
+            header = f.read(header_bytes)
             try:
-                shape, _, dtype = reader(f)
+                shape, _, dtype = reader(io.BytesIO(length_bytes + header), max_header_size=MAX_NPY_HEADER)
             except Exception as exc:  # noqa: BLE001 - a Python literal parsed (ast, tokenize): any of their errors
                 raise check.damaged(f"{name}'s header: {_detail(exc)}") from exc
             if dtype.hasobject or dtype.kind not in kinds or dtype.itemsize == 0:

@@ -40,9 +40,16 @@ def process_notes(proc) -> None:
     and which of its mappings changed while they were read."""
     for note in proc.notes:
         warn(f"note: {note}")
-    if proc.changed:
-        warn(f"warning: {len(proc.changed)} mapping(s) changed during the scan (e.g. {proc.changed[0].start:x}-"
-             f"{proc.changed[0].end:x}): their pages mix the before and the after")
+    mappings_changed_warning([(m.start, m.end) for m in proc.changed])
+
+
+def mappings_changed_warning(changed: list) -> None:
+    """Warn of one process's mappings that changed while their pages were read:
+    ``[(start, end), ...]``."""
+    if changed:
+        start, end = changed[0]
+        warn(f"warning: {len(changed)} mapping(s) changed during the scan (e.g. {start:x}-{end:x}): "
+             "their pages mix the before and the after")
 
 
 def changed_warning(changed: dict[int, int]) -> None:
@@ -156,6 +163,25 @@ def force_argument(parser) -> None:
                         help="with -o: replace a file of another user or with other hard links, write to "
                              "another user's FIFO, device or symbolic link to one, or follow another user's "
                              "symbolic link to a directory in the path (refused otherwise)")
+
+
+def max_load_argument(parser, what: str) -> None:
+    """``--max-load SIZE``: the memory loading snapshots may take (pagewalk.snapshot.LoadBudget)."""
+    parser.add_argument("--max-load", metavar="SIZE",
+                        help=f"the memory {what} may take (K, M, G suffixes); the default is 2G or half the "
+                             "memory available, whichever is less (also PAGEWALK_LOAD_LIMIT=SIZE)")
+
+
+def load_budget(args):
+    """The one budget (pagewalk.snapshot.LoadBudget) of every snapshot a command loads."""
+    from ..snapshot import LoadBudget
+
+    if args.max_load is None:
+        return LoadBudget()
+    try:
+        return LoadBudget(parse_size(args.max_load), "--max-load")
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"--max-load: {exc}") from None
 
 
 def no_scan_argument(parser) -> None:

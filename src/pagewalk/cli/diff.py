@@ -21,27 +21,34 @@ def add_parser(sub) -> None:
     p.add_argument("a", metavar="A", help="snapshot file (or PID)")
     p.add_argument("b", metavar="B", help="snapshot file or PID")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    _common.max_load_argument(p, "loading the snapshot files (both together)")
     p.set_defaults(run=run)
 
 
-def _side(arg: str):
+def _side(arg: str, budget):
+    """A snapshot file, loaded within ``budget`` (both files share one), or a live
+    process, recorded now; what a reader should know of it said."""
     from ..diff import live
     from ..snapshot import Snapshot
 
     if os.path.exists(arg):
-        snap = Snapshot.load(arg)
-        for note in snap.notes:
-            _common.warn(f"note: {note}")
-        return snap
-    if arg.isdigit():
-        return live(_common.parse_pid(arg))
-    raise InvalidArgument(f"{arg!r} is neither a snapshot file nor a process ID")
+        snap = Snapshot.load(arg, budget=budget)
+    elif arg.isdigit():
+        snap = live(_common.parse_pid(arg))
+    else:
+        raise InvalidArgument(f"{arg!r} is neither a snapshot file nor a process ID")
+    for note in snap.notes:
+        _common.warn(f"note: {note}")
+    if snap.meta.get("live"):  # (a file's changes are said when it is written)
+        _common.mappings_changed_warning(snap.meta["mappings_changed"])
+    return snap
 
 
 def run(args) -> int:
     from ..diff import FIELDS, diff, different_process
 
-    a, b = _side(args.a), _side(args.b)
+    budget = _common.load_budget(args)
+    a, b = _side(args.a, budget), _side(args.b, budget)
     other = different_process(a, b)
     if other:
         _common.warn(f"warning: {other}")

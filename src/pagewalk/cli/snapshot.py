@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
                    help="file format (default: parquet for a FILE ending in .parquet, else npz)")
     p.add_argument("--load", metavar="FILE", help="read this snapshot (either format) and summarise it")
     p.add_argument("--json", action="store_true", help="with --load: print one JSON document")
+    _common.max_load_argument(p, "with --load: loading the snapshot")
     p.add_argument("--clear-soft-dirty", action="store_true",
                    help="after recording, clear the target's soft-dirty bits so that a later diff can say which "
                         "pages were written (needs CONFIG_MEM_SOFT_DIRTY; disturbs the target: each page's next "
@@ -40,7 +41,7 @@ def run(args) -> int:
 
         if args.pid or args.output or args.force:
             raise InvalidArgument("--load reads a snapshot: give no PID, -o or --force with it")
-        snap = Snapshot.load(args.load)
+        snap = Snapshot.load(args.load, budget=_common.load_budget(args))
         for note in snap.notes:
             _common.warn(f"note: {note}")
         summary = snap.summary()
@@ -53,6 +54,8 @@ def run(args) -> int:
         return 0
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
+    if args.max_load is not None:
+        raise InvalidArgument("--max-load limits what --load reads: give it with --load")
     from ..outfile import STDOUT, check_writable
 
     # before the work (and before --clear-soft-dirty)
