@@ -351,3 +351,13 @@ def pagemap_present(pid: int, vaddr: int) -> bool:
     with open(f"/proc/{pid}/pagemap", "rb") as f:
         f.seek(vaddr // PAGE * 8)
         return bool(int.from_bytes(f.read(8), "little") >> 63)
+
+
+@pytest.mark.parametrize("args", [["maps", "{pid}"], ["usage", "{pid}"], ["dump", "{pid}"], ["v2p", "{pid}", "0x10"],
+                                  ["snapshot", "{pid}", "-o", "-"], ["who", "--pfn", "1"]])
+def test_a_closed_standard_output_is_one_line(specimen, args):
+    """``pagewalk ... >&-``: an error as ``ls >&-`` gives one, not a traceback (Python
+    leaves sys.stdout None), nor silence."""
+    argv = [sys.executable, "-m", "pagewalk", *[a.format(pid=specimen.pid) for a in args]]
+    r = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *argv], capture_output=True, text=True, timeout=60)
+    one_line_error(r, 1, "standard output is closed")

@@ -9,6 +9,7 @@ line on stderr and exit status 1 (the work could not be done) or 2 (usage);
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -48,6 +49,10 @@ def build_parser(command: str | None = None):  # -> argparse.ArgumentParser
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if sys.stdout is None:  # fd 1 was closed when Python started (``>&-``): writing is an error
+        sys.stdout = _ClosedStdout()
+    if sys.stderr is None:  # nowhere to say anything; print(file=None) would pick stdout
+        sys.stderr = open(os.devnull, "w")
     # v2p of one address must cost little more than starting Python: its plain
     # forms skip argparse (and the parser of every command) altogether.
     args = v2p.fast_args(argv) or build_parser(argv[0] if argv else None).parse_args(argv)
@@ -79,5 +84,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _silence_stdout() -> None:
+    if isinstance(sys.stdout, _ClosedStdout):
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+class _ClosedStdout:
+    """Standard output when fd 1 is closed: every write fails as the shell's tools do
+    ("cannot write output: standard output is closed", exit 1), and ``closed`` says so
+    (outfile refuses ``-o -``)."""
+
+    closed = True
+
+    def write(self, data) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    flush = write
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise ValueError("standard output is closed")
+
+    @property
+    def buffer(self):
+        return self

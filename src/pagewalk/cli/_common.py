@@ -52,7 +52,7 @@ def mappings_changed_warning(changed: list) -> None:
              "their pages mix the before and the after")
 
 
-def changed_warning(changed: dict[int, int]) -> None:
+def processes_changed_warning(changed: dict[int, int]) -> None:
     """Warn of the mappings that changed while their pages were read: {PID: how many}."""
     if changed:
         first = next(iter(changed))

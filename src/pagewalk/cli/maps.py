@@ -35,9 +35,7 @@ def run(args) -> int:
         _common.pfn_hidden_note()
     for note in report.notes:
         _common.warn(f"note: {note}")
-    if report.changed:
-        _common.warn(f"warning: {len(report.changed)} mapping(s) changed during the scan; "
-                     "their counts mix the before and the after")
+    _common.mappings_changed_warning([(m.start, m.end) for m in report.changed])
     if args.sort is not None:
         out.sort_report(report, args.sort)
     sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))

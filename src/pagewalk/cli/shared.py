@@ -25,7 +25,7 @@ def run(args) -> int:
     from ..names import printable, unicode_text
 
     report = shared_frames([_common.parse_pid(p) for p in args.pids])
-    _common.changed_warning(report.changed)
+    _common.processes_changed_warning(report.changed)
     if args.json:
         import json
 

@@ -68,7 +68,7 @@ def run(args) -> int:
                      "bit, a lower bound; run as root for exact numbers everywhere")
     for note in report.notes:
         _common.warn(f"note: {note}")
-    _common.changed_warning(report.changed)
+    _common.processes_changed_warning(report.changed)
     if report.skipped and not explicit:
         first = next(iter(report.skipped.items()))
         _common.warn(f"note: {len(report.skipped)} process(es) left out, e.g. {first[0]}: {first[1]}")
