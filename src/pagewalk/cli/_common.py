@@ -66,6 +66,12 @@ def pfn_hidden_note() -> None:
          "PFNs, physical addresses and swap offsets show as unknown")
 
 
+def parse_pids(texts) -> list[int]:
+    """PIDs (:func:`parse_pid`) in the order given, each once: a PID named twice is one
+    process, counted once."""
+    return list(dict.fromkeys(parse_pid(t) for t in texts))
+
+
 def parse_pid(text: str) -> int:
     """A PID in decimal; ``self`` is refused (it would name pagewalk itself)."""
     if text == "self":

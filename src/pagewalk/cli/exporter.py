@@ -67,7 +67,7 @@ def run(args) -> int:
         raise InvalidArgument("--socket-mode is for --listen unix:PATH")
     # a PID given twice is one process: checked and counted in the line below once
     # (usage.gather, which the scans call, reads it once)
-    pids = list(dict.fromkeys(_common.parse_pid(p) for p in args.pids)) or None
+    pids = _common.parse_pids(args.pids) or None
     from ..process import Process
 
     for pid in pids or ():

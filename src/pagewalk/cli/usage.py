@@ -43,7 +43,7 @@ def run(args) -> int:
 
     if args.all and args.pids:
         raise InvalidArgument("give PIDs or --all, not both")
-    pids = list(dict.fromkeys(_common.parse_pid(p) for p in args.pids))
+    pids = _common.parse_pids(args.pids)
     explicit = bool(pids)
     pids = pids or all_pids()
     progress = _common.Progress("usage", len(pids) if not explicit else 0, "processes")
