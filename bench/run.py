@@ -659,8 +659,8 @@ class Bench:
             self.note(f"{label}: skipped, needs about {need} MiB available, have {mem_available_mib()} MiB")
             return
         try:
-            from pagewalk import shmem
-            from pagewalk.maps import read_maps
+            from pagewalk.kernel import shmem
+            from pagewalk.kernel.maps import read_maps
         except ImportError as exc:
             self.note(f"{label}: skipped: cannot import pagewalk here ({exc})")
             return

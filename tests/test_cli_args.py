@@ -109,7 +109,7 @@ def test_a_range_to_the_very_end_of_the_address_space_is_accepted(specimen):
 
 
 def test_a_pid_named_twice_is_one_process(specimen):
-    import pagewalk.usage as usage
+    import pagewalk.analysis.usage as usage
 
     once, twice = usage.measure([specimen.pid]), usage.measure([specimen.pid, specimen.pid])
     assert twice.totals.processes == 1 and len(twice.rows) == 1

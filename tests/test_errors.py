@@ -207,7 +207,7 @@ def test_a_read_in_the_background_of_a_process_that_exited_is_process_gone(speci
     exits meanwhile is ProcessGone when the result is asked for, not a thread's
     traceback, and the CLI says so in one line without leaving a file."""
     from pagewalk.parallel import in_background
-    from pagewalk.process import ResidentRead
+    from pagewalk.core.process import ResidentRead
 
     with pagewalk.Process(specimen.pid) as p:
         if p.scanner() is None:

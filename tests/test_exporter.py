@@ -356,7 +356,7 @@ def get(path: str = "/metrics", *headers: bytes, method: bytes = b"GET") -> byte
 def metrics_server(registry, ready: threading.Event | None = None, wait_s: float = 0, listen=("127.0.0.1", 0),
                    **kwargs):
     """The library's MetricsServer, serving ``registry`` from its own thread in this process."""
-    from pagewalk.exporter import MetricsServer
+    from pagewalk.analysis.exporter import MetricsServer
 
     if ready is None:
         ready = threading.Event()
@@ -451,7 +451,7 @@ def test_the_encoded_body_is_reused_until_the_next_scan(specimen):
     gives, kept per format and compression, and a new scan replaces it."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from pagewalk.exporter import MemoryCollector
+    from pagewalk.analysis.exporter import MemoryCollector
 
     specimen.run("a = mmap(300); write(a, 300)")
 

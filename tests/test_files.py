@@ -108,7 +108,7 @@ def unprivileged_checks(tmp_path, Specimen) -> None:  # noqa: N803
     make_file(str(closed), "secret", PAGE)
     os.chmod(closed, stat.S_IRWXU)  # root's only
     with Specimen(uid=65534) as other:
-        code = ("import io, contextlib, json\nfrom pagewalk import system\nfrom pagewalk.cli import main\n"
+        code = ("import io, contextlib, json\nfrom pagewalk.kernel import probes as system\nfrom pagewalk.cli import main\n"
                 "system.pfn_visible.cache_clear()\n"
                 "def call(*argv):\n"
                 "    out, err = io.StringIO(), io.StringIO()\n"
@@ -249,7 +249,7 @@ def test_loading_pages_reads_back_only_what_left_the_cache_and_survives_a_shrunk
 
     import numpy as np
 
-    from pagewalk.pagecache import load_pages
+    from pagewalk.kernel.pagecache import load_pages
 
     path = make_file("/var/tmp", f"pagewalk-load-{os.getpid()}", 64 * PAGE)
     fd = os.open(path, os.O_RDWR)

@@ -25,7 +25,7 @@ import pytest
 
 import pagewalk
 from conftest import PAGE, requires_root, run_on_terminal
-from pagewalk.maps import parse_line, parse_maps
+from pagewalk.kernel.maps import parse_line, parse_maps
 from specimen import Specimen
 
 # A file name: terminal escapes (clear screen, set the window title), a newline (maps

@@ -116,7 +116,7 @@ def test_scan_and_read_paths_agree_page_by_page(specimen):
 def test_run_arithmetic_for_regions_that_straddle_mappings():
     """PAGEMAP_SCAN merges equal neighbours across adjacent VMAs: counts per mapping
     come from cumulative pages below each bound."""
-    from pagewalk.process import _pages_below
+    from pagewalk.core.process import _pages_below
 
     starts, ends = np.array([2, 10, 30]), np.array([5, 20, 31])
     points = np.array([0, 2, 3, 5, 7, 10, 15, 20, 25, 30, 31, 99])
@@ -221,7 +221,7 @@ def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen, mon
     """resident_table (behind usage, who and shared) finds the same pages, entry for
     entry, whether PAGEMAP_SCAN finds them or every entry is read; with PAGEMAP_SCAN
     both when the runs are read one by one (a few runs) and through merged spans."""
-    import pagewalk.process as process_module
+    import pagewalk.core.process as process_module
 
     specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
                  "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)\n"
@@ -255,7 +255,7 @@ def test_a_reader_that_starts_before_the_scan_reads_into_its_buffer(specimen):
     every entry of the snapshot stayed 0)."""
     from collections import deque
 
-    from pagewalk.process import ResidentRead
+    from pagewalk.core.process import ResidentRead
 
     specimen.run("a = mmap(64); write(a, 40)")
     with pagewalk.Process(specimen.pid) as p:
@@ -283,7 +283,7 @@ def test_ramps_are_exact_for_any_start():
     """The per-page addresses and buffer positions of resident_table come from
     ramps(): exact for unsigned starts beyond 2**53 (no float on the way), empty
     runs skipped, against the Python loop it replaces."""
-    from pagewalk.pagetable import ramps
+    from pagewalk.core.pagetable import ramps
 
     for starts in (np.array([2**64 - 8192, 5, 2**63 + 3, 2**53 + 1, 7], dtype=np.uint64),
                    np.array([40, 3, 1 << 40, 0, 9], dtype=np.int64)):
@@ -300,7 +300,7 @@ def test_counts_read_from_threads_equal_counts_read_in_turn(specimen, monkeypatc
     """counts() reads large processes from several threads in small tasks; forced
     onto every process here (tasks of 1,000 entries, so pieces split across tasks),
     it must count exactly what the one-thread path counts."""
-    import pagewalk.process as process_module
+    import pagewalk.core.process as process_module
 
     specimen.run("a = mmap(5000); write(a, 3000); read(a + 4000 * PAGE, 500)\n"
                  "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)")

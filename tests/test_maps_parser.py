@@ -7,7 +7,7 @@ import os
 import pytest
 
 import pagewalk
-from pagewalk.maps import parse_line
+from pagewalk.kernel.maps import parse_line
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "maps_forms.txt")
 

@@ -21,7 +21,7 @@ result = [a, z]
 
 
 def soft_dirty_supported() -> bool:
-    from pagewalk import system
+    from pagewalk.kernel import probes as system
 
     return system.soft_dirty_supported()
 
@@ -84,7 +84,7 @@ def test_unprivileged_without_scan_tells_the_zero_page_apart_from_smaps():
 
     import pagewalk.cli.maps  # noqa: F401
     import pagewalk.cli.v2p  # noqa: F401
-    import pagewalk.smaps  # noqa: F401
+    import pagewalk.kernel.smaps  # noqa: F401
     from test_unprivileged import run_as
 
     with Specimen(uid=NOBODY) as other:

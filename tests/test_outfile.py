@@ -1,4 +1,4 @@
-"""What ``-o PATH`` does to what is already at PATH (pagewalk.outfile, the README's
+"""What ``-o PATH`` does to what is already at PATH (pagewalk.kernel.outfile, the README's
 "What pagewalk changes"): a file is replaced atomically (0600), a device or FIFO is
 written to in place, another user's file or link (the last component or a directory on
 the way), a hard link, a directory and other special files are refused, a closed
@@ -22,7 +22,7 @@ import pytest
 from conftest import cli, requires_root
 from test_errors import one_line_error
 
-from pagewalk import outfile
+from pagewalk.kernel import outfile
 
 pytestmark = requires_root  # device nodes (mknod) and other users' files (chown) need root
 

@@ -32,14 +32,14 @@ result = [a, z, g, h]
 
 def space_of(pid: int):
     from pagewalk import Process
-    from pagewalk.picture import AddressSpace
+    from pagewalk.analysis.picture import AddressSpace
 
     with Process(pid) as p:
         return AddressSpace.take(p)
 
 
 def test_page_states_match_the_kernel(specimen):
-    from pagewalk.picture import ANONYMOUS, PALETTE, STATES, UNTOUCHED, ZERO
+    from pagewalk.analysis.picture import ANONYMOUS, PALETTE, STATES, UNTOUCHED, ZERO
 
     a, z, g, h = specimen.run(LAYOUT)
     space = space_of(specimen.pid)
@@ -79,7 +79,7 @@ def test_png_and_svg_files(specimen, tmp_path):
     pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
     from PIL import Image
 
-    from pagewalk.picture import PALETTE
+    from pagewalk.analysis.picture import PALETTE
 
     specimen.run(LAYOUT)
     png, svg = tmp_path / "map.png", tmp_path / "map.svg"
@@ -223,14 +223,14 @@ def test_unprivileged_picture_shows_no_frames():
     # The specimen drops to uid 65534, which cannot read this interpreter's files (they
     # are root's here): what it will import must be imported before it forks.
     import pagewalk.output.picture_html  # noqa: F401
-    import pagewalk.picture  # noqa: F401
+    import pagewalk.analysis.picture  # noqa: F401
 
     resources.files("pagewalk.output").joinpath("picture.html").read_text()
     with Specimen(uid=65534) as other:
         doc, totals = other.run(
-            "from pagewalk import system, Process\n"
+            "from pagewalk.kernel import probes as system; from pagewalk import Process\n"
             "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()  # filled while root\n"
-            "from pagewalk.picture import AddressSpace\nfrom pagewalk.output.picture_html import document\n"
+            "from pagewalk.analysis.picture import AddressSpace\nfrom pagewalk.output.picture_html import document\n"
             "a = mmap(300); write(a, 300)\n"
             "with Process(os.getpid()) as p: s = AddressSpace.take(p)\n"
             "result = [document(s), s.totals()]")

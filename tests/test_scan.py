@@ -9,7 +9,7 @@ import os
 import pytest
 
 import pagewalk
-from pagewalk import scan
+from pagewalk.kernel import scan
 from conftest import PAGE, cli_json, pagemap_entry
 
 MAPPINGS = 10_000

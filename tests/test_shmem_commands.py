@@ -108,7 +108,7 @@ def test_snapshot_diff_and_picture_see_them(swapped_shared, tmp_path):
     d = cli_json("diff", before, s.pid)
     assert d["totals"]["swapped_out"] == 8 and d["totals"]["vanished"] == 0
     from pagewalk import Process
-    from pagewalk.picture import AddressSpace
+    from pagewalk.analysis.picture import AddressSpace
 
     with Process(s.pid) as p:
         totals = AddressSpace.take(p).totals()
@@ -129,8 +129,8 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
     import pagewalk.cli.diff  # noqa: F401
     import pagewalk.cli.dump  # noqa: F401
     import pagewalk.cli.snapshot  # noqa: F401
-    import pagewalk.diff  # noqa: F401
-    import pagewalk.snapshot  # noqa: F401
+    import pagewalk.analysis.diff  # noqa: F401
+    import pagewalk.analysis.snapshot  # noqa: F401
 
     import io
 
@@ -142,8 +142,8 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
     np.load(buffer)["x"]  # numpy's npz reading, loaded now
     import pagewalk.cli.maps  # noqa: F401
     import pagewalk.cli.v2p  # noqa: F401
-    import pagewalk.shmem  # noqa: F401
-    import pagewalk.smaps  # noqa: F401
+    import pagewalk.kernel.shmem  # noqa: F401
+    import pagewalk.kernel.smaps  # noqa: F401
 
     with swap_file(64):
         with Specimen(uid=NOBODY) as s:
@@ -161,9 +161,9 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
             assert "untouched" not in out.replace("untouched or swapped", ""), out
             assert "unknown" in out and "CAP_SYS_ADMIN" in err  # the reason, said once
             # the picture draws them unknown, not untouched (the process looks at itself)
-            totals = s.run("from pagewalk import system, Process\n"
+            totals = s.run("from pagewalk.kernel import probes as system; from pagewalk import Process\n"
                            "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()\n"
-                           "from pagewalk.picture import AddressSpace\n"
+                           "from pagewalk.analysis.picture import AddressSpace\n"
                            "from pagewalk.output.picture_html import runs\n"
                            "import base64, numpy\n"
                            "with Process(os.getpid()) as p: space = AddressSpace.take(p)\n"
@@ -192,7 +192,7 @@ def test_exporter_series_count_them(swapped_shared):
     """The exporter's per-process swap is smaps_rollup's; a cgroup's counts the
     object's swapped pages once although two of its processes map them."""
     pytest.importorskip("prometheus_client", reason="the test extra installs prometheus-client")
-    from pagewalk.exporter import MemoryCollector
+    from pagewalk.analysis.exporter import MemoryCollector
 
     s, shared, _, child = swapped_shared
     collector = MemoryCollector([s.pid, child])

@@ -1,5 +1,5 @@
 """Swapped-out shared memory (issue 12, section 1): pagemap shows such pages as none
-(entry 0), smaps counts them in Swap.  pagewalk.shmem finds them with cachestat(2).
+(entry 0), smaps counts them in Swap.  pagewalk.kernel.shmem finds them with cachestat(2).
 
 Every expectation comes from the kernel, read here without pagewalk: smaps per
 mapping, raw pagemap entries, and cachestat asked page by page through the test's
@@ -73,7 +73,7 @@ def while_still(pid: int, read):
 
 
 def maps_of(pid: int):
-    from pagewalk.maps import read_maps
+    from pagewalk.kernel.maps import read_maps
 
     return read_maps(pid)
 
@@ -154,7 +154,7 @@ def test_swapped_shared_memory_matches_smaps_per_mapping(swap, specimen, shm_pat
     mprotect (the later pieces map the object at an offset): per piece, the record's
     count is smaps Swap, its runs are exactly the pages cachestat says are swapped
     when asked page by page, and the count-only call agrees."""
-    from pagewalk import shmem
+    from pagewalk.kernel import shmem
 
     s = specimen
     addr = s.run(KINDS[kind].format(pages=PAGES, path=shm_path) + f"\nwrite(a, {PAGES}); result = a")
@@ -199,7 +199,7 @@ def test_private_mapping_of_a_tmpfs_file_counts_only_where_the_pte_is_none(swap,
     swapped pages only where the PTE is none (32-63), plus its own swap entries
     (0-7): the record's runs
     intersected with pagemap's none entries, plus pagemap's swap entries, is that."""
-    from pagewalk import shmem
+    from pagewalk.kernel import shmem
 
     s = specimen
     shared = s.run(KINDS["/dev/shm file"].format(pages=PAGES, path=shm_path) + f"\nwrite(a, {PAGES}); result = a")
@@ -228,7 +228,7 @@ def test_private_mapping_of_a_tmpfs_file_counts_only_where_the_pte_is_none(swap,
     # the rule every command applies: the object's pages in swap where the entry is empty
     import numpy as np
 
-    from pagewalk.pagetable import PageTable
+    from pagewalk.core.pagetable import PageTable
 
     table = PageTable(private, np.array(entries, dtype=np.uint64), pfn_visible=True)
     table.mark_shmem_swap(record.runs)
@@ -245,7 +245,7 @@ def test_two_processes_mapping_one_object_count_it_once(swap, specimen):
     splits its own mapping with an mprotect: smaps charges the swapped pages to both
     processes; unique_pages counts each object page once, exact runs or not (where
     the ranges are the same)."""
-    from pagewalk import shmem
+    from pagewalk.kernel import shmem
 
     s = specimen
     addr = s.run(f"a = mmap({PAGES}, shared=True); write(a, {PAGES}); result = a")
@@ -288,7 +288,7 @@ def test_two_processes_mapping_one_object_count_it_once(swap, specimen):
 def test_mappings_that_are_not_shared_memory_are_absent(specimen, tmp_path):
     """A disk file mapped shared, private anonymous memory and a private /dev/zero
     mapping are no shmem objects: not in the result (not None, not 0)."""
-    from pagewalk import shmem
+    from pagewalk.kernel import shmem
 
     path = tmp_path / "disk-file"
     path.write_bytes(b"\1" * 8 * PAGE)
@@ -315,7 +315,7 @@ def test_a_process_without_candidate_mappings_costs_no_import():
         try:
             devs = {line.split()[3] for line in open(f"/proc/{sleeper.pid}/maps")}
             assert not {d for d in devs if d.startswith("00:") and d != "00:00"}
-            code = ("import sys; from pagewalk import shmem; from pagewalk.maps import read_maps; "
+            code = ("import sys; from pagewalk.kernel import shmem; from pagewalk.kernel.maps import read_maps; "
                     f"r = shmem.swapped_runs({sleeper.pid}, read_maps({sleeper.pid})); "
                     "print(len(r), 'ctypes' in sys.modules)")
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -333,8 +333,8 @@ def as_nobody(work):
 
 def _seen_by_nobody(pid: int) -> dict:
     """swapped_runs of ``pid`` as nobody sees it: {start: [pages or None, why]}."""
-    from pagewalk import shmem
-    from pagewalk.maps import read_maps
+    from pagewalk.kernel import shmem
+    from pagewalk.kernel.maps import read_maps
 
     def work():
         maps = read_maps(pid)
@@ -350,7 +350,7 @@ def test_an_unprivileged_reader_gets_unknown_not_zero(swap, shm_path):
     process holds open is found through /proc/PID/fd and counted exactly; a
     root-owned tmpfs file mapped read-only is unknown (cachestat needs write
     permission or ownership)."""
-    from pagewalk import shmem
+    from pagewalk.kernel import shmem
 
     with open(shm_path, "wb") as f:
         f.write(b"\1" * 8 * PAGE)
@@ -380,8 +380,8 @@ def test_an_unprivileged_reader_gets_unknown_not_zero(swap, shm_path):
 def test_doctor_says_whether_swapped_shared_memory_can_be_found():
     """root: cachestat and map_files work; nobody: map_files is refused, and doctor
     says what that costs."""
-    from pagewalk import shmem
-    from pagewalk.doctor import run_checks
+    from pagewalk.kernel import shmem
+    from pagewalk.analysis.doctor import run_checks
 
     def row():
         return next(c.as_dict() for c in run_checks() if c.name.startswith("swapped shared memory"))

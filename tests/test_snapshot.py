@@ -48,7 +48,7 @@ def test_snapshot_file_round_trip_and_plain_numpy(specimen, tmp_path):
 def test_version_1_files_still_load(specimen, tmp_path):
     """Version 1 stored the per-page columns whole: a file written that way (here with
     numpy alone, from a version 2 one) loads to the same snapshot."""
-    from pagewalk.snapshot import PAGE_COLUMNS, Snapshot
+    from pagewalk.analysis.snapshot import PAGE_COLUMNS, Snapshot
 
     specimen.run("a = mmap(64); write(a, 50)")
     new = tmp_path / "v2.npz"
@@ -138,7 +138,7 @@ def test_diff_reports_exactly_what_the_process_did(specimen, tmp_path):
 
 
 def test_written_pages_need_soft_dirty(specimen, tmp_path):
-    from pagewalk import system
+    from pagewalk.kernel import probes as system
 
     r = cli("snapshot", specimen.pid, "-o", tmp_path / "s.npz", "--clear-soft-dirty")
     if not system.soft_dirty_supported():
@@ -215,7 +215,7 @@ def test_parquet_damaged_foreign_and_missing_pyarrow(specimen, tmp_path):
 def test_map_counts_recorded_for_shared_and_exclusive_pages(specimen, tmp_path):
     """Pages shared with a forked child have map count 2, pages written after the
     fork 1: as /proc/kpagecount says, whether read or known from the exclusive bit."""
-    from pagewalk.snapshot import Snapshot
+    from pagewalk.analysis.snapshot import Snapshot
 
     a = specimen.run("a = mmap(40); write(a, 40); result = a")
     specimen.run("child_pid = fork()")
@@ -233,8 +233,8 @@ def test_page_number_deltas_from_runs_are_what_the_pages_give():
     """A snapshot taken from a live process codes its page numbers straight from the
     runs of pages it read; the members must be exactly those the per-page coding
     gives (adjacent runs, empty runs, one-page runs, addresses high in user space)."""
-    from pagewalk.pagetable import ramps
-    from pagewalk.snapshot import _delta, _runs, _vpn_delta_runs
+    from pagewalk.core.pagetable import ramps
+    from pagewalk.analysis.snapshot import _delta, _runs, _vpn_delta_runs
 
     rng = np.random.default_rng(7)
     for _ in range(50):

@@ -388,7 +388,7 @@ def test_flipped_and_truncated_files_are_refused_or_unchanged(good, tmp_path, fo
     """150 seeded mutations of a real snapshot (1 to 4 bytes flipped anywhere, or the
     file cut short): each loads as BadSnapshot or as exactly the snapshot written
     (the zip's CRC-32, the Parquet checksum of the metadata and decoded columns)."""
-    from pagewalk.snapshot import BadSnapshot, Snapshot
+    from pagewalk.analysis.snapshot import BadSnapshot, Snapshot
 
     original = Snapshot.load(str(good[form]))
     data = good[form].read_bytes()

@@ -132,7 +132,7 @@ def test_thp_counted_as_smaps_anon_huge_pages(specimen):
         assert (np.diff(pfn) == 1).all(), f"PFNs of the huge page at page {lo} are not consecutive"
         assert pfn[0] % HPAGE_PAGES == 0
     # usage's (and the exporter's) huge bytes: the whole process, as smaps_rollup sums it
-    from pagewalk.usage import measure
+    from pagewalk.analysis.usage import measure
 
     kernel = smaps_rollup(specimen.pid)
     expected = kernel["AnonHugePages"] + kernel["ShmemPmdMapped"] + kernel["FilePmdMapped"]
@@ -347,7 +347,7 @@ def test_real_swap_entries():
             assert "swapped out (type" in r.stdout, r.stdout
 
             # usage: swap as smaps_rollup counts it, and the kernel's SwapPss beside it
-            from pagewalk.usage import measure
+            from pagewalk.analysis.usage import measure
 
             row = measure([s.pid]).rows[0]
             with open(f"/proc/{s.pid}/smaps_rollup") as f:

@@ -1,4 +1,4 @@
-"""The page states and the RSS/PSS/USS rules (pagewalk.states), on literal pagemap
+"""The page states and the RSS/PSS/USS rules (pagewalk.core.states), on literal pagemap
 entries and kpageflags values, as the kernel defines them (kernel.md 1.1, 2.2):
 the way the Rust procfs crate tests its decoders.  The same entries go through the
 integer path (v2p) and the numpy path (every bulk command): both must agree."""
@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pagewalk import states
-from pagewalk.pagemap import max_swapfiles
-from pagewalk.pagetable import PageTable
-from pagewalk.translate import Translation
+from pagewalk.core import states
+from pagewalk.kernel.pagemap import max_swapfiles
+from pagewalk.core.pagetable import PageTable
+from pagewalk.core.translate import Translation
 
 PRESENT, SWAP, FILE, EXCL, UFFD, GUARD = 1 << 63, 1 << 62, 1 << 61, 1 << 56, 1 << 57, 1 << 58
 KPF_ZERO_PAGE = 1 << 24
@@ -103,7 +103,7 @@ def test_classes_pick_one_state_per_page():
 
 
 def test_soft_dirty_is_unknown_on_a_kernel_without_it():
-    from pagewalk import system
+    from pagewalk.kernel import probes as system
 
     table = PageTable(0, np.array([1 << 55, 0], dtype=np.uint64), pfn_visible=True)
     if system.soft_dirty_supported():

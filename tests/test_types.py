@@ -249,7 +249,7 @@ def test_mark_idle_works_or_says_why_not(specimen):
 def test_kpage_reader_coalesces_and_streams():
     """KpageFile.read (sorted, unique, coalesced runs) and chunks() against one
     pread per PFN, on the live /proc/kpageflags and /proc/kpagecount."""
-    from pagewalk.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, _plan, read_together
+    from pagewalk.kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, _plan, read_together
 
     rng = np.random.default_rng(5)
     with KpageFile(KPAGEFLAGS) as f, open("/proc/kpageflags", "rb", buffering=0) as raw:

@@ -53,9 +53,9 @@ def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
 
     import pagewalk.output.dump  # noqa: F401
     import pagewalk.output.maps  # noqa: F401
-    import pagewalk.pagetable  # noqa: F401
-    import pagewalk.scan  # noqa: F401
-    from pagewalk import system
+    import pagewalk.core.pagetable  # noqa: F401
+    import pagewalk.kernel.scan  # noqa: F401
+    from pagewalk.kernel import probes as system
     from pagewalk.cli import main
 
     def work() -> list:

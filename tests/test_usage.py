@@ -26,7 +26,7 @@ def mappings_of(pid: int) -> int:
 
 
 def test_rss_pss_uss_equal_smaps_rollup(specimen, tmp_path):
-    from pagewalk.usage import measure
+    from pagewalk.analysis.usage import measure
 
     path = tmp_path / "data"
     path.write_bytes(os.urandom(64 * PAGE))
@@ -67,7 +67,7 @@ def anon_frames(pid: int) -> set[int]:
 
 
 def test_a_forked_family_pss_adds_up_to_its_distinct_frames(specimen):
-    from pagewalk.usage import measure
+    from pagewalk.analysis.usage import measure
 
     a = specimen.run("a = mmap(2000); write(a, 2000); result = a")
     family = [specimen.pid] + [specimen.run("result = fork()") for _ in range(3)]
@@ -117,7 +117,7 @@ def test_unprivileged_fallback_is_stated(specimen):
 
     with Specimen(uid=65534) as other:
         other.run("a = mmap(100); write(a, 100)")
-        r = other.run("import pagewalk.usage as u\nfrom pagewalk import system\n"
+        r = other.run("import pagewalk.analysis.usage as u\nfrom pagewalk.kernel import probes as system\n"
                       "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()  # filled while root\n"
                       "u.measure([os.getpid()])  # imports and first-use growth, before the bracket\n"
                       "before = open('/proc/self/smaps_rollup').read()\n"

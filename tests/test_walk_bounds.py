@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import pagewalk
-from pagewalk.snapshot import Snapshot
+from pagewalk.analysis.snapshot import Snapshot
 from conftest import PAGE, measured, requires_root, smaps_of, smaps_rollup
 
 pytestmark = requires_root  # zero pages by PFN without PAGEMAP_SCAN, and kpageflags, need root
@@ -131,7 +131,7 @@ def test_a_walk_read_before_the_mappings_changed_is_read_again(specimen):
     """snapshot reads the page table while numpy imports (ResidentRead): where the
     mappings changed by the time the table is made, it is read again with the
     mappings as they are, so the snapshot holds no mapping that is gone."""
-    from pagewalk.process import ResidentRead
+    from pagewalk.core.process import ResidentRead
 
     b = specimen.run("a = mmap(16); b = mmap(16); write(a, 16); write(b, 16); result = b")
     with pagewalk.Process(specimen.pid) as p:

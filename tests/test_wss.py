@@ -61,7 +61,7 @@ def wait_blocked_in(pid: int, syscall: int) -> None:
 
 @pytest.mark.parametrize("method", ["referenced", "soft-dirty", "idle", "damon"])
 def test_wss_counts_the_pages_being_touched(specimen, method):
-    from pagewalk.wss import why_unavailable
+    from pagewalk.analysis.wss import why_unavailable
 
     a = specimen.run(BUSY)
     r = cli("wss", specimen.pid, "--method", method, "--interval", "0.5", "--count", "3", "--json")

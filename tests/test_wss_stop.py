@@ -65,7 +65,7 @@ class SampleCounter(io.StringIO):
 
     def write(self, text: str) -> int:
         if text.startswith("t="):
-            from pagewalk.wss import Sample
+            from pagewalk.analysis.wss import Sample
 
             self.alive.append(sum(1 for o in gc.get_objects() if type(o) is Sample))
         return super().write(text)

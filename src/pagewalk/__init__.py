@@ -20,12 +20,12 @@ _EXPORTS = {
     "AccessDenied": "errors", "InvalidArgument": "errors", "NoAddressSpace": "errors",
     "NoSuchProcess": "errors", "NotMapped": "errors", "PagewalkError": "errors",
     "ProcessGone": "errors", "Unsupported": "errors",
-    "Mapping": "maps", "load_maps": "maps", "parse_maps": "maps", "read_maps": "maps",
-    "PAGE_SIZE": "pagemap",
-    "Process": "process",
-    "Translation": "translate",
-    "PageTable": "pagetable", "PageCounts": "pagetable", "CountsReport": "pagetable",
-    "MappingCounts": "pagetable",
+    "Mapping": "kernel.maps", "load_maps": "kernel.maps", "parse_maps": "kernel.maps", "read_maps": "kernel.maps",
+    "PAGE_SIZE": "kernel.pagemap",
+    "Process": "core.process",
+    "Translation": "core.translate",
+    "PageTable": "core.pagetable", "PageCounts": "core.pagetable", "CountsReport": "core.pagetable",
+    "MappingCounts": "core.pagetable",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -43,3 +43,10 @@ def unicode_text(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate no byte stands for (a foreign snapshot file, say)
         return name.encode("utf-8", "backslashreplace").decode("ascii")
+
+
+def quoted(text: str, most: int = 60) -> str:
+    """``text`` in quotes, escaped as :func:`printable` escapes names (a byte that is
+    not UTF-8 as ``\\xNN``) and cut short: an error names what it refuses in one short line."""
+    shown = printable(text)
+    return f"'{shown}'" if len(shown) <= most else f"'{shown[: most - 3]}...'"

@@ -6,19 +6,12 @@ import os
 import sys
 
 from ..errors import InvalidArgument
-from ..names import printable
-from ..pagemap import PFN_LIMIT
+from ..names import printable, quoted
+from ..units import parse_size
+from ..kernel.pagemap import PFN_LIMIT
 
-_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 ADDRESS_SPACE_END = 1 << 64  # the first address past any (virtual or physical)
 MAX_SECONDS = 86400.0  # the longest interval a command waits: a day
-
-
-def quoted(text: str, most: int = 60) -> str:
-    """``text`` in quotes, escaped as :func:`printable` escapes names (a byte that is
-    not UTF-8 as ``\\xNN``) and cut short: an error names what it refuses in one short line."""
-    shown = printable(text)
-    return f"'{shown}'" if len(shown) <= most else f"'{shown[: most - 3]}...'"
 
 
 def fail(message: str, status: int) -> int:
@@ -114,21 +107,6 @@ def parse_seconds(text: str, what: str = "--interval") -> float:
     return seconds
 
 
-def parse_size(text: str) -> int:
-    """A size: hex with ``0x``, or decimal, with an optional K, M, G or T suffix."""
-    t = text.strip().lower()
-    mult = 1
-    if t and t[-1] in _SUFFIXES:
-        mult, t = _SUFFIXES[t[-1]], t[:-1]
-    hexadecimal = t.startswith("0x")
-    digits = t[2:] if hexadecimal else t
-    if not digits or not all(c in ("0123456789abcdef" if hexadecimal else "0123456789") for c in digits):
-        raise InvalidArgument(f"not a size: {quoted(text)}")
-    if len(digits.lstrip("0")) > 40:  # far beyond any address space (and int() refuses thousands of digits)
-        raise InvalidArgument(f"size too large: {quoted(text)}")
-    return int(digits, 16 if hexadecimal else 10) * mult
-
-
 def parse_range(text: str) -> tuple[int, int]:
     """``START-END`` (end exclusive, like maps) or ``START+LENGTH``."""
     if "+" in text:
@@ -147,18 +125,6 @@ def parse_range(text: str) -> tuple[int, int]:
     return start, end
 
 
-def human_bytes(n: int | None) -> str:
-    """``12.0M``-style sizes for tables ('-' for unknown)."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(n)
-
-
 def pid_argument(parser, help: str = "process ID") -> None:  # noqa: A002
     parser.add_argument("pid", metavar="PID", type=str, help=help)
 
@@ -172,15 +138,15 @@ def force_argument(parser) -> None:
 
 
 def max_load_argument(parser, what: str) -> None:
-    """``--max-load SIZE``: the memory loading snapshots may take (pagewalk.snapshot.LoadBudget)."""
+    """``--max-load SIZE``: the memory loading snapshots may take (pagewalk.analysis.snapshot_check.LoadBudget)."""
     parser.add_argument("--max-load", metavar="SIZE",
                         help=f"the memory {what} may take (K, M, G suffixes); the default is 2G or half the "
                              "memory available, whichever is less (also PAGEWALK_LOAD_LIMIT=SIZE)")
 
 
 def load_budget(args):
-    """The one budget (pagewalk.snapshot.LoadBudget) of every snapshot a command loads."""
-    from ..snapshot import LoadBudget
+    """The one budget (pagewalk.analysis.snapshot_check.LoadBudget) of every snapshot a command loads."""
+    from ..analysis.snapshot_check import LoadBudget
 
     if args.max_load is None:
         return LoadBudget()

@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
 def _side(arg: str, budget):
     """A snapshot file, loaded within ``budget`` (both files share one), or a live
     process, recorded now; what a reader should know of it said."""
-    from ..diff import live
-    from ..snapshot import Snapshot
+    from ..analysis.diff import live
+    from ..analysis.snapshot import Snapshot
 
     if os.path.exists(arg):
         snap = Snapshot.load(arg, budget=budget)
@@ -45,7 +45,7 @@ def _side(arg: str, budget):
 
 
 def run(args) -> int:
-    from ..diff import FIELDS, diff, different_process
+    from ..analysis.diff import FIELDS, diff, different_process
 
     budget = _common.load_budget(args)
     a, b = _side(args.a, budget), _side(args.b, budget)

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..doctor import run_checks
+    from ..analysis.doctor import run_checks
     from ..output.table import render_table
 
     checks = run_checks()

@@ -29,13 +29,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import ProcessGone, gone_during, proc_start_time
+    from ..errors import ProcessGone
+    from ..kernel.procfs import gone_during, proc_start_time
     from ..output.dump import make_format
-    from ..pagemap import PAGE_SIZE
-    from ..process import Process
-    from ..select import check_where, clip, iter_pages, parse_where, where_mask
+    from ..kernel.pagemap import PAGE_SIZE
+    from ..core.process import Process
+    from ..core.where import check_where, clip, iter_pages, parse_where, where_mask
 
-    from ..system import reuse_freed_memory
+    from ..kernel.probes import reuse_freed_memory
 
     pid = _common.parse_pid(args.pid)
     reuse_freed_memory()

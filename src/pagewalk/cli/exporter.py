@@ -45,7 +45,7 @@ def run(args) -> int:
     import signal
     import threading
 
-    from ..exporter import parse_listen, serve
+    from ..analysis.exporter import parse_listen, serve
 
     if args.pids and args.all:
         raise InvalidArgument("give --pid or --all, not both")
@@ -68,7 +68,7 @@ def run(args) -> int:
     # a PID given twice is one process: checked and counted in the line below once
     # (usage.gather, which the scans call, reads it once)
     pids = _common.parse_pids(args.pids) or None
-    from ..process import Process
+    from ..core.process import Process
 
     for pid in pids or ():
         # Process() refuses a missing PID (which never comes back: serving nothing for it

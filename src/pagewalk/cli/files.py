@@ -26,9 +26,10 @@ def run(args) -> int:
     import os
 
     from ..output import files as out
-    from ..pagecache import file_residency, read_back_note, regular_files
-    from ..pagemap import PagemapFile
-    from ..system import pfn_visible
+    from ..analysis.files import file_residency
+    from ..kernel.pagecache import read_back_note, regular_files
+    from ..kernel.pagemap import PagemapFile
+    from ..kernel.probes import pfn_visible
 
     visible = pfn_visible() and os.access("/proc/kpageflags", os.R_OK)
     if not visible:

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..output import maps as out
-    from ..process import Process
+    from ..core.process import Process
 
     pid = _common.parse_pid(args.pid)
     if args.sort is not None and args.sort not in out.SORT_FIELDS:

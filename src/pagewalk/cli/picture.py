@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..outfile import STDOUT, check_writable
+    from ..kernel.outfile import STDOUT, check_writable
 
     if args.output == STDOUT and not args.file_format:
         raise InvalidArgument("-o - writes the picture to standard output: give its --format (png, svg or html)")
@@ -43,8 +43,8 @@ def run(args) -> int:
         from ..output.picture import _pyplot
 
         _pyplot()  # a missing extra is said before any work
-    from ..picture import AddressSpace
-    from ..process import Process
+    from ..analysis.picture import AddressSpace
+    from ..core.process import Process
 
     with Process(pid) as proc:
         space = AddressSpace.take(proc)

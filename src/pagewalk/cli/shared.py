@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..output.humanize import human_bytes
 from . import _common
 
 NAMES = ("shared",)  # the command names this module serves
@@ -19,8 +20,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pagemap import PAGE_SIZE
-    from ..sharing import shared_frames
+    from ..kernel.pagemap import PAGE_SIZE
+    from ..analysis.sharing import shared_frames
 
     from ..names import printable, unicode_text
 
@@ -41,11 +42,11 @@ def run(args) -> int:
 
     pairs = report.pairs
     columns = [[str(p.pid_a) for p in pairs], [str(p.pid_b) for p in pairs], [str(p.pages) for p in pairs],
-               [_common.human_bytes(p.pages * PAGE_SIZE) for p in pairs],
+               [human_bytes(p.pages * PAGE_SIZE) for p in pairs],
                [f"{printable(p.mapping_a)}  <->  {printable(p.mapping_b)}" for p in pairs]]
     out = render_columns(["PID_A", "PID_B", "PAGES", "SIZE", "MAPPING_A  <->  MAPPING_B"], columns, right={0, 1, 2, 3})
-    out += "\n" + "".join(f"process {pid}: {n} pages ({_common.human_bytes(n * PAGE_SIZE)}) shared with the others\n"
+    out += "\n" + "".join(f"process {pid}: {n} pages ({human_bytes(n * PAGE_SIZE)}) shared with the others\n"
                           for pid, n in report.per_process.items())
-    out += f"distinct shared frames: {report.frames} ({_common.human_bytes(report.frames * PAGE_SIZE)})\n"
+    out += f"distinct shared frames: {report.frames} ({human_bytes(report.frames * PAGE_SIZE)})\n"
     sys.stdout.write(out)
     return 0

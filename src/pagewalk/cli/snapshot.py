@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     if args.load:
-        from ..snapshot import Snapshot
+        from ..analysis.snapshot import Snapshot
 
         if args.pid or args.output or args.force:
             raise InvalidArgument("--load reads a snapshot: give no PID, -o or --force with it")
@@ -56,13 +56,13 @@ def run(args) -> int:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
     if args.max_load is not None:
         raise InvalidArgument("--max-load limits what --load reads: give it with --load")
-    from ..outfile import STDOUT, check_writable
+    from ..kernel.outfile import STDOUT, check_writable
 
     # before the work (and before --clear-soft-dirty)
     check_writable(args.output, "a snapshot", binary=True, force=args.force)
     from ..parallel import in_background
-    from ..process import Process, ResidentRead
-    from ..system import reuse_freed_memory
+    from ..core.process import Process, ResidentRead
+    from ..kernel.probes import reuse_freed_memory
 
     reuse_freed_memory()  # the per-frame arrays of a large process: allocated once, not page-faulted twice
     with Process(_common.parse_pid(args.pid)) as proc:
@@ -70,7 +70,7 @@ def run(args) -> int:
         # left of it once numpy is in, from this thread too
         resident = ResidentRead(proc) if proc.scanner() is not None else None
         reading = in_background(resident.scan_and_read) if resident is not None else None
-        from ..snapshot import Snapshot
+        from ..analysis.snapshot import Snapshot
 
         if reading is not None:
             resident.read_pending()

@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import flags as fl
+    from ..core import flags as fl
 
     if args.describe:
         for expr in args.describe:
@@ -52,9 +52,11 @@ def run(args) -> int:
     if args.json and args.list_mode:
         raise InvalidArgument("--json prints the summary; lists (-l, -L) are text only")
 
-    from ..pagemap import PAGE_SIZE
-    from ..pagetypes import Frames, IdleMarker, Lister, Options, TypesCounter, parse_cgroup, parse_range
-    from ..system import reuse_freed_memory
+    from ..kernel.pagemap import PAGE_SIZE
+    from ..analysis.pagetypes import Frames, Options, TypesCounter, parse_cgroup, parse_range
+    from ..kernel.idle import IdleMarker
+    from ..output.types import Lister
+    from ..kernel.probes import reuse_freed_memory
 
     reuse_freed_memory()
     options = Options(raw=args.raw, filters=[fl.parse_bits(e) for e in args.bits],
@@ -96,10 +98,10 @@ def run(args) -> int:
 
 
 def _walk(args, pid, options, frames):
-    from ..pagetypes import walk_file, walk_machine, walk_process
+    from ..analysis.pagetypes import walk_file, walk_machine, walk_process
 
     if pid is not None:
-        from ..process import Process
+        from ..core.process import Process
 
         with Process(pid) as proc:
             if not proc.pfn_visible:
@@ -109,8 +111,8 @@ def _walk(args, pid, options, frames):
     elif args.file is not None:
         import os
 
-        from ..pagecache import regular_files
-        from ..pagemap import PagemapFile
+        from ..kernel.pagecache import regular_files
+        from ..kernel.pagemap import PagemapFile
 
         with PagemapFile(os.getpid()) as own:
             for path, _ in regular_files(args.file):
@@ -133,7 +135,7 @@ def _walk(args, pid, options, frames):
 def _parse_pid(text: str) -> int:
     """``-p``: a PID in page-types' number syntax (``0x`` hex, ``0`` octal), positive
     and below 2**32 (strtoll would make ``-1`` 2**64 - 1, a PID no process has)."""
-    from .. import flags as fl
+    from ..core import flags as fl
 
     pid = fl.parse_number(text, "process ID")
     if not 0 < pid < 1 << 32 or text.lstrip(" \t\n\r\f\v").startswith("-"):
@@ -143,7 +145,7 @@ def _parse_pid(text: str) -> int:
 
 def _summary(counter, page_size: int) -> str:
     """page-types' summary table, rows sorted by page count."""
-    from .. import flags as fl
+    from ..core import flags as fl
 
     mb = lambda pages: pages * page_size >> 20  # noqa: E731
     lines = ["             flags\tpage-count       MB  symbolic-flags\t\t\tlong-symbolic-flags"]

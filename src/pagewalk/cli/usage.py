@@ -32,14 +32,17 @@ def _why_unreadable(pid: int, skipped: dict[int, str]) -> str:
         return skipped[pid]
     import os
 
-    from ..errors import NoSuchProcess, explain_no_mm
+    from ..errors import NoSuchProcess
+
+    from ..kernel.oserrors import explain_no_mm
 
     return str(explain_no_mm(pid) if os.path.exists(f"/proc/{pid}") else NoSuchProcess(pid))
 
 
 def run(args) -> int:
     from ..output import usage as out
-    from ..usage import all_pids, gather
+    from ..analysis.usage import gather
+    from ..kernel.procfs import all_pids
 
     if args.all and args.pids:
         raise InvalidArgument("give PIDs or --all, not both")

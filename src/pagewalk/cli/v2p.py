@@ -108,7 +108,7 @@ def _decimal_notes(proc, results, texts: list[bytes]) -> dict[int, str]:
     candidates = [i for i, (r, t) in enumerate(zip(results, texts)) if r.mapping is None and t.isdigit()]
     if not candidates:
         return {}
-    from ..translate import find_mapping
+    from ..core.translate import find_mapping
 
     mappings = proc.mappings()
     notes = {}
@@ -122,7 +122,7 @@ def _decimal_notes(proc, results, texts: list[bytes]) -> dict[int, str]:
 
 def _text(results, notes: dict[int, str]) -> str:
     from ..names import printable
-    from ..pagemap import PAGE_SIZE
+    from ..kernel.pagemap import PAGE_SIZE
 
     lines = []
     # What a line says of its page is worked out once a page (addresses often share pages).
@@ -164,8 +164,9 @@ def _json(results, notes: dict[int, str]) -> str:
 
 
 def run(args) -> int:
-    from ..errors import ProcessGone, gone_during, proc_start_time
-    from ..process import Process
+    from ..errors import ProcessGone
+    from ..kernel.procfs import gone_during, proc_start_time
+    from ..core.process import Process
 
     pid = _common.parse_pid(args.pid)
     started = proc_start_time(pid)  # to tell an exec (same process, new memory) from an exit

@@ -22,10 +22,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import NoAddressSpace, is_zombie
+    from ..errors import NoAddressSpace
+    from ..kernel.procfs import is_zombie
     from ..output.live import Watch
-    from ..system import command_name
-    from ..usage import measure
+    from ..kernel.procfs import command_name
+    from ..analysis.usage import measure
 
     pid = _common.parse_pid(args.pid)
     interval = _common.parse_seconds(args.interval)

@@ -22,9 +22,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pagemap import PAGE_SHIFT
-    from ..sharing import who_maps
-    from ..usage import all_pids
+    from ..kernel.pagemap import PAGE_SHIFT
+    from ..analysis.sharing import who_maps
+    from ..kernel.procfs import all_pids
 
     pfns = [_common.parse_addr(a) >> PAGE_SHIFT for a in args.addrs] + [_common.parse_pfn(p) for p in args.pfn]
     if not pfns:

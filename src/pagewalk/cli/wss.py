@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument
+from ..output.humanize import human_bytes
 from . import _common
 
 NAMES = ("wss",)  # the command names this module serves
@@ -58,7 +59,7 @@ def run(args) -> int:
     interval = _common.parse_seconds(args.interval)
     if args.count < 1:
         raise InvalidArgument("--count must be at least 1")
-    human = _common.human_bytes
+    human = human_bytes
 
     def show(sample) -> None:
         share = f"{100 * sample.wss_bytes / sample.rss_bytes:.0f}%" if sample.rss_bytes else "-"
@@ -83,10 +84,10 @@ def run(args) -> int:
 def _sample(args, pid: int, interval: float, show) -> int:
     import signal
 
-    from ..system import pfn_visible
-    from ..wss import DISTURBS, open_tracker, unattributed_reason
+    from ..kernel.probes import pfn_visible
+    from ..analysis.wss import DISTURBS, open_tracker, unattributed_reason
 
-    human = _common.human_bytes
+    human = human_bytes
     tracker = open_tracker(pid, args.method, interval)
     # Text prints each sample as it comes and keeps only the last; JSON keeps them
     # all for its one document, written at the end or when interrupted.

@@ -13,10 +13,10 @@ import os
 
 import numpy as np
 
-from ..maps import Mapping
+from ..kernel.maps import Mapping
 from ..names import printable, unicode_text
-from ..pagemap import PM_FILE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP
-from ..pagetable import PageTable
+from ..kernel.pagemap import PM_FILE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP
+from ..core.pagetable import PageTable
 from . import vecfmt as vf
 
 U64 = np.uint64

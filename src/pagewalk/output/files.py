@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from ..names import printable, unicode_text
-from ..pagecache import FileResidency
-from ..pagemap import PAGE_SIZE
+from ..analysis.files import FileResidency
+from ..kernel.pagemap import PAGE_SIZE
 
 
 def _span(first: int, count: int) -> str:
@@ -14,7 +14,7 @@ def _span(first: int, count: int) -> str:
 
 
 def as_json(reports: list[FileResidency]) -> str:
-    from .. import flags as fl
+    from ..core import flags as fl
 
     docs = []
     for r in reports:
@@ -30,8 +30,8 @@ def as_json(reports: list[FileResidency]) -> str:
 def as_text(reports: list[FileResidency]) -> str:
     """A line per file, then its cached pages: runs with their flags and map count
     where frames are visible, else plain ranges."""
-    from .. import flags as fl
-    from ..cli._common import human_bytes
+    from ..core import flags as fl
+    from .humanize import human_bytes
 
     lines = []
     for r in reports:

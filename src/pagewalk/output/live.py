@@ -12,7 +12,7 @@ from ..names import printable
 
 
 def _size(n: int | None) -> str:
-    from ..cli._common import human_bytes
+    from .humanize import human_bytes
 
     return human_bytes(n)
 
@@ -55,7 +55,7 @@ class Watch:
         except NoSuchProcess:
             self.gone_at = time.strftime("%H:%M:%S")
         except NoAddressSpace:  # it exited since the last sample, and is a zombie now
-            from ..errors import is_zombie
+            from ..kernel.procfs import is_zombie
 
             self.gone_at = time.strftime("%H:%M:%S")
             self.zombie = is_zombie(self.pid)

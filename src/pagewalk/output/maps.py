@@ -10,8 +10,8 @@ import functools
 import json
 
 from ..names import printable
-from ..pagemap import PAGE_SIZE
-from ..pagetable import CountsReport, PageCounts
+from ..kernel.pagemap import PAGE_SIZE
+from ..core.pagetable import CountsReport, PageCounts
 from .table import render_columns
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
@@ -67,6 +67,6 @@ def as_text(report: CountsReport) -> str:
 
 @functools.lru_cache(maxsize=1024)  # many mappings share a size
 def _size(n: int | None) -> str:
-    from ..cli._common import human_bytes
+    from .humanize import human_bytes
 
     return human_bytes(n)

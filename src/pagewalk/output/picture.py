@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from ..extras import require
 from ..names import printable
-from ..pagemap import PAGE_SIZE
-from ..picture import COLORS, LABELS, STATES, AddressSpace, Band, physical_raster, ram_ranges
-from ..states import PRESENT_CLASSES
+from ..kernel.pagemap import PAGE_SIZE
+from ..analysis.picture import COLORS, LABELS, STATES, AddressSpace, Band, physical_raster, ram_ranges
+from ..core.states import PRESENT_CLASSES
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 10, 100  # 1600 x 1000 pixels
 BAND_PX = 1100  # raster width of the virtual panel
@@ -31,7 +31,7 @@ def _pyplot():
 
 
 def band_label(space: AddressSpace, band: Band) -> str:
-    from ..cli._common import human_bytes
+    from .humanize import human_bytes
 
     first, last = space.mappings[band.lo], space.mappings[band.hi - 1]
     size = human_bytes(band.pages * PAGE_SIZE)
@@ -69,7 +69,7 @@ def draw(space: AddressSpace, path: str, file_format: str, force: bool = False) 
     """Write the picture of ``space`` to ``path`` as ``png`` or ``svg``."""
     import numpy as np
 
-    from ..cli._common import human_bytes
+    from .humanize import human_bytes
 
     plt = _pyplot()
     from matplotlib.patches import Patch
@@ -138,7 +138,7 @@ def draw(space: AddressSpace, path: str, file_format: str, force: bool = False) 
                for s, label, c in zip(STATES, LABELS, COLORS)]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False,
                title="page states (a pixel standing for many pages has the colour of their mix)", title_fontsize=8)
-    from ..outfile import write_private
+    from ..kernel.outfile import write_private
 
     # 0600: the physical panel shows where the frames are
     write_private(path, lambda f: fig.savefig(f, format=file_format, dpi=DPI), force)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..names import printable, unicode_text
-from ..usage import Report
+from ..analysis.usage import Report
 from .table import render_columns
 
 
@@ -28,7 +28,7 @@ def as_json(report: Report) -> str:
 
 def as_text(report: Report) -> str:
     """One row per process (or group), sizes human-readable, the name last (it may be long)."""
-    from ..cli._common import human_bytes
+    from .humanize import human_bytes
 
     rows = [*report.rows, report.totals]
     sizes = [[human_bytes(getattr(u, f)) for u in rows] for f in ("rss", "pss", "uss", "swap", "swap_pss")]

@@ -1,0 +1,146 @@
+"""What this kernel and this user can see, and what each gap costs.
+
+Every check asks the kernel directly (opening the file, calling the ioctl) rather
+than inferring from the version number.  Used by ``pagewalk doctor``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import struct
+from dataclasses import dataclass
+
+from ..kernel import probes, procfs, scan
+from ..kernel.maps import vma_page_size
+from ..kernel.pagemap import PAGE_SIZE
+
+
+@dataclass
+class Check:
+    """One capability: ``ok`` says whether it is there; ``value`` what was found;
+    ``cost`` what its absence costs the user (empty when present)."""
+
+    name: str
+    ok: bool
+    value: str
+    cost: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "value": self.value, "cost": self.cost}
+
+
+def _readable(path: str) -> tuple[bool, str]:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            f.read(8)
+        return True, "readable"
+    except OSError as exc:
+        return False, os.strerror(exc.errno or 0).lower()
+
+
+UFFDIO_API = 0xC018AA3F
+UFFD_API = 0xAA
+UFFD_FEATURE_WP_ASYNC = 1 << 15
+UFFD_USER_MODE_ONLY = 1
+NR_USERFAULTFD = 323  # x86-64
+
+
+def _uffd_wp_async() -> tuple[bool, str]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC | UFFD_USER_MODE_ONLY)
+    if fd < 0:
+        return False, f"userfaultfd: {os.strerror(ctypes.get_errno()).lower()}"
+    try:
+        arg = bytearray(struct.pack("<QQQ", UFFD_API, 0, 0))
+        fcntl.ioctl(fd, UFFDIO_API, arg, True)
+        features = struct.unpack_from("<Q", arg, 8)[0]
+        return bool(features & UFFD_FEATURE_WP_ASYNC), f"features 0x{features:x}"
+    except OSError as exc:
+        return False, f"UFFDIO_API: {os.strerror(exc.errno or 0).lower()}"
+    finally:
+        os.close(fd)
+
+
+def run_checks() -> list[Check]:
+    checks: list[Check] = [Check("kernel", True, probes.kernel_release()), Check("page size", True, f"{PAGE_SIZE} bytes")]
+
+    visible = probes.pfn_visible()
+    checks.append(Check("physical frame numbers", visible, "visible (CAP_SYS_ADMIN)" if visible else "hidden",
+                        "" if visible else "PFNs, physical addresses and swap offsets show as unknown; v2p gives "
+                        "no physical address; swap and migration entries cannot be told apart by type"))
+
+    ok, how = _readable("/proc/self/pagemap")
+    checks.append(Check("/proc/PID/pagemap", ok, how, "" if ok else "nothing works: pagemap is the source of every count"))
+
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        cats = scan.categories_supported(fd)
+    finally:
+        os.close(fd)
+    names = [name for bit, name in scan.CATEGORY_NAMES.items() if cats & bit]
+    checks.append(Check("PAGEMAP_SCAN ioctl", bool(cats), " ".join(names) if cats else "absent (kernel before 6.7)",
+                        "" if cats else "maps shows huge pages as unknown and, without PFNs, zero pages too; "
+                        "scans read every entry instead of skipping untouched ranges"))
+
+    for path, cost in (("/proc/kpageflags", "no per-frame flags: the physical-side commands (types, who, file flags) cannot run"),
+                       ("/proc/kpagecount", "no map counts: PSS falls back to smaps_rollup, USS to the exclusive bit"),
+                       ("/proc/kpagecgroup", "no memory-cgroup grouping or filtering")):
+        ok, how = _readable(path)
+        checks.append(Check(path, ok, how, "" if ok else cost + " (run as root)"))
+
+    sd = probes.soft_dirty_supported()
+    checks.append(Check("soft-dirty bits", sd, "CONFIG_MEM_SOFT_DIRTY on" if sd else "not built in",
+                        "" if sd else "soft_dirty is unknown (- or null) everywhere; wss --method soft-dirty "
+                                      "and diff's 'written' are unavailable"))
+
+    idle = os.path.exists("/sys/kernel/mm/page_idle/bitmap")
+    checks.append(Check("idle page tracking", idle, "present" if idle else "no /sys/kernel/mm/page_idle/bitmap",
+                        "" if idle else "wss --method idle and types -i are unavailable"))
+
+    thp = probes.bracketed_choice("/sys/kernel/mm/transparent_hugepage/enabled")
+    checks.append(Check("transparent huge pages", thp not in (None, "never"), thp or "absent",
+                        "" if thp not in (None, "never") else "no THP: huge counts only hugetlb"))
+
+    swaps = (procfs.read_text("/proc/swaps") or "").split("\n")[1:-1]
+    checks.append(Check("swap devices", bool(swaps), f"{len(swaps)} active" if swaps else "none",
+                        "" if swaps else "nothing can be swapped out: swapped counts are 0 by fact, not by blindness"))
+
+    from ..kernel.shmem import why_unavailable as shmem_gap
+
+    gap = shmem_gap()
+    checks.append(Check("swapped shared memory (cachestat, map_files)", gap is None,
+                        "cachestat(2) and /proc/PID/map_files work" if gap is None else gap,
+                        "" if gap is None else "swapped shared memory is counted from smaps only, or unknown"))
+
+    ok, how = _uffd_wp_async()
+    checks.append(Check("userfaultfd write-protect (async)", ok, how,
+                        "" if ok else "no uffd-wp markers to report; PAGEMAP_SCAN written-page tracking unavailable"))
+
+    ok = vma_page_size(os.getpid(), id(checks) & ~(PAGE_SIZE - 1)) is not None
+    checks.append(Check("PROCMAP_QUERY ioctl", ok, "present" if ok else "absent (kernel before 6.11)",
+                        "" if ok else "hugetlb mappings are recognised by name only"))
+
+    from ..kernel.damon import why_unavailable
+
+    why = why_unavailable()
+    checks.append(Check("DAMON virtual-address monitoring", why is None, "available" if why is None else why,
+                        "" if why is None else "wss --method damon is unavailable"))
+
+    from .wss import interference
+
+    found = interference()  # what marks pages accessed for every process mapping them
+    checks.append(Check("undisturbed accessed bits", found is None, found or "no kdamond runs, no page_idle bitmap",
+                        "" if found is None else "wss cannot attribute referenced pages other processes may have "
+                        "marked (shared with them, or file pages): it reports them apart, as unattributed"))
+
+    from importlib.util import find_spec  # whether installed, without importing it
+
+    for extra, module, package, commands in (("pictures", "matplotlib", "matplotlib", "picture -o FILE.png/.svg"),
+                                              ("exporter", "prometheus_client", "prometheus-client", "exporter"),
+                                              ("parquet", "pyarrow", "pyarrow", "snapshot -o FILE.parquet")):
+        ok = find_spec(module) is not None
+        checks.append(Check(f"extra pagewalk[{extra}]", ok, f"{package} installed" if ok else f"no {package}",
+                            "" if ok else f"{commands} unavailable: pip install 'pagewalk[{extra}]'"))
+    return checks

@@ -1,0 +1,79 @@
+"""What the page cache holds of files (``pagewalk file``): cached pages, and with
+frames visible, their kpageflags and map counts, read without disturbing them."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..core import flags as fl
+from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
+from ..kernel.pagecache import mask_runs, cached_frames, file_pages, open_file, residency
+from ..kernel.pagemap import PM_PFRAME_MASK, PagemapFile
+
+
+class FileResidency:
+    """What the page cache holds of one file.
+
+    ``ranges``: ``(first page, count)`` of cached pages.  With frames visible,
+    ``runs``: ``(first page, count, flags, map count)`` of cached pages whose
+    kpageflags (page-types' default view) and map count are the same; ``mapped``
+    counts cached pages that some process maps.  Without frames both are None."""
+
+    def __init__(self, path: str, size_bytes: int) -> None:
+        self.path = path
+        self.size_bytes = size_bytes
+        self.pages = file_pages(size_bytes)
+        self.cached = 0
+        self.ranges: list[tuple[int, int]] = []
+        self.runs: list[tuple[int, int, int, int]] | None = None
+        self.mapped: int | None = None
+        self.read_back = 0  # pages reading brought back into the cache (read_back_note)
+
+    def _add_ranges(self, first: int, cached: np.ndarray) -> None:
+        for a, b in mask_runs(cached):
+            if self.ranges and self.ranges[-1][0] + self.ranges[-1][1] == first + a:
+                start, n = self.ranges[-1]
+                self.ranges[-1] = (start, n + b - a)
+            else:
+                self.ranges.append((first + a, b - a))
+        self.cached += int(cached.sum())
+
+
+def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_symlink: bool = False
+                   ) -> FileResidency:
+    """Residency of one regular file; with ``own_pagemap`` (this process's pagemap,
+    PFNs visible) also the flags and map counts of its cached pages."""
+    fd = open_file(path, follow_symlink)
+    try:
+        report = FileResidency(path, os.fstat(fd).st_size)
+        if own_pagemap is None:
+            for first, cached in residency(fd, 0, report.pages, path):
+                report._add_ranges(first, cached)
+            return report
+        report.runs, report.mapped = [], 0
+        with KpageFile(KPAGEFLAGS) as kflags, KpageFile(KPAGECOUNT) as kcount:
+            for first, cached, entries, read_back in cached_frames(fd, 0, report.pages, path, own_pagemap):
+                report.read_back += read_back
+                report._add_ranges(first, cached)
+                present = cached & ((entries >> np.uint64(63)) == 1)
+                index = np.flatnonzero(present)
+                pfns = entries[index] & np.uint64(PM_PFRAME_MASK)
+                flag_values, counts = read_together([kflags, kcount], pfns)
+                flags = fl.transform(flag_values, 0, raw=False)
+                report.mapped += int((counts > 0).sum())
+                if len(index):
+                    same = (np.diff(index) == 1) & (flags[1:] == flags[:-1]) & (counts[1:] == counts[:-1])
+                    starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+                    lengths = np.diff(np.concatenate((starts, [len(index)])))
+                    for s, n in zip(starts.tolist(), lengths.tolist()):
+                        run = (first + int(index[s]), n, int(flags[s]), int(counts[s]))
+                        last = report.runs[-1] if report.runs else None
+                        if last and last[0] + last[1] == run[0] and last[2:] == run[2:]:
+                            report.runs[-1] = (last[0], last[1] + n, last[2], last[3])
+                        else:
+                            report.runs.append(run)
+        return report
+    finally:
+        os.close(fd)

@@ -1,0 +1,333 @@
+"""RSS, PSS, USS and swap per process, from pagemap and kpagecount (procrank's way).
+
+A present page that is not the zero page and not hugetlb adds a page to RSS;
+with map count n it adds page_size / n to PSS (in smaps' fixed point, 12
+fractional bits, so sums round as smaps_rollup's do) and to USS when n is 1.
+Pages whose pagemap entry has the exclusive bit have map count 1 where the kernel keeps
+per-page map counts (CONFIG_PAGE_MAPCOUNT, kernel.md 1.1), so only the others are
+looked up in kpagecount (all of them on other kernels): once per
+distinct frame for all processes together.  Swap counts real swap entries;
+``swap_pss`` is the kernel's SwapPss (smaps_rollup), for processes with swap.
+
+Without CAP_SYS_ADMIN frames are hidden and kpagecount is closed: PSS and USS
+come from ``/proc/PID/smaps_rollup`` where it is readable (the caller's own
+processes); elsewhere PSS is unknown (None) and USS counts the pages with the
+exclusive bit, a lower bound (pages of a large folio that other processes map in
+part lack the bit although mapped once).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..kernel import config, probes, procfs
+from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError
+from ..kernel.maps import mapping_index
+from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
+from ..kernel.smaps import read_rollup, shmem_swap_pages
+from ..core.states import PSS_SHIFT, known_sum, pss_share, uss_page
+
+GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
+SORT_FIELDS = ("rss", "pss", "uss", "swap")
+
+
+class Usage(namedtuple("Usage", "name processes rss pss uss swap swap_pss huge pid command user")):
+    """Memory of one process or group, in bytes (None where unknown).  ``swap_pss``
+    is swap shared out like PSS: pagemap gives no swap map counts, so it is the
+    kernel's ``SwapPss`` from smaps_rollup, read only for processes with swap.
+    ``huge`` is the part of ``rss`` mapped by transparent huge pages (smaps'
+    ``AnonHugePages + ShmemPmdMapped + FilePmdMapped``); None where unknown (no
+    PAGEMAP_SCAN)."""
+
+    __slots__ = ()
+
+
+class _Pages:
+    """What one process contributes, per mapping label, before PSS is known."""
+
+    def __init__(self, pid: int, command: str, user: str, cgroup: str, labels: list[str], rss: np.ndarray,
+                 exclusive: np.ndarray, swap: np.ndarray, huge: np.ndarray | None, shared_pfns: np.ndarray | None,
+                 shared_label: np.ndarray | None, rollup: dict[str, int] | None, swap_pss: int | None,
+                 pages_read: int, shmem_records: list, shmem_unknown: int = 0,
+                 shmem_note: str | None = None, changed: int = 0) -> None:
+        self.pid, self.command, self.user, self.cgroup = pid, command, user, cgroup
+        self.labels = labels  # per label index: rss, exclusive, swap and huge pages
+        self.rss, self.exclusive, self.swap, self.huge = rss, exclusive, swap, huge
+        self.pages_read = pages_read  # pagemap entries read
+        self.shared_pfns, self.shared_label = shared_pfns, shared_label
+        self.rollup = rollup  # smaps_rollup (bytes), read where frames are hidden
+        self.swap_pss = swap_pss
+        # shared memory in swap (pagewalk.shmem records): counted in ``swap`` as smaps
+        # does, once per mapping; groups and totals count each object page once
+        self.shmem_records = shmem_records
+        self.shmem_pages = sum(r.pages for r in shmem_records)
+        self.shmem_unknown = shmem_unknown  # shared-memory mappings whose swap could not be looked up
+        self.shmem_note = shmem_note  # why
+        self.changed = changed  # mappings that changed while the pages were read, after retries
+
+
+class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes changed", defaults=((), {}))):
+    """``rows`` sorted; ``skipped`` maps PID to why it was left out (gone, denied);
+    ``notes`` say how shared memory in swap was counted, where that matters;
+    ``changed`` maps PID to how many of its mappings changed while its pages were
+    read (again and again: :meth:`pagewalk.Process.resident_table`), whose
+    numbers mix the before and the after."""
+
+    __slots__ = ()
+
+
+def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,
+            progress=None) -> Report:
+    """Usage of ``pids`` grouped ``by`` process, user, command, mapping or cgroup
+    (:func:`gather`, then :meth:`Gathered.report`)."""
+    return gather(pids, explicit=explicit, progress=progress).report(by, sort)
+
+
+def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gathered:
+    """Read the pages of ``pids`` and the map counts of their shared frames, once,
+    for any number of groupings.
+
+    ``explicit``: the PIDs were named by the user, so one that cannot be read is
+    an error; otherwise (``--all``) kernel threads and processes that exit before
+    they are read are passed over, and those that refuse are listed in
+    ``skipped`` with the reason.  ``progress(1)`` is called after each process.
+    Processes are read from a thread per CPU: the kernel's reads release the GIL."""
+    from ..parallel import ordered_map
+    from ..core.process import Process
+
+    probes.reuse_freed_memory()
+    visible = probes.pfn_visible()
+    collected: list[_Pages] = []
+    skipped: dict[int, str] = {}
+    shmem_cache: dict = {}  # runs of shared memory in swap, per object range: found once
+
+    def one(pid: int):
+        try:
+            with Process(pid) as proc:
+                return pid, _collect(proc, visible, shmem_cache)
+        except PagewalkError as exc:
+            return pid, exc
+
+    pids = list(dict.fromkeys(pids))  # a PID named twice is one process: counted once, as shared counts it
+    # threads pay off over many processes; one or two are read in this thread
+    for pid, got in (ordered_map(one, pids) if len(pids) > 2 else map(one, pids)):
+        if isinstance(got, (NoAddressSpace, NoSuchProcess)):
+            if explicit:
+                raise got
+        elif isinstance(got, PagewalkError):
+            if explicit:
+                raise got
+            skipped[pid] = str(got)
+        else:
+            collected.append(got)
+        if progress is not None:
+            progress(1)
+    return Gathered(collected, visible, skipped)
+
+
+class Gathered:
+    """One pass over processes, before grouping."""
+
+    def __init__(self, collected: list[_Pages], visible: bool, skipped: dict[int, str]) -> None:
+        self.collected, self.pfn_visible, self.skipped = collected, visible, skipped
+        self._pss, self._uss = _proportional(collected, visible)
+
+    @property
+    def pages_read(self) -> int:
+        """Pagemap entries read in the pass."""
+        return sum(p.pages_read for p in self.collected)
+
+    def report(self, by: str = "process", sort: str = "pss") -> Report:
+        """The usage grouped ``by`` process, user, command, mapping or cgroup, sorted
+        by ``sort`` (largest first), with totals."""
+        rows = _group(self.collected, self._pss, self._uss, by)
+        rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
+        swap_once = _swap_once(self.collected)
+        totals = Usage("total", sum(u.processes for u in rows) if by != "mapping" else len(self.collected),
+                       sum(u.rss for u in rows), known_sum(u.pss for u in rows),
+                       known_sum(u.uss for u in rows), swap_once << PAGE_SHIFT, known_sum(u.swap_pss for u in rows),
+                       known_sum(u.huge for u in rows), None, None, None)
+        changed = {p.pid: p.changed for p in self.collected if p.changed}
+        return Report(by, rows, totals, self.pfn_visible, self.skipped, self._notes(by, rows, swap_once), changed)
+
+    def _notes(self, by: str, rows: list[Usage], swap_once: int) -> list[str]:
+        """How shared memory in swap was counted, where the reader would wonder."""
+        notes = []
+        if sum(u.swap for u in rows) != swap_once << PAGE_SHIFT:
+            rows_are = "processes" if by in ("process", "mapping") else f"{by} groups"
+            notes.append(f"shared memory in swap is charged to every {'mapping' if by == 'mapping' else 'process'} "
+                         f"that maps it, as smaps does; the total counts each page once"
+                         + (f", and so do the {rows_are}" if by in ("user", "command", "cgroup") else ""))
+        unknown = [p for p in self.collected if p.shmem_unknown]
+        if unknown:
+            n = sum(p.shmem_unknown for p in unknown)
+            notes.append(f"{unknown[0].shmem_note} (in {n} mapping(s) of {len(unknown)} process(es)): "
+                         "counted from smaps' Swap, once per process mapping it, totals included")
+        return notes
+
+
+def _swap_once(collected: list[_Pages]) -> int:
+    """Swap pages of several processes with each shared-memory object's page in
+    swap counted once (smaps charges it to every mapping of the object)."""
+    from ..kernel.shmem import unique_pages
+
+    total = sum(int(p.swap.sum()) - p.shmem_pages for p in collected)
+    return total + unique_pages(r for p in collected for r in p.shmem_records)
+
+
+def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
+    table = proc.resident_table()
+    maps = table.mappings
+    labels = sorted({m.label() for m in maps})
+    label_of = {name: i for i, name in enumerate(labels)}
+    map_index = mapping_index(maps, table.vaddr)
+    map_label = np.array([label_of[m.label()] for m in maps], dtype=np.int64)
+    label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
+    resident = proc.rss_rows(table, maps, map_index)
+    n = len(labels)
+    smaps = None  # the kernel's own per-mapping sums, read only where pagemap cannot tell
+    if table.zero is None:  # no PFNs and no PAGEMAP_SCAN: the zero page is told apart by smaps' Rss
+        smaps = _read_smaps(proc.pid)
+        rss = np.zeros(n, dtype=np.int64)
+        for m in maps:
+            rss[label_of[m.label()]] += smaps.get((m.start, m.end), {}).get("Rss", 0) // PAGE_SIZE
+    else:
+        rss = np.bincount(label[resident], minlength=n)
+    # Pages whose map count 1 is known from pagemap alone (kernel.md 1.1); as root the
+    # others are read from kpagecount, unprivileged they are the USS lower bound's rest.
+    once = table.exclusive if not visible or config.exclusive_means_mapped_once() else np.zeros(len(table), bool)
+    exclusive = np.bincount(label[resident & once], minlength=n)
+    swap = np.bincount(label[table.swapped], minlength=n)
+    # shared memory in swap: no entry in pagemap (kernel.md 6a.1); one lookup per object
+    # range for all processes (shmem_cache), counted where this process has no entry
+    found = proc.shmem_swap(maps, cache=shmem_cache)
+    records, _ = proc.shmem_rows(table, found)
+    shmem_records = []
+    for i, record in records.items():
+        m = maps[i]
+        if record is not None:
+            swap[label_of[m.label()]] += record.pages
+            shmem_records.append(record)
+            continue
+        # not looked up: smaps' Swap less the swap entries the table holds
+        smaps = smaps if smaps is not None else _read_smaps(proc.pid)
+        inside = (table.vaddr >= np.uint64(m.start)) & (table.vaddr < np.uint64(m.end))
+        swap[label_of[m.label()]] += shmem_swap_pages(smaps, m, int((table.swapped & inside).sum())) or 0
+    huge = None if table.huge is None else np.bincount(label[resident & table.huge], minlength=n)
+    shared = resident & ~once
+    command, user, cgroup = _identity(proc.pid)
+    rollup = None if visible else read_rollup(proc.pid)
+    swap_pss = 0
+    if swap.any():
+        rollup = rollup or read_rollup(proc.pid)
+        swap_pss = rollup.get("SwapPss") if rollup else None
+    return _Pages(proc.pid, command, user, cgroup, labels, rss, exclusive, swap, huge,
+                  table.pfn[shared] if visible else None, label[shared] if visible else None,
+                  None if visible else rollup, swap_pss, len(table), shmem_records, len(found.why), found.note,
+                  len(table.changed_mappings))
+
+
+def _read_smaps(pid: int) -> dict:
+    """smaps' Rss and Swap per mapping; a process whose pagemap was just read but
+    whose smaps cannot be read has exited."""
+    from ..errors import ProcessGone
+    from ..kernel.smaps import read_smaps
+
+    blocks = read_smaps(pid, frozenset(("Rss", "Swap")))
+    if blocks is None:
+        raise ProcessGone(pid)
+    return blocks
+
+
+def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
+    """Per process, per label: PSS in fixed point and USS pages, from one kpagecount
+    read of every distinct shared frame."""
+    if not visible:
+        return [None] * len(collected), [p.exclusive for p in collected]
+    from ..kernel.kpage import KPAGECOUNT, KpageFile
+
+    every = [p.shared_pfns for p in collected]
+    with KpageFile(KPAGECOUNT) as f:
+        counts = f.read(np.concatenate(every)) if every else np.zeros(0, dtype=np.uint64)
+    pss_parts, uss_parts = [], []
+    at = 0
+    for p in collected:
+        n = len(p.labels)
+        c = counts[at : at + len(p.shared_pfns)].astype(np.int64)
+        at += len(p.shared_pfns)
+        c = np.maximum(c, 1)  # mapped meanwhile by nobody else: counts as its own
+        share = np.bincount(p.shared_label, weights=pss_share(c), minlength=n).astype(np.int64)
+        pss_parts.append(p.exclusive * pss_share(1) + share)
+        uss_parts.append(p.exclusive + np.bincount(p.shared_label[uss_page(c)], minlength=n))
+    return pss_parts, uss_parts
+
+
+def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
+    # name -> [processes, rss, pss (fixed point or None), uss, swap, swap_pss, huge, first]
+    groups: dict[str, list] = {}
+    members: dict[str, list[_Pages]] = {}
+
+    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None,
+            huge: int | None) -> None:
+        members.setdefault(key, []).append(p)
+        g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, 0, p])
+        g[0] += 1
+        g[1] += rss
+        g[2] = None if g[2] is None or pss is None else g[2] + pss
+        g[3] += uss
+        g[4] += swap
+        g[5] = None if g[5] is None or swap_pss is None else g[5] + swap_pss
+        g[6] = None if g[6] is None or huge is None else g[6] + huge
+
+    for p, pss, uss in zip(collected, pss_parts, uss_parts):
+        if by == "mapping":
+            for i, name in enumerate(p.labels):
+                if p.rss[i] or p.swap[i]:
+                    add(name, p, int(p.rss[i]), None if pss is None else int(pss[i]), int(uss[i]), int(p.swap[i]),
+                        0 if not p.swap[i] else None,  # SwapPss exists per process only
+                        None if p.huge is None else int(p.huge[i]))
+            continue
+        uss_total = int(uss.sum())
+        if pss is not None:
+            pss_total = int(pss.sum())
+        elif p.rollup is not None:  # the kernel's own numbers, exact, where readable
+            pss_total = p.rollup["Pss"] << PSS_SHIFT
+            uss_total = (p.rollup["Private_Clean"] + p.rollup["Private_Dirty"]) >> PAGE_SHIFT
+        else:
+            pss_total = None
+        key = {"process": str(p.pid), "user": p.user, "command": p.command, "cgroup": p.cgroup}[by]
+        add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()), p.swap_pss,
+            None if p.huge is None else int(p.huge.sum()))
+    if by in ("user", "command", "cgroup"):  # a group's swap counts each shared-memory page once
+        for key, g in groups.items():
+            g[4] = _swap_once(members[key])
+    single = by == "process"
+    return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
+                  swap << PAGE_SHIFT, swap_pss, None if huge is None else huge << PAGE_SHIFT,
+                  first.pid if single else None, first.command if single else None, first.user if single else None)
+            for name, (procs, rss, pss, uss, swap, swap_pss, huge, first) in groups.items()]
+
+
+def _identity(pid: int) -> tuple[str, str, str]:
+    """Command name, user name and memory cgroup of a process."""
+    command = procfs.command_name(pid)
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+        import pwd
+
+        user = pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        user = str(uid) if "uid" in locals() else "?"
+    cgroup = "?"
+    for line in (procfs.read_text(f"/proc/{pid}/cgroup") or "").split("\n")[:-1]:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            cgroup = path
+            break
+        if controllers == "":
+            cgroup = path  # cgroup v2 (kept unless a v1 memory line follows)
+    return command, user, cgroup

@@ -1,0 +1,521 @@
+"""Pagemap entries decoded with numpy: per-page arrays and per-range counts.
+
+Everything here is vectorised: no Python loop runs per page.  Meanings follow
+the kernel's ``pte_to_pagemap_entry`` (see :mod:`pagewalk.pagemap`):
+
+* ``present``: a page is mapped (includes the shared zero page);
+* ``zero``: present, and the page is the shared zero page or the huge zero page
+  (it holds no memory of the process: not RSS);
+* ``swapped``: a real swap entry: PTE markers (guard pages, uffd-wp markers on
+  unpopulated pages) and migration entries are not swap;
+* ``huge``: mapped by a PMD-level transparent huge page or hugetlb (the huge zero
+  page counts as ``zero``, not ``huge``).  Pagemap itself has no bit for this:
+  it comes from PAGEMAP_SCAN's ``PAGE_IS_HUGE``, and is None without it.
+* ``pfn``, ``swap_type``, ``swap_offset``: -1 where they do not apply or are hidden
+  from this reader (no CAP_SYS_ADMIN); never 0 for "unknown".
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections import namedtuple
+
+import numpy as np
+
+from ..kernel.maps import Mapping
+from ..kernel.pagemap import (
+    PAGE_SIZE,
+    PM_FILE,
+    PM_GUARD_REGION,
+    PM_MMAP_EXCLUSIVE,
+    PM_PFRAME_MASK,
+    PM_PRESENT,
+    PM_SOFT_DIRTY,
+    PM_SWAP,
+    PM_UFFD_WP,
+    SWAP_TYPE_BITS,
+    SWAP_TYPE_MASK,
+    runs_of,
+)
+from .states import empty_entry, swap_classes, zero_by_pfn
+
+U64 = np.uint64
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
+    """``numpy.arange(start, start + length * step, step)`` for each start and length,
+    one after another, in ``starts``' dtype: built in one array by a cumulative sum
+    in place (per-run temporaries of a million entries page-fault slowly)."""
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    out = np.full(int(lengths.sum()), step, dtype=starts.dtype)
+    if len(out):
+        lasts = starts + (lengths - 1).astype(starts.dtype) * starts.dtype.type(step)
+        out[np.cumsum(lengths) - lengths] = starts - np.concatenate((np.zeros(1, starts.dtype), lasts[:-1]))
+        np.cumsum(out, out=out)  # unsigned starts wrap and come back: the sums are exact
+    return out
+
+
+def _bit(raw: np.ndarray, mask: int) -> np.ndarray:
+    """Where ``raw`` has any bit of ``mask`` set.  A single bit is read from the byte
+    that holds it where the layout allows: no temporary of a u64 per page (fresh
+    memory page-faults slowly on these machines)."""
+    bit = mask.bit_length() - 1
+    if mask == 1 << bit and _LITTLE_ENDIAN and raw.ndim == 1 and raw.flags.c_contiguous and raw.dtype == U64:
+        return (raw.view(np.uint8)[bit >> 3 :: 8] & np.uint8(1 << (bit & 7))) != 0
+    return (raw & U64(mask)) != 0
+
+
+class PageTable:
+    """Decoded pagemap entries of consecutive virtual pages from ``start``.
+
+    ``raw`` holds the u64 entries exactly as the kernel gave them; the other
+    attributes are computed from it on first use.  ``zero`` and ``huge`` may be
+    given by the caller (from PAGEMAP_SCAN); otherwise ``zero`` is derived from
+    the known zero-page PFNs when PFNs are visible, and both are None when they
+    cannot be known.  ``kpageflags``, when the reader asked for it, holds each
+    present page's frame flags (0 for pages without a frame), else None.
+
+    Rows that are not consecutive pages have an explicit ``vaddr``, given as an
+    array or as ``runs``: ``(first, pages)``, each run's first address and its
+    length in pages, from which ``vaddr`` is made when it is first asked for.
+    """
+
+    def __init__(self, start: int, raw: np.ndarray, *, pfn_visible: bool,
+                 zero: np.ndarray | None = None, huge: np.ndarray | None = None,
+                 zero_pfns: frozenset[int] = frozenset(), page_size: int = PAGE_SIZE,
+                 vaddr: np.ndarray | None = None, runs: tuple[np.ndarray, np.ndarray] | None = None,
+                 kpageflags: np.ndarray | None = None, soft_dirty_known: bool | None = None) -> None:
+        self.start = start
+        self.raw = raw
+        self.pfn_visible = pfn_visible
+        self.page_size = page_size
+        self._zero = zero
+        self.huge = huge
+        self._zero_pfns = zero_pfns
+        self.kpageflags = kpageflags
+        # shared memory in swap (set by mark_shmem_swap; None: none looked up)
+        self.shmem_swapped: np.ndarray | None = None
+        self.shmem_unknown: np.ndarray | None = None
+        # resident tables: the shmem lookup's records, what it could not look up, and why
+        self.shmem_records: dict = {}
+        self.shmem_unknown_mappings: list[Mapping] = []
+        self.shmem_note: str | None = None
+        # resident tables: the mappings read with, and those that changed during the walk
+        self.mappings: list[Mapping] | None = None
+        self.changed_mappings: list[Mapping] = []
+        self.runs = runs
+        # whether bit 55 means anything: None asks this kernel (a snapshot says for its own)
+        self._soft_dirty_known = soft_dirty_known
+        self._explicit_vaddr = vaddr is not None or runs is not None
+        if vaddr is not None:  # pages that are not consecutive (see concat)
+            self.vaddr = vaddr
+
+    @classmethod
+    def concat(cls, parts: list[tuple[PageTable, np.ndarray | None]]) -> PageTable:
+        """The kept pages of several tables, one after another, as one table whose
+        ``vaddr`` says where each page is (``start`` and slicing do not apply)."""
+        def joined(column):
+            cols = [getattr(t, column) for t, _ in parts]
+            if any(c is None for c in cols):
+                return None
+            return np.concatenate([c if k is None else c[k] for c, (_, k) in zip(cols, parts)])
+
+        def joined_marks(column):  # None in a part: nothing marked there
+            if all(getattr(t, column) is None for t, _ in parts):
+                return None
+            cols = [np.zeros(len(t), dtype=bool) if getattr(t, column) is None else getattr(t, column)
+                    for t, _ in parts]
+            return np.concatenate([c if k is None else c[k] for c, (_, k) in zip(cols, parts)])
+
+        first = parts[0][0]
+        # Zero-page masks given by PAGEMAP_SCAN are joined; otherwise the joined table
+        # derives its own from the PFNs, once for all rows.
+        table = cls(first.start, joined("raw"), pfn_visible=first.pfn_visible, zero=joined("_zero"),
+                    huge=joined("huge"), zero_pfns=first._zero_pfns, page_size=first.page_size,
+                    vaddr=joined("vaddr"), kpageflags=joined("kpageflags"),
+                    soft_dirty_known=first.soft_dirty_known)
+        table.shmem_swapped, table.shmem_unknown = joined_marks("shmem_swapped"), joined_marks("shmem_unknown")
+        return table
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def take(self, index: np.ndarray) -> PageTable:
+        """The rows ``index`` (an integer array) of this table, as a table with
+        explicit ``vaddr``."""
+        def pick(column):
+            return None if column is None else column[index]
+
+        table = PageTable(self.start, self.raw[index], pfn_visible=self.pfn_visible, zero=pick(self._zero),
+                          huge=pick(self.huge), zero_pfns=self._zero_pfns, page_size=self.page_size,
+                          vaddr=self.vaddr[index], kpageflags=pick(self.kpageflags),
+                          soft_dirty_known=self.soft_dirty_known)
+        table.shmem_swapped, table.shmem_unknown = pick(self.shmem_swapped), pick(self.shmem_unknown)
+        return table
+
+    def __getitem__(self, part: slice) -> PageTable:
+        """The pages ``part`` (a slice with step 1) of this table, as a table (rows, for
+        a table with explicit ``vaddr``)."""
+        a, b, step = part.indices(len(self.raw))
+        if step != 1:
+            raise ValueError("page tables slice with step 1 only")
+        cut = slice(a, max(a, b))
+        part = PageTable(self.start + a * self.page_size, self.raw[cut], pfn_visible=self.pfn_visible,
+                         zero=None if self._zero is None else self._zero[cut],
+                         huge=None if self.huge is None else self.huge[cut],
+                         zero_pfns=self._zero_pfns, page_size=self.page_size,
+                         vaddr=self.vaddr[cut] if self._explicit_vaddr else None,
+                         kpageflags=None if self.kpageflags is None else self.kpageflags[cut],
+                         soft_dirty_known=self.soft_dirty_known)
+        part.shmem_swapped = None if self.shmem_swapped is None else self.shmem_swapped[cut]
+        part.shmem_unknown = None if self.shmem_unknown is None else self.shmem_unknown[cut]
+        return part
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.raw) * self.page_size
+
+    @functools.cached_property
+    def vaddr(self) -> np.ndarray:
+        if self.runs is not None:
+            first, pages = self.runs
+            return ramps(first, pages, self.page_size)
+        return np.arange(len(self.raw), dtype=U64) * U64(self.page_size) + U64(self.start)
+
+    @functools.cached_property
+    def present(self) -> np.ndarray:
+        return _bit(self.raw, PM_PRESENT)
+
+    @functools.cached_property
+    def swap_entry(self) -> np.ndarray:
+        """Bit 62: any non-present, non-empty entry (swap, migration or marker)."""
+        return _bit(self.raw, PM_SWAP)
+
+    @functools.cached_property
+    def file(self) -> np.ndarray:
+        return _bit(self.raw, PM_FILE)
+
+    @functools.cached_property
+    def exclusive(self) -> np.ndarray:
+        return _bit(self.raw, PM_MMAP_EXCLUSIVE)
+
+    @property
+    def soft_dirty_known(self) -> bool:
+        """Whether the kernel that wrote these entries has soft-dirty bits."""
+        if self._soft_dirty_known is None:
+            from ..kernel.probes import soft_dirty_supported
+
+            self._soft_dirty_known = soft_dirty_supported()
+        return self._soft_dirty_known
+
+    @functools.cached_property
+    def soft_dirty(self) -> np.ndarray | None:
+        """Bit 55; None on a kernel without soft-dirty bits (CONFIG_MEM_SOFT_DIRTY
+        off), where it is always 0 and means nothing."""
+        return _bit(self.raw, PM_SOFT_DIRTY) if self.soft_dirty_known else None
+
+    @functools.cached_property
+    def uffd_wp(self) -> np.ndarray:
+        return _bit(self.raw, PM_UFFD_WP)
+
+    @functools.cached_property
+    def _frame(self) -> np.ndarray:
+        return (self.raw & U64(PM_PFRAME_MASK)).view(np.int64)
+
+    @functools.cached_property
+    def _swap_classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        frame = self._frame
+        return swap_classes(self.swap_entry, _bit(self.raw, PM_GUARD_REGION), self.uffd_wp,
+                            frame & SWAP_TYPE_MASK, frame >> SWAP_TYPE_BITS, self.pfn_visible)
+
+    @property
+    def guard(self) -> np.ndarray:
+        """Guard-region markers."""
+        return self._swap_classes[1]
+
+    @property
+    def swapped(self) -> np.ndarray:
+        """In swap: real swap entries (markers and, with PFNs visible, migration
+        entries excluded) and shared-memory pages in swap (:attr:`shmem_swapped`)."""
+        if self.shmem_swapped is None:
+            return self._swap_classes[0]
+        return self._swap_classes[0] | self.shmem_swapped
+
+    @property
+    def swapped_unknown(self) -> np.ndarray | None:
+        """Pages whose swap state this reader cannot tell (a swap entry or a uffd-wp
+        marker, without PFNs; an empty entry of shared memory whose swap cannot be
+        looked up); None where there is none."""
+        unknown = self.swap_ambiguous if self.swap_ambiguous.any() else None
+        if self.shmem_unknown is not None:
+            unknown = self.shmem_unknown if unknown is None else unknown | self.shmem_unknown
+        return unknown
+
+    def untouched(self) -> bool:
+        """Whether every page is untouched: no entry, and none in shared-memory swap."""
+        return (not self.raw.any() and (self.shmem_swapped is None or not self.shmem_swapped.any())
+                and (self.shmem_unknown is None or not self.shmem_unknown.any()))
+
+    def mark_shmem_swap(self, runs) -> None:
+        """Mark the pages of this table that are shared memory in swap, which
+        pagemap shows as empty (kernel.md 6a.1): ``runs`` are the ``(first, end)``
+        virtual page numbers of the object's pages in swap (:mod:`pagewalk.shmem`),
+        as a list or as two arrays (:func:`run_arrays`, for a mapping read in many
+        chunks); only empty entries count (a private mapping's copied page has an
+        entry of its own).  None: shared memory whose swap this reader cannot look
+        up, so its empty entries are unknown rather than untouched."""
+        empty = empty_entry(self.raw)
+        if runs is None:
+            self.shmem_unknown = empty if self.shmem_unknown is None else self.shmem_unknown | empty
+            return
+        starts, ends = run_arrays(runs)
+        n = len(self.raw)
+        inside = np.zeros(n, dtype=bool)
+        if n and len(starts):
+            vpn = (self.vaddr >> U64(self.page_size.bit_length() - 1)).astype(np.int64)
+            # the runs that reach into this table, then their rows (runs are sorted, disjoint)
+            k0, k1 = np.searchsorted(ends, vpn[0], side="right"), np.searchsorted(starts, vpn[-1], side="right")
+            lo, hi = np.searchsorted(vpn, starts[k0:k1]), np.searchsorted(vpn, ends[k0:k1])
+            delta = np.zeros(n + 1, dtype=np.int32)
+            np.add.at(delta, lo, 1)
+            np.add.at(delta, hi, -1)
+            inside = np.cumsum(delta[:n]) > 0
+        found = inside & empty
+        self.shmem_swapped = found if self.shmem_swapped is None else self.shmem_swapped | found
+
+    @property
+    def swap_ambiguous(self) -> np.ndarray:
+        """Entries an unprivileged reader cannot class: swap or uffd-wp marker (never
+        set when PFNs are visible); they are in neither ``swapped`` nor ``guard``."""
+        return self._swap_classes[2]
+
+    @functools.cached_property
+    def pfn(self) -> np.ndarray:
+        """PFN of present pages; -1 where not present or hidden from this reader."""
+        if not self.pfn_visible:
+            return np.full(len(self.raw), -1, dtype=np.int64)
+        return np.where(self.present, self._frame, -1)
+
+    @functools.cached_property
+    def swap_type(self) -> np.ndarray:
+        if not self.pfn_visible:
+            return np.full(len(self.raw), -1, dtype=np.int64)
+        return np.where(self.swap_entry, self._frame & SWAP_TYPE_MASK, -1)
+
+    @functools.cached_property
+    def swap_offset(self) -> np.ndarray:
+        if not self.pfn_visible:
+            return np.full(len(self.raw), -1, dtype=np.int64)
+        return np.where(self.swap_entry, self._frame >> SWAP_TYPE_BITS, -1)
+
+    @functools.cached_property
+    def zero(self) -> np.ndarray | None:
+        if self._zero is not None:
+            return self._zero
+        if self.pfn_visible and self._zero_pfns:
+            return self.present & zero_pfn_mask(self._frame, self._zero_pfns)
+        return None
+
+    @functools.cached_property
+    def resident(self) -> np.ndarray:
+        """Present pages that hold memory of their own: not the zero page (where the
+        zero page cannot be told apart, every present page)."""
+        return self.present if self.zero is None else self.present & ~self.zero
+
+    def flag(self, name: str) -> np.ndarray:
+        """A boolean column by name (``present``, ``~swapped`` ...); None-valued columns
+        (``zero``/``huge`` where unknown) raise ValueError."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"{name} is not known for this reader and kernel")
+        return value
+
+
+def run_arrays(runs) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, end)`` runs (a list of pairs, or already two arrays) as two int64
+    arrays of their firsts and ends."""
+    if isinstance(runs, tuple) and len(runs) == 2 and isinstance(runs[0], np.ndarray):
+        return runs
+    pairs = np.array(runs, dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def zero_pfn_mask(frame: np.ndarray, zero_pfns: frozenset[int]) -> np.ndarray:
+    """True where ``frame`` is a zero-page PFN (:func:`pagewalk.states.zero_by_pfn`;
+    the set holds the zero page and the 512 frames of the huge zero page, so it is
+    tested as ranges, not with isin)."""
+    return zero_by_pfn(np.ones(len(frame), dtype=bool), frame, _pfn_ranges(zero_pfns))
+
+
+@functools.lru_cache(maxsize=4)
+def _pfn_ranges(pfns: frozenset[int]) -> list[tuple[int, int]]:
+    """Inclusive ``(first, last)`` ranges of consecutive PFNs."""
+    return runs_of(sorted(pfns), 1)
+
+
+class PageCounts(namedtuple("PageCounts",
+                            "pages present zero swapped file exclusive huge guard uffd_wp soft_dirty rss shmem_swapped",
+                            defaults=(0,) * 12)):
+    """Page counts of a range (a mapping, or a whole process).
+
+    ``swapped`` is what smaps counts as ``Swap``: real swap entries and
+    ``shmem_swapped``, shared-memory pages in swap, which have no page table
+    entry (:mod:`pagewalk.states`); None where this reader cannot tell.
+
+    All counts are in pages except ``rss`` (bytes, as smaps ``Rss`` counts it:
+    present pages that are not the zero page and not hugetlb).  ``zero`` and
+    ``huge`` are None when this kernel and reader cannot tell.  A named tuple,
+    as are the two classes below: no dataclasses (and inspect) import on start-up.
+    """
+
+    __slots__ = ()
+
+    def as_dict(self) -> dict[str, int | None]:
+        return self._asdict()
+
+
+class MappingCounts(namedtuple("MappingCounts", "mapping counts")):
+    """One mapping and its page counts (None for ``[vsyscall]``, which has no entries)."""
+
+    __slots__ = ()
+    mapping: Mapping
+    counts: PageCounts | None
+
+
+class CountsReport(namedtuple("CountsReport", "pid pfn_visible mappings totals changed notes", defaults=((),))):
+    """Per-mapping counts of a whole process, with what the reader could know:
+    ``changed`` lists the mappings that changed while they were counted; ``notes``
+    say what could not be known and why (one line each)."""
+
+    __slots__ = ()
+    pid: int
+    pfn_visible: bool
+    mappings: list[MappingCounts]
+    totals: PageCounts
+    changed: list[Mapping]
+
+
+# Counting by table: bits 55..63 of an entry form a 9-bit number, and _SEL says
+# which counts each of the 512 values adds to.  A batch with few segments is one
+# bincount (bin = segment * 512 + top bits) times _SEL; one with many (10,000
+# one-page mappings) sums _SEL's rows per segment with reduceat: either way a
+# few numpy calls a batch, not a dozen per mapping.
+_TOP = np.arange(512)
+_SEL = np.stack([
+    (_TOP & (PM_PRESENT >> 55)) != 0,
+    (_TOP & (PM_FILE >> 55)) != 0,
+    (_TOP & (PM_MMAP_EXCLUSIVE >> 55)) != 0,
+    (_TOP & (PM_SOFT_DIRTY >> 55)) != 0,
+    (_TOP & (PM_UFFD_WP >> 55)) != 0,
+    (_TOP & (PM_GUARD_REGION >> 55)) != 0,
+    # without PFNs (swap_classes): swap entries without the guard or uffd-wp bit are
+    # swapped; with the uffd-wp bit they are ambiguous
+    (_TOP & ((PM_SWAP | PM_GUARD_REGION | PM_UFFD_WP) >> 55)) == (PM_SWAP >> 55),
+    (_TOP & ((PM_SWAP | PM_GUARD_REGION | PM_UFFD_WP) >> 55)) == ((PM_SWAP | PM_UFFD_WP) >> 55),
+], axis=1).astype(np.int64)  # (512, fields): COUNT_COLUMNS[1:8] and "ambiguous"
+_SEL32 = _SEL.astype(np.int32)  # gathered per entry by reduceat: half the bytes
+_SWAP_NOT_GUARD = U64((PM_SWAP | PM_GUARD_REGION) >> 55)
+
+
+class BatchCounter:
+    """Counts the entries of many mappings, batched into one reusable buffer.
+
+    Callers :meth:`reserve` room, read pagemap entries straight into the returned
+    buffer, :meth:`commit` how many arrived for which mapping, and finally
+    :meth:`finish`, which returns one row per mapping of :data:`COUNT_COLUMNS`
+    (``pages`` there is the entries read).  Zero pages are counted from their PFNs
+    when ``zero_pfns`` is given (callers with PAGEMAP_SCAN pass none: it says).
+    """
+
+    HISTOGRAM_SEGMENTS = 256  # above this many segments a batch, reduceat is cheaper than k * 512 bins
+
+    def __init__(self, n_mappings: int, capacity: int, *, pfn_visible: bool, zero_pfns: frozenset[int]) -> None:
+        self.pfn_visible = pfn_visible
+        self.zero_pfns = zero_pfns
+        self.capacity = capacity
+        self.buf = np.empty(capacity, dtype=U64)
+        self._bytes = memoryview(self.buf).cast("B")  # sliced per read: cheaper than numpy views
+        self._top = np.empty(capacity, dtype=U64)
+        self._fill = 0
+        self._segments: list[int] = []  # mapping index of each segment in the batch
+        self._lengths: list[int] = []
+        self.table = np.zeros((n_mappings, len(COUNT_COLUMNS)), dtype=np.int64)
+
+    def reserve(self, want: int) -> memoryview:
+        """A byte view of room for up to ``want`` entries (flushing first if full)."""
+        if self._fill == self.capacity:
+            self.flush()
+        n = min(want, self.capacity - self._fill)
+        return self._bytes[self._fill * 8 : (self._fill + n) * 8]
+
+    def commit(self, mapping_index: int, entries: int) -> None:
+        if entries <= 0:
+            return
+        if self._segments and self._segments[-1] == mapping_index:
+            self._lengths[-1] += entries
+        else:
+            self._segments.append(mapping_index)
+            self._lengths.append(entries)
+        self._fill += entries
+
+    def flush(self) -> None:
+        n, segments, lengths = self._fill, self._segments, self._lengths
+        self._fill, self._segments, self._lengths = 0, [], []
+        if n:
+            self.count(self.buf[:n], segments, lengths)
+
+    def count(self, raw: np.ndarray, segments: list[int], lengths: list[int]) -> None:
+        """Count ``raw`` (at most ``capacity`` entries), whose consecutive ``lengths``
+        entries belong to the mappings ``segments``, into the table."""
+        n, k = len(raw), len(segments)
+        rows = np.zeros((k, len(COUNT_COLUMNS)), dtype=np.int64)
+        rows[:, 0] = lengths
+        if raw.any():  # untouched ranges (the common case in big reservations) add pages only
+            starts = np.zeros(k, dtype=np.int64)
+            np.cumsum(lengths[:-1], out=starts[1:])
+            top = np.right_shift(raw, U64(55), out=self._top[:n]).view(np.int64)
+            if k == 1:
+                per_field = (np.bincount(top, minlength=512) @ _SEL)[None, :]
+            elif k <= self.HISTOGRAM_SEGMENTS:
+                seg = np.repeat(np.arange(k, dtype=np.int64), lengths)
+                per_field = np.bincount(seg * 512 + top, minlength=512 * k).reshape(k, 512) @ _SEL
+            else:
+                per_field = np.add.reduceat(_SEL32[top], starts, axis=0, dtype=np.int64)
+            rows[:, 1:8] = per_field[:, :7]
+            rows[:, 9] = per_field[:, 7]
+            if self.pfn_visible:
+                self._privileged_columns(raw, top, starts, rows)
+        np.add.at(self.table, segments, rows)
+
+    def _privileged_columns(self, raw: np.ndarray, top: np.ndarray, starts: np.ndarray, rows: np.ndarray) -> None:
+        """With PFNs visible the swap type classes swap entries (:func:`swap_classes`,
+        applied to the few entries with bit 62 and without bit 58); zero pages are
+        found by PFN.  ``starts``: the first entry of each segment."""
+        k = len(starts)
+
+        def per_segment(entries: np.ndarray) -> np.ndarray:
+            return np.bincount(np.searchsorted(starts, entries, side="right") - 1, minlength=k)
+
+        rows[:, 9] = 0
+        cand = np.flatnonzero((top & np.int64(_SWAP_NOT_GUARD)) == (PM_SWAP >> 55))
+        if len(cand):  # most processes have none: skip reading the kernel's MAX_SWAPFILES
+            frame = raw[cand] & U64(PM_PFRAME_MASK)
+            swapped, old_guard, _ = swap_classes(np.ones(len(cand), dtype=bool), np.zeros(len(cand), dtype=bool),
+                                                 None, frame & U64(SWAP_TYPE_MASK), frame >> U64(SWAP_TYPE_BITS), True)
+            rows[:, 7] = per_segment(cand[swapped])
+            rows[:, 6] += per_segment(cand[old_guard])
+        if self.zero_pfns and rows[:, 1].any():
+            frame = (raw & U64(PM_PFRAME_MASK)).view(np.int64)
+            rows[:, 8] = per_segment(np.flatnonzero(_bit(raw, PM_PRESENT) & zero_pfn_mask(frame, self.zero_pfns)))
+
+    def finish(self) -> np.ndarray:
+        """Per-mapping rows of :data:`COUNT_COLUMNS`."""
+        self.flush()
+        return self.table
+
+
+COUNT_COLUMNS = ("pages", "present", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "swapped", "zero",
+                 "ambiguous")  # the last: swap entries an unprivileged reader cannot class
