@@ -1,10 +1,23 @@
-"""pagewalk's exceptions: one small hierarchy, translated from OSError at one boundary.
+"""pagewalk's exceptions: one small hierarchy.
 
-Every error a user can cause or meet (a PID that does not exist, a process that
-exits while it is read, a kernel without a feature) is a :class:`PagewalkError`.
-Library callers catch the subclass they care about; the CLI prints ``str(exc)``
-as one line.  :func:`translating` is the one place where ``OSError`` from a
-``/proc`` file becomes one of these, the way psutil wraps its readers.
+Every error a user can cause or meet is a :class:`PagewalkError`; the CLI prints
+``str(exc)`` as one line and exits 2 for :class:`InvalidArgument` (malformed input),
+1 for the others.  The tree::
+
+    PagewalkError
+    ├── NoSuchProcess          no process has this PID
+    │   ├── ProcessGone        it exited (or ran exec) while it was read
+    │   └── NoAddressSpace     it has no memory to read: a kernel thread, a zombie
+    ├── AccessDenied           the kernel refuses this user (root or the owner needed)
+    ├── Unsupported            this kernel lacks the feature (config option, version)
+    ├── MissingExtra           an optional Python package is not installed
+    ├── NotMapped              an address lies in no mapping (also a LookupError)
+    └── InvalidArgument        malformed input (also a ValueError)
+
+Catching :class:`NoSuchProcess` catches every way a process cannot be read for
+not being (or no longer being) a process with memory, as psutil's ``ZombieProcess``
+is a ``NoSuchProcess``.  ``OSError`` from a kernel file becomes one of these in one
+place, :mod:`pagewalk.kernel.oserrors`.
 """
 
 from __future__ import annotations
@@ -31,28 +44,38 @@ class ProcessGone(NoSuchProcess):
         super().__init__(pid, msg or f"process {pid} exited during the scan; results would be partial")
 
 
-class NoAddressSpace(PagewalkError):
-    """The process exists but has no user address space (kernel thread or zombie)."""
+class NoAddressSpace(NoSuchProcess):
+    """The process exists but has no user address space: a kernel thread, or a zombie
+    (it exited and its parent has not reaped it).  ``reason`` says which."""
 
     def __init__(self, pid: int, reason: str) -> None:
-        self.pid = pid
         self.reason = reason
-        super().__init__(f"process {pid} has no user address space ({reason})")
+        super().__init__(pid, f"process {pid} has no user address space ({reason})")
 
 
 class AccessDenied(PagewalkError):
-    """The kernel refused to let this user read the file."""
+    """The kernel refused this user ``path`` (a /proc or /sys file), or what was asked
+    needs a privilege this user lacks (``msg`` then says which)."""
 
-    def __init__(self, path: str, hint: str | None = None) -> None:
+    def __init__(self, path: str, hint: str | None = None, msg: str | None = None) -> None:
         self.path = path
         if hint is None:
             hint = ("the kernel refuses even root here: a security module, Yama ptrace scope or another "
                     "user namespace" if os.geteuid() == 0 else "run as root or as the process owner")
-        super().__init__(f"cannot read {path}: permission denied ({hint})")
+        super().__init__(msg or f"cannot read {path}: permission denied ({hint})")
 
 
 class Unsupported(PagewalkError):
     """This kernel (or its configuration) lacks a feature that was asked for."""
+
+
+class MissingExtra(PagewalkError, ImportError):
+    """An optional Python package is not installed: ``package`` (PyPI name), which the
+    extra ``pagewalk[extra]`` installs."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package, self.extra = package, extra
+        super().__init__(f"this needs {package}, which is not installed: pip install 'pagewalk[{extra}]'")
 
 
 class NotMapped(PagewalkError, LookupError):

@@ -9,13 +9,15 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import Unsupported
+from .errors import MissingExtra
 
 
 def require(module: str, extra: str, package: str) -> ModuleType:
-    """Import ``module`` (from ``package``, in the extra ``pagewalk[extra]``) or say how
-    to install it."""
+    """Import ``module`` (from the PyPI package ``package``, installed by the extra
+    ``pagewalk[extra]``) and return it.
+
+    Raises :class:`pagewalk.errors.MissingExtra` when it cannot be imported."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise Unsupported(f"this needs {package}, which is not installed: pip install 'pagewalk[{extra}]'") from None
+        raise MissingExtra(package, extra) from None

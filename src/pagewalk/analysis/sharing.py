@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from ..kernel import probes, procfs
-from ..errors import InvalidArgument, PagewalkError, Unsupported
+from ..errors import AccessDenied, InvalidArgument, PagewalkError
 from ..kernel.maps import mapping_index
 from ..core.states import zero_by_kpageflags
 
@@ -32,8 +32,8 @@ Pair = namedtuple("Pair", "pid_a mapping_a pid_b mapping_b pages")
 
 def _require_frames(what: str) -> None:
     if not probes.pfn_visible():
-        raise Unsupported(f"{what} compares physical frames, which the kernel hides from this user: run as root "
-                          "(CAP_SYS_ADMIN)")
+        raise AccessDenied("/proc/PID/pagemap", msg=f"{what} compares physical frames, which the kernel hides "
+                                                    "from this user: run as root (CAP_SYS_ADMIN)")
 
 
 def _frames_of(process, with_zero: bool = False) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:

@@ -60,7 +60,7 @@ import zipfile
 
 import numpy as np
 
-from ..errors import Unsupported
+from ..errors import MissingExtra, Unsupported
 from ..kernel.outfile import write_private
 from ..kernel.maps import Mapping, mapping_index
 from ..names import unicode_text
@@ -244,7 +244,7 @@ class Snapshot:
             raise BadSnapshot(f"no such snapshot file: {path}") from None
         except PermissionError:
             raise BadSnapshot(f"cannot read {path}: permission denied") from None
-        except (BadSnapshot, Unsupported):
+        except (BadSnapshot, MissingExtra, Unsupported):
             raise
         except MemoryError:  # (pyarrow's ArrowMemoryError too) the checks' estimate fell short
             raise BadSnapshot(f"{path}: cannot load this snapshot here: out of memory") from None

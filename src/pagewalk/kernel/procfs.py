@@ -98,6 +98,7 @@ def gone_during(pid: int, start_time: int | None, during: str) -> ProcessGone:
 
 
 def all_pids() -> list[int]:
+    """The PIDs of every process (thread group) now in ``/proc``, ascending."""
     return sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
 
 

@@ -52,8 +52,6 @@ class Watch:
         try:
             self.report = self.sample()
             self.samples += 1
-        except NoSuchProcess:
-            self.gone_at = time.strftime("%H:%M:%S")
         except NoAddressSpace:  # it exited since the last sample, and is a zombie now
             from ..kernel.procfs import is_zombie
 
@@ -61,6 +59,8 @@ class Watch:
             self.zombie = is_zombie(self.pid)
             if not self.zombie:
                 raise
+        except NoSuchProcess:  # (after its subclass NoAddressSpace)
+            self.gone_at = time.strftime("%H:%M:%S")
 
     def _loop(self, screen) -> None:
         curses.curs_set(0)
