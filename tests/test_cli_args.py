@@ -13,7 +13,7 @@ import tempfile
 import pytest
 
 from conftest import cli, requires_root
-from test_errors import one_line_error
+from test_cli_errors import one_line_error
 
 
 def run_closed_stdin(*args: str) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import cli, requires_root
-from test_errors import one_line_error
+from test_cli_errors import one_line_error
 
 from pagewalk.kernel import outfile
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import PAGE, cli, pagemap_entry, requires_root, smaps_of, smaps_rollup, without_module
-from test_scan import MANY, MAPPINGS
+from test_pagemap_scan import MANY, MAPPINGS
 
 pytestmark = requires_root
 FRAME = (1 << 55) - 1
