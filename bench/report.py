@@ -1,0 +1,146 @@
+"""The benchmark's results: rows, their ratios and targets, the table in the terminal
+and in bench/RESULTS.md, and why a missed target was missed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cases import Bench
+
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass
+class Row:
+    workload: str
+    measurement: str
+    pagewalk_s: float | None
+    anchor_s: float | None = None
+    target: str = "-"
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.pagewalk_s is None or not self.anchor_s:
+            return None
+        return self.pagewalk_s / self.anchor_s
+
+
+def ratio_row(workload: str, measurement: str, pagewalk_s: float, anchor_s: float,
+              limit: float | None = None, strict: bool = False, target: str | None = None) -> Row:
+    """A row whose target is on the ratio: ratio < limit (strict) or ratio <= limit."""
+    row = Row(workload, measurement, pagewalk_s, anchor_s)
+    if limit is not None:
+        ratio = row.ratio
+        assert ratio is not None
+        row.met = ratio < limit if strict else ratio <= limit
+        row.target = target or f"{'<' if strict else '<='} {limit:g}"
+    return row
+
+
+def fmt_num(x: float | None) -> str:
+    """Three significant digits, no exponent for the values seen here; '-' for none."""
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if x >= 1e-4 else f"{x:.6f}"
+
+
+COLUMNS = ("workload", "measurement", "pagewalk median (s)", "anchor median (s)", "ratio", "target", "met")
+
+
+def row_cells(row: Row) -> list[str]:
+    met = "-" if row.met is None else ("yes" if row.met else "no")
+    return [row.workload, row.measurement, fmt_num(row.pagewalk_s), fmt_num(row.anchor_s),
+            fmt_num(row.ratio), row.target, met]
+
+
+def text_table(rows: list[Row]) -> str:
+    cells = [list(COLUMNS)] + [row_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    numeric = {2, 3, 4}
+    lines = []
+    for n, c in enumerate(cells):
+        parts = [v.rjust(w) if i in numeric and n else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# Why a target can be missed, and what would close it: printed under the table for
+# every measurement that missed its target in the run.
+WHY_MISSED = {
+    "counts() in-process vs scan_ioctl": (
+        "scan_ioctl counts present pages from the ioctl's list of runs, a few calls for a dense "
+        "process. `maps` also needs `exclusive` per mapping, and PAGEMAP_SCAN has no category for it, "
+        "so pagewalk reads the pagemap entry of every present page (raw_read's in-process time, in the "
+        "row below, is that floor); with 10,000 mappings, parsing maps and building 10,000 rows in "
+        "Python adds about 5 us a mapping. Closing it needs an exclusive category in the kernel, or "
+        "`counts()` without `exclusive` (scan only), or the per-mapping work in C."),
+    "maps vs raw_read + import numpy": (
+        "pagewalk starts Python and numpy (the baseline) plus its own modules and argparse (about 10 ms), "
+        "then counts at about raw_read's speed (see the in-process rows); with 10,000 mappings the "
+        "per-mapping Python work (parsing maps, one row each) costs more than raw_read's whole run. "
+        "Closing it needs the per-mapping work out of Python (a compiled helper) or a lighter start-up "
+        "than the interpreter gives."),
+    "snapshot vs 2 x maps": (
+        "besides the pagemap entries that maps reads (a snapshot reads them while numpy imports), a snapshot "
+        "reads the kpageflags of every present frame (70 to 200 ns each in the kernel, more for scattered "
+        "frames; a million frames here, spread over a thread per CPU; map counts only where pagemap's "
+        "exclusive bit does not settle them), and compresses the columns; it usually lands at 0.9 to 0.96, "
+        "so a miss is this VM's noise (fresh memory that the host must fault in costs up to 2 ms a MiB). "
+        "Closing it for good: recording frame flags only on request, or a kernel that reads those files "
+        "faster."),
+    "usage --all vs smem": (
+        "smem reads /proc/PID/smaps, where the kernel sums each mapping's pages itself; usage follows "
+        "procrank's method, as the issue asks: it reads the 8-byte pagemap entry of every resident page (over "
+        "3 million for this family) and the map count of every shared frame, and starts numpy. The two floor "
+        "rows show that the target is below what the kernel itself needs on this machine: merely reading "
+        "every pagemap entry from a thread per CPU while numpy imports, and even reading the kernel's own "
+        "sums from smaps_rollup for every process, each take more than half of smem's time. What would close "
+        "it: more CPUs (the reads spread over threads), or a kernel interface that returns PFNs or map counts "
+        "without a per-page walk."),
+}
+
+
+def why_missed(rows: list[Row]) -> list[str]:
+    missed = {key for row in rows if row.met is False for key in WHY_MISSED if row.measurement.startswith(key)}
+    return [f"- {key}: {WHY_MISSED[key]}" for key in WHY_MISSED if key in missed]
+
+
+def write_results(header: list[tuple[str, str]], bench: Bench, command: str) -> None:
+    lines = ["# pagewalk benchmark results", "",
+             f"Written by `{command}`. ratio = pagewalk median / anchor median (below 1: pagewalk faster);",
+             "see bench/README.md for what each row means. Compare ratios, not absolute times.", ""]
+    lines += [f"- {k}: {v}" for k, v in header]
+    lines += [f"- runs per measurement: {bench.runs} ({bench.slow_runs} for the seed pair on the reservation)",
+              "", markdown_table(bench.rows), ""]
+    if why_missed(bench.rows):
+        lines += ["Targets missed, why, and what would close them:", "", *why_missed(bench.rows), ""]
+    if bench.notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in bench.notes] + [""]
+    RESULTS_MD.write_text("\n".join(lines))
+
+
+def print_results(header: list[tuple[str, str]], bench: Bench) -> None:
+    """The header, the table, the missed targets and the notes, on stdout."""
+    for k, v in header:
+        print(f"{k}: {v}")
+    print(f"runs per measurement: {bench.runs} ({bench.slow_runs} for the seed pair on the reservation)")
+    print()
+    print(text_table(bench.rows))
+    for line in why_missed(bench.rows):
+        print("missed " + line[2:])
+    if bench.notes:
+        print()
+        for n in bench.notes:
+            print(f"note: {n}")
