@@ -45,7 +45,7 @@ def _side(arg: str, budget):
 
 
 def run(args) -> int:
-    from ..analysis.diff import FIELDS, diff, different_process
+    from ..analysis.diff import diff, different_process
 
     budget = _common.load_budget(args)
     a, b = _side(args.a, budget), _side(args.b, budget)
@@ -58,24 +58,7 @@ def run(args) -> int:
 
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
         return 0
-    from ..names import printable
-    from ..output.table import render_columns
+    from ..output.diff import text
 
-    show = lambda v: "-" if v is None else str(v)  # noqa: E731
-    out = [f"from PID {doc['a']['pid']} at {printable(doc['a']['time'])} to PID {doc['b']['pid']} "
-           f"at {printable(doc['b']['time'])}",
-           "totals: " + ", ".join(f"{f.replace('_', ' ')} {show(doc['totals'][f])}" for f in FIELDS)]
-    for what in ("added", "removed"):
-        for m in doc[f"mappings_{what}"]:
-            out.append(f"mapping {what}: {m['start']:x}-{m['end']:x} {m['perms']} {printable(m['path'] or '[anon]')} "
-                       f"({m['present']} pages present)")
-    rows = doc["mappings"]
-    text = "\n".join(out) + "\n"
-    if rows:
-        cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows]]
-        cols += [[show(r[f]) for r in rows] for f in FIELDS]
-        cols.append([printable(r["path"] or "[anon]") for r in rows])
-        text += "\n" + render_columns(["START", "END", *(f.upper() for f in FIELDS), "MAPPING"], cols,
-                                      right=set(range(2, 2 + len(FIELDS))))
-    sys.stdout.write(text)
+    sys.stdout.write(text(doc))
     return 0

@@ -17,14 +17,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..analysis.doctor import run_checks
-    from ..output.table import render_table
+    from ..output import doctor as render
 
     checks = run_checks()
-    if args.json:
-        import json
-
-        sys.stdout.write(json.dumps({"checks": [c.as_dict() for c in checks]}, indent=1) + "\n")
-        return 0
-    rows = [[c.name, "ok" if c.ok else "MISSING", c.value + (f"  -> {c.cost}" if c.cost else "")] for c in checks]
-    sys.stdout.write(render_table(["CHECK", "STATUS", "FOUND / WHAT IT COSTS"], rows))
+    sys.stdout.write(render.checks_json(checks) if args.json else render.checks_text(checks))
     return 0

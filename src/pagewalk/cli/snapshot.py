@@ -50,7 +50,9 @@ def run(args) -> int:
 
             sys.stdout.write(json.dumps(summary, indent=1) + "\n")
         else:
-            sys.stdout.write(_text(summary))
+            from ..output.snapshot import summary_text
+
+            sys.stdout.write(summary_text(summary))
         return 0
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
@@ -87,22 +89,3 @@ def run(args) -> int:
     return 0
 
 
-def _text(summary: dict) -> str:
-    from ..names import printable
-    from ..output.table import render_columns
-
-    meta = summary["meta"]
-    # (a snapshot file's text is anyone's: escaped like every name)
-    head = (f"snapshot of PID {meta['pid']} ({printable(meta['comm'])}) at {printable(meta['time'])}, "
-            f"kernel {printable(meta['kernel'])}, "
-            f"page size {meta['page_size']}, PFNs {'visible' if meta['pfn_visible'] else 'hidden'}, "
-            f"frame flags {'recorded' if meta['frames'] else 'not recorded'}\n")
-    rows = summary["mappings"]
-    def count(r: dict, key: str) -> str:
-        return "-" if r[key] is None else str(r[key])
-
-    cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows], [r["perms"] for r in rows],
-            *([count(r, key) for r in rows] for key in ("pages", "present", "zero", "swapped")),
-            [printable(r["path"] or "[anon]") for r in rows]]
-    return head + render_columns(["START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "MAPPING"], cols,
-                                 right={3, 4, 5, 6})

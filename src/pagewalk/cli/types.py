@@ -55,7 +55,7 @@ def run(args) -> int:
     from ..kernel.pagemap import PAGE_SIZE
     from ..analysis.pagetypes import Frames, Options, TypesCounter, parse_cgroup, parse_range
     from ..kernel.idle import IdleMarker
-    from ..output.types import Lister
+    from ..output import types as render
     from ..kernel.probes import reuse_freed_memory
 
     reuse_freed_memory()
@@ -67,7 +67,7 @@ def run(args) -> int:
     out = sys.stdout.buffer
     frames = Frames(options, args.kpageflags)
     idle = IdleMarker() if args.mark_idle else None
-    lister = Lister(options, out, "voffset" if pid else "foffset" if args.file is not None else None) \
+    lister = render.Lister(options, out, "voffset" if pid else "foffset" if args.file is not None else None) \
         if options.list_mode else None
     counter = TypesCounter(options, lister, idle)
     try:
@@ -82,17 +82,16 @@ def run(args) -> int:
         if idle:
             idle.close()
     if args.json:
-        import json
-
-        rows = [{"flags": f, "pages": n, "symbolic": fl.symbolic(f), "names": fl.names(f)} for f, n in counter.rows()]
-        out.write((json.dumps({"rows": rows, "total": {"pages": counter.total}}, indent=1) + "\n").encode())
+        out.write(render.summary_json(counter).encode())
         return 0
     if args.no_summary:
         return 0
     text = "\n\n" if lister else ""
     if args.file is not None:
-        text += _file_header(args.file, PAGE_SIZE) + "\n"
-    text += _summary(counter, PAGE_SIZE)
+        import os
+
+        text += render.file_header(args.file, os.stat(args.file), PAGE_SIZE) + "\n"
+    text += render.summary(counter, PAGE_SIZE)
     out.write(text.encode())
     return 0
 
@@ -145,29 +144,3 @@ def _parse_pid(text: str) -> int:
     return pid
 
 
-def _summary(counter, page_size: int) -> str:
-    """page-types' summary table, rows sorted by page count."""
-    from ..core import flags as fl
-
-    mb = lambda pages: pages * page_size >> 20  # noqa: E731
-    lines = ["             flags\tpage-count       MB  symbolic-flags\t\t\tlong-symbolic-flags"]
-    for f, n in counter.rows():
-        lines.append(f"0x{f:016x}\t{n:10d} {mb(n):8d}  {fl.symbolic(f)}\t{','.join(fl.names(f))}")
-    lines.append(f"             total\t{counter.total:10d} {mb(counter.total):8d}")
-    return "\n".join(lines) + "\n"
-
-
-def _file_header(path: str, page_size: int) -> str:
-    """What page-types prints of the path given to -f (a directory in directory mode)."""
-    import os
-    import time
-
-    from ..names import printable
-
-    st = os.stat(path)
-    now = int(time.time())
-    stamp = lambda t: time.strftime("%c", time.localtime(t))  # noqa: E731
-    pages = (st.st_size + page_size - 1) // page_size
-    return (f"{printable(path)}\tInode: {st.st_ino}\tSize: {st.st_size} ({pages} pages)\n"
-            f"Modify: {stamp(st.st_mtime)} ({now - int(st.st_mtime)} seconds ago)\n"
-            f"Access: {stamp(st.st_atime)} ({now - int(st.st_atime)} seconds ago)\n")

@@ -35,19 +35,11 @@ def run(args) -> int:
         hits, mapcounts, zero_frames = who_maps(pfns, pids, progress.advance)
     finally:
         progress.close()
-    from ..names import printable, unicode_text
+    from ..output import sharing as render
 
+    sys.stdout.write(render.who_json(hits) if args.json else render.who_text(hits))
     if args.json:
-        import json
-
-        sys.stdout.write(json.dumps([{**h._asdict(), "command": unicode_text(h.command),
-                                      "mapping": unicode_text(h.mapping)} for h in hits], indent=1) + "\n")
         return 0
-    from ..output.table import render_columns
-
-    rows = [[f"{h.pfn:x}" for h in hits], [str(h.pid) for h in hits], [printable(h.command) for h in hits],
-            [f"{h.vaddr:x}" for h in hits], [printable(h.mapping) for h in hits]]
-    sys.stdout.write(render_columns(["PFN", "PID", "COMMAND", "VADDR", "MAPPING"], rows, right={1}))
     for pfn, n in sorted(mapcounts.items()):
         found = sum(1 for h in hits if h.pfn == pfn)
         if pfn in zero_frames:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument
-from ..output.humanize import human_bytes
 from . import _common
 
 NAMES = ("wss",)  # the command names this module serves
@@ -59,13 +58,10 @@ def run(args) -> int:
     interval = _common.parse_seconds(args.interval)
     if args.count < 1:
         raise InvalidArgument("--count must be at least 1")
-    human = human_bytes
+    from ..output import wss as render
 
     def show(sample) -> None:
-        share = f"{100 * sample.wss_bytes / sample.rss_bytes:.0f}%" if sample.rss_bytes else "-"
-        other = "" if sample.unattributed_bytes is None else f"  unattributed {human(sample.unattributed_bytes)}"
-        sys.stdout.write(f"t={sample.time:.1f}s  wss {human(sample.wss_bytes)}  ({share} of RSS "
-                         f"{human(sample.rss_bytes)}){other}\n")
+        sys.stdout.write(render.sample_line(sample))
         sys.stdout.flush()
 
     def stop(signum, frame) -> None:  # unwind, so that a kdamond pagewalk started is stopped
@@ -87,7 +83,6 @@ def _sample(args, pid: int, interval: float, show) -> int:
     from ..kernel.probes import pfn_visible
     from ..analysis.wss import DISTURBS, open_tracker, unattributed_reason
 
-    human = human_bytes
     tracker = open_tracker(pid, args.method, interval)
     # Text prints each sample as it comes and keeps only the last; JSON keeps them
     # all for its one document, written at the end or when interrupted.
@@ -116,33 +111,13 @@ def _sample(args, pid: int, interval: float, show) -> int:
                      "the after")
     method, cost = tracker.method, tracker.cost
     why = unattributed_reason(pfn_visible()) if unattributed else None
+    from ..output import wss as render
+
     if args.json:
-        import json
-
-        from ..names import unicode_text
-
-        doc = {"method": method, "disturbs": DISTURBS[method],
-               "samples": [{"time": s.time, "wss_bytes": s.wss_bytes, "unattributed_bytes": s.unattributed_bytes,
-                            "rss_bytes": s.rss_bytes,
-                            "mappings": [{"mapping": unicode_text(label), "start": start, "wss_bytes": own,
-                                          "unattributed_bytes": other}
-                                         for label, start, own, other in s.mappings]} for s in samples],
-               "unattributed_reason": why,
-               "cost": {"seconds": round(cost.seconds, 4), "pages_scanned": cost.pages_scanned}}
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        sys.stdout.write(render.report_json(method, DISTURBS[method], samples, why, cost))
         sys.stdout.flush()
         return status
-    if why:
-        sys.stdout.write(f"unattributed (not in wss): {why}\n")
-    top = sorted(last.mappings, key=lambda m: (-m[2], -(m[3] or 0)))[:10] if last is not None else []
-    if top:
-        from ..names import printable
-        from ..output.table import render_columns
-
-        sys.stdout.write("\nlast sample, by mapping:\n" + render_columns(
-            ["START", "WSS", "UNATTRIBUTED", "MAPPING"],
-            [[f"{s:x}" for _, s, _, _ in top], [human(b) for _, _, b, _ in top],
-             [human(o) for _, _, _, o in top], [printable(label) for label, _, _, _ in top]], right={1, 2}))
+    sys.stdout.write(render.report_text(last, why))
     sys.stdout.flush()
     _common.warn(f"method {method}{' (chosen by auto)' if args.method == 'auto' else ''}: {DISTURBS[method]}; "
                  f"cost {cost.seconds:.3f} s of work, {cost.pages_scanned} pages scanned")

@@ -1,0 +1,30 @@
+"""``diff``'s text: what changed from one snapshot (or live process) to another."""
+
+from __future__ import annotations
+
+from ..analysis.diff import FIELDS
+from ..names import printable
+from .table import render_columns
+
+
+def text(doc: dict) -> str:
+    """The ``diff`` document (:func:`pagewalk.analysis.diff.diff`) for people: the totals
+    of :data:`~pagewalk.analysis.diff.FIELDS`, mappings added and removed, and a row per mapping that changed
+    (``-`` where a count is unknown)."""
+    show = lambda v: "-" if v is None else str(v)  # noqa: E731
+    out = [f"from PID {doc['a']['pid']} at {printable(doc['a']['time'])} to PID {doc['b']['pid']} "
+           f"at {printable(doc['b']['time'])}",
+           "totals: " + ", ".join(f"{f.replace('_', ' ')} {show(doc['totals'][f])}" for f in FIELDS)]
+    for what in ("added", "removed"):
+        for m in doc[f"mappings_{what}"]:
+            out.append(f"mapping {what}: {m['start']:x}-{m['end']:x} {m['perms']} {printable(m['path'] or '[anon]')} "
+                       f"({m['present']} pages present)")
+    rows = doc["mappings"]
+    out_text = "\n".join(out) + "\n"
+    if rows:
+        cols = [[f"{r['start']:x}" for r in rows], [f"{r['end']:x}" for r in rows]]
+        cols += [[show(r[f]) for r in rows] for f in FIELDS]
+        cols.append([printable(r["path"] or "[anon]") for r in rows])
+        out_text += "\n" + render_columns(["START", "END", *(f.upper() for f in FIELDS), "MAPPING"], cols,
+                                      right=set(range(2, 2 + len(FIELDS))))
+    return out_text

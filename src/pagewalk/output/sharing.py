@@ -1,0 +1,51 @@
+"""``shared`` and ``who``: frames shared by processes, and who maps a frame, as tables
+and JSON."""
+
+from __future__ import annotations
+
+import json
+
+from ..analysis.sharing import Hit, SharedReport
+from ..kernel.pagemap import PAGE_SIZE
+from ..names import printable, unicode_text
+from .humanize import human_bytes
+from .table import render_columns
+
+
+def shared_json(report: SharedReport) -> str:
+    """``shared --json``: the mapping pairs, each process's shared pages, the distinct
+    frames (sizes in pages and bytes), and the mappings that changed while read."""
+    doc = {"pairs": [{**p._asdict(), "mapping_a": unicode_text(p.mapping_a), "mapping_b": unicode_text(p.mapping_b),
+                      "bytes": p.pages * PAGE_SIZE} for p in report.pairs],
+           "processes": [{"pid": pid, "shared_pages": n, "shared_bytes": n * PAGE_SIZE}
+                         for pid, n in report.per_process.items()],
+           "frames": report.frames, "bytes": report.frames * PAGE_SIZE,
+           "changed": [{"pid": pid, "mappings": n} for pid, n in report.changed.items()]}
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def shared_text(report: SharedReport) -> str:
+    """``shared``: a table of mapping pairs, then each process's shared pages and the
+    distinct frames."""
+    pairs = report.pairs
+    columns = [[str(p.pid_a) for p in pairs], [str(p.pid_b) for p in pairs], [str(p.pages) for p in pairs],
+               [human_bytes(p.pages * PAGE_SIZE) for p in pairs],
+               [f"{printable(p.mapping_a)}  <->  {printable(p.mapping_b)}" for p in pairs]]
+    out = render_columns(["PID_A", "PID_B", "PAGES", "SIZE", "MAPPING_A  <->  MAPPING_B"], columns, right={0, 1, 2, 3})
+    out += "\n" + "".join(f"process {pid}: {n} pages ({human_bytes(n * PAGE_SIZE)}) shared with the others\n"
+                          for pid, n in report.per_process.items())
+    out += f"distinct shared frames: {report.frames} ({human_bytes(report.frames * PAGE_SIZE)})\n"
+    return out
+
+
+def who_json(hits: list[Hit]) -> str:
+    """``who --json``: every (frame, process, address, mapping) found."""
+    return json.dumps([{**h._asdict(), "command": unicode_text(h.command), "mapping": unicode_text(h.mapping)}
+                       for h in hits], indent=1) + "\n"
+
+
+def who_text(hits: list[Hit]) -> str:
+    """``who``: a row per (frame, process, address), names escaped."""
+    rows = [[f"{h.pfn:x}" for h in hits], [str(h.pid) for h in hits], [printable(h.command) for h in hits],
+            [f"{h.vaddr:x}" for h in hits], [printable(h.mapping) for h in hits]]
+    return render_columns(["PFN", "PID", "COMMAND", "VADDR", "MAPPING"], rows, right={1})
