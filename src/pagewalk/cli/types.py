@@ -1,4 +1,4 @@
-"""``pagewalk types``: the kernel's page-types, option for option (kernel.md 4)."""
+"""``pagewalk types``: the kernel's page-types (tools/mm/page-types.c), option for option."""
 
 from __future__ import annotations
 
