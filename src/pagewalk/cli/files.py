@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import _common
@@ -23,8 +24,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import os
-
     from ..output import files as out
     from ..analysis.files import file_residency
     from ..kernel.pagecache import read_back_note, regular_files

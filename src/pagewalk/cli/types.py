@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import InvalidArgument
@@ -88,8 +89,6 @@ def run(args) -> int:
         return 0
     text = "\n\n" if lister else ""
     if args.file is not None:
-        import os
-
         text += render.file_header(args.file, os.stat(args.file), PAGE_SIZE) + "\n"
     text += render.summary(counter, PAGE_SIZE)
     out.write(text.encode())
@@ -110,8 +109,6 @@ def _walk(args, pid, options, frames):
             yield from walk_process(proc, frames, options.ranges)
             _common.process_notes(proc)
     elif args.file is not None:
-        import os
-
         from ..kernel.pagecache import regular_files
         from ..kernel.pagemap import PagemapFile
 

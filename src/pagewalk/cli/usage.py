@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import InvalidArgument, PagewalkError
@@ -30,8 +31,6 @@ def _why_unreadable(pid: int, skipped: dict[int, str]) -> str:
     over as having no memory to read, whether it is gone, a kernel thread or a zombie."""
     if pid in skipped:
         return skipped[pid]
-    import os
-
     from ..errors import NoSuchProcess
 
     from ..kernel.oserrors import explain_no_mm
