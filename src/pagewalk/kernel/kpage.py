@@ -11,7 +11,6 @@ CONFIG_MEMCG.
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 from collections.abc import Iterator
@@ -20,13 +19,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     import numpy as np
 
-from ..errors import AccessDenied, InvalidArgument, PagewalkError, Unsupported
-from .pagemap import PFN_LIMIT, read_entries_into, runs_of
+from ..errors import InvalidArgument, PagewalkError, Unsupported
+from .infile import NotRegularFile, open_regular
+from .oserrors import cannot_read, from_oserror
+from .pagemap import PFN_LIMIT, runs_of
+from .u64file import ENTRY_BYTES, U64File, read_entries_into
 
 KPAGEFLAGS = "kpageflags"
 KPAGECOUNT = "kpagecount"
 KPAGECGROUP = "kpagecgroup"
-ENTRY_BYTES = 8
 CHUNK_PFNS = 1 << 17  # 1 MiB of entries a read when streaming
 RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one read call
 DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
@@ -44,7 +45,7 @@ _WHY_MISSING = {
 }
 
 
-class KpageFile:
+class KpageFile(U64File):
     """One of the three per-PFN files, open for bulk reads.
 
     ``path`` may name a saved copy of the file (``types -F``), which reads the same way.
@@ -60,8 +61,6 @@ class KpageFile:
             if path is None:
                 self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             else:
-                from .infile import NotRegularFile, open_regular
-
                 try:
                     # looked at before it is opened: a device or FIFO has no end to find
                     # (/dev/zero reads forever), and opening one may do something
@@ -87,18 +86,12 @@ class KpageFile:
             raise
 
     def close(self) -> None:
+        """Close the file (again: nothing)."""
         if self._file is not None:
             self._file.close()  # (its descriptor is self.fd)
             self._file = None
-        elif self.fd >= 0:
-            os.close(self.fd)
-        self.fd = -1
-
-    def __enter__(self) -> KpageFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self.fd = -1
+        super().close()
 
     def read_range(self, first_pfn: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
         """Entries ``first_pfn .. first_pfn + count - 1`` (fewer at the end of memory)."""
@@ -301,11 +294,10 @@ def _places(pfns: np.ndarray, run: np.ndarray, starts: np.ndarray, offsets: np.n
 
 
 def _translate(exc: OSError, path: str, name: str | None) -> PagewalkError:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return AccessDenied(path, "the per-frame files are root's only: run as root (CAP_SYS_ADMIN)")
-    if exc.errno == errno.ENOENT and name is not None:
-        return Unsupported(_WHY_MISSING[name])
-    return PagewalkError(f"cannot read {path}: {os.strerror(exc.errno) if exc.errno else exc}")
+    """:func:`from_oserror` in the per-frame files' words: ENOENT of ``/proc/NAME``
+    (``name`` given) is the kernel built without it."""
+    return from_oserror(exc, None, path, denied="the per-frame files are root's only: run as root (CAP_SYS_ADMIN)",
+                        missing=Unsupported(_WHY_MISSING[name]) if name is not None else cannot_read(path, exc))
 
 
 def read_kpageflags(pfns: set[int]) -> dict[int, int] | None:

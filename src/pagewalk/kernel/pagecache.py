@@ -28,9 +28,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import AccessDenied, InvalidArgument, PagewalkError
+from .oserrors import from_oserror
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PagemapFile
 
-CHUNK_PAGES = 1 << 16  # one mapping of at most 256 MiB at a time
+MAPPED_PAGES_MAX = 1 << 16  # file pages mapped at a time: one mapping of at most 256 MiB
 PROT_READ, MAP_SHARED = 0x1, 0x01
 MADV_RANDOM, MADV_SEQUENTIAL = 1, 2
 MAP_FAILED = ctypes.c_void_p(-1).value
@@ -61,13 +62,11 @@ def open_file(path: str, follow_symlink: bool = False) -> int:
 
 
 def file_error(exc: OSError, path: str) -> PagewalkError:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return AccessDenied(path, "not readable by this user")
-    if exc.errno == errno.ENOENT:
-        return InvalidArgument(f"no such file: {path}")
-    if exc.errno == errno.ELOOP:
-        return InvalidArgument(f"{path} is a symbolic link (not followed)")
-    return PagewalkError(f"cannot read {path}: {os.strerror(exc.errno) if exc.errno else exc}")
+    """:func:`from_oserror` in the words of a file the user named: a missing file or
+    a symbolic link not followed is an :class:`InvalidArgument`."""
+    return from_oserror(exc, None, path, denied="not readable by this user",
+                        missing=InvalidArgument(f"no such file: {path}"),
+                        loop=InvalidArgument(f"{path} is a symbolic link (not followed)"))
 
 
 def file_pages(size_bytes: int) -> int:
@@ -158,7 +157,7 @@ def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int,
     """``(first page, cached mask)`` over ``count`` pages from ``first``, in chunks."""
     end = first + count
     while first < end:
-        n = min(CHUNK_PAGES, end - first)
+        n = min(MAPPED_PAGES_MAX, end - first)
         m = _Mapped(fd, first, n, path)
         try:
             yield first, m.cached()
@@ -175,7 +174,7 @@ def cached_frames(fd: int, first: int, count: int, path: str, self_pagemap: Page
     disk again: say so (:func:`read_back_note`)."""
     end = first + count
     while first < end:
-        n = min(CHUNK_PAGES, end - first)
+        n = min(MAPPED_PAGES_MAX, end - first)
         m = _Mapped(fd, first, n, path)
         try:
             cached, read_back = m.map_in(m.cached())

@@ -29,10 +29,10 @@ from ..errors import ProcessGone
 
 from .config import kernel_config
 from .oserrors import translating
+from .u64file import ENTRY_BYTES, U64File, read_entries_into
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
-ENTRY_BYTES = 8
 
 PM_PFRAME_BITS = 55
 PM_PFRAME_MASK = (1 << PM_PFRAME_BITS) - 1
@@ -84,21 +84,7 @@ def runs_of(values: list[int], gap: int) -> list[tuple[int, int]]:
     return runs
 
 
-def read_entries_into(fd: int, buf: memoryview, index: int) -> int:
-    """Fill the byte buffer ``buf`` with u64 entries from entry ``index`` of the file
-    ``fd`` (pagemap or a per-PFN file), in as few ``preadv`` calls as the kernel
-    allows; return the entries read (fewer at the end of the file)."""
-    wanted = len(buf) // ENTRY_BYTES
-    got = 0
-    while got < wanted:
-        n = os.preadv(fd, [buf[got * ENTRY_BYTES :]], (index + got) * ENTRY_BYTES)
-        if n <= 0:
-            break
-        got += n // ENTRY_BYTES
-    return got
-
-
-class PagemapFile:
+class PagemapFile(U64File):
     """An open ``/proc/PID/pagemap`` with bulk, bounded reads.
 
     Every read is a ``pread`` (or ``preadv`` into a caller's buffer) of many
@@ -112,17 +98,6 @@ class PagemapFile:
         self.path = f"/proc/{pid}/pagemap"
         with translating(pid, self.path, started=started):
             self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> PagemapFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         try:
