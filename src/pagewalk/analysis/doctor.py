@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from ..kernel import probes, procfs, scan
+from ..kernel.idle import IDLE_BITMAP
 from ..kernel.maps import vma_page_size
 from ..kernel.pagemap import PAGE_SIZE
 
@@ -95,15 +96,15 @@ def run_checks() -> list[Check]:
                         "" if sd else "soft_dirty is unknown (- or null) everywhere; wss --method soft-dirty "
                                       "and diff's 'written' are unavailable"))
 
-    idle = os.path.exists("/sys/kernel/mm/page_idle/bitmap")
-    checks.append(Check("idle page tracking", idle, "present" if idle else "no /sys/kernel/mm/page_idle/bitmap",
+    idle = os.path.exists(IDLE_BITMAP)
+    checks.append(Check("idle page tracking", idle, "present" if idle else f"no {IDLE_BITMAP}",
                         "" if idle else "wss --method idle and types -i are unavailable"))
 
     thp = probes.bracketed_choice("/sys/kernel/mm/transparent_hugepage/enabled")
     checks.append(Check("transparent huge pages", thp not in (None, "never"), thp or "absent",
                         "" if thp not in (None, "never") else "no THP: huge counts only hugetlb"))
 
-    swaps = (procfs.read_text("/proc/swaps") or "").split("\n")[1:-1]
+    swaps = procfs.swap_devices()
     checks.append(Check("swap devices", bool(swaps), f"{len(swaps)} active" if swaps else "none",
                         "" if swaps else "nothing can be swapped out: swapped counts are 0 by fact, not by blindness"))
 

@@ -26,11 +26,13 @@ import os
 import time
 
 from ..errors import PagewalkError, Unsupported
+from .procfs import proc_stat
+from .u64file import U64_MAX
 
 ROOT = "/sys/kernel/mm/damon/admin/kdamonds"
 SAMPLE_US = 5000  # DAMON's default sampling interval
 MIN_REGIONS, MAX_REGIONS = 200, 10000  # finer than the defaults (10, 1000): page counts, not trends
-ULONG_MAX, UINT_MAX = (1 << 64) - 1, (1 << 32) - 1
+UINT_MAX = (1 << 32) - 1
 
 
 def _read(path: str) -> str:
@@ -139,7 +141,7 @@ class Monitor:
             _write(f"{ctx}/schemes/nr_schemes", 1)
             scheme = f"{ctx}/schemes/0"
             _write(f"{scheme}/action", "stat")
-            for name, top in (("sz", ULONG_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
+            for name, top in (("sz", U64_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
                 _write(f"{scheme}/access_pattern/{name}/min", 0)
                 _write(f"{scheme}/access_pattern/{name}/max", top)
             _write(f"{self.dir}/state", "on")
@@ -178,11 +180,9 @@ class Monitor:
         """CPU time the kdamond thread has used (utime + stime); the last value read
         once the thread is gone.  (Its PID is the host's: inside another PID
         namespace it cannot be found, and this stays 0.)"""
-        try:
-            fields = _read(f"/proc/{self.kdamond_pid}/stat").rsplit(")", 1)[1].split()
-            self._cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError, AttributeError):
-            pass
+        stat = proc_stat(getattr(self, "kdamond_pid", -1))
+        if stat is not None:
+            self._cpu = (stat.utime_ticks + stat.stime_ticks) / os.sysconf("SC_CLK_TCK")
         return self._cpu
 
     def close(self) -> None:

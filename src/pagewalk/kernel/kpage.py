@@ -182,7 +182,7 @@ def read_together(files: list[KpageFile], pfns: np.ndarray, out: list[np.ndarray
 
     if len(values[0]) * len(files) >= PARALLEL_MIN:
         # The kernel's per-entry cost dominates: read parts from a thread per CPU.
-        from ..parallel import ordered_map, workers
+        from ..parallel import ordered_map, workers  # (threads and typing: off the start-up path)
 
         # Parts of about equal entries, several a thread: an entry of a scattered
         # frame costs the kernel twice one of a contiguous run, so equal entries are

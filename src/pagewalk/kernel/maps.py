@@ -21,6 +21,7 @@ not UTF-8 survive a round trip through :func:`os.fsencode`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from collections import namedtuple
@@ -33,12 +34,6 @@ from ..names import unicode_text
 from .pagemap import PAGE_SIZE
 
 DELETED_SUFFIX = " (deleted)"
-
-# Kernel-named areas that are neither files nor plain anonymous memory.
-SPECIAL_NAMES = frozenset(
-    ["[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"]
-)
-
 
 class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
     """One virtual memory area, as one line of ``/proc/PID/maps`` shows it.
@@ -215,8 +210,6 @@ _PROCMAP_QUERY = struct.Struct("<9Q4I2Q")  # 104 bytes
 def vma_page_size(pid: int, vaddr: int) -> int | None:
     """The page size of the VMA at ``vaddr`` (larger than PAGE_SIZE for hugetlb),
     asked with PROCMAP_QUERY on ``/proc/PID/maps``; None where the kernel lacks it."""
-    import fcntl
-
     arg = bytearray(_PROCMAP_QUERY.pack(_PROCMAP_QUERY.size, 0, vaddr, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     try:
         with open(f"/proc/{pid}/maps", "rb", buffering=0) as f:

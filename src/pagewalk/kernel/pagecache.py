@@ -23,6 +23,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import resource
+import stat as stat_module
 from collections.abc import Iterator
 
 import numpy as np
@@ -84,8 +86,6 @@ def load_pages(addresses: np.ndarray) -> tuple[np.ndarray, int]:
     (EFAULT) instead of killing this process with SIGBUS, and reads as not loaded.  A
     major fault is a page that was not in the cache and was read from disk (or, rarely,
     a fault retried after waiting for a locked page)."""
-    import resource
-
     loaded = np.ones(len(addresses), dtype=bool)
     if not len(addresses):
         return loaded, 0
@@ -203,7 +203,6 @@ def regular_files(path: str, follow_symlink: bool = False) -> Iterator[tuple[str
         if follow_symlink and exc.errno == errno.ELOOP:
             raise InvalidArgument(f"{path}: too many levels of symbolic links") from None
         raise file_error(exc, path) from None
-    import stat as stat_module
 
     if stat_module.S_ISREG(st.st_mode):
         yield path, st

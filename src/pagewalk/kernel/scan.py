@@ -26,6 +26,7 @@ import struct
 from collections.abc import Iterator
 
 from .oserrors import translating
+from .u64file import U64_MAX
 
 PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
 PM_SCAN_WP_MATCHING = 1 << 0
@@ -73,7 +74,6 @@ ARG = struct.Struct("<12Q")
 ARG_SIZE = ARG.size  # 96
 WALK_END_OFFSET = 32
 MAX_VEC_LEN = 512  # see the kernel defect in the module docstring
-_U64_MAX = (1 << 64) - 1
 
 
 def _call(fd: int, start: int, end: int, vec_addr: int, vec_len: int, *, flags: int = 0,
@@ -90,7 +90,7 @@ def supported(fd: int) -> bool:
     """Whether this kernel has PAGEMAP_SCAN: a bad ``vec`` gives EFAULT only if the
     ioctl exists (the kernel selftests' probe); older kernels say EINVAL or ENOTTY."""
     try:
-        _call(fd, 0, 0, _U64_MAX, 1)
+        _call(fd, 0, 0, U64_MAX, 1)  # a vec no process can map
     except OSError as exc:
         return exc.errno == errno.EFAULT
     return True

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import mmap
 import os
 import stat
 from collections import namedtuple
@@ -525,8 +526,6 @@ def unique_pages(records: Iterable[ShmemSwap | None]) -> int:
 def why_unavailable() -> str | None:
     """Why this reader may miss swapped shared memory (for ``doctor``), or None when
     cachestat works and /proc/PID/map_files can be opened."""
-    import mmap
-
     try:
         fd = os.memfd_create("pagewalk-doctor", os.MFD_CLOEXEC)
     except OSError as exc:
