@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import namedtuple
 
 from ..errors import ProcessGone
 
@@ -53,6 +54,27 @@ PTE_MARKER_POISONED = 2
 PTE_MARKER_GUARD = 4
 
 _max_swapfiles: int | None = None
+
+
+class PagemapEntry(namedtuple("PagemapEntry", "present swapped file exclusive soft_dirty uffd_wp guard "
+                                              "pfn swap_type swap_offset")):
+    """One pagemap entry's fields (:func:`decode_entry`): the flag bits as bools;
+    ``pfn`` (present pages; 0 where hidden from this reader), ``swap_type`` and
+    ``swap_offset`` (swap entries; ``swap_offset`` in pages of the swap device, or the
+    marker bits for type :data:`SWP_PTE_MARKER`), each None where it does not apply."""
+
+    __slots__ = ()
+
+
+def decode_entry(entry: int) -> PagemapEntry:
+    """Decode one u64 pagemap entry (the layout in this module's docstring; a page
+    neither present nor swapped has no PFN and no swap fields)."""
+    present, swapped = bool(entry & PM_PRESENT), bool(entry & PM_SWAP)
+    frame = entry & PM_PFRAME_MASK
+    return PagemapEntry(present, swapped, bool(entry & PM_FILE), bool(entry & PM_MMAP_EXCLUSIVE),
+                        bool(entry & PM_SOFT_DIRTY), bool(entry & PM_UFFD_WP), bool(entry & PM_GUARD_REGION),
+                        frame if present else None, frame & SWAP_TYPE_MASK if swapped else None,
+                        frame >> SWAP_TYPE_BITS if swapped else None)
 
 
 def max_swapfiles() -> int:
@@ -141,6 +163,7 @@ class PagemapFile(U64File):
         return b"".join(chunks)
 
     def entries(self, vpn: int, count: int) -> list[int]:
-        """Raw entries as Python ints (for small lookups that should not pay for numpy)."""
+        """``count`` raw entries from virtual page ``vpn`` as Python ints (for small
+        lookups that should not pay for numpy; :func:`decode_entry` decodes one)."""
         data = self.read(vpn, count)
         return list(struct.unpack(f"<{len(data) // ENTRY_BYTES}Q", data))

@@ -22,14 +22,24 @@ def command_name(pid: int) -> str:
     (only the newline the kernel adds is removed: the name may hold spaces, newlines
     and escape sequences of its own), ``?`` where unreadable."""
     text = read_text(f"/proc/{pid}/comm")
-    if text is None:
-        return "?"
+    return "?" if text is None else parse_comm(text)
+
+
+def parse_comm(text: str) -> str:
+    """Decode the text of ``/proc/PID/comm``: the name without the newline the kernel adds."""
     return text[:-1] if text.endswith("\n") else text
 
 
 def command_line(pid: int) -> list[str]:
-    """The process's arguments (``/proc/PID/cmdline``), empty where unreadable."""
-    return [a for a in (read_text(f"/proc/{pid}/cmdline") or "").split("\0") if a]
+    """The process's arguments (``/proc/PID/cmdline``, :func:`parse_cmdline`), empty
+    where unreadable."""
+    return parse_cmdline(read_text(f"/proc/{pid}/cmdline") or "")
+
+
+def parse_cmdline(text: str) -> list[str]:
+    """Decode the text of ``/proc/PID/cmdline``: the NUL-separated arguments, empty
+    ones left out."""
+    return [a for a in text.split("\0") if a]
 
 
 def read_text(path: str) -> str | None:

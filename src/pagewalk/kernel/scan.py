@@ -70,6 +70,15 @@ CATEGORY_NAMES = {
     PAGE_IS_GUARD: "guard",
 }
 
+REGION = struct.Struct("<3Q")  # struct page_region {start, end, categories}
+
+
+def iter_page_regions(data: bytes | memoryview):
+    """Decode ``struct page_region`` records (3 little-endian u64 each): yields
+    ``(start, end, categories)``, addresses in bytes (end exclusive)."""
+    return REGION.iter_unpack(data)
+
+
 ARG = struct.Struct("<12Q")
 ARG_SIZE = ARG.size  # 96
 WALK_END_OFFSET = 32
@@ -149,10 +158,9 @@ class Scanner:
         """Yield ``(start, end, categories & return_mask)`` of the matching pages in
         ``[start, end)``, in address order.  A region may be cut in two where one
         call ends and the next begins."""
-        vec = self._vec
+        vec = memoryview(self._vec).cast("B")
         for count in self._walk(start, end, mask, anyof, inverted, return_mask):
-            for i in range(count):
-                yield vec[3 * i], vec[3 * i + 1], vec[3 * i + 2]
+            yield from iter_page_regions(vec[: REGION.size * count])
 
     def region_lists(self, start: int, end: int, *, mask: int = 0, anyof: int = 0,
                      inverted: int = 0, return_mask: int) -> tuple[list[int], list[int], list[int]]:
