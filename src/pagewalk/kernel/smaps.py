@@ -111,7 +111,7 @@ def parse_vm_flags(lines: Iterable[bytes], start: int) -> list[str]:
     """The ``VmFlags`` among smaps ``lines`` of the mapping starting at address
     ``start`` (two-letter codes, fs/proc/task_mmu.c ``show_smap_vma_flags``); []
     if there is no such mapping or line."""
-    head = f"{start:x}-".encode()
+    head = f"{start:08x}-".encode()  # the kernel's %08lx: 00400000 below 2**32
     inside = False
     for line in lines:
         if not inside:
