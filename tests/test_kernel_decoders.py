@@ -289,3 +289,18 @@ def test_oserror_wording_of_a_named_file():
 def test_oserror_default_wording():
     assert str(from_oserror(_oserror(errno.ENOENT), None, "/sys/x")) == "cannot read /sys/x: no such file"
     assert str(from_oserror(_oserror(errno.ELOOP), None, "/x")) == "cannot read /x: Too many levels of symbolic links"
+
+
+def test_iomem_system_ram():
+    from pagewalk.kernel.physmem import PfnRange, parse_iomem_ram
+
+    page = pagemap.PAGE_SIZE
+    text = ("00000000-00000fff : Reserved\n"
+            f"{page:08x}-{0x9ffff:08x} : System RAM\n"
+            "000a0000-000bffff : PCI Bus 0000:00\n"
+            f"{0x100000:08x}-{0x7fffffff:08x} : System RAM\n"
+            "  01000000-01ffffff : Kernel code\n"
+            "  02000000-020fffff : System RAM\n"
+            "00000000-00000000 : System RAM\n")
+    assert parse_iomem_ram(text) == [PfnRange(1, 0xA0000 // page), PfnRange(0x100000 // page, 0x80000000 // page),
+                                     PfnRange(0, 0)]

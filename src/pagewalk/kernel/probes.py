@@ -1,13 +1,14 @@
 """Facts about this machine and this reader that every command needs.
 
-Each function answers one question from the kernel directly and caches the
-answer for the life of the process.  Reads ``/proc/self/pagemap`` (fs/proc/task_mmu.c),
+Each function answers one question from the kernel directly (most cache the
+answer for the life of the process).  Reads ``/proc/self/pagemap`` (fs/proc/task_mmu.c),
 ``/proc/self/status`` (fs/proc/array.c) and sysfs choice files such as
 ``/sys/kernel/mm/transparent_hugepage/enabled`` (mm/huge_memory.c).  None imports numpy.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import mmap
 import os
@@ -152,3 +153,43 @@ def soft_dirty_supported() -> bool:
     probe[0] = 1  # the object was just written, its header page surely present and dirty
     entry = _self_entry(id(probe))
     return entry is not None and bool(entry & PM_PRESENT) and bool(entry & PM_SOFT_DIRTY)
+
+
+def readable(path: str) -> tuple[bool, str]:
+    """Whether the first entry of ``path`` can be read, and how to say so:
+    ``(True, "readable")`` or ``(False, "permission denied")`` (the error, lowercase)."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            f.read(8)
+        return True, "readable"
+    except OSError as exc:
+        return False, os.strerror(exc.errno or 0).lower()
+
+
+UFFDIO_API = 0xC018AA3F
+UFFD_API = 0xAA
+UFFD_FEATURE_WP_ASYNC = 1 << 15
+UFFD_USER_MODE_ONLY = 1
+NR_USERFAULTFD = 323  # x86-64
+
+
+def uffd_wp_async() -> tuple[bool, str]:
+    """Whether userfaultfd offers asynchronous write-protection (UFFD_FEATURE_WP_ASYNC,
+    fs/userfaultfd.c), which PAGEMAP_SCAN's written-page tracking needs, and the
+    features word or the error as text.  Opens a userfaultfd (user-mode faults only)
+    and asks UFFDIO_API; x86-64 syscall number."""
+    import ctypes  # (about 2 ms: only for doctor)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC | UFFD_USER_MODE_ONLY)
+    if fd < 0:
+        return False, f"userfaultfd: {os.strerror(ctypes.get_errno()).lower()}"
+    try:
+        arg = bytearray(struct.pack("<QQQ", UFFD_API, 0, 0))
+        fcntl.ioctl(fd, UFFDIO_API, arg, True)
+        features = struct.unpack_from("<Q", arg, 8)[0]
+        return bool(features & UFFD_FEATURE_WP_ASYNC), f"features 0x{features:x}"
+    except OSError as exc:
+        return False, f"UFFDIO_API: {os.strerror(exc.errno or 0).lower()}"
+    finally:
+        os.close(fd)
