@@ -1,7 +1,8 @@
 """``/proc/kpageflags``, ``/proc/kpagecount`` and ``/proc/kpagecgroup``: one u64 per PFN.
 
-kernel.md section 2.  Each file is indexed by physical frame number (entry ``pfn``
-at byte ``8 * pfn``); reads at or past the end of memory return 0 bytes, and every
+The kernel writes them in fs/proc/page.c (``kpageflags_read``, ``kpagecount_read``,
+``kpagecgroup_read``).  Each file is indexed by physical frame number (entry
+``pfn`` at byte ``8 * pfn``); reads at or past the end of memory return 0 bytes, and every
 entry costs the kernel 60 to 90 ns however it is read.  So :meth:`KpageFile.read`
 sorts and de-duplicates the PFNs asked for and reads each run of nearby ones
 once, and :meth:`KpageFile.chunks` streams the whole PFN space in large reads.
@@ -46,9 +47,13 @@ _WHY_MISSING = {
 
 
 class KpageFile(U64File):
-    """One of the three per-PFN files, open for bulk reads.
+    """One of the three per-PFN files (``name``: :data:`KPAGEFLAGS` ...), open for
+    bulk reads; entries are u64 (flags bits, map counts, cgroup inode numbers).
 
     ``path`` may name a saved copy of the file (``types -F``), which reads the same way.
+    Raises :class:`pagewalk.errors.AccessDenied` (not root), :class:`Unsupported`
+    (the kernel lacks the file), :class:`InvalidArgument` (``path`` is not a regular
+    file nor the /proc file itself), :class:`PagewalkError` (other OSErrors).
     """
 
     def __init__(self, name: str, path: str | None = None) -> None:
@@ -94,7 +99,8 @@ class KpageFile(U64File):
         super().close()
 
     def read_range(self, first_pfn: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Entries ``first_pfn .. first_pfn + count - 1`` (fewer at the end of memory)."""
+        """Entries ``first_pfn .. first_pfn + count - 1`` as a uint64 array (in ``out``
+        where given; fewer at the end of memory).  Raises :class:`PagewalkError`."""
         import numpy as np
 
         buf = np.empty(count, dtype=np.uint64) if out is None else out[:count]
@@ -131,7 +137,8 @@ class KpageFile(U64File):
 
     def end_pfn(self) -> int:
         """The first PFN without an entry: the end of memory as this file sees it
-        (found by probing, since the file's size reads as 0)."""
+        (found by probing, since the file's size reads as 0; a saved copy's size
+        says it).  Raises :class:`PagewalkError`."""
         if self._end is None:
             lo, hi = 0, 1
             while hi < PFN_LIMIT and self._has(hi):
@@ -301,8 +308,9 @@ def _translate(exc: OSError, path: str, name: str | None) -> PagewalkError:
 
 
 def read_kpageflags(pfns: set[int]) -> dict[int, int] | None:
-    """Flags of the given PFNs from /proc/kpageflags: one open, one read per group of
-    nearby PFNs.  None when the file cannot be read (it is root's only)."""
+    """Flags of the given PFNs from /proc/kpageflags as {pfn: flags}: one open, one
+    read per group of nearby PFNs; PFNs past the end of memory left out.  None when
+    the file cannot be read (it is root's only).  No numpy."""
     ordered = sorted(pfns)
     out: dict[int, int] = {}
     i = 0

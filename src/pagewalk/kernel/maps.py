@@ -48,6 +48,7 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
 
     @property
     def size_bytes(self) -> int:
+        """The mapping's length in bytes."""
         return self.end - self.start
 
     @property
@@ -108,6 +109,7 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
         return self.kind in ("vvar", "vvar_vclock") or self.path.startswith("/dev/")
 
     def contains(self, vaddr: int) -> bool:
+        """Whether the byte address ``vaddr`` lies in the mapping."""
         return self.start <= vaddr < self.end
 
     def label(self) -> str:
@@ -183,13 +185,16 @@ def parse_maps(text: str) -> list[Mapping]:
 
 
 def load_maps(path: str | os.PathLike[str]) -> list[Mapping]:
-    """Parse a saved copy of a maps file."""
+    """Parse a saved copy of a maps file.  Raises OSError where it cannot be read,
+    :class:`InvalidArgument` on a line that is not a maps line."""
     with open(path, "rb") as f:
         return parse_maps(os.fsdecode(f.read()))
 
 
 def read_maps_text(pid: int, *, started: bool = False) -> str:
-    """The text of ``/proc/PID/maps`` of a live process ('' for a kernel thread or zombie)."""
+    """The text of ``/proc/PID/maps`` of a live process ('' for a kernel thread or
+    zombie).  Raises :class:`pagewalk.errors.PagewalkError` as
+    :func:`pagewalk.kernel.oserrors.translating` translates the OSError."""
     path = f"/proc/{pid}/maps"
     with translating(pid, path, started=started):
         with open(path, "rb") as f:
@@ -197,7 +202,8 @@ def read_maps_text(pid: int, *, started: bool = False) -> str:
 
 
 def read_maps(pid: int, *, started: bool = False) -> list[Mapping]:
-    """Read and parse ``/proc/PID/maps`` of a live process."""
+    """Read and parse ``/proc/PID/maps`` of a live process (:func:`read_maps_text`,
+    :func:`parse_maps`); raises as they do."""
     return parse_maps(read_maps_text(pid, started=started))
 
 

@@ -7,7 +7,7 @@ own pagemap is read for the mapping, and the mapping is dropped again before the
 caller reads kpageflags and kpagecount, so those show the file's other users, not
 this reader.
 
-Looking must not change what is seen (kernel.md 6a.2).  A load that finds its page in
+Looking must not change what is seen.  A load that finds its page in
 the cache maps it (``filemap_map_pages``, ``filemap_fault``) without marking it
 accessed, where ``MADV_POPULATE_READ`` would (GUP with FOLL_TOUCH).  The mapping is
 ``MADV_RANDOM`` while the pages are loaded: a miss reads no neighbours in (fault-around
@@ -50,8 +50,10 @@ _libc.pwritev.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_
 
 
 def open_file(path: str, follow_symlink: bool = False) -> int:
-    """Open a file to inspect without changing its access time where allowed; a
-    symbolic link is refused unless ``follow_symlink``."""
+    """A read-only descriptor of the file ``path``, opened without changing its access
+    time where allowed (O_NOATIME needs ownership); a symbolic link is refused unless
+    ``follow_symlink``.  Raises :class:`AccessDenied` or :class:`InvalidArgument`
+    (:func:`file_error`)."""
     nofollow = 0 if follow_symlink else os.O_NOFOLLOW
     for flags in (os.O_RDONLY | nofollow | os.O_NOATIME, os.O_RDONLY | nofollow):
         try:
@@ -149,12 +151,16 @@ class _Mapped:
 
 
 def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in the bool array ``mask`` as ``(first, end)`` indices, end exclusive."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
 def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int, np.ndarray]]:
-    """``(first page, cached mask)`` over ``count`` pages from ``first``, in chunks."""
+    """``(first page, cached mask)`` over ``count`` file pages from page ``first`` of the
+    file open as ``fd``, in chunks of at most :data:`MAPPED_PAGES_MAX` pages (``mincore``
+    of each chunk mapped in turn).  Raises :class:`PagewalkError` where the file
+    cannot be mapped (:func:`file_error`) or mincore fails."""
     end = first + count
     while first < end:
         n = min(MAPPED_PAGES_MAX, end - first)

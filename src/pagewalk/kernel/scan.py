@@ -88,7 +88,8 @@ MAX_VEC_LEN = 512  # see the kernel defect in the module docstring
 def _call(fd: int, start: int, end: int, vec_addr: int, vec_len: int, *, flags: int = 0,
           max_pages: int = 0, inverted: int = 0, mask: int = 0, anyof: int = 0,
           return_mask: int = 0) -> tuple[int, int]:
-    """One ioctl; returns (regions written, walk_end).  Raises OSError."""
+    """One PAGEMAP_SCAN ioctl over ``[start, end)`` (bytes); returns (regions written
+    into ``vec_addr``, walk_end: the address the walk stopped at).  Raises OSError."""
     arg = bytearray(ARG.pack(ARG_SIZE, flags, start, end, 0, vec_addr, vec_len, max_pages,
                              inverted, mask, anyof, return_mask))
     count = fcntl.ioctl(fd, PAGEMAP_SCAN, arg, True)
@@ -131,7 +132,9 @@ def categories_supported(fd: int) -> int:
 
 
 class Scanner:
-    """Repeated PAGEMAP_SCAN calls over one fd with one reusable result buffer."""
+    """Repeated PAGEMAP_SCAN calls over one ``/proc/PID/pagemap`` fd with one reusable
+    buffer of ``vec_len`` (at most :data:`MAX_VEC_LEN`) regions.  Its walks raise
+    :class:`pagewalk.errors.PagewalkError` (``ProcessGone`` where ``pid`` exited)."""
 
     def __init__(self, fd: int, vec_len: int = MAX_VEC_LEN, *, pid: int | None = None) -> None:
         self.fd = fd
