@@ -6,15 +6,13 @@ than inferring from the version number.  Used by ``pagewalk doctor``.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import os
-import struct
 from dataclasses import dataclass
 
 from ..kernel import probes, procfs, scan
+from ..kernel.idle import IDLE_BITMAP
 from ..kernel.maps import vma_page_size
-from ..kernel.pagemap import PAGE_SIZE
+from ..kernel.pagemap import PAGE_SIZE, PagemapFile
 
 
 @dataclass
@@ -31,38 +29,6 @@ class Check:
         return {"name": self.name, "ok": self.ok, "value": self.value, "cost": self.cost}
 
 
-def _readable(path: str) -> tuple[bool, str]:
-    try:
-        with open(path, "rb", buffering=0) as f:
-            f.read(8)
-        return True, "readable"
-    except OSError as exc:
-        return False, os.strerror(exc.errno or 0).lower()
-
-
-UFFDIO_API = 0xC018AA3F
-UFFD_API = 0xAA
-UFFD_FEATURE_WP_ASYNC = 1 << 15
-UFFD_USER_MODE_ONLY = 1
-NR_USERFAULTFD = 323  # x86-64
-
-
-def _uffd_wp_async() -> tuple[bool, str]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC | UFFD_USER_MODE_ONLY)
-    if fd < 0:
-        return False, f"userfaultfd: {os.strerror(ctypes.get_errno()).lower()}"
-    try:
-        arg = bytearray(struct.pack("<QQQ", UFFD_API, 0, 0))
-        fcntl.ioctl(fd, UFFDIO_API, arg, True)
-        features = struct.unpack_from("<Q", arg, 8)[0]
-        return bool(features & UFFD_FEATURE_WP_ASYNC), f"features 0x{features:x}"
-    except OSError as exc:
-        return False, f"UFFDIO_API: {os.strerror(exc.errno or 0).lower()}"
-    finally:
-        os.close(fd)
-
-
 def run_checks() -> list[Check]:
     checks: list[Check] = [Check("kernel", True, probes.kernel_release()), Check("page size", True, f"{PAGE_SIZE} bytes")]
 
@@ -71,14 +37,11 @@ def run_checks() -> list[Check]:
                         "" if visible else "PFNs, physical addresses and swap offsets show as unknown; v2p gives "
                         "no physical address; swap and migration entries cannot be told apart by type"))
 
-    ok, how = _readable("/proc/self/pagemap")
+    ok, how = probes.readable("/proc/self/pagemap")
     checks.append(Check("/proc/PID/pagemap", ok, how, "" if ok else "nothing works: pagemap is the source of every count"))
 
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        cats = scan.categories_supported(fd)
-    finally:
-        os.close(fd)
+    with PagemapFile(os.getpid()) as own:
+        cats = scan.categories_supported(own.fd)
     names = [name for bit, name in scan.CATEGORY_NAMES.items() if cats & bit]
     checks.append(Check("PAGEMAP_SCAN ioctl", bool(cats), " ".join(names) if cats else "absent (kernel before 6.7)",
                         "" if cats else "maps shows huge pages as unknown and, without PFNs, zero pages too; "
@@ -87,7 +50,7 @@ def run_checks() -> list[Check]:
     for path, cost in (("/proc/kpageflags", "no per-frame flags: the physical-side commands (types, who, file flags) cannot run"),
                        ("/proc/kpagecount", "no map counts: PSS falls back to smaps_rollup, USS to the exclusive bit"),
                        ("/proc/kpagecgroup", "no memory-cgroup grouping or filtering")):
-        ok, how = _readable(path)
+        ok, how = probes.readable(path)
         checks.append(Check(path, ok, how, "" if ok else cost + " (run as root)"))
 
     sd = probes.soft_dirty_supported()
@@ -95,15 +58,15 @@ def run_checks() -> list[Check]:
                         "" if sd else "soft_dirty is unknown (- or null) everywhere; wss --method soft-dirty "
                                       "and diff's 'written' are unavailable"))
 
-    idle = os.path.exists("/sys/kernel/mm/page_idle/bitmap")
-    checks.append(Check("idle page tracking", idle, "present" if idle else "no /sys/kernel/mm/page_idle/bitmap",
+    idle = os.path.exists(IDLE_BITMAP)
+    checks.append(Check("idle page tracking", idle, "present" if idle else f"no {IDLE_BITMAP}",
                         "" if idle else "wss --method idle and types -i are unavailable"))
 
     thp = probes.bracketed_choice("/sys/kernel/mm/transparent_hugepage/enabled")
     checks.append(Check("transparent huge pages", thp not in (None, "never"), thp or "absent",
                         "" if thp not in (None, "never") else "no THP: huge counts only hugetlb"))
 
-    swaps = (procfs.read_text("/proc/swaps") or "").split("\n")[1:-1]
+    swaps = procfs.swap_devices()
     checks.append(Check("swap devices", bool(swaps), f"{len(swaps)} active" if swaps else "none",
                         "" if swaps else "nothing can be swapped out: swapped counts are 0 by fact, not by blindness"))
 
@@ -114,7 +77,7 @@ def run_checks() -> list[Check]:
                         "cachestat(2) and /proc/PID/map_files work" if gap is None else gap,
                         "" if gap is None else "swapped shared memory is counted from smaps only, or unknown"))
 
-    ok, how = _uffd_wp_async()
+    ok, how = probes.uffd_wp_async()
     checks.append(Check("userfaultfd write-protect (async)", ok, how,
                         "" if ok else "no uffd-wp markers to report; PAGEMAP_SCAN written-page tracking unavailable"))
 

@@ -177,10 +177,12 @@ def connection_cap(wanted: int) -> int:
     """``wanted``, lowered to what the descriptor limit allows beside the scans' own (at least 1)."""
     import resource
 
+    from ..kernel.procfs import open_fd_count
+
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, soft - len(os.listdir("/proc/self/fd")) - FD_RESERVE))
+    return max(1, min(wanted, soft - open_fd_count() - FD_RESERVE))
 
 
 def _unix_listener(path: str, mode: int):

@@ -10,7 +10,7 @@ import numpy as np
 from ..core import flags as fl
 from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 from ..kernel.pagecache import mask_runs, cached_frames, file_pages, open_file, residency
-from ..kernel.pagemap import PM_PFRAME_MASK, PagemapFile
+from ..kernel.pagemap import PM_PFRAME_MASK, PM_PRESENT, PagemapFile
 
 
 class FileResidency:
@@ -57,7 +57,7 @@ def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_sym
             for first, cached, entries, read_back in cached_frames(fd, 0, report.pages, path, own_pagemap):
                 report.read_back += read_back
                 report._add_ranges(first, cached)
-                present = cached & ((entries >> np.uint64(63)) == 1)
+                present = cached & ((entries & np.uint64(PM_PRESENT)) != 0)
                 index = np.flatnonzero(present)
                 pfns = entries[index] & np.uint64(PM_PFRAME_MASK)
                 flag_values, counts = read_together([kflags, kcount], pfns)

@@ -25,8 +25,7 @@ from ..errors import InvalidArgument, ProcessGone
 from ..kernel.idle import IdleMarker
 from ..kernel.kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
-
-ULONG_MAX = (1 << 64) - 1
+from ..kernel.u64file import U64_MAX as ULONG_MAX  # (page-types.c's name)
 
 
 class Batch(namedtuple("Batch", "voffset offset flags pme cgroup mapcnt swapped", defaults=(0, None, None, None))):

@@ -17,7 +17,6 @@ with matplotlib and :mod:`pagewalk.output.picture_html` writes the HTML page.
 from __future__ import annotations
 
 import os
-import re
 from collections import namedtuple
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from ..core import states
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
+from ..kernel.physmem import node_blocks, system_ram
 
 STATES = states.CLASSES
 UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD, UNKNOWN = range(len(STATES))
@@ -171,22 +171,10 @@ def mix(counts: np.ndarray) -> np.ndarray:
 def ram_ranges() -> list[RamRange]:
     """The machine's RAM as PFN ranges (``System RAM`` in ``/proc/iomem``; only root
     sees its addresses), each with its NUMA node (None where sysfs does not say)."""
-    from ..kernel.pagemap import PAGE_SIZE
-
-    ranges = []
-    try:
-        with open("/proc/iomem") as f:
-            for line in f:
-                found = re.match(r"([0-9a-f]+)-([0-9a-f]+) : System RAM$", line.rstrip("\n"))
-                if found:  # top-level lines only: nested ones are not indented this way
-                    start, end = int(found.group(1), 16), int(found.group(2), 16) + 1
-                    if end > start:
-                        ranges.append((start // PAGE_SIZE, end // PAGE_SIZE))
-    except OSError:
-        return []
+    ranges = system_ram()
     if not ranges or all(end <= 1 for _, end in ranges):
         return []  # addresses shown as zeros: not root
-    nodes = _node_blocks()
+    nodes = node_blocks()
     out = []
     for start, end in ranges:
         pieces = [(max(start, a), min(end, b), node) for a, b, node in nodes if a < end and b > start]
@@ -202,27 +190,6 @@ def ram_ranges() -> list[RamRange]:
         if at < end:
             out.append(RamRange(at, end, None))
     return _merge_adjacent(out)
-
-
-def _node_blocks() -> list[tuple[int, int, int]]:
-    """(first pfn, end pfn, node) of each memory block sysfs assigns to a node."""
-    from ..kernel.pagemap import PAGE_SIZE
-
-    base = "/sys/devices/system/node"
-    try:
-        with open("/sys/devices/system/memory/block_size_bytes") as f:
-            block_pages = int(f.read().strip(), 16) // PAGE_SIZE
-        nodes = [d for d in os.listdir(base) if re.fullmatch(r"node\d+", d)]
-    except (OSError, ValueError):
-        return []
-    blocks = []
-    for node in nodes:
-        for entry in os.listdir(f"{base}/{node}"):
-            found = re.fullmatch(r"memory(\d+)", entry)
-            if found:
-                b = int(found.group(1))
-                blocks.append((b * block_pages, (b + 1) * block_pages, int(node[4:])))
-    return sorted(blocks)
 
 
 def _merge_adjacent(ranges: list[RamRange]) -> list[RamRange]:

@@ -161,11 +161,9 @@ class Snapshot:
                 "pages": len(table),
                 "mappings_changed": [[m.start, m.end] for m in table.changed_mappings]}
         if clear_soft_dirty:
-            from ..kernel.oserrors import translating
+            from ..kernel.smaps import clear_refs
 
-            path = f"/proc/{pid}/clear_refs"
-            with translating(pid, path, started=True), open(path, "w") as f:
-                f.write("4")
+            clear_refs(pid, "4")
             meta["soft_dirty_cleared"] = True
         zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
         huge = table.huge if table.huge is not None else np.zeros(len(table), dtype=bool)

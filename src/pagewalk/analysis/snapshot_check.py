@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import InvalidArgument, PagewalkError
 from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
+from ..kernel.procfs import read_meminfo, read_status
 from ..units import parse_size
 
 FORMAT = "pagewalk-snapshot"
@@ -331,15 +332,10 @@ class LoadBudget:
         """The loads' total, and what sets it (words that follow the amount)."""
         import resource
 
-        fields = {}
-        for name in ("/proc/meminfo", "/proc/self/status"):
-            with open(name) as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if value.strip().endswith("kB"):
-                        fields[key] = int(value.split()[0]) << 10
+        meminfo, status = read_meminfo(), read_status("self")
         # (MemAvailable is since Linux 3.14; free memory before it)
-        available = fields.get("MemAvailable", fields.get("MemFree", 0))
+        available = meminfo.available_bytes if meminfo.available_bytes is not None else meminfo.free_bytes or 0
+        used_bytes = {"VmSize": status and status.vm_size_bytes, "VmData": status and status.vm_data_bytes}
         if self.limit_bytes is None:
             choices = [(DEFAULT_LOAD_LIMIT, f"snapshot loads may use by default ({_RAISE_IT})"),
                        (available // 2, f"snapshot loads may use by default here, half of the memory "
@@ -351,5 +347,5 @@ class LoadBudget:
                                 (resource.RLIMIT_DATA, "VmData", "data limit (ulimit -d)")):
             soft = resource.getrlimit(res)[0]
             if soft != resource.RLIM_INFINITY:
-                choices.append((soft - fields.get(used, 0), f"this process may still map under its {what}"))
+                choices.append((soft - (used_bytes[used] or 0), f"this process may still map under its {what}"))
         return min(choices, key=lambda c: c[0])

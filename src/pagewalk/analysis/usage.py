@@ -323,11 +323,10 @@ def _identity(pid: int) -> tuple[str, str, str]:
     except (OSError, KeyError):
         user = str(uid) if "uid" in locals() else "?"
     cgroup = "?"
-    for line in (procfs.read_text(f"/proc/{pid}/cgroup") or "").split("\n")[:-1]:
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            cgroup = path
+    for entry in procfs.read_cgroup(pid):
+        if "memory" in entry.controllers:
+            cgroup = entry.path
             break
-        if controllers == "":
-            cgroup = path  # cgroup v2 (kept unless a v1 memory line follows)
+        if not entry.controllers:
+            cgroup = entry.path  # cgroup v2 (kept unless a v1 memory line follows)
     return command, user, cgroup

@@ -50,8 +50,9 @@ from collections.abc import Iterator
 
 from ..kernel import probes
 from ..errors import Unsupported
-from ..kernel.oserrors import translating
+from ..kernel.idle import IDLE_BITMAP
 from ..kernel.pagemap import PAGE_SIZE
+from ..kernel.smaps import clear_refs, smaps_blocks
 
 METHODS = ("referenced", "soft-dirty", "idle", "damon")
 DISTURBS = {
@@ -68,7 +69,7 @@ DISTURBS = {
 # sees only this process's own accesses); mappings: [(label, start, wss_bytes, unattributed_bytes)]
 Sample = namedtuple("Sample", "time wss_bytes unattributed_bytes rss_bytes mappings")
 Cost = namedtuple("Cost", "seconds pages_scanned")
-PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
+PAGE_IDLE_BITMAP = IDLE_BITMAP
 UNATTRIBUTED_WHY = ("referenced pages whose flags other processes set too (pages they also map, file pages "
                     "they read or unmap): the kernel keeps those flags per page, not per process")
 
@@ -142,9 +143,9 @@ def why_unavailable(method: str, pid: int) -> str | None:
     if method == "soft-dirty" and not probes.soft_dirty_supported():
         return "this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY is off)"
     if method == "idle":
-        if not os.path.exists("/sys/kernel/mm/page_idle/bitmap"):
-            return "this kernel has no idle page tracking (/sys/kernel/mm/page_idle/bitmap: CONFIG_IDLE_PAGE_TRACKING)"
-        if not (os.access("/sys/kernel/mm/page_idle/bitmap", os.W_OK) and probes.pfn_visible()):
+        if not os.path.exists(IDLE_BITMAP):
+            return f"this kernel has no idle page tracking ({IDLE_BITMAP}: CONFIG_IDLE_PAGE_TRACKING)"
+        if not (os.access(IDLE_BITMAP, os.W_OK) and probes.pfn_visible()):
             return "idle page tracking needs root (the bitmap and the frames are root's only)"
     if method == "damon":
         from ..kernel import damon
@@ -177,18 +178,8 @@ def choose(method: str, pid: int) -> str:
     raise Unsupported("no working-set method works here (" + "; ".join(reasons) + ")")
 
 
-def _clear_refs(pid: int, values: str) -> None:
-    path = f"/proc/{pid}/clear_refs"
-    with translating(pid, path, started=True):
-        for value in values:
-            with open(path, "w") as f:
-                f.write(value)
-
-
 def _smaps(pid: int, field: str) -> list[tuple[str, int, int, int, int]]:
     """Per mapping: (label, start, end, Rss bytes, ``field`` bytes)."""
-    from ..kernel.smaps import smaps_blocks
-
     return [(m.path or "[anon]", m.start, m.end, values.get("Rss", 0), values[field])
             for m, values in smaps_blocks(pid, frozenset(("Rss", field))) if field in values]
 
@@ -231,9 +222,9 @@ class Tracker:
         t0 = time.monotonic()
         pages = 0
         if self.method == "referenced":
-            _clear_refs(self.pid, "14")  # 4 right after 1: the TLB flush 1 lacks (kernel.md 6.1)
+            clear_refs(self.pid, "14")  # 4 right after 1: the TLB flush 1 lacks (kernel.md 6.1)
         elif self.method == "soft-dirty":
-            _clear_refs(self.pid, "4")
+            clear_refs(self.pid, "4")
         elif self.method == "idle":
             import numpy as np
 
@@ -312,18 +303,10 @@ class Tracker:
         elif self.method == "soft-dirty":
             used_vaddr = table.vaddr[resident & table.soft_dirty]
         else:  # idle: marked frames whose idle bit the kernel cleared
+            from ..kernel.idle import read_idle
+
             vaddr, pfns = self._marked
-            words = pfns >> np.uint64(6)
-            fd = os.open("/sys/kernel/mm/page_idle/bitmap", os.O_RDONLY)
-            try:
-                lo = int(words.min()) if len(words) else 0
-                hi = int(words.max()) + 1 if len(words) else 0
-                data = np.frombuffer(os.pread(fd, (hi - lo) * 8, lo * 8), dtype=np.uint64) if hi > lo else \
-                    np.zeros(0, dtype=np.uint64)
-            finally:
-                os.close(fd)
-            idle = (data[(words - np.uint64(lo)).astype(np.int64)] >> (pfns & np.uint64(63))) & np.uint64(1)
-            used_vaddr = vaddr[idle == 0]
+            used_vaddr = vaddr[~read_idle(pfns)]
         def per_mapping(vaddr) -> list[int]:  # bytes
             return (np.bincount(mapping_index(maps, vaddr), minlength=len(maps)) * PAGE_SIZE).tolist()
 

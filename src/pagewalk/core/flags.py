@@ -15,6 +15,8 @@ from collections import namedtuple
 import numpy as np
 
 from ..errors import InvalidArgument
+from ..kernel.pagemap import PM_FILE, PM_MMAP_EXCLUSIVE, PM_SOFT_DIRTY, PM_SWAP
+from ..kernel.u64file import U64_MAX as ALL_BITS
 
 Flag = namedtuple("Flag", "bit name letter since kind")
 
@@ -65,7 +67,6 @@ FLAGS: tuple[Flag, ...] = tuple(Flag(*row) for row in (
 ))
 BY_NAME = {f.name: f for f in FLAGS}
 NAMES = tuple(f.name for f in FLAGS)
-ALL_BITS = (1 << 64) - 1
 HACKER_BITS = 0xFFFF << 32
 OVERLOADED_BITS = 0xFFFF << 48
 
@@ -77,8 +78,7 @@ def bit(name: str) -> int:
 COMPOUND = bit("compound_head") | bit("compound_tail")
 KNOWN_BITS = sum(1 << f.bit for f in FLAGS)
 
-# pagemap entry bits that raw mode adds (kernel.md 4.5)
-PM_SOFT_DIRTY, PM_MMAP_EXCLUSIVE, PM_FILE, PM_SWAP = 1 << 55, 1 << 56, 1 << 61, 1 << 62
+# raw mode adds pagemap entry bits PM_SOFT_DIRTY, PM_MMAP_EXCLUSIVE, PM_FILE, PM_SWAP (tools/mm/page-types.c)
 
 
 def symbolic(flags: int) -> str:

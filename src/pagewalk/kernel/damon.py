@@ -24,16 +24,41 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections import namedtuple
 
 from ..errors import PagewalkError, Unsupported
+from .procfs import proc_stat
+from .u64file import U64_MAX
 
 ROOT = "/sys/kernel/mm/damon/admin/kdamonds"
 SAMPLE_US = 5000  # DAMON's default sampling interval
 MIN_REGIONS, MAX_REGIONS = 200, 10000  # finer than the defaults (10, 1000): page counts, not trends
-ULONG_MAX, UINT_MAX = (1 << 64) - 1, (1 << 32) - 1
+UINT_MAX = (1 << 32) - 1
+
+
+class Kdamond(namedtuple("Kdamond", "index pid operations")):
+    """A running kdamond: its directory's ``index`` under ``kdamonds/``, its thread's
+    ``pid`` and its first context's ``operations`` (``vaddr``, ``paddr`` ...), as the
+    files say them (``?`` where unreadable)."""
+
+    __slots__ = ()
+
+
+class DamonRegion(namedtuple("DamonRegion", "start end nr_accesses")):
+    """One of a scheme's ``tried_regions``: addresses ``[start, end)`` in bytes, and in
+    how many samples of the aggregation interval it was found accessed."""
+
+    __slots__ = ()
+
+
+def parse_region(start: str, end: str, nr_accesses: str) -> DamonRegion:
+    """Decode the ``start``, ``end`` and ``nr_accesses`` files of a tried region
+    (decimal text, mm/damon/sysfs-schemes.c).  Raises ValueError on other text."""
+    return DamonRegion(int(start), int(end), int(nr_accesses))
 
 
 def _read(path: str) -> str:
+    """A sysfs file's text, stripped.  Raises OSError."""
     with open(path) as f:
         return f.read().strip()
 
@@ -57,16 +82,15 @@ def _kdamonds() -> list[str]:
     return sorted((d for d in os.listdir(ROOT) if d.isdigit()), key=int)
 
 
-def running() -> list[tuple[str, str, str]]:
-    """``(index, thread PID, operations)`` of every kdamond that runs (operations of
-    its first context); empty where DAMON's sysfs interface is absent.  OSError if
-    it cannot be read."""
+def running() -> list[Kdamond]:
+    """Every kdamond that runs; empty where DAMON's sysfs interface is absent.
+    Raises OSError where it cannot be read."""
     if not os.path.isdir(ROOT):
         return []
     out = []
     for k in _kdamonds():
         if _read(f"{ROOT}/{k}/state") == "on":
-            out.append((k, _read_or_none(f"{ROOT}/{k}/pid") or "?",
+            out.append(Kdamond(k, _read_or_none(f"{ROOT}/{k}/pid") or "?",
                         _read_or_none(f"{ROOT}/{k}/contexts/0/operations") or "?"))
     return out
 
@@ -139,7 +163,7 @@ class Monitor:
             _write(f"{ctx}/schemes/nr_schemes", 1)
             scheme = f"{ctx}/schemes/0"
             _write(f"{scheme}/action", "stat")
-            for name, top in (("sz", ULONG_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
+            for name, top in (("sz", U64_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
                 _write(f"{scheme}/access_pattern/{name}/min", 0)
                 _write(f"{scheme}/access_pattern/{name}/max", top)
             _write(f"{self.dir}/state", "on")
@@ -164,25 +188,20 @@ class Monitor:
                 raise PagewalkError("DAMON stopped monitoring: the process exited") from None
             raise PagewalkError(f"DAMON did not list its regions: {exc.strerror or exc}") from None
 
-    def regions(self) -> list[tuple[int, int, int]]:
-        """``(start, end, nr_accesses)`` of every region over the interval that
-        :meth:`wait` waited for."""
+    def regions(self) -> list[DamonRegion]:
+        """Every region over the interval that :meth:`wait` waited for, in the
+        kernel's order.  Raises OSError (and ValueError) as the files do."""
         base = f"{self.dir}/contexts/0/schemes/0/tried_regions"
-        out = []
-        for r in sorted((d for d in os.listdir(base) if d.isdigit()), key=int):
-            out.append((int(_read(f"{base}/{r}/start")), int(_read(f"{base}/{r}/end")),
-                        int(_read(f"{base}/{r}/nr_accesses"))))
-        return out
+        return [parse_region(_read(f"{base}/{r}/start"), _read(f"{base}/{r}/end"), _read(f"{base}/{r}/nr_accesses"))
+                for r in sorted((d for d in os.listdir(base) if d.isdigit()), key=int)]
 
     def cpu_seconds(self) -> float:
         """CPU time the kdamond thread has used (utime + stime); the last value read
         once the thread is gone.  (Its PID is the host's: inside another PID
         namespace it cannot be found, and this stays 0.)"""
-        try:
-            fields = _read(f"/proc/{self.kdamond_pid}/stat").rsplit(")", 1)[1].split()
-            self._cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError, AttributeError):
-            pass
+        stat = proc_stat(getattr(self, "kdamond_pid", -1))
+        if stat is not None:
+            self._cpu = (stat.utime_ticks + stat.stime_ticks) / os.sysconf("SC_CLK_TCK")
         return self._cpu
 
     def close(self) -> None:

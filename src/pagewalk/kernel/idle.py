@@ -1,5 +1,7 @@
-"""Idle page tracking: ``/sys/kernel/mm/page_idle/bitmap``, one bit a PFN
-(mm/page_idle.c; CONFIG_IDLE_PAGE_TRACKING, root only)."""
+"""Idle page tracking: ``/sys/kernel/mm/page_idle/bitmap``, one bit a PFN, read and
+written a u64 word (64 PFNs) at a time at byte ``8 * (pfn // 64)`` (mm/page_idle.c
+``page_idle_bitmap_read``/``_write``; CONFIG_IDLE_PAGE_TRACKING, root only).  Writing
+a 1 marks a frame idle; the kernel clears the bit when the page is accessed."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class IdleMarker:
             raise Unsupported(f"cannot mark pages idle: {IDLE_BITMAP} is writable by root only") from None
 
     def mark(self, pfns: np.ndarray) -> None:
+        """Set the idle bit of each frame of ``pfns`` (a uint64 array, any order,
+        repeats allowed).  Raises OSError as :func:`os.pwrite` does."""
         import numpy as np
 
         if len(pfns) == 0:
@@ -44,4 +48,33 @@ class IdleMarker:
             os.pwrite(self.fd, values[a:b].tobytes(), int(uwords[a]) * 8)
 
     def close(self) -> None:
+        """Close the bitmap."""
         os.close(self.fd)
+
+
+def read_idle(pfns: np.ndarray) -> np.ndarray:
+    """Whether each frame of ``pfns`` (a uint64 array) is still idle: its bit in the
+    bitmap, read in one ``pread`` over the words from the lowest to the highest.
+    Returns a bool array of ``pfns``' length.  Raises OSError where the bitmap cannot
+    be read (absent, or not root)."""
+    import numpy as np
+
+    fd = os.open(IDLE_BITMAP, os.O_RDONLY)
+    try:
+        words = pfns >> np.uint64(6)
+        lo = int(words.min()) if len(words) else 0
+        hi = int(words.max()) + 1 if len(words) else 0
+        data = os.pread(fd, (hi - lo) * 8, lo * 8) if hi > lo else b""
+    finally:
+        os.close(fd)
+    return idle_bits(data, lo, pfns)
+
+
+def idle_bits(data: bytes, first_word: int, pfns: np.ndarray) -> np.ndarray:
+    """Decode bitmap words ``data`` (u64 words from word ``first_word`` on): the bit of
+    each frame of ``pfns`` (a uint64 array, each within the words), as a bool array."""
+    import numpy as np
+
+    words = np.frombuffer(data, dtype=np.uint64)
+    index = ((pfns >> np.uint64(6)) - np.uint64(first_word)).astype(np.int64)
+    return ((words[index] >> (pfns & np.uint64(63))) & np.uint64(1)).astype(bool)

@@ -1,7 +1,8 @@
 """``/proc/kpageflags``, ``/proc/kpagecount`` and ``/proc/kpagecgroup``: one u64 per PFN.
 
-kernel.md section 2.  Each file is indexed by physical frame number (entry ``pfn``
-at byte ``8 * pfn``); reads at or past the end of memory return 0 bytes, and every
+The kernel writes them in fs/proc/page.c (``kpageflags_read``, ``kpagecount_read``,
+``kpagecgroup_read``).  Each file is indexed by physical frame number (entry
+``pfn`` at byte ``8 * pfn``); reads at or past the end of memory return 0 bytes, and every
 entry costs the kernel 60 to 90 ns however it is read.  So :meth:`KpageFile.read`
 sorts and de-duplicates the PFNs asked for and reads each run of nearby ones
 once, and :meth:`KpageFile.chunks` streams the whole PFN space in large reads.
@@ -11,7 +12,6 @@ CONFIG_MEMCG.
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 from collections.abc import Iterator
@@ -20,13 +20,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     import numpy as np
 
-from ..errors import AccessDenied, InvalidArgument, PagewalkError, Unsupported
-from .pagemap import PFN_LIMIT, read_entries_into, runs_of
+from ..errors import InvalidArgument, PagewalkError, Unsupported
+from .infile import NotRegularFile, open_regular
+from .oserrors import cannot_read, from_oserror
+from .pagemap import PFN_LIMIT, runs_of
+from .u64file import ENTRY_BYTES, U64File, read_entries_into
 
 KPAGEFLAGS = "kpageflags"
 KPAGECOUNT = "kpagecount"
 KPAGECGROUP = "kpagecgroup"
-ENTRY_BYTES = 8
 CHUNK_PFNS = 1 << 17  # 1 MiB of entries a read when streaming
 RUN_GAP = 8  # PFNs this close are read together: 8 extra entries cost about one read call
 DENSE_MIN = 1 << 16  # from this many PFNs on, de-duplicate with a bitmap instead of a sort,
@@ -44,10 +46,14 @@ _WHY_MISSING = {
 }
 
 
-class KpageFile:
-    """One of the three per-PFN files, open for bulk reads.
+class KpageFile(U64File):
+    """One of the three per-PFN files (``name``: :data:`KPAGEFLAGS` ...), open for
+    bulk reads; entries are u64 (flags bits, map counts, cgroup inode numbers).
 
     ``path`` may name a saved copy of the file (``types -F``), which reads the same way.
+    Raises :class:`pagewalk.errors.AccessDenied` (not root), :class:`Unsupported`
+    (the kernel lacks the file), :class:`InvalidArgument` (``path`` is not a regular
+    file nor the /proc file itself), :class:`PagewalkError` (other OSErrors).
     """
 
     def __init__(self, name: str, path: str | None = None) -> None:
@@ -60,8 +66,6 @@ class KpageFile:
             if path is None:
                 self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             else:
-                from .infile import NotRegularFile, open_regular
-
                 try:
                     # looked at before it is opened: a device or FIFO has no end to find
                     # (/dev/zero reads forever), and opening one may do something
@@ -87,21 +91,16 @@ class KpageFile:
             raise
 
     def close(self) -> None:
+        """Close the file (again: nothing)."""
         if self._file is not None:
             self._file.close()  # (its descriptor is self.fd)
             self._file = None
-        elif self.fd >= 0:
-            os.close(self.fd)
-        self.fd = -1
-
-    def __enter__(self) -> KpageFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self.fd = -1
+        super().close()
 
     def read_range(self, first_pfn: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Entries ``first_pfn .. first_pfn + count - 1`` (fewer at the end of memory)."""
+        """Entries ``first_pfn .. first_pfn + count - 1`` as a uint64 array (in ``out``
+        where given; fewer at the end of memory).  Raises :class:`PagewalkError`."""
         import numpy as np
 
         buf = np.empty(count, dtype=np.uint64) if out is None else out[:count]
@@ -138,7 +137,8 @@ class KpageFile:
 
     def end_pfn(self) -> int:
         """The first PFN without an entry: the end of memory as this file sees it
-        (found by probing, since the file's size reads as 0)."""
+        (found by probing, since the file's size reads as 0; a saved copy's size
+        says it).  Raises :class:`PagewalkError`."""
         if self._end is None:
             lo, hi = 0, 1
             while hi < PFN_LIMIT and self._has(hi):
@@ -189,7 +189,7 @@ def read_together(files: list[KpageFile], pfns: np.ndarray, out: list[np.ndarray
 
     if len(values[0]) * len(files) >= PARALLEL_MIN:
         # The kernel's per-entry cost dominates: read parts from a thread per CPU.
-        from ..parallel import ordered_map, workers
+        from ..parallel import ordered_map, workers  # (threads and typing: off the start-up path)
 
         # Parts of about equal entries, several a thread: an entry of a scattered
         # frame costs the kernel twice one of a contiguous run, so equal entries are
@@ -301,16 +301,16 @@ def _places(pfns: np.ndarray, run: np.ndarray, starts: np.ndarray, offsets: np.n
 
 
 def _translate(exc: OSError, path: str, name: str | None) -> PagewalkError:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return AccessDenied(path, "the per-frame files are root's only: run as root (CAP_SYS_ADMIN)")
-    if exc.errno == errno.ENOENT and name is not None:
-        return Unsupported(_WHY_MISSING[name])
-    return PagewalkError(f"cannot read {path}: {os.strerror(exc.errno) if exc.errno else exc}")
+    """:func:`from_oserror` in the per-frame files' words: ENOENT of ``/proc/NAME``
+    (``name`` given) is the kernel built without it."""
+    return from_oserror(exc, None, path, denied="the per-frame files are root's only: run as root (CAP_SYS_ADMIN)",
+                        missing=Unsupported(_WHY_MISSING[name]) if name is not None else cannot_read(path, exc))
 
 
 def read_kpageflags(pfns: set[int]) -> dict[int, int] | None:
-    """Flags of the given PFNs from /proc/kpageflags: one open, one read per group of
-    nearby PFNs.  None when the file cannot be read (it is root's only)."""
+    """Flags of the given PFNs from /proc/kpageflags as {pfn: flags}: one open, one
+    read per group of nearby PFNs; PFNs past the end of memory left out.  None when
+    the file cannot be read (it is root's only).  No numpy."""
     ordered = sorted(pfns)
     out: dict[int, int] = {}
     i = 0

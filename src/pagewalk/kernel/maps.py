@@ -21,6 +21,7 @@ not UTF-8 survive a round trip through :func:`os.fsencode`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from collections import namedtuple
@@ -33,12 +34,6 @@ from ..names import unicode_text
 from .pagemap import PAGE_SIZE
 
 DELETED_SUFFIX = " (deleted)"
-
-# Kernel-named areas that are neither files nor plain anonymous memory.
-SPECIAL_NAMES = frozenset(
-    ["[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"]
-)
-
 
 class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
     """One virtual memory area, as one line of ``/proc/PID/maps`` shows it.
@@ -53,6 +48,7 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
 
     @property
     def size_bytes(self) -> int:
+        """The mapping's length in bytes."""
         return self.end - self.start
 
     @property
@@ -113,6 +109,7 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
         return self.kind in ("vvar", "vvar_vclock") or self.path.startswith("/dev/")
 
     def contains(self, vaddr: int) -> bool:
+        """Whether the byte address ``vaddr`` lies in the mapping."""
         return self.start <= vaddr < self.end
 
     def label(self) -> str:
@@ -188,13 +185,16 @@ def parse_maps(text: str) -> list[Mapping]:
 
 
 def load_maps(path: str | os.PathLike[str]) -> list[Mapping]:
-    """Parse a saved copy of a maps file."""
+    """Parse a saved copy of a maps file.  Raises OSError where it cannot be read,
+    :class:`InvalidArgument` on a line that is not a maps line."""
     with open(path, "rb") as f:
         return parse_maps(os.fsdecode(f.read()))
 
 
 def read_maps_text(pid: int, *, started: bool = False) -> str:
-    """The text of ``/proc/PID/maps`` of a live process ('' for a kernel thread or zombie)."""
+    """The text of ``/proc/PID/maps`` of a live process ('' for a kernel thread or
+    zombie).  Raises :class:`pagewalk.errors.PagewalkError` as
+    :func:`pagewalk.kernel.oserrors.translating` translates the OSError."""
     path = f"/proc/{pid}/maps"
     with translating(pid, path, started=started):
         with open(path, "rb") as f:
@@ -202,7 +202,8 @@ def read_maps_text(pid: int, *, started: bool = False) -> str:
 
 
 def read_maps(pid: int, *, started: bool = False) -> list[Mapping]:
-    """Read and parse ``/proc/PID/maps`` of a live process."""
+    """Read and parse ``/proc/PID/maps`` of a live process (:func:`read_maps_text`,
+    :func:`parse_maps`); raises as they do."""
     return parse_maps(read_maps_text(pid, started=started))
 
 
@@ -215,8 +216,6 @@ _PROCMAP_QUERY = struct.Struct("<9Q4I2Q")  # 104 bytes
 def vma_page_size(pid: int, vaddr: int) -> int | None:
     """The page size of the VMA at ``vaddr`` (larger than PAGE_SIZE for hugetlb),
     asked with PROCMAP_QUERY on ``/proc/PID/maps``; None where the kernel lacks it."""
-    import fcntl
-
     arg = bytearray(_PROCMAP_QUERY.pack(_PROCMAP_QUERY.size, 0, vaddr, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     try:
         with open(f"/proc/{pid}/maps", "rb", buffering=0) as f:

@@ -7,7 +7,7 @@ own pagemap is read for the mapping, and the mapping is dropped again before the
 caller reads kpageflags and kpagecount, so those show the file's other users, not
 this reader.
 
-Looking must not change what is seen (kernel.md 6a.2).  A load that finds its page in
+Looking must not change what is seen.  A load that finds its page in
 the cache maps it (``filemap_map_pages``, ``filemap_fault``) without marking it
 accessed, where ``MADV_POPULATE_READ`` would (GUP with FOLL_TOUCH).  The mapping is
 ``MADV_RANDOM`` while the pages are loaded: a miss reads no neighbours in (fault-around
@@ -23,14 +23,17 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import resource
+import stat as stat_module
 from collections.abc import Iterator
 
 import numpy as np
 
 from ..errors import AccessDenied, InvalidArgument, PagewalkError
+from .oserrors import from_oserror
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PagemapFile
 
-CHUNK_PAGES = 1 << 16  # one mapping of at most 256 MiB at a time
+MAPPED_PAGES_MAX = 1 << 16  # file pages mapped at a time: one mapping of at most 256 MiB
 PROT_READ, MAP_SHARED = 0x1, 0x01
 MADV_RANDOM, MADV_SEQUENTIAL = 1, 2
 MAP_FAILED = ctypes.c_void_p(-1).value
@@ -47,8 +50,10 @@ _libc.pwritev.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_
 
 
 def open_file(path: str, follow_symlink: bool = False) -> int:
-    """Open a file to inspect without changing its access time where allowed; a
-    symbolic link is refused unless ``follow_symlink``."""
+    """A read-only descriptor of the file ``path``, opened without changing its access
+    time where allowed (O_NOATIME needs ownership); a symbolic link is refused unless
+    ``follow_symlink``.  Raises :class:`AccessDenied` or :class:`InvalidArgument`
+    (:func:`file_error`)."""
     nofollow = 0 if follow_symlink else os.O_NOFOLLOW
     for flags in (os.O_RDONLY | nofollow | os.O_NOATIME, os.O_RDONLY | nofollow):
         try:
@@ -61,13 +66,11 @@ def open_file(path: str, follow_symlink: bool = False) -> int:
 
 
 def file_error(exc: OSError, path: str) -> PagewalkError:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return AccessDenied(path, "not readable by this user")
-    if exc.errno == errno.ENOENT:
-        return InvalidArgument(f"no such file: {path}")
-    if exc.errno == errno.ELOOP:
-        return InvalidArgument(f"{path} is a symbolic link (not followed)")
-    return PagewalkError(f"cannot read {path}: {os.strerror(exc.errno) if exc.errno else exc}")
+    """:func:`from_oserror` in the words of a file the user named: a missing file or
+    a symbolic link not followed is an :class:`InvalidArgument`."""
+    return from_oserror(exc, None, path, denied="not readable by this user",
+                        missing=InvalidArgument(f"no such file: {path}"),
+                        loop=InvalidArgument(f"{path} is a symbolic link (not followed)"))
 
 
 def file_pages(size_bytes: int) -> int:
@@ -85,8 +88,6 @@ def load_pages(addresses: np.ndarray) -> tuple[np.ndarray, int]:
     (EFAULT) instead of killing this process with SIGBUS, and reads as not loaded.  A
     major fault is a page that was not in the cache and was read from disk (or, rarely,
     a fault retried after waiting for a locked page)."""
-    import resource
-
     loaded = np.ones(len(addresses), dtype=bool)
     if not len(addresses):
         return loaded, 0
@@ -150,15 +151,19 @@ class _Mapped:
 
 
 def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in the bool array ``mask`` as ``(first, end)`` indices, end exclusive."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
 def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int, np.ndarray]]:
-    """``(first page, cached mask)`` over ``count`` pages from ``first``, in chunks."""
+    """``(first page, cached mask)`` over ``count`` file pages from page ``first`` of the
+    file open as ``fd``, in chunks of at most :data:`MAPPED_PAGES_MAX` pages (``mincore``
+    of each chunk mapped in turn).  Raises :class:`PagewalkError` where the file
+    cannot be mapped (:func:`file_error`) or mincore fails."""
     end = first + count
     while first < end:
-        n = min(CHUNK_PAGES, end - first)
+        n = min(MAPPED_PAGES_MAX, end - first)
         m = _Mapped(fd, first, n, path)
         try:
             yield first, m.cached()
@@ -175,7 +180,7 @@ def cached_frames(fd: int, first: int, count: int, path: str, self_pagemap: Page
     disk again: say so (:func:`read_back_note`)."""
     end = first + count
     while first < end:
-        n = min(CHUNK_PAGES, end - first)
+        n = min(MAPPED_PAGES_MAX, end - first)
         m = _Mapped(fd, first, n, path)
         try:
             cached, read_back = m.map_in(m.cached())
@@ -204,7 +209,6 @@ def regular_files(path: str, follow_symlink: bool = False) -> Iterator[tuple[str
         if follow_symlink and exc.errno == errno.ELOOP:
             raise InvalidArgument(f"{path}: too many levels of symbolic links") from None
         raise file_error(exc, path) from None
-    import stat as stat_module
 
     if stat_module.S_ISREG(st.st_mode):
         yield path, st

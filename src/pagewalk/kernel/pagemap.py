@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import namedtuple
 
 from ..errors import ProcessGone
 
 from .config import kernel_config
 from .oserrors import translating
+from .u64file import ENTRY_BYTES, U64File, read_entries_into
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
-ENTRY_BYTES = 8
 
 PM_PFRAME_BITS = 55
 PM_PFRAME_MASK = (1 << PM_PFRAME_BITS) - 1
@@ -53,6 +54,27 @@ PTE_MARKER_POISONED = 2
 PTE_MARKER_GUARD = 4
 
 _max_swapfiles: int | None = None
+
+
+class PagemapEntry(namedtuple("PagemapEntry", "present swapped file exclusive soft_dirty uffd_wp guard "
+                                              "pfn swap_type swap_offset")):
+    """One pagemap entry's fields (:func:`decode_entry`): the flag bits as bools;
+    ``pfn`` (present pages; 0 where hidden from this reader), ``swap_type`` and
+    ``swap_offset`` (swap entries; ``swap_offset`` in pages of the swap device, or the
+    marker bits for type :data:`SWP_PTE_MARKER`), each None where it does not apply."""
+
+    __slots__ = ()
+
+
+def decode_entry(entry: int) -> PagemapEntry:
+    """Decode one u64 pagemap entry (the layout in this module's docstring; a page
+    neither present nor swapped has no PFN and no swap fields)."""
+    present, swapped = bool(entry & PM_PRESENT), bool(entry & PM_SWAP)
+    frame = entry & PM_PFRAME_MASK
+    return PagemapEntry(present, swapped, bool(entry & PM_FILE), bool(entry & PM_MMAP_EXCLUSIVE),
+                        bool(entry & PM_SOFT_DIRTY), bool(entry & PM_UFFD_WP), bool(entry & PM_GUARD_REGION),
+                        frame if present else None, frame & SWAP_TYPE_MASK if swapped else None,
+                        frame >> SWAP_TYPE_BITS if swapped else None)
 
 
 def max_swapfiles() -> int:
@@ -84,21 +106,7 @@ def runs_of(values: list[int], gap: int) -> list[tuple[int, int]]:
     return runs
 
 
-def read_entries_into(fd: int, buf: memoryview, index: int) -> int:
-    """Fill the byte buffer ``buf`` with u64 entries from entry ``index`` of the file
-    ``fd`` (pagemap or a per-PFN file), in as few ``preadv`` calls as the kernel
-    allows; return the entries read (fewer at the end of the file)."""
-    wanted = len(buf) // ENTRY_BYTES
-    got = 0
-    while got < wanted:
-        n = os.preadv(fd, [buf[got * ENTRY_BYTES :]], (index + got) * ENTRY_BYTES)
-        if n <= 0:
-            break
-        got += n // ENTRY_BYTES
-    return got
-
-
-class PagemapFile:
+class PagemapFile(U64File):
     """An open ``/proc/PID/pagemap`` with bulk, bounded reads.
 
     Every read is a ``pread`` (or ``preadv`` into a caller's buffer) of many
@@ -112,17 +120,6 @@ class PagemapFile:
         self.path = f"/proc/{pid}/pagemap"
         with translating(pid, self.path, started=started):
             self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> PagemapFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         try:
@@ -166,6 +163,7 @@ class PagemapFile:
         return b"".join(chunks)
 
     def entries(self, vpn: int, count: int) -> list[int]:
-        """Raw entries as Python ints (for small lookups that should not pay for numpy)."""
+        """``count`` raw entries from virtual page ``vpn`` as Python ints (for small
+        lookups that should not pay for numpy; :func:`decode_entry` decodes one)."""
         data = self.read(vpn, count)
         return list(struct.unpack(f"<{len(data) // ENTRY_BYTES}Q", data))

@@ -1,20 +1,25 @@
 """Facts about this machine and this reader that every command needs.
 
-Each function answers one question from the kernel directly and caches the
-answer for the life of the process.  None imports numpy.
+Each function answers one question from the kernel directly (most cache the
+answer for the life of the process).  Reads ``/proc/self/pagemap`` (fs/proc/task_mmu.c),
+``/proc/self/status`` (fs/proc/array.c) and sysfs choice files such as
+``/sys/kernel/mm/transparent_hugepage/enabled`` (mm/huge_memory.c).  None imports numpy.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import mmap
 import os
 import struct
 
-from .procfs import read_text
+from .procfs import read_status, read_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY
 
 
 def _self_entry(vaddr: int) -> int | None:
+    """This process's pagemap entry of address ``vaddr``; None if unreadable."""
     try:
         with open("/proc/self/pagemap", "rb", buffering=0) as f:
             data = os.pread(f.fileno(), 8, (vaddr >> PAGE_SHIFT) * 8)
@@ -37,15 +42,16 @@ def pfn_visible() -> bool:
     return bool(entry & PM_PFRAME_MASK)
 
 
+CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
+
+
 def _has_cap_sys_admin() -> bool:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> 21 & 1)
-    except OSError:
-        pass
-    return os.geteuid() == 0
+    """CAP_SYS_ADMIN in this process's effective set (``CapEff`` of
+    ``/proc/self/status``); where that cannot be read, whether it runs as root."""
+    status = read_status("self")
+    if status is None or status.cap_effective is None:
+        return os.geteuid() == 0
+    return bool(status.cap_effective >> CAP_SYS_ADMIN & 1)
 
 
 @functools.cache
@@ -55,8 +61,7 @@ def zero_pfns() -> frozenset[int]:
     PFNs are hidden from this reader."""
     if not pfn_visible():
         return frozenset()
-    import ctypes
-    import mmap
+    import ctypes  # (about 2 ms: only where PFNs are visible and the zero page is asked)
 
     def address(m: mmap.mmap) -> int:
         anchor = ctypes.c_char.from_buffer(m)
@@ -94,14 +99,21 @@ def zero_pfns() -> frozenset[int]:
 
 
 def kernel_release() -> str:
+    """The running kernel's release (``uname -r``), such as ``6.8.0-45-generic``."""
     return os.uname().release
 
 
 def bracketed_choice(path: str) -> str | None:
-    """The selected value of a sysfs choice file such as ``always [madvise] never``."""
+    """The selected value of the sysfs choice file ``path`` (:func:`parse_choice`);
+    None where it cannot be read."""
     text = read_text(path)
-    if text is None:
-        return None
+    return None if text is None else parse_choice(text)
+
+
+def parse_choice(text: str) -> str:
+    """The selected value of a sysfs choice file's text, the word in brackets of
+    ``always [madvise] never`` (mm/huge_memory.c); the whole text, stripped, where
+    no word is bracketed."""
     for word in text.split():
         if word.startswith("["):
             return word.strip("[]")
@@ -113,17 +125,15 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's mallo
 
 @functools.cache
 def reuse_freed_memory(max_bytes: int = 64 << 20) -> None:
-    """Let glibc keep freed blocks of up to ``max_bytes`` on the heap for reuse.
+    """Let glibc keep freed blocks of up to ``max_bytes`` on the heap for reuse
+    (``mallopt`` M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, and M_ARENA_MAX 1).
 
     By default glibc serves each large block (numpy's per-chunk temporaries) with a
-    fresh mmap and unmaps it when freed, so every chunk of a dump page-faults its
-    temporaries in again: on these machines that was half the time of a 64 GiB
-    dump.  Kept on the heap, the next chunk reuses the same, already mapped memory.
-    Reading threads allocate from that one heap too, rather than each from an arena
-    of its own that page-faults its own copy of the same temporaries (a snapshot's
-    peak memory went from 100 to 80 MB).  Peak memory is otherwise unchanged (the
-    same blocks are reused); a no-op off glibc."""
-    import ctypes
+    fresh mmap and unmaps it when freed, so every chunk page-faults its temporaries
+    in again; kept on the heap, the next chunk reuses the same, already mapped
+    memory.  Reading threads allocate from that one heap too, rather than each from
+    an arena of its own.  Returns None; a no-op off glibc."""
+    import ctypes  # (about 2 ms: only for the bulk commands that call this)
 
     try:
         libc = ctypes.CDLL(None)
@@ -143,3 +153,43 @@ def soft_dirty_supported() -> bool:
     probe[0] = 1  # the object was just written, its header page surely present and dirty
     entry = _self_entry(id(probe))
     return entry is not None and bool(entry & PM_PRESENT) and bool(entry & PM_SOFT_DIRTY)
+
+
+def readable(path: str) -> tuple[bool, str]:
+    """Whether the first entry of ``path`` can be read, and how to say so:
+    ``(True, "readable")`` or ``(False, "permission denied")`` (the error, lowercase)."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            f.read(8)
+        return True, "readable"
+    except OSError as exc:
+        return False, os.strerror(exc.errno or 0).lower()
+
+
+UFFDIO_API = 0xC018AA3F
+UFFD_API = 0xAA
+UFFD_FEATURE_WP_ASYNC = 1 << 15
+UFFD_USER_MODE_ONLY = 1
+NR_USERFAULTFD = 323  # x86-64
+
+
+def uffd_wp_async() -> tuple[bool, str]:
+    """Whether userfaultfd offers asynchronous write-protection (UFFD_FEATURE_WP_ASYNC,
+    fs/userfaultfd.c), which PAGEMAP_SCAN's written-page tracking needs, and the
+    features word or the error as text.  Opens a userfaultfd (user-mode faults only)
+    and asks UFFDIO_API; x86-64 syscall number."""
+    import ctypes  # (about 2 ms: only for doctor)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC | UFFD_USER_MODE_ONLY)
+    if fd < 0:
+        return False, f"userfaultfd: {os.strerror(ctypes.get_errno()).lower()}"
+    try:
+        arg = bytearray(struct.pack("<QQQ", UFFD_API, 0, 0))
+        fcntl.ioctl(fd, UFFDIO_API, arg, True)
+        features = struct.unpack_from("<Q", arg, 8)[0]
+        return bool(features & UFFD_FEATURE_WP_ASYNC), f"features 0x{features:x}"
+    except OSError as exc:
+        return False, f"UFFDIO_API: {os.strerror(exc.errno or 0).lower()}"
+    finally:
+        os.close(fd)

@@ -1,13 +1,18 @@
 """Small files of ``/proc/PID`` (and ``/proc`` itself): ``stat``, ``status``, ``comm``,
-``cmdline``, ``cgroup``, the list of processes.  Each reader returns None (or a
+``cmdline``, ``cgroup``, the list of processes, and the
+machine-wide ``/proc/meminfo`` and ``/proc/swaps``.  Each reader returns None (or a
 stated placeholder) where the file cannot be read: callers decide what that means.
+Each file's text is decoded by a ``parse_*`` function of its own (no I/O).
 
-The kernel writes these in fs/proc/array.c (stat, status) and fs/proc/base.c.
+The kernel writes these in fs/proc/array.c (stat, status), fs/proc/base.c (comm,
+cmdline, the PID directories), kernel/cgroup/cgroup.c (``proc_cgroup_show``),
+fs/proc/meminfo.c and mm/swapfile.c (swaps).
 """
 
 from __future__ import annotations
 
 import os
+from collections import namedtuple  # (not typing.NamedTuple: typing costs start-up time)
 
 from ..errors import ProcessGone
 
@@ -17,14 +22,24 @@ def command_name(pid: int) -> str:
     (only the newline the kernel adds is removed: the name may hold spaces, newlines
     and escape sequences of its own), ``?`` where unreadable."""
     text = read_text(f"/proc/{pid}/comm")
-    if text is None:
-        return "?"
+    return "?" if text is None else parse_comm(text)
+
+
+def parse_comm(text: str) -> str:
+    """Decode the text of ``/proc/PID/comm``: the name without the newline the kernel adds."""
     return text[:-1] if text.endswith("\n") else text
 
 
 def command_line(pid: int) -> list[str]:
-    """The process's arguments (``/proc/PID/cmdline``), empty where unreadable."""
-    return [a for a in (read_text(f"/proc/{pid}/cmdline") or "").split("\0") if a]
+    """The process's arguments (``/proc/PID/cmdline``, :func:`parse_cmdline`), empty
+    where unreadable."""
+    return parse_cmdline(read_text(f"/proc/{pid}/cmdline") or "")
+
+
+def parse_cmdline(text: str) -> list[str]:
+    """Decode the text of ``/proc/PID/cmdline``: the NUL-separated arguments, empty
+    ones left out."""
+    return [a for a in text.split("\0") if a]
 
 
 def read_text(path: str) -> str | None:
@@ -39,41 +54,48 @@ def read_text(path: str) -> str | None:
         return None
 
 
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """``/proc/PID/stat``'s fields from the state on (field 3 is [0]), or None if
-    unreadable.  comm may hold spaces and parentheses: the fields start after the last ')'."""
+class ProcStat(namedtuple("ProcStat", "state flags utime_ticks stime_ticks start_time_ticks")):
+    """The fields pagewalk uses of ``/proc/PID/stat`` (fs/proc/array.c ``do_task_stat``).
+
+    ``state``: the state letter (field 3: ``R``, ``S``, ``Z`` ...); ``flags``: the
+    task's PF_* flags (field 9); ``utime_ticks``, ``stime_ticks``: CPU time in user
+    and kernel mode (fields 14, 15), and ``start_time_ticks``: when it started
+    (field 22, since boot), all in clock ticks (``os.sysconf("SC_CLK_TCK")``)."""
+
+    __slots__ = ()
+
+
+def parse_stat(data: bytes) -> ProcStat | None:
+    """Decode the text of ``/proc/PID/stat``; None where it is not one.  comm (field
+    2) may hold spaces and parentheses: the fields after it start after the last ')'."""
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return ProcStat(fields[0].decode(), int(fields[6]), int(fields[11]), int(fields[12]), int(fields[19]))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """``/proc/PID/stat`` decoded (:func:`parse_stat`), or None if unreadable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+            return parse_stat(f.read())
     except OSError:
-        return None
-    return data[data.rfind(b")") + 2 :].split()
-
-
-def proc_state(pid: int) -> tuple[str, int] | None:
-    """Return ``(state letter, flags)`` from ``/proc/PID/stat``, or None if unreadable."""
-    fields = _stat_fields(pid)
-    try:
-        return fields[0].decode(), int(fields[6])
-    except (TypeError, IndexError, ValueError):
         return None
 
 
 def is_zombie(pid: int) -> bool:
     """Whether the process has exited and its parent not reaped it yet (state Z or X)."""
-    state = proc_state(pid)
-    return state is not None and state[0] in ("Z", "X")
+    stat = proc_stat(pid)
+    return stat is not None and stat.state in ("Z", "X")
 
 
 def proc_start_time(pid: int) -> int | None:
     """When the process started (``/proc/PID/stat`` field 22, clock ticks since boot),
     or None if unreadable.  exec keeps it (and the PID) while the memory is replaced;
     a new process on a reused PID has another."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19])
-    except (TypeError, IndexError, ValueError):
-        return None
+    stat = proc_stat(pid)
+    return None if stat is None else stat.start_time_ticks
 
 
 def execed(pid: int, start_time: int | None) -> bool:
@@ -98,17 +120,135 @@ def gone_during(pid: int, start_time: int | None, during: str) -> ProcessGone:
 
 
 def all_pids() -> list[int]:
-    """The PIDs of every process (thread group) now in ``/proc``, ascending."""
+    """The PIDs of every process ``/proc`` lists (its numeric directories), ascending.
+    Raises OSError where /proc cannot be listed."""
     return sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
 
 
-def thread_group(pid: int) -> int | None:
-    """The process (thread group) ID that ``pid`` belongs to; None if there is no such task."""
+class ProcStatus(namedtuple("ProcStatus", "tgid cap_effective vm_size_bytes vm_data_bytes")):
+    """The fields pagewalk uses of ``/proc/PID/status`` (fs/proc/array.c
+    ``proc_pid_status``), each None where the file has no such line: ``tgid`` (the
+    thread group, that is process, ID), ``cap_effective`` (the effective capability
+    mask, ``CapEff``), ``vm_size_bytes`` and ``vm_data_bytes`` (``VmSize``, ``VmData``:
+    kB in the file, bytes here)."""
+
+    __slots__ = ()
+
+
+def parse_status(text: str) -> ProcStatus:
+    """Decode the text of ``/proc/PID/status``.  Raises ValueError on a malformed
+    number in a line it decodes."""
+    found: dict[str, str] = {}
+    for line in text.split("\n"):
+        key, _, value = line.partition(":")
+        if key in ("Tgid", "CapEff", "VmSize", "VmData"):
+            found[key] = value.split()[0]
+    kb = {k: int(found[k]) << 10 for k in ("VmSize", "VmData") if k in found}
+    return ProcStatus(int(found["Tgid"]) if "Tgid" in found else None,
+                      int(found["CapEff"], 16) if "CapEff" in found else None,
+                      kb.get("VmSize"), kb.get("VmData"))
+
+
+def read_status(pid: int | str) -> ProcStatus | None:
+    """``/proc/PID/status`` (``pid`` may be ``"self"``) decoded (:func:`parse_status`);
+    None where it is unreadable or malformed."""
+    text = read_text(f"/proc/{pid}/status")
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Tgid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
+        return None if text is None else parse_status(text)
+    except (ValueError, IndexError):
         return None
-    return pid
+
+
+def thread_group(pid: int) -> int | None:
+    """The process (thread group) ID that ``pid`` belongs to (``Tgid`` in
+    ``/proc/PID/status``; ``pid`` itself where the line is missing); None if there is
+    no such task."""
+    status = read_status(pid)
+    if status is None:
+        return None
+    return pid if status.tgid is None else status.tgid
+
+
+class CgroupEntry(namedtuple("CgroupEntry", "hierarchy controllers path")):
+    """One line of ``/proc/PID/cgroup`` (kernel/cgroup/cgroup.c ``proc_cgroup_show``):
+    ``hierarchy`` ID (0 for cgroup v2), ``controllers`` (a tuple of names; empty for
+    v2's single line), and the cgroup's ``path`` in that hierarchy."""
+
+    __slots__ = ()
+
+
+def parse_cgroup(text: str) -> list[CgroupEntry]:
+    """Decode the text of ``/proc/PID/cgroup`` (``ID:CONTROLLERS:PATH`` lines; the
+    path may hold ``:``).  Raises ValueError on a line that is not one."""
+    out = []
+    for line in text.split("\n")[:-1]:
+        hierarchy, controllers, path = line.split(":", 2)
+        out.append(CgroupEntry(int(hierarchy), tuple(controllers.split(",")) if controllers else (), path))
+    return out
+
+
+def read_cgroup(pid: int) -> list[CgroupEntry]:
+    """``/proc/PID/cgroup`` decoded (:func:`parse_cgroup`); empty where unreadable."""
+    return parse_cgroup(read_text(f"/proc/{pid}/cgroup") or "")
+
+
+class Meminfo(namedtuple("Meminfo", "available_bytes free_bytes")):
+    """The fields pagewalk uses of ``/proc/meminfo`` (fs/proc/meminfo.c), in bytes:
+    ``MemAvailable`` (None before Linux 3.14) and ``MemFree``."""
+
+    __slots__ = ()
+
+
+def parse_meminfo(text: str) -> Meminfo:
+    """Decode the text of ``/proc/meminfo`` (``Name:  N kB`` lines)."""
+    kb = _kb_lines(text)
+    return Meminfo(kb.get("MemAvailable"), kb.get("MemFree"))
+
+
+def _kb_lines(text: str) -> dict[str, int]:
+    """``Name: N kB`` lines (meminfo, status) as {name: bytes}; other lines skipped."""
+    out = {}
+    for line in text.split("\n"):
+        key, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[key] = int(value.split()[0]) << 10
+    return out
+
+
+def read_meminfo() -> Meminfo:
+    """``/proc/meminfo`` decoded (:func:`parse_meminfo`).  Raises OSError where it
+    cannot be read (it always can)."""
+    with open("/proc/meminfo", "rb") as f:
+        return parse_meminfo(os.fsdecode(f.read()))
+
+
+class SwapDevice(namedtuple("SwapDevice", "filename kind size_bytes used_bytes priority")):
+    """One line of ``/proc/swaps`` (mm/swapfile.c ``swap_show``): the device or file
+    (spaces and tabs in it escaped by the kernel as ``\\040``, ``\\011``), ``kind``
+    (``partition`` or ``file``), its size and the part in use (kB in the file, bytes
+    here), and its priority."""
+
+    __slots__ = ()
+
+
+def parse_swaps(text: str) -> list[SwapDevice]:
+    """Decode the text of ``/proc/swaps`` (a header line, then one line a device)."""
+    out = []
+    for line in text.split("\n")[1:]:
+        parts = line.split()
+        if len(parts) >= 5:
+            out.append(SwapDevice(parts[0], parts[1], int(parts[2]) << 10, int(parts[3]) << 10, int(parts[4])))
+    return out
+
+
+def swap_devices() -> list[SwapDevice]:
+    """The active swap devices (``/proc/swaps``, :func:`parse_swaps`); empty where
+    unreadable."""
+    return parse_swaps(read_text("/proc/swaps") or "")
+
+
+def open_fd_count() -> int:
+    """How many file descriptors this process has open (entries of
+    ``/proc/self/fd``, the one listing them included).  Raises OSError where /proc
+    cannot be listed."""
+    return len(os.listdir("/proc/self/fd"))

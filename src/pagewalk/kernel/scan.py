@@ -26,6 +26,7 @@ import struct
 from collections.abc import Iterator
 
 from .oserrors import translating
+from .u64file import U64_MAX
 
 PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
 PM_SCAN_WP_MATCHING = 1 << 0
@@ -69,17 +70,26 @@ CATEGORY_NAMES = {
     PAGE_IS_GUARD: "guard",
 }
 
+REGION = struct.Struct("<3Q")  # struct page_region {start, end, categories}
+
+
+def iter_page_regions(data: bytes | memoryview):
+    """Decode ``struct page_region`` records (3 little-endian u64 each): yields
+    ``(start, end, categories)``, addresses in bytes (end exclusive)."""
+    return REGION.iter_unpack(data)
+
+
 ARG = struct.Struct("<12Q")
 ARG_SIZE = ARG.size  # 96
 WALK_END_OFFSET = 32
 MAX_VEC_LEN = 512  # see the kernel defect in the module docstring
-_U64_MAX = (1 << 64) - 1
 
 
 def _call(fd: int, start: int, end: int, vec_addr: int, vec_len: int, *, flags: int = 0,
           max_pages: int = 0, inverted: int = 0, mask: int = 0, anyof: int = 0,
           return_mask: int = 0) -> tuple[int, int]:
-    """One ioctl; returns (regions written, walk_end).  Raises OSError."""
+    """One PAGEMAP_SCAN ioctl over ``[start, end)`` (bytes); returns (regions written
+    into ``vec_addr``, walk_end: the address the walk stopped at).  Raises OSError."""
     arg = bytearray(ARG.pack(ARG_SIZE, flags, start, end, 0, vec_addr, vec_len, max_pages,
                              inverted, mask, anyof, return_mask))
     count = fcntl.ioctl(fd, PAGEMAP_SCAN, arg, True)
@@ -90,7 +100,7 @@ def supported(fd: int) -> bool:
     """Whether this kernel has PAGEMAP_SCAN: a bad ``vec`` gives EFAULT only if the
     ioctl exists (the kernel selftests' probe); older kernels say EINVAL or ENOTTY."""
     try:
-        _call(fd, 0, 0, _U64_MAX, 1)
+        _call(fd, 0, 0, U64_MAX, 1)  # a vec no process can map
     except OSError as exc:
         return exc.errno == errno.EFAULT
     return True
@@ -122,7 +132,9 @@ def categories_supported(fd: int) -> int:
 
 
 class Scanner:
-    """Repeated PAGEMAP_SCAN calls over one fd with one reusable result buffer."""
+    """Repeated PAGEMAP_SCAN calls over one ``/proc/PID/pagemap`` fd with one reusable
+    buffer of ``vec_len`` (at most :data:`MAX_VEC_LEN`) regions.  Its walks raise
+    :class:`pagewalk.errors.PagewalkError` (``ProcessGone`` where ``pid`` exited)."""
 
     def __init__(self, fd: int, vec_len: int = MAX_VEC_LEN, *, pid: int | None = None) -> None:
         self.fd = fd
@@ -149,10 +161,9 @@ class Scanner:
         """Yield ``(start, end, categories & return_mask)`` of the matching pages in
         ``[start, end)``, in address order.  A region may be cut in two where one
         call ends and the next begins."""
-        vec = self._vec
+        vec = memoryview(self._vec).cast("B")
         for count in self._walk(start, end, mask, anyof, inverted, return_mask):
-            for i in range(count):
-                yield vec[3 * i], vec[3 * i + 1], vec[3 * i + 2]
+            yield from iter_page_regions(vec[: REGION.size * count])
 
     def region_lists(self, start: int, end: int, *, mask: int = 0, anyof: int = 0,
                      inverted: int = 0, return_mask: int) -> tuple[list[int], list[int], list[int]]:

@@ -44,13 +44,14 @@ from __future__ import annotations
 
 import errno
 import functools
+import mmap
 import os
 import stat
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
 
 from ..errors import AccessDenied, PagewalkError, ProcessGone, Unsupported
-from .maps import Mapping
+from .maps import Mapping, read_maps
 from .pagemap import PAGE_SHIFT, PAGE_SIZE
 
 NR_CACHESTAT = 451  # x86-64 and the generic syscall table (Linux 6.5)
@@ -241,11 +242,16 @@ def _tmpfs_devs(pid: int) -> set[int] | None:
     mount point may hold ``\r`` or other line breaks, which the kernel leaves."""
     try:
         with open(f"/proc/{pid}/mountinfo", "rb") as f:
-            text = f.read()
+            return parse_tmpfs_devs(f.read())
     except OSError:
         return None
+
+
+def parse_tmpfs_devs(data: bytes) -> set[int]:
+    """The device numbers (:func:`os.makedev`) of the ``tmpfs`` mounts in the text of
+    ``/proc/PID/mountinfo`` (fs/proc_namespace.c ``show_mountinfo``)."""
     devs = set()
-    for line in text.split(b"\n"):
+    for line in data.split(b"\n"):
         fields = line.split(b" ")
         try:
             sep = fields.index(b"-", 6)
@@ -525,8 +531,6 @@ def unique_pages(records: Iterable[ShmemSwap | None]) -> int:
 def why_unavailable() -> str | None:
     """Why this reader may miss swapped shared memory (for ``doctor``), or None when
     cachestat works and /proc/PID/map_files can be opened."""
-    import mmap
-
     try:
         fd = os.memfd_create("pagewalk-doctor", os.MFD_CLOEXEC)
     except OSError as exc:
@@ -540,9 +544,8 @@ def why_unavailable() -> str | None:
         area = mmap.mmap(fd, PAGE_SIZE)
         try:
             st = os.fstat(fd)
-            with open("/proc/self/maps") as f:
-                line = next((ln for ln in f if ln.split()[4:5] == [str(st.st_ino)]), "")
-            name = line.split(" ", 1)[0]
+            mine = next((m for m in read_maps(os.getpid()) if m.inode == st.st_ino), None)
+            name = "" if mine is None else f"{mine.start:x}-{mine.end:x}"  # map_files' names
             try:
                 os.close(os.open(f"/proc/self/map_files/{name}", os.O_PATH | os.O_CLOEXEC))
             except OSError as exc:

@@ -1,5 +1,8 @@
 """``/proc/PID/smaps`` and ``smaps_rollup``: the kernel's own per-mapping and
-per-process sums (Rss, Pss, Swap ...), in bytes.
+per-process sums (Rss, Pss, Swap ...), in bytes; and ``/proc/PID/clear_refs``,
+which resets what smaps' ``Referenced`` and pagemap's soft-dirty bit report.
+The kernel writes all three in fs/proc/task_mmu.c (``show_smap``,
+``show_smaps_rollup``, ``clear_refs_write``).
 
 pagewalk computes its figures from pagemap and the kpage files; it reads these
 only where a reader cannot (no PFNs and no PAGEMAP_SCAN to tell the zero page,
@@ -11,6 +14,8 @@ tables in the kernel: it costs about what a pagemap read does.  Lines end at
 from __future__ import annotations
 
 import os
+from collections import namedtuple
+from collections.abc import Iterable
 
 from ..errors import PagewalkError
 
@@ -21,8 +26,15 @@ from .pagemap import PAGE_SIZE
 KB = 1024
 
 
-def _fields(lines, want: frozenset[str] | None):
-    """``Name:   N kB`` lines as {name: bytes}."""
+class SmapsBlock(namedtuple("SmapsBlock", "mapping fields_bytes")):
+    """One mapping of ``/proc/PID/smaps``: its maps line decoded (:class:`Mapping`)
+    and its ``Name: N kB`` fields as {name: bytes}."""
+
+    __slots__ = ()
+
+
+def _fields(lines: Iterable[bytes], want: frozenset[str] | None) -> dict[str, int]:
+    """``Name:   N kB`` lines as {name: bytes} (all, or those named in ``want``)."""
     out: dict[str, int] = {}
     for line in lines:
         parts = line.split()
@@ -33,27 +45,34 @@ def _fields(lines, want: frozenset[str] | None):
     return out
 
 
-def smaps_blocks(pid: int, fields: frozenset[str] | None = None) -> list[tuple[Mapping, dict[str, int]]]:
-    """Each mapping of ``/proc/PID/smaps`` (parsed as its maps line) with its fields
-    (all, or ``fields``) in bytes.  Errors as every /proc read raises them
-    (:func:`pagewalk.errors.translating`)."""
-    path = f"/proc/{pid}/smaps"
-    with translating(pid, path, started=True), open(path, "rb") as f:
-        data = f.read()
-    out: list[tuple[Mapping, dict[str, int]]] = []
+def parse_smaps(data: bytes, fields: frozenset[str] | None = None) -> list[SmapsBlock]:
+    """Decode the text of ``/proc/PID/smaps``: each mapping with its fields (all, or
+    those named in ``fields``) in bytes.  Raises :class:`pagewalk.errors.InvalidArgument`
+    on a maps line that is not one."""
+    out: list[SmapsBlock] = []
     block: list[bytes] = []
     mapping = None
     for line in data.split(b"\n"):
         head = line.split(b" ", 1)[0]
         if head and not head.endswith(b":"):  # a maps line opens a block
             if mapping is not None:
-                out.append((mapping, _fields(block, fields)))
+                out.append(SmapsBlock(mapping, _fields(block, fields)))
             mapping, block = parse_line(os.fsdecode(line)), []
         else:
             block.append(line)
     if mapping is not None:
-        out.append((mapping, _fields(block, fields)))
+        out.append(SmapsBlock(mapping, _fields(block, fields)))
     return out
+
+
+def smaps_blocks(pid: int, fields: frozenset[str] | None = None) -> list[SmapsBlock]:
+    """``/proc/PID/smaps`` decoded (:func:`parse_smaps`).  Raises
+    :class:`pagewalk.errors.PagewalkError` as :func:`pagewalk.kernel.oserrors.translating`
+    translates the OSError (the process was seen alive before)."""
+    path = f"/proc/{pid}/smaps"
+    with translating(pid, path, started=True), open(path, "rb") as f:
+        data = f.read()
+    return parse_smaps(data, fields)
 
 
 def read_smaps(pid: int, fields: frozenset[str] | None = None) -> dict[tuple[int, int], dict[str, int]] | None:
@@ -78,28 +97,57 @@ def shmem_swap_pages(blocks: dict[tuple[int, int], dict[str, int]], mapping: Map
 
 
 def vm_flags(pid: int, start: int) -> list[str]:
-    """The ``VmFlags`` of the mapping starting at ``start`` ([] if none).  The kernel
-    makes smaps one mapping at a time, so reading stops there."""
+    """The ``VmFlags`` of the mapping of ``/proc/PID/smaps`` starting at address
+    ``start`` ([] if none, or unreadable).  The kernel makes smaps one mapping at a
+    time, so reading stops there."""
     try:
         with open(f"/proc/{pid}/smaps", "rb") as f:
-            head = f"{start:x}-".encode()
-            inside = False
-            for line in f:  # binary: lines end at \n only
-                if not inside:
-                    inside = line.startswith(head)
-                elif line.startswith(b"VmFlags:"):
-                    return line.decode("ascii", "replace").split()[1:]
+            return parse_vm_flags(f, start)  # binary: lines end at \n only
     except OSError:
-        pass
+        return []
+
+
+def parse_vm_flags(lines: Iterable[bytes], start: int) -> list[str]:
+    """The ``VmFlags`` among smaps ``lines`` of the mapping starting at address
+    ``start`` (two-letter codes, fs/proc/task_mmu.c ``show_smap_vma_flags``); []
+    if there is no such mapping or line."""
+    head = f"{start:08x}-".encode()  # the kernel's %08lx: 00400000 below 2**32
+    inside = False
+    for line in lines:
+        if not inside:
+            inside = line.startswith(head)
+        elif line.startswith(b"VmFlags:"):
+            return line.decode("ascii", "replace").split()[1:]
     return []
 
 
-def read_rollup(pid: int) -> dict[str, int] | None:
-    """``/proc/PID/smaps_rollup`` in bytes, or None where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            fields = _fields(f.read().split(b"\n"), None)
-    except OSError:
-        return None
+def parse_rollup(data: bytes) -> dict[str, int] | None:
+    """Decode the text of ``/proc/PID/smaps_rollup``: its ``Name: N kB`` fields as
+    {name: bytes}; None where it has no ``Pss`` (not a rollup, or empty: a process
+    with no memory)."""
+    fields = _fields(data.split(b"\n"), None)
     return fields if "Pss" in fields else None
 
+
+def read_rollup(pid: int) -> dict[str, int] | None:
+    """``/proc/PID/smaps_rollup`` decoded (:func:`parse_rollup`), or None where it
+    cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return parse_rollup(data)
+
+
+def clear_refs(pid: int, values: str) -> None:
+    """Write each character of ``values`` to ``/proc/PID/clear_refs`` in a write of
+    its own (``1``: clear the accessed bits, so smaps' ``Referenced`` counts from
+    now; ``4``: clear the soft-dirty bits, pagemap bit 55).  Raises
+    :class:`pagewalk.errors.PagewalkError` as :func:`pagewalk.kernel.oserrors.translating`
+    translates the OSError (the process was seen alive before)."""
+    path = f"/proc/{pid}/clear_refs"
+    with translating(pid, path, started=True):
+        for value in values:
+            with open(path, "w") as f:
+                f.write(value)
