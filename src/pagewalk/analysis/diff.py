@@ -7,7 +7,7 @@ end at the same address for a mapping that grows down (a stack): so a mapping
 that grew or shrank in place (a heap after brk, mremap, munmap of its tail) or
 whose areas were merged or split (mprotect, madvise) is still the same, its pages
 compared address by address.  A new mapping at the addresses of one just unmapped
-(kernel.md 0) is not the same unless it starts where the old one started.
+(mmap often reuses them) is not the same unless it starts where the old one started.
 Per page, from state A to state B:
 
 * ``appeared``: present in B, neither present nor swapped in A (pages of a part
@@ -27,6 +27,8 @@ B as appeared; those mappings are listed in ``mappings_removed`` / ``mappings_ad
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,9 +57,24 @@ def _pages_in(snap: Snapshot, m: Mapping) -> slice:
     return slice(int(lo), int(hi))
 
 
-def _same_mappings(a: Snapshot, b: Snapshot) -> tuple[list[tuple[list[Mapping], list[Mapping]]], list, list]:
-    """The mappings of A and B grouped into the same mappings over time: ``(groups,
-    removed, added)``, each group its (A areas, B areas), address-sorted."""
+class _Same(NamedTuple):
+    """One mapping over time: its areas in A and in B (address-sorted, neither empty)."""
+
+    in_a: list[Mapping]
+    in_b: list[Mapping]
+
+    @property
+    def start(self) -> int:
+        return min(self.in_a[0].start, self.in_b[0].start)
+
+    @property
+    def end(self) -> int:
+        return max(self.in_a[-1].end, self.in_b[-1].end)
+
+
+def _same_mappings(a: Snapshot, b: Snapshot) -> tuple[list[_Same], list[Mapping], list[Mapping]]:
+    """The mappings of A and B grouped into the same mappings over time: ``(same,
+    removed, added)``, each address-sorted."""
     # Areas of one identity that overlap across A and B are joined (union-find);
     # each joined group is then one mapping if it kept its start (or its end, growing down).
     areas = [("a", m) for m in a.mappings] + [("b", m) for m in b.mappings]
@@ -88,13 +105,13 @@ def _same_mappings(a: Snapshot, b: Snapshot) -> tuple[list[tuple[list[Mapping], 
     for in_a, in_b in joined.values():
         if in_a and in_b and (in_a[0].start == in_b[0].start or (
                 in_a[-1].end == in_b[-1].end and _grows_down(in_a, in_b, a, b))):
-            groups.append((in_a, in_b))
+            groups.append(_Same(in_a, in_b))
         else:
             removed += in_a
             added += in_b
     removed.sort(key=lambda m: m.start)
     added.sort(key=lambda m: m.start)
-    groups.sort(key=lambda g: min(g[0][0].start, g[1][0].start))
+    groups.sort(key=lambda g: g.start)
     return groups, removed, added
 
 
@@ -129,7 +146,8 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
     groups, removed, added = _same_mappings(a, b)
     unknown_a, unknown_b = _shmem_swap_unknown(a), _shmem_swap_unknown(b)
     unknowable = set()
-    for in_a, in_b in groups:
+    for same in groups:
+        in_a, in_b = same
         counts = _compare(ta, _rows_of(a, in_a), tb, _rows_of(b, in_b), frames_known, written_known, huge_known)
         # shared memory whose swap a side could not look up: a page that left (or came)
         # there may have gone to swap (or come from it)
@@ -139,8 +157,7 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
             counts["appeared"] = counts["swapped_in"] = None
         unknowable.update(f for f, v in counts.items() if v is None)
         if any(counts.values()) or any(counts[f] is None for f in ("vanished", "appeared")):
-            start, end = min(in_a[0].start, in_b[0].start), max(in_a[-1].end, in_b[-1].end)
-            rows.append({"start": start, "end": end, "path": in_b[0].text_path or None, **counts})
+            rows.append({"start": same.start, "end": same.end, "path": in_b[0].text_path or None, **counts})
         for f in FIELDS:
             totals[f] += counts[f] or 0
     for m in removed:

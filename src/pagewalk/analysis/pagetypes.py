@@ -5,7 +5,8 @@ ranges) from ``/proc/kpageflags``; a process's pages from its pagemap (present
 pages with their frames' flags, swapped pages with none); a file's page-cache
 pages.  :class:`TypesCounter` applies page-types' transformation and filters to
 each batch and counts distinct flag values; :class:`pagewalk.output.types.Lister` prints page-types'
-``-l``/``-L`` lists.  Behaviour follows kernel.md 4.3 to 4.6, except where
+``-l``/``-L`` lists.  Behaviour follows tools/mm/page-types.c (its walk, ``-b``
+expressions, ``kpageflags_flags`` and output), except where
 page-types is wrong: a file's partial last page is walked, each file of a
 directory gets its own range, and guard or uffd-wp markers are not counted as
 swapped pages.

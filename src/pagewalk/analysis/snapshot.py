@@ -140,7 +140,7 @@ class Snapshot:
                 table = process.resident_table(kpageflags=f, resident=resident, shmem_swap=True)
             kflags = table.kpageflags
             present = table.present
-            # The exclusive bit already says "map count 1" (kernel.md 1.1), except on a
+            # The exclusive bit (PM_MMAP_EXCLUSIVE) already says "map count 1", except on a
             # kernel without per-page map counts and for hugetlb pages (huge or unknown)
             count = present.copy()
             if config.exclusive_means_mapped_once() and table.huge is not None:

@@ -4,7 +4,7 @@ A present page that is not the zero page and not hugetlb adds a page to RSS;
 with map count n it adds page_size / n to PSS (in smaps' fixed point, 12
 fractional bits, so sums round as smaps_rollup's do) and to USS when n is 1.
 Pages whose pagemap entry has the exclusive bit have map count 1 where the kernel keeps
-per-page map counts (CONFIG_PAGE_MAPCOUNT, kernel.md 1.1), so only the others are
+per-page map counts (CONFIG_PAGE_MAPCOUNT; PM_MMAP_EXCLUSIVE in fs/proc/task_mmu.c), so only the others are
 looked up in kpagecount (all of them on other kernels): once per
 distinct frame for all processes together.  Swap counts real swap entries;
 ``swap_pss`` is the kernel's SwapPss (smaps_rollup), for processes with swap.
@@ -197,12 +197,12 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
             rss[label_of[m.label()]] += smaps.get((m.start, m.end), {}).get("Rss", 0) // PAGE_SIZE
     else:
         rss = np.bincount(label[resident], minlength=n)
-    # Pages whose map count 1 is known from pagemap alone (kernel.md 1.1); as root the
+    # Pages whose map count 1 is known from pagemap alone (PM_MMAP_EXCLUSIVE); as root the
     # others are read from kpagecount, unprivileged they are the USS lower bound's rest.
     once = table.exclusive if not visible or config.exclusive_means_mapped_once() else np.zeros(len(table), bool)
     exclusive = np.bincount(label[resident & once], minlength=n)
     swap = np.bincount(label[table.swapped], minlength=n)
-    # shared memory in swap: no entry in pagemap (kernel.md 6a.1); one lookup per object
+    # shared memory in swap: no entry in pagemap (mm/shmem.c keeps it); one lookup per object
     # range for all processes (shmem_cache), counted where this process has no entry
     found = proc.shmem_swap(maps, cache=shmem_cache)
     records, _ = proc.shmem_rows(table, found)
@@ -266,22 +266,48 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
     return pss_parts, uss_parts
 
 
-def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
-    # name -> [processes, rss, pss (fixed point or None), uss, swap, swap_pss, huge, first]
-    groups: dict[str, list] = {}
-    members: dict[str, list[_Pages]] = {}
+class _Group:
+    """The sums of one group as :func:`_group` adds its processes: pages (PSS in
+    smaps' fixed point), None where one member's value is unknown."""
 
-    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None,
+    __slots__ = ("members", "processes", "rss", "pss", "uss", "swap", "swap_pss", "huge")
+
+    def __init__(self) -> None:
+        self.members: list[_Pages] = []  # the first names the group when it is one process
+        self.processes = self.rss = self.uss = self.swap = 0
+        self.pss: int | None = 0
+        self.swap_pss: int | None = 0
+        self.huge: int | None = 0
+
+    def add(self, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None,
             huge: int | None) -> None:
-        members.setdefault(key, []).append(p)
-        g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, 0, p])
-        g[0] += 1
-        g[1] += rss
-        g[2] = None if g[2] is None or pss is None else g[2] + pss
-        g[3] += uss
-        g[4] += swap
-        g[5] = None if g[5] is None or swap_pss is None else g[5] + swap_pss
-        g[6] = None if g[6] is None or huge is None else g[6] + huge
+        self.members.append(p)
+        self.processes += 1
+        self.rss += rss
+        self.pss = None if self.pss is None or pss is None else self.pss + pss
+        self.uss += uss
+        self.swap += swap
+        self.swap_pss = None if self.swap_pss is None or swap_pss is None else self.swap_pss + swap_pss
+        self.huge = None if self.huge is None or huge is None else self.huge + huge
+
+    def usage(self, name: str, single: bool) -> Usage:
+        """The group in bytes; ``single`` (grouped by process) names its process."""
+        first = self.members[0]
+        return Usage(name, self.processes, self.rss << PAGE_SHIFT, None if self.pss is None else self.pss >> PSS_SHIFT,
+                     self.uss << PAGE_SHIFT, self.swap << PAGE_SHIFT, self.swap_pss,
+                     None if self.huge is None else self.huge << PAGE_SHIFT,
+                     first.pid if single else None, first.command if single else None,
+                     first.user if single else None)
+
+
+def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
+    groups: dict[str, _Group] = {}
+
+    def add(key: str, *sums) -> None:
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group()
+        g.add(*sums)
 
     for p, pss, uss in zip(collected, pss_parts, uss_parts):
         if by == "mapping":
@@ -303,13 +329,10 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
         add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()), p.swap_pss,
             None if p.huge is None else int(p.huge.sum()))
     if by in ("user", "command", "cgroup"):  # a group's swap counts each shared-memory page once
-        for key, g in groups.items():
-            g[4] = _swap_once(members[key])
+        for g in groups.values():
+            g.swap = _swap_once(g.members)
     single = by == "process"
-    return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
-                  swap << PAGE_SHIFT, swap_pss, None if huge is None else huge << PAGE_SHIFT,
-                  first.pid if single else None, first.command if single else None, first.user if single else None)
-            for name, (procs, rss, pss, uss, swap, swap_pss, huge, first) in groups.items()]
+    return [g.usage(name, single) for name, g in groups.items()]
 
 
 def _identity(pid: int) -> tuple[str, str, str]:

@@ -1,7 +1,8 @@
 """Working-set size over time: how much of a process's memory it really uses.
 
 Each sample resets what the method tracks, waits one interval and counts the
-pages touched meanwhile.  Methods (kernel.md 6):
+pages touched meanwhile.  Methods (fs/proc/task_mmu.c ``clear_refs_write``,
+mm/page_idle.c, mm/damon/):
 
 * ``referenced``: ``clear_refs`` 1 clears the accessed bits, then smaps
   ``Referenced`` counts the pages accessed since.  ``clear_refs`` 1 alone does not
@@ -27,7 +28,7 @@ user have.
 
 Whose access?  The accessed bit of a page table entry is this process's own, but
 the kernel also keeps per-page (per-folio) flags that say "referenced" for every
-process mapping the page (kernel.md 6a.3): ``PG_referenced``, set by read(2) and
+process mapping the page (mm/damon/ops-common.c, mm/swap.c): ``PG_referenced``, set by read(2) and
 by any process unmapping or exiting with the page young, and the page_idle
 "young" flag, set when a kdamond (DAMON) or a page_idle reader clears some
 mapper's accessed bit.  smaps ``Referenced`` counts a page when any of the three
@@ -231,7 +232,7 @@ class Tracker:
         t0 = time.monotonic()
         pages = 0
         if self.method == "referenced":
-            _clear_refs(self.pid, "14")  # 4 right after 1: the TLB flush 1 lacks (kernel.md 6.1)
+            _clear_refs(self.pid, "14")  # 4 right after 1: the TLB flush 1 lacks (clear_refs_write)
         elif self.method == "soft-dirty":
             _clear_refs(self.pid, "4")
         elif self.method == "idle":
