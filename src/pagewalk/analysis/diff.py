@@ -36,6 +36,7 @@ from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_SOFT_DIRTY
 from ..kernel.smaps import vm_flags
 from .snapshot import Snapshot
+from ..core.process import Process
 
 FIELDS = ("appeared", "vanished", "moved", "swapped_out", "swapped_in", "written", "huge_changed")
 
@@ -136,7 +137,8 @@ def _rows_of(snap: Snapshot, areas: list[Mapping]):
 
 
 def diff(a: Snapshot, b: Snapshot) -> dict:
-    """The differences from ``a`` to ``b`` as a dict (the ``diff --json`` document)."""
+    """The differences from ``a`` to ``b`` as a dict (the ``diff --json`` document):
+    counts of pages per :data:`FIELDS`, None where a side could not know them."""
     ta, tb = a.table(), b.table()
     frames_known = a.meta["pfn_visible"] and b.meta["pfn_visible"]
     written_known = bool(a.meta.get("soft_dirty_cleared"))
@@ -228,8 +230,6 @@ def _compare(ta, rows_a, tb, rows_b, frames_known: bool, written_known: bool, hu
 def live(pid: int) -> Snapshot:
     """A snapshot of the live process, not written anywhere; its ``notes`` what could
     not be known of the process (``meta["mappings_changed"]``: what changed as it was read)."""
-    from ..core.process import Process
-
     with Process(pid) as proc:
         snap = Snapshot.take(proc)
         snap.notes = list(proc.notes)

@@ -15,6 +15,7 @@ swapped pages.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections import namedtuple
 from collections.abc import Iterator
@@ -24,8 +25,10 @@ import numpy as np
 from ..core import flags as fl
 from ..errors import InvalidArgument, ProcessGone
 from ..kernel.idle import IdleMarker
-from ..kernel.kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
+from ..kernel.kpage import CHUNK_PFNS, KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
+from ..parallel import ordered_map
+from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
 
 ULONG_MAX = (1 << 64) - 1
 
@@ -101,7 +104,6 @@ def parse_cgroup(text: str) -> int:
         st = os.stat(text)
     except OSError as exc:
         raise InvalidArgument(f"no such cgroup directory: {text} ({os.strerror(exc.errno)})") from None
-    import stat
 
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidArgument(f"not a cgroup directory: {text}")
@@ -190,9 +192,6 @@ def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batc
     """Every PFN of ``ranges`` (default: all of memory), in order, in large reads.
     The kernel spends 60 to 90 ns on each entry whoever reads it, so chunks are
     read by a thread per CPU, a few chunks ahead of the caller."""
-    from ..kernel.kpage import CHUNK_PFNS
-    from ..parallel import ordered_map
-
     end_of_memory = frames.flags.end_pfn()
     spans = []
     for first, count in ranges or [(0, ULONG_MAX)]:
@@ -249,8 +248,6 @@ def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pag
     """The page-cache pages of one regular file (ranges in file pages; default:
     every page, the partial last page included).  Pages that left the cache while
     being read, and were read back, are named in a note on stderr."""
-    from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
-
     fd = open_file(path)
     read_back = 0
     try:

@@ -24,7 +24,9 @@ import numpy as np
 
 from ..core import states
 from ..kernel.maps import mapping_index
-from ..kernel.pagemap import PAGE_SHIFT
+from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
+from ..kernel import procfs
+from ..kernel.kpage import KPAGEFLAGS, KpageFile
 
 STATES = states.CLASSES
 UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD, UNKNOWN = range(len(STATES))
@@ -65,11 +67,7 @@ class AddressSpace:
     def take(cls, process) -> AddressSpace:
         """Read ``process`` (a :class:`pagewalk.Process`) now; as root also the
         kpageflags of its frames."""
-        from ..kernel import procfs
-
         if process.pfn_visible and os.access("/proc/kpageflags", os.R_OK):
-            from ..kernel.kpage import KPAGEFLAGS, KpageFile
-
             with KpageFile(KPAGEFLAGS) as f:
                 table = process.resident_table(kpageflags=f, shmem_swap=True)
             process.check_alive("the picture")
@@ -171,8 +169,6 @@ def mix(counts: np.ndarray) -> np.ndarray:
 def ram_ranges() -> list[RamRange]:
     """The machine's RAM as PFN ranges (``System RAM`` in ``/proc/iomem``; only root
     sees its addresses), each with its NUMA node (None where sysfs does not say)."""
-    from ..kernel.pagemap import PAGE_SIZE
-
     ranges = []
     try:
         with open("/proc/iomem") as f:
@@ -206,8 +202,6 @@ def ram_ranges() -> list[RamRange]:
 
 def _node_blocks() -> list[tuple[int, int, int]]:
     """(first pfn, end pfn, node) of each memory block sysfs assigns to a node."""
-    from ..kernel.pagemap import PAGE_SIZE
-
     base = "/sys/devices/system/node"
     try:
         with open("/sys/devices/system/memory/block_size_bytes") as f:

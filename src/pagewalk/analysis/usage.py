@@ -19,17 +19,22 @@ part lack the bit although mapped once).
 from __future__ import annotations
 
 import os
+import pwd
 from collections import namedtuple
 from collections.abc import Iterable
 
 import numpy as np
 
 from ..kernel import config, probes, procfs
-from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError
+from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError, ProcessGone
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
-from ..kernel.smaps import read_rollup, shmem_swap_pages
+from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
 from ..core.states import PSS_SHIFT, known_sum, pss_share, uss_page
+from ..parallel import ordered_map
+from ..core.process import Process
+from ..kernel.shmem import unique_pages
+from ..kernel.kpage import KPAGECOUNT, KpageFile
 
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
@@ -82,8 +87,9 @@ class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes chan
 
 def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,
             progress=None) -> Report:
-    """Usage of ``pids`` grouped ``by`` process, user, command, mapping or cgroup
-    (:func:`gather`, then :meth:`Gathered.report`)."""
+    """Usage of ``pids`` grouped ``by`` one of :data:`GROUPINGS`, sorted by one of
+    :data:`SORT_FIELDS` (:func:`gather`, then :meth:`Gathered.report`); amounts in
+    bytes.  Raises as :func:`gather` does."""
     return gather(pids, explicit=explicit, progress=progress).report(by, sort)
 
 
@@ -95,10 +101,10 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
     an error; otherwise (``--all``) kernel threads and processes that exit before
     they are read are passed over, and those that refuse are listed in
     ``skipped`` with the reason.  ``progress(1)`` is called after each process.
-    Processes are read from a thread per CPU: the kernel's reads release the GIL."""
-    from ..parallel import ordered_map
-    from ..core.process import Process
+    Processes are read from a thread per CPU: the kernel's reads release the GIL.
 
+    Raises :class:`~pagewalk.errors.NoSuchProcess`, :class:`~pagewalk.errors.NoAddressSpace`
+    or :class:`~pagewalk.errors.AccessDenied` for an ``explicit`` PID that cannot be read."""
     probes.reuse_freed_memory()
     visible = probes.pfn_visible()
     collected: list[_Pages] = []
@@ -173,8 +179,6 @@ class Gathered:
 def _swap_once(collected: list[_Pages]) -> int:
     """Swap pages of several processes with each shared-memory object's page in
     swap counted once (smaps charges it to every mapping of the object)."""
-    from ..kernel.shmem import unique_pages
-
     total = sum(int(p.swap.sum()) - p.shmem_pages for p in collected)
     return total + unique_pages(r for p in collected for r in p.shmem_records)
 
@@ -234,9 +238,6 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
 def _read_smaps(pid: int) -> dict:
     """smaps' Rss and Swap per mapping; a process whose pagemap was just read but
     whose smaps cannot be read has exited."""
-    from ..errors import ProcessGone
-    from ..kernel.smaps import read_smaps
-
     blocks = read_smaps(pid, frozenset(("Rss", "Swap")))
     if blocks is None:
         raise ProcessGone(pid)
@@ -248,7 +249,6 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
     read of every distinct shared frame."""
     if not visible:
         return [None] * len(collected), [p.exclusive for p in collected]
-    from ..kernel.kpage import KPAGECOUNT, KpageFile
 
     every = [p.shared_pfns for p in collected]
     with KpageFile(KPAGECOUNT) as f:
@@ -340,8 +340,6 @@ def _identity(pid: int) -> tuple[str, str, str]:
     command = procfs.command_name(pid)
     try:
         uid = os.stat(f"/proc/{pid}").st_uid
-        import pwd
-
         user = pwd.getpwuid(uid).pw_name
     except (OSError, KeyError):
         user = str(uid) if "uid" in locals() else "?"

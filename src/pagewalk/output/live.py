@@ -9,11 +9,11 @@ import time
 
 from ..errors import NoAddressSpace, NoSuchProcess
 from ..names import printable
+from .humanize import human_bytes
+from ..kernel.procfs import is_zombie
 
 
 def _size(n: int | None) -> str:
-    from .humanize import human_bytes
-
     return human_bytes(n)
 
 
@@ -55,7 +55,6 @@ class Watch:
         except NoSuchProcess:
             self.gone_at = time.strftime("%H:%M:%S")
         except NoAddressSpace:  # it exited since the last sample, and is a zombie now
-            from ..kernel.procfs import is_zombie
 
             self.gone_at = time.strftime("%H:%M:%S")
             self.zombie = is_zombie(self.pid)

@@ -10,8 +10,10 @@ processes and commands).  It serves ``/metrics``, a page linking to it at ``/``,
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 import re
+import resource
 import selectors
 import socket
 import stat
@@ -64,8 +66,6 @@ def parse_listen(text: str) -> tuple[str, int] | str:
 
 def connection_cap(wanted: int) -> int:
     """``wanted``, lowered to what the descriptor limit allows beside the scans' own (at least 1)."""
-    import resource
-
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
@@ -396,8 +396,6 @@ class MetricsServer:
         if body is None:
             body = encoder(self._registry)
             if gzipped:
-                import gzip
-
                 body = gzip.compress(body, compresslevel=5)
             if generation is not None and len(self._bodies) < BODY_CACHE_ENTRIES:
                 self._bodies[key] = body
@@ -425,7 +423,7 @@ def serve(listen: tuple[str, int] | str, pids: list[int] | None, interval: float
           idle_timeout_s: float = IDLE_TIMEOUT_S, socket_mode: int = SOCKET_MODE) -> None:
     """Serve ``/metrics`` on ``listen`` (``(host, port)`` or a unix socket's path) and scan
     every ``interval`` seconds until ``stop``; ``on_ready(address, max_connections)`` once listening."""
-    collector = MemoryCollector(pids)  # raises MissingExtra without prometheus_client
+    collector = MemoryCollector(pids)  # first: a missing prometheus_client is said here
     prometheus_client = require("prometheus_client", "exporter", "prometheus-client")
     registry = prometheus_client.CollectorRegistry(auto_describe=False)
     registry.register(collector)
