@@ -124,7 +124,7 @@ def test_text_lines_are_the_same_for_few_and_many_runs(specimen):
     same runs must print the same either way."""
     import numpy as np
 
-    from pagewalk.output.dump import FEW_RUNS, TextFormat
+    from pagewalk.output.dump_runs import FEW_RUNS, TextFormat, _Runs
 
     fmt = TextFormat()
     fmt.page_size = PAGE
@@ -137,9 +137,9 @@ def test_text_lines_are_the_same_for_few_and_many_runs(specimen):
     first = np.where(key & (1 | 8), rng.integers(-1, 1 << 20, n), -1)
     last = np.where(first >= 0, first + count - 1, -1)
     last[5] = first[5]
-    many = fmt._lines(vaddr, count, key, first, last)
-    few = b"".join(fmt._lines(vaddr[i:i + 1], count[i:i + 1], key[i:i + 1], first[i:i + 1], last[i:i + 1])
-                   for i in range(n))
+    runs = _Runs(vaddr, count, key, first, last)
+    many = fmt._lines(runs)
+    few = b"".join(fmt._lines(runs[i:i + 1]) for i in range(n))
     assert many == few
 
 

@@ -356,7 +356,7 @@ def get(path: str = "/metrics", *headers: bytes, method: bytes = b"GET") -> byte
 def metrics_server(registry, ready: threading.Event | None = None, wait_s: float = 0, listen=("127.0.0.1", 0),
                    **kwargs):
     """The library's MetricsServer, serving ``registry`` from its own thread in this process."""
-    from pagewalk.analysis.exporter import MetricsServer
+    from pagewalk.output.metrics_server import MetricsServer
 
     if ready is None:
         ready = threading.Event()

@@ -48,7 +48,8 @@ def test_snapshot_file_round_trip_and_plain_numpy(specimen, tmp_path):
 def test_version_1_files_still_load(specimen, tmp_path):
     """Version 1 stored the per-page columns whole: a file written that way (here with
     numpy alone, from a version 2 one) loads to the same snapshot."""
-    from pagewalk.analysis.snapshot import PAGE_COLUMNS, Snapshot
+    from pagewalk.analysis.npz import PAGE_COLUMNS
+    from pagewalk.analysis.snapshot import Snapshot
 
     specimen.run("a = mmap(64); write(a, 50)")
     new = tmp_path / "v2.npz"
@@ -234,7 +235,7 @@ def test_page_number_deltas_from_runs_are_what_the_pages_give():
     runs of pages it read; the members must be exactly those the per-page coding
     gives (adjacent runs, empty runs, one-page runs, addresses high in user space)."""
     from pagewalk.core.pagetable import ramps
-    from pagewalk.analysis.snapshot import _delta, _runs, _vpn_delta_runs
+    from pagewalk.analysis.npz import _delta, _runs, _vpn_delta_runs
 
     rng = np.random.default_rng(7)
     for _ in range(50):

@@ -51,7 +51,8 @@ def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
     stderr (status 70 and the traceback if it failed outright)."""
     import numpy  # noqa: F401
 
-    import pagewalk.output.dump  # noqa: F401
+    import pagewalk.output.dump_pages  # noqa: F401
+    import pagewalk.output.dump_runs  # noqa: F401
     import pagewalk.output.maps  # noqa: F401
     import pagewalk.core.pagetable  # noqa: F401
     import pagewalk.kernel.scan  # noqa: F401

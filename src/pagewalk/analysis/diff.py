@@ -7,7 +7,7 @@ end at the same address for a mapping that grows down (a stack): so a mapping
 that grew or shrank in place (a heap after brk, mremap, munmap of its tail) or
 whose areas were merged or split (mprotect, madvise) is still the same, its pages
 compared address by address.  A new mapping at the addresses of one just unmapped
-(kernel.md 0) is not the same unless it starts where the old one started.
+(mmap often reuses them) is not the same unless it starts where the old one started.
 Per page, from state A to state B:
 
 * ``appeared``: present in B, neither present nor swapped in A (pages of a part
@@ -28,12 +28,15 @@ B as appeared; those mappings are listed in ``mappings_removed`` / ``mappings_ad
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_SOFT_DIRTY
 from ..kernel.smaps import vm_flags
 from .snapshot import Snapshot
+from ..core.process import Process
 
 FIELDS = ("appeared", "vanished", "moved", "swapped_out", "swapped_in", "written", "huge_changed")
 
@@ -55,9 +58,24 @@ def _pages_in(snap: Snapshot, m: Mapping) -> slice:
     return slice(int(lo), int(hi))
 
 
-def _same_mappings(a: Snapshot, b: Snapshot) -> tuple[list[tuple[list[Mapping], list[Mapping]]], list, list]:
-    """The mappings of A and B grouped into the same mappings over time: ``(groups,
-    removed, added)``, each group its (A areas, B areas), address-sorted."""
+class _Same(NamedTuple):
+    """One mapping over time: its areas in A and in B (address-sorted, neither empty)."""
+
+    in_a: list[Mapping]
+    in_b: list[Mapping]
+
+    @property
+    def start(self) -> int:
+        return min(self.in_a[0].start, self.in_b[0].start)
+
+    @property
+    def end(self) -> int:
+        return max(self.in_a[-1].end, self.in_b[-1].end)
+
+
+def _same_mappings(a: Snapshot, b: Snapshot) -> tuple[list[_Same], list[Mapping], list[Mapping]]:
+    """The mappings of A and B grouped into the same mappings over time: ``(same,
+    removed, added)``, each address-sorted."""
     # Areas of one identity that overlap across A and B are joined (union-find);
     # each joined group is then one mapping if it kept its start (or its end, growing down).
     areas = [("a", m) for m in a.mappings] + [("b", m) for m in b.mappings]
@@ -88,13 +106,13 @@ def _same_mappings(a: Snapshot, b: Snapshot) -> tuple[list[tuple[list[Mapping], 
     for in_a, in_b in joined.values():
         if in_a and in_b and (in_a[0].start == in_b[0].start or (
                 in_a[-1].end == in_b[-1].end and _grows_down(in_a, in_b, a, b))):
-            groups.append((in_a, in_b))
+            groups.append(_Same(in_a, in_b))
         else:
             removed += in_a
             added += in_b
     removed.sort(key=lambda m: m.start)
     added.sort(key=lambda m: m.start)
-    groups.sort(key=lambda g: min(g[0][0].start, g[1][0].start))
+    groups.sort(key=lambda g: g.start)
     return groups, removed, added
 
 
@@ -119,7 +137,8 @@ def _rows_of(snap: Snapshot, areas: list[Mapping]):
 
 
 def diff(a: Snapshot, b: Snapshot) -> dict:
-    """The differences from ``a`` to ``b`` as a dict (the ``diff --json`` document)."""
+    """The differences from ``a`` to ``b`` as a dict (the ``diff --json`` document):
+    counts of pages per :data:`FIELDS`, None where a side could not know them."""
     ta, tb = a.table(), b.table()
     frames_known = a.meta["pfn_visible"] and b.meta["pfn_visible"]
     written_known = bool(a.meta.get("soft_dirty_cleared"))
@@ -129,7 +148,8 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
     groups, removed, added = _same_mappings(a, b)
     unknown_a, unknown_b = _shmem_swap_unknown(a), _shmem_swap_unknown(b)
     unknowable = set()
-    for in_a, in_b in groups:
+    for same in groups:
+        in_a, in_b = same
         counts = _compare(ta, _rows_of(a, in_a), tb, _rows_of(b, in_b), frames_known, written_known, huge_known)
         # shared memory whose swap a side could not look up: a page that left (or came)
         # there may have gone to swap (or come from it)
@@ -139,8 +159,7 @@ def diff(a: Snapshot, b: Snapshot) -> dict:
             counts["appeared"] = counts["swapped_in"] = None
         unknowable.update(f for f, v in counts.items() if v is None)
         if any(counts.values()) or any(counts[f] is None for f in ("vanished", "appeared")):
-            start, end = min(in_a[0].start, in_b[0].start), max(in_a[-1].end, in_b[-1].end)
-            rows.append({"start": start, "end": end, "path": in_b[0].text_path or None, **counts})
+            rows.append({"start": same.start, "end": same.end, "path": in_b[0].text_path or None, **counts})
         for f in FIELDS:
             totals[f] += counts[f] or 0
     for m in removed:
@@ -211,8 +230,6 @@ def _compare(ta, rows_a, tb, rows_b, frames_known: bool, written_known: bool, hu
 def live(pid: int) -> Snapshot:
     """A snapshot of the live process, not written anywhere; its ``notes`` what could
     not be known of the process (``meta["mappings_changed"]``: what changed as it was read)."""
-    from ..core.process import Process
-
     with Process(pid) as proc:
         snap = Snapshot.take(proc)
         snap.notes = list(proc.notes)

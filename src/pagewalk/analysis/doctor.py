@@ -26,10 +26,13 @@ class Check:
     cost: str = ""
 
     def as_dict(self) -> dict[str, object]:
+        """The check as ``doctor --json`` prints it."""
         return {"name": self.name, "ok": self.ok, "value": self.value, "cost": self.cost}
 
 
 def run_checks() -> list[Check]:
+    """What this kernel and user allow pagewalk, one :class:`Check` each (never raises
+    for a missing feature: that is a check that is not ok)."""
     checks: list[Check] = [Check("kernel", True, probes.kernel_release()), Check("page size", True, f"{PAGE_SIZE} bytes")]
 
     visible = probes.pfn_visible()

@@ -5,7 +5,8 @@ ranges) from ``/proc/kpageflags``; a process's pages from its pagemap (present
 pages with their frames' flags, swapped pages with none); a file's page-cache
 pages.  :class:`TypesCounter` applies page-types' transformation and filters to
 each batch and counts distinct flag values; :class:`pagewalk.output.types.Lister` prints page-types'
-``-l``/``-L`` lists.  Behaviour follows kernel.md 4.3 to 4.6, except where
+``-l``/``-L`` lists.  Behaviour follows tools/mm/page-types.c (its walk, ``-b``
+expressions, ``kpageflags_flags`` and output), except where
 page-types is wrong: a file's partial last page is walked, each file of a
 directory gets its own range, and guard or uffd-wp markers are not counted as
 swapped pages.
@@ -14,6 +15,7 @@ swapped pages.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections import namedtuple
 from collections.abc import Iterator
@@ -23,9 +25,11 @@ import numpy as np
 from ..core import flags as fl
 from ..errors import InvalidArgument, ProcessGone
 from ..kernel.idle import IdleMarker
-from ..kernel.kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
+from ..kernel.kpage import CHUNK_PFNS, KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
 from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
 from ..kernel.u64file import U64_MAX as ULONG_MAX  # (page-types.c's name)
+from ..parallel import ordered_map
+from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
 
 
 class Batch(namedtuple("Batch", "voffset offset flags pme cgroup mapcnt swapped", defaults=(0, None, None, None))):
@@ -99,7 +103,6 @@ def parse_cgroup(text: str) -> int:
         st = os.stat(text)
     except OSError as exc:
         raise InvalidArgument(f"no such cgroup directory: {text} ({os.strerror(exc.errno)})") from None
-    import stat
 
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidArgument(f"not a cgroup directory: {text}")
@@ -188,9 +191,6 @@ def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batc
     """Every PFN of ``ranges`` (default: all of memory), in order, in large reads.
     The kernel spends 60 to 90 ns on each entry whoever reads it, so chunks are
     read by a thread per CPU, a few chunks ahead of the caller."""
-    from ..kernel.kpage import CHUNK_PFNS
-    from ..parallel import ordered_map
-
     end_of_memory = frames.flags.end_pfn()
     spans = []
     for first, count in ranges or [(0, ULONG_MAX)]:
@@ -247,8 +247,6 @@ def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pag
     """The page-cache pages of one regular file (ranges in file pages; default:
     every page, the partial last page included).  Pages that left the cache while
     being read, and were read back, are named in a note on stderr."""
-    from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
-
     fd = open_file(path)
     read_back = 0
     try:

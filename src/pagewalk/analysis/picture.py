@@ -25,6 +25,8 @@ from ..core import states
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.physmem import node_blocks, system_ram
+from ..kernel import procfs
+from ..kernel.kpage import KPAGEFLAGS, KpageFile
 
 STATES = states.CLASSES
 UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD, UNKNOWN = range(len(STATES))
@@ -65,11 +67,7 @@ class AddressSpace:
     def take(cls, process) -> AddressSpace:
         """Read ``process`` (a :class:`pagewalk.Process`) now; as root also the
         kpageflags of its frames."""
-        from ..kernel import procfs
-
         if process.pfn_visible and os.access("/proc/kpageflags", os.R_OK):
-            from ..kernel.kpage import KPAGEFLAGS, KpageFile
-
             with KpageFile(KPAGEFLAGS) as f:
                 table = process.resident_table(kpageflags=f, shmem_swap=True)
             process.check_alive("the picture")

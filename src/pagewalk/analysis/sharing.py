@@ -16,6 +16,8 @@ from ..kernel import probes, procfs
 from ..errors import AccessDenied, InvalidArgument, PagewalkError
 from ..kernel.maps import mapping_index
 from ..core.states import zero_by_kpageflags
+from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+from ..core.process import Process
 
 Hit = namedtuple("Hit", "pfn pid command vaddr mapping")
 
@@ -54,9 +56,6 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
     count from ``/proc/kpagecount``, and which PFNs are zero pages.  The walk stops
     early once as many mappings were found as the map counts promise; a zero page
     promises none (its map count reads 0), so with one asked every process is read."""
-    from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
-    from ..core.process import Process
-
     _require_frames("who")
     targets = np.unique(np.asarray(list(pfns), dtype=np.int64))
     with KpageFile(KPAGEFLAGS) as flags:
@@ -99,8 +98,6 @@ class SharedReport(namedtuple("SharedReport", "pairs per_process frames changed"
 
 def shared_frames(pids: list[int]) -> SharedReport:
     """The physical pages that two or more of ``pids`` map, by mapping pair."""
-    from ..core.process import Process
-
     _require_frames("shared")
     if len(set(pids)) < 2:
         raise InvalidArgument("shared needs at least two different PIDs")

@@ -1,36 +1,7 @@
 """Snapshots: a process's mappings and the state of every populated page, in a file.
 
-Format (version 2): a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, deflate
-compressed), readable with nothing but numpy: ``numpy.load(path)``.  Members:
-
-* ``meta``: a 0-d string array holding JSON: ``format`` ("pagewalk-snapshot"),
-  ``version``, ``time`` (ISO 8601), ``unix_time``, ``kernel``, ``page_size``, ``pid``,
-  ``cmdline`` (list), ``comm``, ``pfn_visible``, ``frames`` (whether ``kpageflags`` and
-  ``mapcount`` were recorded), ``pages`` (populated pages recorded), ``mappings_changed``
-  (``[start, end]`` of the mappings that changed while their pages were read, each
-  time they were read: their pages mix the before and the after).
-* ``map_start``, ``map_end``, ``map_offset``, ``map_inode`` (uint64), ``map_perms``,
-  ``map_dev``, ``map_path`` (strings): one element per line of ``/proc/PID/maps``.
-* One column per recorded page (present, swapped, or a marker; each inside one of
-  the mappings; in address order; a recorded page whose entry is 0 is shared
-  memory in swap, which has no page table entry; pages not listed were untouched,
-  except in the mappings that ``meta["shmem_swap_unknown"]`` lists), each run-length coded as two
-  members, ``NAME_values`` and ``NAME_repeats`` (an unsigned integer type as narrow
-  as they allow, or int64): ``numpy.repeat(values, repeats)`` gives the column.  The columns:
-
-  - ``vpn_delta`` (int64) and ``entry_delta`` (uint64, wrapping): the virtual page
-    numbers and raw pagemap entries, each as the difference from the previous one
-    (the first from 0), so that runs of consecutive pages and frames are runs of
-    1s; ``numpy.cumsum`` gives them back (for the entries, in uint64);
-  - ``zero``, ``huge`` (bool; ``huge`` all False when unknown: see
-    ``meta["huge_known"]``);
-  - where ``frames``: ``kpageflags`` (uint64) and ``mapcount`` (uint32) of each
-    present page's frame (0 elsewhere).
-
-Version 1 stored the same columns whole (``NAME`` instead of the two members);
-:meth:`Snapshot.load` reads both.
-
-The same snapshot can be written as Parquet instead, one row per page with every
+Two file forms: a NumPy ``.npz`` archive, readable with nothing but numpy (the
+default; see :mod:`pagewalk.analysis.npz` for its members), and Parquet, one row per page with every
 bit decoded, for data tools (extra ``pagewalk[parquet]``; see :mod:`pagewalk.parquet`).
 :meth:`Snapshot.load` reads either.
 
@@ -53,10 +24,7 @@ standard output as a stream.
 from __future__ import annotations
 
 import datetime
-import io
-import json
 import os
-import zipfile
 
 import numpy as np
 
@@ -66,11 +34,13 @@ from ..kernel.maps import Mapping, mapping_index
 from ..names import unicode_text
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
 from ..core.states import empty_entry
-from .snapshot_check import (DAMAGE_ERRORS, FORMAT, KINDS, MAP_FIELDS, MAPPING_BYTES, MAX_MAPPINGS, MAX_META_BYTES,
-                             MAX_NPY_HEADER, VERSION, BadSnapshot, Check, LoadBudget, detail, shown)
-
-PAGE_COLUMNS = ("vpn_delta", "entry_delta", "zero", "huge", "kpageflags", "mapcount")
-
+from . import npz, parquet
+from .snapshot_check import DAMAGE_ERRORS, FORMAT, VERSION, BadSnapshot, Check, LoadBudget, detail
+from ..core.pagetable import PageTable
+from ..kernel import config, probes, procfs
+from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+from ..kernel.smaps import clear_refs
+from ..kernel.infile import NotRegularFile, open_regular
 
 class Snapshot:
     """One process's page table state at one moment (see the module doc for the file)."""
@@ -94,14 +64,18 @@ class Snapshot:
         return self._vaddr if self._vaddr is not None else self.table().vaddr
 
     @property
+    def runs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(first, pages)``: the first address (bytes) and length (pages) of each run of
+        consecutive recorded pages, where the addresses are kept as runs; else None."""
+        return self._runs if self._vaddr is None else None
+
+    @property
     def pid(self) -> int:
         return self.meta["pid"]
 
     def table(self):  # -> pagewalk.pagetable.PageTable
         """The recorded pages as a page table (explicit ``vaddr``; one, kept)."""
         if self._table is None:
-            from ..core.pagetable import PageTable
-
             self._table = PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,
                                     huge=self.huge if self.meta.get("huge_known") else None, vaddr=self._vaddr,
                                     runs=self._runs if self._vaddr is None else None,
@@ -121,8 +95,6 @@ class Snapshot:
         of the target, whose next write to each then faults once.  ``resident`` is its
         page table as a :class:`pagewalk.process.ResidentRead` read it, if it was read
         already (the CLI reads it while numpy imports)."""
-        from ..kernel import config, probes, procfs
-
         if clear_soft_dirty and not probes.soft_dirty_supported():
             raise Unsupported("cannot track written pages: this kernel has no soft-dirty bits "
                               "(CONFIG_MEM_SOFT_DIRTY is off)")
@@ -134,13 +106,11 @@ class Snapshot:
             table = process.resident_table(resident=resident, shmem_swap=True)
             kflags = mapcount = None
         else:
-            from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
-
             with KpageFile(KPAGEFLAGS) as f:
                 table = process.resident_table(kpageflags=f, resident=resident, shmem_swap=True)
             kflags = table.kpageflags
             present = table.present
-            # The exclusive bit already says "map count 1" (kernel.md 1.1), except on a
+            # The exclusive bit (PM_MMAP_EXCLUSIVE) already says "map count 1", except on a
             # kernel without per-page map counts and for hugetlb pages (huge or unknown)
             count = present.copy()
             if config.exclusive_means_mapped_once() and table.huge is not None:
@@ -161,8 +131,6 @@ class Snapshot:
                 "pages": len(table),
                 "mappings_changed": [[m.start, m.end] for m in table.changed_mappings]}
         if clear_soft_dirty:
-            from ..kernel.smaps import clear_refs
-
             clear_refs(pid, "4")
             meta["soft_dirty_cleared"] = True
         zero = table.zero if table.zero is not None else np.zeros(len(table), dtype=bool)
@@ -181,42 +149,11 @@ class Snapshot:
         if file_format is None:
             file_format = "parquet" if path.endswith(".parquet") else "npz"
         if file_format == "parquet":
-            from . import parquet
-
             parquet._pyarrow()  # a missing extra is said before any file is made
             return write_private(path, lambda f: parquet.write(self, f), force)
         if file_format != "npz":
             raise ValueError(f"unknown snapshot format {file_format!r}")
-        return write_private(path, self._write_npz, force)
-
-    def _write_npz(self, f) -> None:
-        arrays = {"meta": np.array(json.dumps(self.meta))}
-        for name in MAP_FIELDS:
-            values = [getattr(m, name) for m in self.mappings]
-            arrays[f"map_{name}"] = np.array(values, dtype=np.uint64) if name in ("start", "end", "offset", "inode") \
-                else np.array(values, dtype=str)
-        # Run-length coded: a million pages of one mapping are a few runs, and deflate
-        # then has almost nothing left to do (it cost more than the rest).
-        delta = np.empty(len(self.raw), dtype=np.uint64)  # one scratch array for both deltas
-        if self._runs is not None:  # straight from the runs of pages, no per-page pass
-            arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = _vpn_delta_runs(*self._runs)
-        else:
-            _delta(self.vaddr, delta)
-            delta.view(np.int64)[:] >>= PAGE_SHIFT  # exact: addresses are page-aligned
-            arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = _runs(delta.view(np.int64))
-        _delta(self.raw, delta)  # uint64: wraps, and cumsum in uint64 undoes it
-        arrays["entry_delta_values"], arrays["entry_delta_repeats"] = _runs(delta)
-        del delta
-        columns = {"zero": self.zero, "huge": self.huge}
-        if self.kpageflags is not None:
-            columns["kpageflags"], columns["mapcount"] = self.kpageflags, self.mapcount
-        for name, column in columns.items():
-            arrays[f"{name}_values"], arrays[f"{name}_repeats"] = _runs(column)
-        # What numpy.savez_compressed writes, at deflate level 1
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            for name, array in arrays.items():
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        return write_private(path, lambda f: npz.write(self, f), force)
 
     @classmethod
     def load(cls, path: str, *, budget: LoadBudget | None = None) -> Snapshot:
@@ -226,15 +163,12 @@ class Snapshot:
         before anything of that size is made: see :class:`Check`).  Give snapshots
         that are to be held at once one budget (``diff`` does); None: a budget of
         this load's own (:class:`LoadBudget`)."""
-        from . import parquet
-        from ..kernel.infile import NotRegularFile, open_regular
-
         check = Check(path, LoadBudget() if budget is None else budget)
         try:
             # what the path names is looked at before it is opened: a FIFO would wait
             # for a writer, a device never end (or do something when opened)
             with open_regular(path) as f:
-                snap = parquet.read(f, path, check, cls) if parquet.is_parquet(f) else _read_npz(f, check)
+                snap = parquet.read(f, path, check, cls) if parquet.is_parquet(f) else npz.read(f, check, cls)
         except NotRegularFile as exc:
             raise BadSnapshot(f"{path}: not a snapshot file ({exc.kind}, not a regular file: "
                               "save it to one first)") from None
@@ -278,164 +212,3 @@ class Snapshot:
                  "cmdline": [unicode_text(a) for a in self.meta.get("cmdline", [])]}
         return {"meta": {**self.meta, **names}, "mappings": rows}
 
-
-def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``column`` as (values, repeats): ``numpy.repeat(values, repeats)`` gives it back."""
-    if len(column) == 0:
-        return column, np.zeros(0, dtype=np.int64)
-    first = np.flatnonzero(column[1:] != column[:-1]) + 1
-    first = np.concatenate(([0], first))
-    return column[first], _narrow(np.diff(np.append(first, len(column))))
-
-
-def _narrow(repeats: np.ndarray) -> np.ndarray:
-    """Run lengths in the narrowest type that holds them: less for deflate to do."""
-    most = int(repeats.max()) if len(repeats) else 0
-    return repeats.astype(next((t for t in (np.uint8, np.uint16, np.uint32) if most <= np.iinfo(t).max), np.int64))
-
-
-def _vpn_delta_runs(first: np.ndarray, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What ``_runs`` makes of the virtual page numbers' deltas, from runs of
-    consecutive pages (``first`` address, length in ``pages``): each run is a jump
-    from the previous page, then ones."""
-    keep = pages > 0
-    vpn = (first[keep] >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-    pages = pages[keep].astype(np.int64)
-    if len(vpn) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    jump = vpn - np.concatenate(([0], vpn[:-1] + pages[:-1] - 1))
-    values = np.stack([jump, np.ones_like(jump)], axis=1).ravel()
-    repeats = np.stack([np.ones_like(pages), pages - 1], axis=1).ravel()
-    values, repeats = values[repeats > 0], repeats[repeats > 0]
-    # neighbours of equal value are one run (a jump of 1 followed by ones)
-    head = np.concatenate(([True], values[1:] != values[:-1]))
-    return values[head], _narrow(np.add.reduceat(repeats, np.flatnonzero(head)))
-
-
-def _delta(column: np.ndarray, out: np.ndarray) -> None:
-    """``out`` (uint64) = each element of ``column`` (uint64) minus the one before
-    it, the first minus 0: ``numpy.diff(column, prepend=0)`` without temporaries."""
-    if len(column):
-        out[0] = column[0]
-        np.subtract(column[1:], column[:-1], out=out[1:])
-
-
-# -- reading, and what a file must pass to be read ----------------------------------
-# A snapshot file may come from anywhere (a damaged disk, a colleague, an attacker):
-# it is checked as it is read, each size against what its metadata and mappings
-# allow, and against the memory loads may use (LoadBudget), before anything that
-# size is made.  All of it is in Check, one place for both file forms.
-
-# What loading costs, measured (snapshot --load and diff of a 265,000-page snapshot,
-# peak RSS less pagewalk's own), rounded up: the columns, their expansion, the page
-# table made of them
-# What loads may allocate unless told otherwise: at most this, and at most half of
-# the memory available here.  A snapshot's size says nothing of what it expands to
-# (a few KB of run lengths can say a billion pages, and so can a genuine snapshot
-# of a sparse process), so a genuine huge one needs the limit raised.
-
-
-def _read_npz(f, check: Check) -> Snapshot:
-    """A snapshot from the open ``.npz`` file ``f`` (either version), checked as it is read."""
-    with zipfile.ZipFile(f) as zf:
-        z = _Members(zf, check)
-        if "meta" not in z.infos:
-            raise check.foreign("no metadata")
-        meta = check.meta(z.read("meta", "U", scalar=True).item(), "npz")
-        columns = {}
-        for name in MAP_FIELDS:
-            array = z.read(f"map_{name}", "U" if name in ("perms", "dev", "path") else "iu", most=MAX_MAPPINGS,
-                           per_item=MAPPING_BYTES // 4)
-            if array.dtype.kind == "i" and len(array) and array.min() < 0:
-                raise check.bad(f"its map_{name} holds negative values")
-            columns[name] = array.tolist() if array.dtype.kind == "U" else array.astype(np.uint64)
-        mappings = check.mappings(columns)
-        pages = check.page_count(meta, "npz")
-        names = PAGE_COLUMNS if meta["frames"] else PAGE_COLUMNS[:4]  # (kpageflags, mapcount last)
-        kinds = {"vpn_delta": "iu", "zero": "b", "huge": "b"}  # the rest: unsigned, as written
-        page = {}
-        for name in names:
-            if meta["version"] < 2:  # each column whole
-                values, repeats = z.read(name, kinds.get(name, "u"), length=pages), None
-            else:
-                values = z.read(f"{name}_values", kinds.get(name, "u"), most=pages)
-                repeats = z.read(f"{name}_repeats", "iu", length=len(values))
-            check.runs(name, values, repeats, pages)
-            # (each array made here, the snapshot's own: version 1's are copied from the file's bytes)
-            page[name] = np.array(values) if repeats is None else np.repeat(values, repeats)
-            del values, repeats
-    vaddr = page.pop("vpn_delta").astype(np.int64, copy=False)
-    np.cumsum(vaddr, out=vaddr)  # (checked: increasing, below 2**52, no overflow)
-    vaddr = vaddr.view(np.uint64)
-    vaddr <<= np.uint64(PAGE_SHIFT)
-    check.pages(vaddr, ordered=True)
-    raw = page.pop("entry_delta").astype(np.uint64, copy=False)
-    np.cumsum(raw, out=raw)  # wraps in uint64, as written
-    zero, huge = page.pop("zero").astype(bool, copy=False), page.pop("huge").astype(bool, copy=False)
-    kflags = page["kpageflags"].astype(np.uint64, copy=False) if meta["frames"] else None
-    mapcount = page["mapcount"].astype(np.uint32, copy=False) if meta["frames"] else None
-    return Snapshot(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
-
-
-class _Members:
-    """The ``.npy`` members of an open ``.npz`` zip, each read only after its header
-    says a shape and type the snapshot allows (np.load would make whatever a header
-    says), and read to its end, so that the zip's CRC-32 is checked."""
-
-    def __init__(self, zf: zipfile.ZipFile, check: Check) -> None:
-        self.infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
-        self.zf, self.check = zf, check
-
-    def read(self, name: str, kinds: str, *, scalar: bool = False, length: int | None = None,
-             most: int | None = None, per_item: int = 0) -> np.ndarray:
-        """Member ``name``: a 0-d array (``scalar``) or a 1-d one of exactly ``length``
-        or at most ``most`` items, of a dtype kind in ``kinds``."""
-        check = self.check
-        info = self.infos.get(name)
-        if info is None:
-            raise check.bad(f"it has no {name} member")
-        with self.zf.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version not in ((1, 0), (2, 0)):
-                raise check.bad(f"its {name} is an .npy file of version {version}")
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            # the header's length (2 bytes, or 4 in version 2.0) before numpy reads that
-            # many bytes: it checks its own limit only after (a header of 4 GB)
-            width = 2 if version == (1, 0) else 4
-            length_bytes = f.read(width)
-            if len(length_bytes) < width:
-                raise check.damaged(f"{name}'s header is cut short")
-            header_bytes = int.from_bytes(length_bytes, "little")
-            if header_bytes > MAX_NPY_HEADER:
-                raise check.bad(f"its {name}'s .npy header is {header_bytes} bytes, more than the "
-                                f"{MAX_NPY_HEADER} pagewalk reads")
-            header = f.read(header_bytes)
-            try:
-                shape, _, dtype = reader(io.BytesIO(length_bytes + header), max_header_size=MAX_NPY_HEADER)
-            except Exception as exc:  # noqa: BLE001 - a Python literal parsed (ast, tokenize): any of their errors
-                raise check.damaged(f"{name}'s header: {detail(exc)}") from exc
-            if dtype.hasobject or dtype.kind not in kinds or dtype.itemsize == 0:
-                raise check.bad(f"its {name} holds {shown(dtype.str)} values, not "
-                                + " or ".join(KINDS[k] for k in kinds))
-            if scalar:
-                if shape != ():
-                    raise check.bad(f"its {name} is an array of shape {shown(shape)}, not a single value")
-                count = 1
-                if dtype.itemsize > 4 * MAX_META_BYTES:
-                    raise check.bad(f"its {name} is {dtype.itemsize} bytes, more than pagewalk reads")
-            else:
-                if len(shape) != 1:
-                    raise check.bad(f"its {name} is an array of shape {shown(shape)}, not a column")
-                count = shape[0]
-                if (length is not None and count != length) or (most is not None and count > most):
-                    expected = length if length is not None else f"at most {most}"
-                    raise check.bad(f"its {name} has {count} items, where it should have {expected}")
-            nbytes = count * dtype.itemsize
-            check.charge(nbytes + count * per_item, f"its {name}")
-            data = f.read(nbytes)
-            if len(data) != nbytes or f.read(1):
-                raise check.damaged(f"{name} holds other than its header says")
-        array = np.frombuffer(data, dtype=dtype)
-        if not dtype.isnative:
-            array = array.astype(dtype.newbyteorder("="))
-        return array.reshape(()) if scalar else array

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import zipfile
 import zlib
 
@@ -38,9 +39,14 @@ MAX_MAPPINGS = 1 << 22  # vm.max_map_count is 65530 by default
 MAX_PAGES = 1 << 36  # 256 TiB of 4 KiB pages: beyond any process's populated pages
 
 
+# What loading costs per page (bytes, peak RSS measured, rounded up): the columns,
+# their expansion, the page table made of them
 LOAD_BYTES_PER_PAGE = {"npz": 96, "parquet": 256}
 
-
+# What loads may allocate unless told otherwise: at most this, and at most half of
+# the memory available here.  A snapshot's size says nothing of what it expands to
+# (a few KB of run lengths can say a billion pages, and so can a genuine snapshot
+# of a sparse process), so a genuine huge one needs the limit raised.
 DEFAULT_LOAD_LIMIT = 2 << 30
 
 
@@ -95,12 +101,15 @@ class Check:
 
     # -- what is said
     def bad(self, reason: str) -> BadSnapshot:
+        """The error (to raise) for a file that is not a valid snapshot: ``reason`` says why."""
         return BadSnapshot(f"{self.path}: not a valid snapshot: {reason}")
 
     def damaged(self, detail: str) -> BadSnapshot:
+        """The error (to raise) for a damaged or truncated file."""
         return self.bad(f"damaged or truncated ({detail})")
 
     def foreign(self, detail: str) -> BadSnapshot:
+        """The error (to raise) for a file that is not a pagewalk snapshot at all."""
         return BadSnapshot(f"{self.path}: not a pagewalk snapshot ({detail})")
 
     def charge(self, nbytes: int, what: str) -> None:
@@ -330,8 +339,6 @@ class LoadBudget:
 
     def _limit(self) -> tuple[int, str]:
         """The loads' total, and what sets it (words that follow the amount)."""
-        import resource
-
         meminfo, status = read_meminfo(), read_status("self")
         # (MemAvailable is since Linux 3.14; free memory before it)
         available = meminfo.available_bytes if meminfo.available_bytes is not None else meminfo.free_bytes or 0

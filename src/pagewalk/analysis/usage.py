@@ -4,7 +4,7 @@ A present page that is not the zero page and not hugetlb adds a page to RSS;
 with map count n it adds page_size / n to PSS (in smaps' fixed point, 12
 fractional bits, so sums round as smaps_rollup's do) and to USS when n is 1.
 Pages whose pagemap entry has the exclusive bit have map count 1 where the kernel keeps
-per-page map counts (CONFIG_PAGE_MAPCOUNT, kernel.md 1.1), so only the others are
+per-page map counts (CONFIG_PAGE_MAPCOUNT; PM_MMAP_EXCLUSIVE in fs/proc/task_mmu.c), so only the others are
 looked up in kpagecount (all of them on other kernels): once per
 distinct frame for all processes together.  Swap counts real swap entries;
 ``swap_pss`` is the kernel's SwapPss (smaps_rollup), for processes with swap.
@@ -19,17 +19,22 @@ part lack the bit although mapped once).
 from __future__ import annotations
 
 import os
+import pwd
 from collections import namedtuple
 from collections.abc import Iterable
 
 import numpy as np
 
 from ..kernel import config, probes, procfs
-from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError
+from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError, ProcessGone
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
-from ..kernel.smaps import read_rollup, shmem_swap_pages
+from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
 from ..core.states import PSS_SHIFT, known_sum, pss_share, uss_page
+from ..parallel import ordered_map
+from ..core.process import Process
+from ..kernel.shmem import unique_pages
+from ..kernel.kpage import KPAGECOUNT, KpageFile
 
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
@@ -82,8 +87,9 @@ class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes chan
 
 def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,
             progress=None) -> Report:
-    """Usage of ``pids`` grouped ``by`` process, user, command, mapping or cgroup
-    (:func:`gather`, then :meth:`Gathered.report`)."""
+    """Usage of ``pids`` grouped ``by`` one of :data:`GROUPINGS`, sorted by one of
+    :data:`SORT_FIELDS` (:func:`gather`, then :meth:`Gathered.report`); amounts in
+    bytes.  Raises as :func:`gather` does."""
     return gather(pids, explicit=explicit, progress=progress).report(by, sort)
 
 
@@ -95,10 +101,10 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
     an error; otherwise (``--all``) kernel threads and processes that exit before
     they are read are passed over, and those that refuse are listed in
     ``skipped`` with the reason.  ``progress(1)`` is called after each process.
-    Processes are read from a thread per CPU: the kernel's reads release the GIL."""
-    from ..parallel import ordered_map
-    from ..core.process import Process
+    Processes are read from a thread per CPU: the kernel's reads release the GIL.
 
+    Raises :class:`~pagewalk.errors.NoSuchProcess`, :class:`~pagewalk.errors.NoAddressSpace`
+    or :class:`~pagewalk.errors.AccessDenied` for an ``explicit`` PID that cannot be read."""
     probes.reuse_freed_memory()
     visible = probes.pfn_visible()
     collected: list[_Pages] = []
@@ -173,8 +179,6 @@ class Gathered:
 def _swap_once(collected: list[_Pages]) -> int:
     """Swap pages of several processes with each shared-memory object's page in
     swap counted once (smaps charges it to every mapping of the object)."""
-    from ..kernel.shmem import unique_pages
-
     total = sum(int(p.swap.sum()) - p.shmem_pages for p in collected)
     return total + unique_pages(r for p in collected for r in p.shmem_records)
 
@@ -197,12 +201,12 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
             rss[label_of[m.label()]] += smaps.get((m.start, m.end), {}).get("Rss", 0) // PAGE_SIZE
     else:
         rss = np.bincount(label[resident], minlength=n)
-    # Pages whose map count 1 is known from pagemap alone (kernel.md 1.1); as root the
+    # Pages whose map count 1 is known from pagemap alone (PM_MMAP_EXCLUSIVE); as root the
     # others are read from kpagecount, unprivileged they are the USS lower bound's rest.
     once = table.exclusive if not visible or config.exclusive_means_mapped_once() else np.zeros(len(table), bool)
     exclusive = np.bincount(label[resident & once], minlength=n)
     swap = np.bincount(label[table.swapped], minlength=n)
-    # shared memory in swap: no entry in pagemap (kernel.md 6a.1); one lookup per object
+    # shared memory in swap: no entry in pagemap (mm/shmem.c keeps it); one lookup per object
     # range for all processes (shmem_cache), counted where this process has no entry
     found = proc.shmem_swap(maps, cache=shmem_cache)
     records, _ = proc.shmem_rows(table, found)
@@ -234,9 +238,6 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
 def _read_smaps(pid: int) -> dict:
     """smaps' Rss and Swap per mapping; a process whose pagemap was just read but
     whose smaps cannot be read has exited."""
-    from ..errors import ProcessGone
-    from ..kernel.smaps import read_smaps
-
     blocks = read_smaps(pid, frozenset(("Rss", "Swap")))
     if blocks is None:
         raise ProcessGone(pid)
@@ -248,7 +249,6 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
     read of every distinct shared frame."""
     if not visible:
         return [None] * len(collected), [p.exclusive for p in collected]
-    from ..kernel.kpage import KPAGECOUNT, KpageFile
 
     every = [p.shared_pfns for p in collected]
     with KpageFile(KPAGECOUNT) as f:
@@ -266,22 +266,48 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
     return pss_parts, uss_parts
 
 
-def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
-    # name -> [processes, rss, pss (fixed point or None), uss, swap, swap_pss, huge, first]
-    groups: dict[str, list] = {}
-    members: dict[str, list[_Pages]] = {}
+class _Group:
+    """The sums of one group as :func:`_group` adds its processes: pages (PSS in
+    smaps' fixed point), None where one member's value is unknown."""
 
-    def add(key: str, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None,
+    __slots__ = ("members", "processes", "rss", "pss", "uss", "swap", "swap_pss", "huge")
+
+    def __init__(self) -> None:
+        self.members: list[_Pages] = []  # the first names the group when it is one process
+        self.processes = self.rss = self.uss = self.swap = 0
+        self.pss: int | None = 0
+        self.swap_pss: int | None = 0
+        self.huge: int | None = 0
+
+    def add(self, p: _Pages, rss: int, pss: int | None, uss: int, swap: int, swap_pss: int | None,
             huge: int | None) -> None:
-        members.setdefault(key, []).append(p)
-        g = groups.setdefault(key, [0, 0, 0, 0, 0, 0, 0, p])
-        g[0] += 1
-        g[1] += rss
-        g[2] = None if g[2] is None or pss is None else g[2] + pss
-        g[3] += uss
-        g[4] += swap
-        g[5] = None if g[5] is None or swap_pss is None else g[5] + swap_pss
-        g[6] = None if g[6] is None or huge is None else g[6] + huge
+        self.members.append(p)
+        self.processes += 1
+        self.rss += rss
+        self.pss = None if self.pss is None or pss is None else self.pss + pss
+        self.uss += uss
+        self.swap += swap
+        self.swap_pss = None if self.swap_pss is None or swap_pss is None else self.swap_pss + swap_pss
+        self.huge = None if self.huge is None or huge is None else self.huge + huge
+
+    def usage(self, name: str, single: bool) -> Usage:
+        """The group in bytes; ``single`` (grouped by process) names its process."""
+        first = self.members[0]
+        return Usage(name, self.processes, self.rss << PAGE_SHIFT, None if self.pss is None else self.pss >> PSS_SHIFT,
+                     self.uss << PAGE_SHIFT, self.swap << PAGE_SHIFT, self.swap_pss,
+                     None if self.huge is None else self.huge << PAGE_SHIFT,
+                     first.pid if single else None, first.command if single else None,
+                     first.user if single else None)
+
+
+def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -> list[Usage]:
+    groups: dict[str, _Group] = {}
+
+    def add(key: str, *sums) -> None:
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group()
+        g.add(*sums)
 
     for p, pss, uss in zip(collected, pss_parts, uss_parts):
         if by == "mapping":
@@ -303,13 +329,10 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
         add(key, p, int(p.rss.sum()), pss_total, uss_total, int(p.swap.sum()), p.swap_pss,
             None if p.huge is None else int(p.huge.sum()))
     if by in ("user", "command", "cgroup"):  # a group's swap counts each shared-memory page once
-        for key, g in groups.items():
-            g[4] = _swap_once(members[key])
+        for g in groups.values():
+            g.swap = _swap_once(g.members)
     single = by == "process"
-    return [Usage(name, procs, rss << PAGE_SHIFT, None if pss is None else pss >> PSS_SHIFT, uss << PAGE_SHIFT,
-                  swap << PAGE_SHIFT, swap_pss, None if huge is None else huge << PAGE_SHIFT,
-                  first.pid if single else None, first.command if single else None, first.user if single else None)
-            for name, (procs, rss, pss, uss, swap, swap_pss, huge, first) in groups.items()]
+    return [g.usage(name, single) for name, g in groups.items()]
 
 
 def _identity(pid: int) -> tuple[str, str, str]:
@@ -317,8 +340,6 @@ def _identity(pid: int) -> tuple[str, str, str]:
     command = procfs.command_name(pid)
     try:
         uid = os.stat(f"/proc/{pid}").st_uid
-        import pwd
-
         user = pwd.getpwuid(uid).pw_name
     except (OSError, KeyError):
         user = str(uid) if "uid" in locals() else "?"

@@ -1,7 +1,8 @@
 """Working-set size over time: how much of a process's memory it really uses.
 
 Each sample resets what the method tracks, waits one interval and counts the
-pages touched meanwhile.  Methods (kernel.md 6):
+pages touched meanwhile.  Methods (fs/proc/task_mmu.c ``clear_refs_write``,
+mm/page_idle.c, mm/damon/):
 
 * ``referenced``: ``clear_refs`` 1 clears the accessed bits, then smaps
   ``Referenced`` counts the pages accessed since.  ``clear_refs`` 1 alone does not
@@ -27,7 +28,7 @@ user have.
 
 Whose access?  The accessed bit of a page table entry is this process's own, but
 the kernel also keeps per-page (per-folio) flags that say "referenced" for every
-process mapping the page (kernel.md 6a.3): ``PG_referenced``, set by read(2) and
+process mapping the page (mm/damon/ops-common.c, mm/swap.c): ``PG_referenced``, set by read(2) and
 by any process unmapping or exiting with the page young, and the page_idle
 "young" flag, set when a kdamond (DAMON) or a page_idle reader clears some
 mapper's accessed bit.  smaps ``Referenced`` counts a page when any of the three
@@ -48,12 +49,19 @@ import time
 from collections import namedtuple
 from collections.abc import Iterator
 
-from ..kernel import probes
+from ..kernel import damon, probes
 from ..errors import Unsupported
 from ..kernel.idle import IDLE_BITMAP
 from ..kernel.pagemap import PAGE_SIZE
 from ..kernel.smaps import clear_refs, smaps_blocks
+from ..core.process import Process
+from ..kernel.kpage import KPAGEFLAGS, KpageFile
+from ..kernel.damon import Monitor
+from ..kernel.idle import IdleMarker
+from ..kernel.maps import mapping_index
 
+# numpy (and core.flags, which imports it) only where used: the CLI imports METHODS
+# to build wss's parser, and doctor imports this module
 METHODS = ("referenced", "soft-dirty", "idle", "damon")
 DISTURBS = {
     "referenced": "clears the accessed bits of every page, and the referenced flags of the pages it shares with "
@@ -77,8 +85,6 @@ UNATTRIBUTED_WHY = ("referenced pages whose flags other processes set too (pages
 def interference() -> str | None:
     """What on this machine marks pages accessed for every process that maps them
     (see the module's docstring), named; None if nothing is found."""
-    from ..kernel import damon
-
     spreads = "copies any mapper's accessed bit into the page's young flag, which every mapper's smaps reports"
     found = []
     try:
@@ -148,8 +154,6 @@ def why_unavailable(method: str, pid: int) -> str | None:
         if not (os.access(IDLE_BITMAP, os.W_OK) and probes.pfn_visible()):
             return "idle page tracking needs root (the bitmap and the frames are root's only)"
     if method == "damon":
-        from ..kernel import damon
-
         return damon.why_unavailable()
     if method in ("referenced", "soft-dirty") and not os.access(f"/proc/{pid}/clear_refs", os.W_OK):
         return f"/proc/{pid}/clear_refs is writable by the process owner only"
@@ -188,8 +192,6 @@ class Tracker:
     """Samples the working set of ``pid`` with one method."""
 
     def __init__(self, pid: int, method: str, interval: float = 1.0) -> None:
-        from ..core.process import Process
-
         self.pid = pid
         self.method = method
         self.process = Process(pid)
@@ -199,12 +201,8 @@ class Tracker:
         # Each frame's flags say whose access a page's mark can be (attributable()).
         self.kpageflags = None
         if method != "soft-dirty" and self.process.pfn_visible:
-            from ..kernel.kpage import KPAGEFLAGS, KpageFile
-
             self.kpageflags = KpageFile(KPAGEFLAGS)
         if method == "damon":
-            from ..kernel.damon import Monitor
-
             self.damon = Monitor(pid, interval)
             self._kdamond_cpu = self.damon.cpu_seconds()
 
@@ -219,16 +217,16 @@ class Tracker:
         self.cost = Cost(self.cost.seconds + time.monotonic() - t0, self.cost.pages_scanned + pages)
 
     def reset(self) -> None:
+        """Start an interval: clear what the method tracks (accessed bits, soft-dirty
+        bits, idle marks); raises :class:`~pagewalk.errors.ProcessGone` if the process exited."""
         t0 = time.monotonic()
         pages = 0
         if self.method == "referenced":
-            clear_refs(self.pid, "14")  # 4 right after 1: the TLB flush 1 lacks (kernel.md 6.1)
+            clear_refs(self.pid, "14")  # 4 right after 1: the TLB flush 1 lacks (fs/proc/task_mmu.c, clear_refs_write)
         elif self.method == "soft-dirty":
             clear_refs(self.pid, "4")
         elif self.method == "idle":
             import numpy as np
-
-            from ..kernel.idle import IdleMarker
 
             table = self.process.resident_table()
             pfns = table.pfn[table.resident]
@@ -242,6 +240,8 @@ class Tracker:
         self._spend(t0, pages)
 
     def measure(self, elapsed: float) -> Sample:
+        """The pages touched since :meth:`reset`, as a :class:`Sample` stamped ``elapsed``
+        (seconds since the first interval began)."""
         t0 = time.monotonic()
         regions = None
         if self.damon is not None:
@@ -282,8 +282,6 @@ class Tracker:
         """Pages used in the interval, from the frames' state (soft-dirty, idle) or
         from DAMON's ``regions`` (start, end, nr_accesses)."""
         import numpy as np
-
-        from ..kernel.maps import mapping_index
 
         table = self.process.resident_table(kpageflags=self.kpageflags)
         maps = table.mappings
@@ -331,6 +329,7 @@ class Tracker:
             yield self.measure(round(time.monotonic() - start, 3))
 
     def close(self) -> None:
+        """Stop the kdamond this tracker started, if any."""
         if self.damon is not None:
             self.damon.close()
         if self.kpageflags is not None:
@@ -341,8 +340,6 @@ class Tracker:
 def open_tracker(pid: int, method: str = "auto", interval: float = 1.0) -> Tracker:
     """A :class:`Tracker` of ``pid`` with ``method`` (``auto``: the best this kernel
     and user have); :meth:`Tracker.samples` then samples it.  Close it when done."""
-    from ..core.process import Process
-
     with Process(pid) as process:
         process.pagemap()  # a missing process, a kernel thread or a zombie fails here, as in every command
     return Tracker(pid, choose(method, pid), interval)

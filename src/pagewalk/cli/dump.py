@@ -28,10 +28,24 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _format(name: str, *, filtered: bool):
+    """The format called ``name`` (text, seed, csv, jsonl); ``filtered`` says pages are
+    being chosen by --where, so the text format names only mappings with pages shown."""
+    from ..output.dump_pages import CsvFormat, JsonlFormat, SeedFormat
+    from ..output.dump_runs import TextFormat
+
+    if name == "seed":
+        return SeedFormat()
+    if name == "csv":
+        return CsvFormat()
+    if name == "jsonl":
+        return JsonlFormat()
+    return TextFormat(filtered=filtered)
+
+
 def run(args) -> int:
     from ..errors import ProcessGone
     from ..kernel.procfs import gone_during, proc_start_time
-    from ..output.dump import make_format
     from ..kernel.pagemap import PAGE_SIZE
     from ..core.process import Process
     from ..core.where import check_where, clip, iter_pages, parse_where, where_mask
@@ -48,7 +62,7 @@ def run(args) -> int:
         mappings = proc.mappings()
         scan = proc.scanner() is not None
         check_where(terms, zero_known=scan or proc.pfn_visible, huge_known=scan)
-        fmt = make_format(args.format, filtered=bool(terms))
+        fmt = _format(args.format, filtered=bool(terms))
         if not proc.pfn_visible:
             _common.pfn_hidden_note()
         out.write(fmt.header())
@@ -95,7 +109,6 @@ def run(args) -> int:
             raise gone_during(pid, started, "the dump") from None
         finally:
             progress.close()
-        out.write(fmt.footer())
         out.flush()
         try:
             proc.check_mappings(mappings)  # the rows above came from these mappings

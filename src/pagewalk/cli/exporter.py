@@ -45,7 +45,7 @@ def run(args) -> int:
     import signal
     import threading
 
-    from ..analysis.exporter import parse_listen, serve
+    from ..output.metrics_server import parse_listen, serve
 
     if args.pids and args.all:
         raise InvalidArgument("give --pid or --all, not both")

@@ -12,6 +12,8 @@ NAMES = ("usage",)  # the command names this module serves
 
 
 def add_parser(sub) -> None:
+    from ..analysis.usage import GROUPINGS, SORT_FIELDS  # (numpy: only once this command is chosen, or --help)
+
     p = sub.add_parser("usage", help="RSS, PSS, USS and swap per process (procrank, smem)",
                        description="Memory per process from pagemap and /proc/kpagecount: RSS (resident), PSS "
                                    "(shared pages divided among their mappers), USS (pages mapped only once) "
@@ -19,8 +21,8 @@ def add_parser(sub) -> None:
                                    "from the exclusive bit and PSS from smaps_rollup where readable.")
     p.add_argument("pids", metavar="PID", nargs="*", help="processes to measure (default: all)")
     p.add_argument("--all", action="store_true", help="every process")
-    p.add_argument("--sort", default="pss", choices=("rss", "pss", "uss", "swap"), help="largest first (default pss)")
-    p.add_argument("--by", default="process", choices=("process", "user", "command", "mapping", "cgroup"),
+    p.add_argument("--sort", default="pss", choices=SORT_FIELDS, help="largest first (default pss)")
+    p.add_argument("--by", default="process", choices=GROUPINGS,
                    help="group the rows (default: one per process)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=run)

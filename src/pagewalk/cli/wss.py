@@ -24,6 +24,8 @@ METHOD_HELP = (
 
 
 def add_parser(sub) -> None:
+    from ..analysis.wss import METHODS
+
     p = sub.add_parser(
         "wss", help="working-set size over time (pages touched per interval)",
         description="Each sample resets what the method tracks, waits --interval seconds and counts the pages "
@@ -36,7 +38,7 @@ def add_parser(sub) -> None:
     _common.pid_argument(p)
     p.add_argument("--interval", default="1", metavar="S", help="seconds per sample (default 1, at most a day)")
     p.add_argument("--count", type=int, default=5, metavar="N", help="samples (default 5)")
-    p.add_argument("--method", default="auto", choices=("auto", "referenced", "soft-dirty", "idle", "damon"),
+    p.add_argument("--method", default="auto", choices=("auto", *METHODS),
                    help=METHOD_HELP)
     p.add_argument("--json", action="store_true",
                    help="print one JSON document (at the end; Ctrl-C prints the samples taken so far)")

@@ -7,6 +7,8 @@ import json
 from ..names import printable, unicode_text
 from ..analysis.files import FileResidency
 from ..kernel.pagemap import PAGE_SIZE
+from ..core import flags as fl
+from .humanize import human_bytes
 
 
 def _span(first: int, count: int) -> str:
@@ -14,8 +16,7 @@ def _span(first: int, count: int) -> str:
 
 
 def as_json(reports: list[FileResidency]) -> str:
-    from ..core import flags as fl
-
+    """The ``files --json`` document of ``reports`` (sizes in bytes)."""
     docs = []
     for r in reports:
         doc = {"path": unicode_text(r.path), "size": r.size_bytes, "pages": r.pages, "cached": r.cached,
@@ -30,9 +31,6 @@ def as_json(reports: list[FileResidency]) -> str:
 def as_text(reports: list[FileResidency]) -> str:
     """A line per file, then its cached pages: runs with their flags and map count
     where frames are visible, else plain ranges."""
-    from ..core import flags as fl
-    from .humanize import human_bytes
-
     lines = []
     for r in reports:
         share = f" ({100 * r.cached / r.pages:.0f}%)" if r.pages else ""

@@ -9,11 +9,11 @@ import time
 
 from ..errors import NoAddressSpace, NoSuchProcess
 from ..names import printable
+from .humanize import human_bytes
+from ..kernel.procfs import is_zombie
 
 
 def _size(n: int | None) -> str:
-    from .humanize import human_bytes
-
     return human_bytes(n)
 
 
@@ -53,7 +53,6 @@ class Watch:
             self.report = self.sample()
             self.samples += 1
         except NoAddressSpace:  # it exited since the last sample, and is a zombie now
-            from ..kernel.procfs import is_zombie
 
             self.gone_at = time.strftime("%H:%M:%S")
             self.zombie = is_zombie(self.pid)

@@ -13,6 +13,7 @@ from ..names import printable
 from ..kernel.pagemap import PAGE_SIZE
 from ..core.pagetable import CountsReport, PageCounts
 from .table import render_columns
+from .humanize import human_bytes
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
                 "soft_dirty")
@@ -48,6 +49,7 @@ def as_json(report: CountsReport) -> str:
 
 
 def as_text(report: CountsReport) -> str:
+    """The ``maps`` table of ``report``: page counts per mapping, RSS in human units."""
     headers = ["START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "FILE", "EXCL", "HUGE", "GUARD",
                "UFFD_WP", "SOFT_DIRTY", "RSS", "MAPPING"]
     maps = [mc.mapping for mc in report.mappings]
@@ -67,6 +69,4 @@ def as_text(report: CountsReport) -> str:
 
 @functools.lru_cache(maxsize=1024)  # many mappings share a size
 def _size(n: int | None) -> str:
-    from .humanize import human_bytes
-
     return human_bytes(n)

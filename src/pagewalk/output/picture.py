@@ -10,11 +10,15 @@ axes and legend and writes the file.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..extras import require
 from ..names import printable
 from ..kernel.pagemap import PAGE_SIZE
 from ..analysis.picture import COLORS, LABELS, STATES, AddressSpace, Band, physical_raster, ram_ranges
 from ..core.states import PRESENT_CLASSES
+from ..kernel.outfile import write_private
+from .humanize import human_bytes
 
 WIDTH_IN, HEIGHT_IN, DPI = 16, 10, 100  # 1600 x 1000 pixels
 BAND_PX = 1100  # raster width of the virtual panel
@@ -31,8 +35,7 @@ def _pyplot():
 
 
 def band_label(space: AddressSpace, band: Band) -> str:
-    from .humanize import human_bytes
-
+    """The label of ``band``: its mappings' addresses, permissions and names, and its size."""
     first, last = space.mappings[band.lo], space.mappings[band.hi - 1]
     size = human_bytes(band.pages * PAGE_SIZE)
     if band.hi - band.lo == 1:
@@ -58,21 +61,17 @@ def _text(name: str) -> str:
 def _heights(bands: list[Band], available: int) -> list[int]:
     """Band heights in pixels: at least MIN_BAND_PX, the rest shared by the square
     root of their sizes, so a 64 GiB reservation and a one-page mapping both show."""
-    import numpy as np
-
     weight = np.sqrt(np.array([b.pages for b in bands], dtype=np.float64))
     spare = max(available - MIN_BAND_PX * len(bands), 0)
     return [MIN_BAND_PX + int(spare * w / weight.sum()) for w in weight]
 
 
 def draw(space: AddressSpace, path: str, file_format: str, force: bool = False) -> None:
-    """Write the picture of ``space`` to ``path`` as ``png`` or ``svg``."""
-    import numpy as np
-
-    from .humanize import human_bytes
-
+    """Write the picture of ``space`` to ``path`` as ``png`` or ``svg`` (mode 0600, as
+    :func:`~pagewalk.kernel.outfile.write_private` writes; ``force`` as there).  Raises what
+    :func:`pagewalk.extras.require` raises without matplotlib (extra ``pictures``)."""
     plt = _pyplot()
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # (after _pyplot: a missing extra is said as one)
 
     bands = space.bands()
     gaps = len(bands) - 1
@@ -138,8 +137,6 @@ def draw(space: AddressSpace, path: str, file_format: str, force: bool = False) 
                for s, label, c in zip(STATES, LABELS, COLORS)]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False,
                title="page states (a pixel standing for many pages has the colour of their mix)", title_fontsize=8)
-    from ..kernel.outfile import write_private
-
     # 0600: the physical panel shows where the frames are
     write_private(path, lambda f: fig.savefig(f, format=file_format, dpi=DPI), force)
     plt.close(fig)

@@ -22,6 +22,7 @@ from ..core import flags
 from ..names import printable
 from ..kernel.pagemap import PAGE_SIZE
 from ..analysis.picture import COLORS, LABELS, PRESENT_STATES, STATES, UNKNOWN, ZERO, AddressSpace, physical_raster, ram_ranges
+from ..kernel.outfile import write_private
 
 PHYS_WIDTH, PHYS_HEIGHT = 100, 280  # cells of the physical panel
 PAGEMAP_BITS = ((55, "soft-dirty"), (56, "exclusive"), (57, "uffd-wp"), (58, "guard"), (61, "file/shared"),
@@ -111,7 +112,5 @@ def document(space: AddressSpace) -> str:
 def write(space: AddressSpace, path: str, force: bool = False) -> None:
     """Write the page to ``path`` (mode 0600: it holds physical addresses; ``force``: as
     :func:`pagewalk.outfile.write_private`'s)."""
-    from ..kernel.outfile import write_private
-
     text = document(space).encode("utf-8")
     write_private(path, lambda f: f.write(text), force)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,6 +14,18 @@ from ..analysis.pagetypes import Batch, Options, TypesCounter
 from ..core import flags as fl
 from ..names import printable
 from . import vecfmt as vf
+
+
+class _Run(NamedTuple):
+    """A run of ``-l``: first virtual page and frame, length (pages), flags, cgroup
+    inode and map count."""
+
+    voffset: int
+    offset: int
+    count: int
+    flags: int
+    cgroup: int
+    mapcnt: int
 
 
 class Lister:
@@ -24,7 +37,7 @@ class Lister:
         self.o = options
         self.out = out
         self.voffset_column = voffset_column  # "voffset", "foffset" or None
-        self.pending: tuple[int, int, int, int, int, int] | None = None  # voff, off, count, flags, cg, cnt
+        self.pending: _Run | None = None  # the last run, which the next batch may extend
 
     def header(self) -> str:
         cols = [self.voffset_column] if self.voffset_column else []
@@ -34,6 +47,8 @@ class Lister:
         return "\t".join(cols) + "\n"
 
     def add(self, batch: Batch, flags: np.ndarray) -> None:
+        """Write the lines of ``batch`` whose kpageflags bits (as ``-b`` shows them) are
+        ``flags``, one per page; the last run is held back (:meth:`flush`)."""
         n = len(flags)
         if n == 0:
             return
@@ -50,10 +65,10 @@ class Lister:
                 & (off[1:] == off[:-1] + one) & (voff[1:] == voff[:-1] + one))
         starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
         lengths = np.diff(np.concatenate((starts, [n])))
-        first = (int(voff[0]), int(off[0]), int(flags[0]), int(cg[0]), int(cnt[0]))
         p = self.pending
-        if p is not None and p[3:] == first[2:] and first[1] == p[1] + p[2] and first[0] == p[0] + p[2]:
-            self.pending = (p[0], p[1], p[2] + int(lengths[0]), p[3], p[4], p[5])
+        if (p is not None and (p.flags, p.cgroup, p.mapcnt) == (int(flags[0]), int(cg[0]), int(cnt[0]))
+                and int(off[0]) == p.offset + p.count and int(voff[0]) == p.voffset + p.count):
+            self.pending = p._replace(count=p.count + int(lengths[0]))
             starts, lengths = starts[1:], lengths[1:]
         if len(starts) == 0:
             return
@@ -62,14 +77,13 @@ class Lister:
         k = starts[:last]
         self.out.write(self._render(voff[k], off[k], lengths[:last].astype(np.uint64), flags[k], cg[k], cnt[k]))
         s = starts[last]
-        self.pending = (int(voff[s]), int(off[s]), int(lengths[last]), int(flags[s]), int(cg[s]), int(cnt[s]))
+        self.pending = _Run(int(voff[s]), int(off[s]), int(lengths[last]), int(flags[s]), int(cg[s]), int(cnt[s]))
 
     def flush(self) -> None:
+        """Write the run held back for the next batch, if any."""
         if self.pending is not None:
-            v, o, c, f, g, m = self.pending
-            self.pending = None
-            a = lambda x: np.array([x], dtype=np.uint64)  # noqa: E731
-            self.out.write(self._render(a(v), a(o), a(c), a(f), a(g), a(m)))
+            p, self.pending = self.pending, None
+            self.out.write(self._render(*(np.array([x], dtype=np.uint64) for x in p)))
 
     def _render(self, voff, off, length, flags, cg, cnt) -> bytes:
         n = len(off)

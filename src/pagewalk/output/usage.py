@@ -7,9 +7,11 @@ import json
 from ..names import printable, unicode_text
 from ..analysis.usage import Report
 from .table import render_columns
+from .humanize import human_bytes
 
 
 def as_json(report: Report) -> str:
+    """The ``usage --json`` document of ``report`` (amounts in bytes, null where unknown)."""
     def amounts(u) -> dict:
         return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap, "swap_pss": u.swap_pss, "huge": u.huge}
 
@@ -28,8 +30,6 @@ def as_json(report: Report) -> str:
 
 def as_text(report: Report) -> str:
     """One row per process (or group), sizes human-readable, the name last (it may be long)."""
-    from .humanize import human_bytes
-
     rows = [*report.rows, report.totals]
     sizes = [[human_bytes(getattr(u, f)) for u in rows] for f in ("rss", "pss", "uss", "swap", "swap_pss")]
     if report.by == "process":

@@ -94,6 +94,7 @@ def choice_col(index: np.ndarray, words: list[bytes | str]) -> Column:
 
 
 def bool_col(flags: np.ndarray, true: str = "true", false: str = "false") -> Column:
+    """``true`` where ``flags`` is set, ``false`` elsewhere."""
     return choice_col(flags.astype(np.intp), [false, true])
 
 
