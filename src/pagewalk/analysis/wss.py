@@ -361,7 +361,7 @@ def open_tracker(pid: int, method: str = "auto", interval: float = 1.0) -> Track
     from ..core.process import Process
 
     with Process(pid) as process:
-        process.pagemap()  # a missing process, a kernel thread or a zombie fails here, as in every command
+        process.mappings()  # a missing process, a kernel thread or a zombie fails here, as in every command
     return Tracker(pid, choose(method, pid), interval)
 
 

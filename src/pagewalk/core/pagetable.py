@@ -36,26 +36,12 @@ from ..kernel.pagemap import (
     PM_UFFD_WP,
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
-    runs_of,
 )
+from ..runs import ramps, run_arrays, runs_of
 from .states import empty_entry, swap_classes, zero_by_pfn
 
 U64 = np.uint64
 _LITTLE_ENDIAN = sys.byteorder == "little"
-
-
-def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
-    """``numpy.arange(start, start + length * step, step)`` for each start and length,
-    one after another, in ``starts``' dtype: built in one array by a cumulative sum
-    in place (per-run temporaries of a million entries page-fault slowly)."""
-    keep = lengths > 0
-    starts, lengths = starts[keep], lengths[keep]
-    out = np.full(int(lengths.sum()), step, dtype=starts.dtype)
-    if len(out):
-        lasts = starts + (lengths - 1).astype(starts.dtype) * starts.dtype.type(step)
-        out[np.cumsum(lengths) - lengths] = starts - np.concatenate((np.zeros(1, starts.dtype), lasts[:-1]))
-        np.cumsum(out, out=out)  # unsigned starts wrap and come back: the sums are exact
-    return out
 
 
 def _bit(raw: np.ndarray, mask: int) -> np.ndarray:
@@ -332,15 +318,6 @@ class PageTable:
         if value is None:
             raise ValueError(f"{name} is not known for this reader and kernel")
         return value
-
-
-def run_arrays(runs) -> tuple[np.ndarray, np.ndarray]:
-    """``(first, end)`` runs (a list of pairs, or already two arrays) as two int64
-    arrays of their firsts and ends."""
-    if isinstance(runs, tuple) and len(runs) == 2 and isinstance(runs[0], np.ndarray):
-        return runs
-    pairs = np.array(runs, dtype=np.int64).reshape(-1, 2)
-    return pairs[:, 0], pairs[:, 1]
 
 
 def zero_pfn_mask(frame: np.ndarray, zero_pfns: frozenset[int]) -> np.ndarray:

@@ -26,8 +26,8 @@ from ..kernel.pagemap import (
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
     PagemapFile,
-    runs_of,
 )
+from ..runs import runs_of
 from .states import decode_swap, empty_entry
 from ..kernel.probes import soft_dirty_supported
 

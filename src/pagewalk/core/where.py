@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument, Unsupported
 from ..kernel.maps import Mapping
+from .reading import mostly_unpopulated
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,7 +90,7 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
     from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
     from .pagetable import run_arrays
 
-    sparse = process.mostly_unpopulated()
+    sparse = mostly_unpopulated(process.pid)
     clipped = clip(mappings, start, end)
     # runs found only inside the range asked for (a whole mapping's could cost a call a page)
     within = None if start is None and end is None else (

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 from ..errors import AccessDenied, InvalidArgument, PagewalkError, Unsupported
-from .pagemap import PFN_LIMIT, read_entries_into, runs_of
+from ..runs import runs_of
+from .pagemap import PFN_LIMIT, read_entries_into
 
 KPAGEFLAGS = "kpageflags"
 KPAGECOUNT = "kpagecount"

@@ -149,11 +149,6 @@ class _Mapped:
             self.addr = 0
 
 
-def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
-
-
 def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int, np.ndarray]]:
     """``(first page, cached mask)`` over ``count`` pages from ``first``, in chunks."""
     end = first + count

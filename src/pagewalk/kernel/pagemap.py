@@ -72,18 +72,6 @@ def max_swapfiles() -> int:
     return _max_swapfiles
 
 
-def runs_of(values: list[int], gap: int) -> list[tuple[int, int]]:
-    """Sorted distinct ``values`` grouped into ``(first, last)`` runs whose members are
-    at most ``gap`` apart: each run is one read instead of one per value."""
-    runs: list[tuple[int, int]] = []
-    for v in values:
-        if runs and v - runs[-1][1] <= gap:
-            runs[-1] = (runs[-1][0], v)
-        else:
-            runs.append((v, v))
-    return runs
-
-
 def read_entries_into(fd: int, buf: memoryview, index: int) -> int:
     """Fill the byte buffer ``buf`` with u64 entries from entry ``index`` of the file
     ``fd`` (pagemap or a per-PFN file), in as few ``preadv`` calls as the kernel
