@@ -38,7 +38,7 @@ from ..kernel.pagemap import (
     SWAP_TYPE_MASK,
 )
 from ..runs import ramps, run_arrays, runs_of
-from .states import empty_entry, swap_classes, zero_by_pfn
+from .states import SwapClasses, empty_entry, swap_classes, zero_by_pfn
 
 U64 = np.uint64
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -47,7 +47,7 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 def _bit(raw: np.ndarray, mask: int) -> np.ndarray:
     """Where ``raw`` has any bit of ``mask`` set.  A single bit is read from the byte
     that holds it where the layout allows: no temporary of a u64 per page (fresh
-    memory page-faults slowly on these machines)."""
+    memory page-faults)."""
     bit = mask.bit_length() - 1
     if mask == 1 << bit and _LITTLE_ENDIAN and raw.ndim == 1 and raw.flags.c_contiguous and raw.dtype == U64:
         return (raw.view(np.uint8)[bit >> 3 :: 8] & np.uint8(1 << (bit & 7))) != 0
@@ -212,7 +212,7 @@ class PageTable:
         return (self.raw & U64(PM_PFRAME_MASK)).view(np.int64)
 
     @functools.cached_property
-    def _swap_classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _swap_classes(self) -> SwapClasses:
         frame = self._frame
         return swap_classes(self.swap_entry, _bit(self.raw, PM_GUARD_REGION), self.uffd_wp,
                             frame & SWAP_TYPE_MASK, frame >> SWAP_TYPE_BITS, self.pfn_visible)
@@ -220,15 +220,15 @@ class PageTable:
     @property
     def guard(self) -> np.ndarray:
         """Guard-region markers."""
-        return self._swap_classes[1]
+        return self._swap_classes.guard
 
     @property
     def swapped(self) -> np.ndarray:
         """In swap: real swap entries (markers and, with PFNs visible, migration
         entries excluded) and shared-memory pages in swap (:attr:`shmem_swapped`)."""
         if self.shmem_swapped is None:
-            return self._swap_classes[0]
-        return self._swap_classes[0] | self.shmem_swapped
+            return self._swap_classes.swapped
+        return self._swap_classes.swapped | self.shmem_swapped
 
     @property
     def swapped_unknown(self) -> np.ndarray | None:
@@ -247,7 +247,7 @@ class PageTable:
 
     def mark_shmem_swap(self, runs) -> None:
         """Mark the pages of this table that are shared memory in swap, which
-        pagemap shows as empty (kernel.md 6a.1): ``runs`` are the ``(first, end)``
+        pagemap shows as empty (mm/shmem.c): ``runs`` are the ``(first, end)``
         virtual page numbers of the object's pages in swap (:mod:`pagewalk.shmem`),
         as a list or as two arrays (:func:`run_arrays`, for a mapping read in many
         chunks); only empty entries count (a private mapping's copied page has an
@@ -276,7 +276,7 @@ class PageTable:
     def swap_ambiguous(self) -> np.ndarray:
         """Entries an unprivileged reader cannot class: swap or uffd-wp marker (never
         set when PFNs are visible); they are in neither ``swapped`` nor ``guard``."""
-        return self._swap_classes[2]
+        return self._swap_classes.ambiguous
 
     @functools.cached_property
     def pfn(self) -> np.ndarray:

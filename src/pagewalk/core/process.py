@@ -313,7 +313,8 @@ class Process:
         of their pages either).  Without PAGEMAP_SCAN every mapping is read.
 
         With ``shmem_swap``, shared-memory pages in swap, which have no entry
-        (kernel.md 6a.1), are rows too, with an empty entry and ``shmem_swapped``
+        (mm/shmem.c: the page tables
+        keep none), are rows too, with an empty entry and ``shmem_swapped``
         set; ``shmem_unknown_mappings`` then lists the shared-memory mappings whose
         swap this reader cannot look up, and ``shmem_note`` says why.
 
@@ -460,7 +461,7 @@ class Process:
                           runs=((lo * PAGE_SIZE + resident.base).astype(np.uint64), lengths))
         # A page unmapped (or zapped) between the walk and the read of its entry reads
         # empty: it is no longer populated, and an empty row would read as shared
-        # memory in swap (kernel.md 6a.1).
+        # memory in swap (mm/shmem.c).
         populated = table.present | table.swap_entry
         return table if populated.all() else table.take(np.flatnonzero(populated))
 

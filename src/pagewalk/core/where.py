@@ -7,6 +7,7 @@ optionally negated with ``~``; a page is kept when all of them hold:
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
 
     from .pagetable import PageTable
     from .process import Process
+
+Clipped = namedtuple("Clipped", "mapping start end")
+Clipped.__doc__ = """A mapping and the part of it inside a range: ``[start, end)``, bytes."""
+PageChunk = namedtuple("PageChunk", "mapping start end table")
+PageChunk.__doc__ = """A :class:`Clipped` mapping and one :class:`PageTable` of it (None for ``[vsyscall]``)."""
 
 WHERE_NAMES = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero", "huge")
 
@@ -68,22 +74,25 @@ def where_mask(table: PageTable, terms: list[tuple[str, bool]]) -> np.ndarray | 
     return mask
 
 
-def clip(mappings: Sequence[Mapping], start: int | None, end: int | None) -> list[tuple[Mapping, int, int]]:
-    """Each mapping with the part of it inside ``[start, end)`` (all of it without a range)."""
+def clip(mappings: Sequence[Mapping], start: int | None, end: int | None) -> list[Clipped]:
+    """Each mapping with the part of it inside ``[start, end)`` (bytes; all of it
+    without a range), in the mappings' order; mappings outside the range are left out."""
     out = []
     for m in mappings:
         lo = m.start if start is None else max(m.start, start)
         hi = m.end if end is None else min(m.end, end)
         if lo < hi:
-            out.append((m, lo, hi))
+            out.append(Clipped(m, lo, hi))
     return out
 
 
 def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None = None,
                end: int | None = None, *, zero_huge: bool = True
-               ) -> Iterator[tuple[Mapping, int, int, PageTable | None]]:
-    """For each mapping clipped to the range (``m, lo, hi``), its page tables in
-    bounded chunks; ``[vsyscall]`` comes once with table None: it has no pagemap entries.
+               ) -> Iterator[PageChunk]:
+    """For each mapping clipped to ``[start, end)`` (bytes), its page tables in
+    bounded chunks, as :class:`PageChunk` s; ``[vsyscall]`` comes once with table
+    None: it has no pagemap entries.  Raises :class:`~pagewalk.errors.ProcessGone`
+    if the process exits.
     Where most of the process is not resident, a PAGEMAP_SCAN walk first finds what
     to read; in a dense one it would cost more than it saves.  Pages of shared
     memory in swap are marked (:meth:`PageTable.mark_shmem_swap`)."""
@@ -98,10 +107,10 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
     shmem = process.shmem_swap([m for m, _, _ in clipped], within=within)
     for k, (m, lo, hi) in enumerate(clipped):
         if m.is_vsyscall:
-            yield m, lo, hi, None
+            yield PageChunk(m, lo, hi, None)
             continue
         runs = run_arrays(shmem[k].runs) if shmem.get(k) else None
         for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge, sparse=sparse and not m.scan_skips):
             if k in shmem:
                 table.mark_shmem_swap(runs)
-            yield m, lo, hi, table
+            yield PageChunk(m, lo, hi, table)
