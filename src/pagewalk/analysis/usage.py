@@ -30,6 +30,7 @@ from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
 from ..kernel.smaps import read_rollup, shmem_swap_pages
 from ..core.states import PSS_SHIFT, known_sum, pss_share, uss_page
+from ..core.tables import rss_rows, shmem_rows
 
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
@@ -187,7 +188,7 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
     map_index = mapping_index(maps, table.vaddr)
     map_label = np.array([label_of[m.label()] for m in maps], dtype=np.int64)
     label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
-    resident = proc.rss_rows(table, maps, map_index)
+    resident = rss_rows(proc.pid, table, maps, map_index)
     n = len(labels)
     smaps = None  # the kernel's own per-mapping sums, read only where pagemap cannot tell
     if table.zero is None:  # no PFNs and no PAGEMAP_SCAN: the zero page is told apart by smaps' Rss
@@ -205,7 +206,7 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
     # shared memory in swap: no entry in pagemap (kernel.md 6a.1); one lookup per object
     # range for all processes (shmem_cache), counted where this process has no entry
     found = proc.shmem_swap(maps, cache=shmem_cache)
-    records, _ = proc.shmem_rows(table, found)
+    records, _ = shmem_rows(table, found)
     shmem_records = []
     for i, record in records.items():
         m = maps[i]

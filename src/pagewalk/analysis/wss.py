@@ -292,6 +292,7 @@ class Tracker:
         from DAMON's ``regions`` (start, end, nr_accesses)."""
         import numpy as np
 
+        from ..core.tables import rss_rows
         from ..kernel.maps import mapping_index
 
         table = self.process.resident_table(kpageflags=self.kpageflags)
@@ -335,7 +336,7 @@ class Tracker:
             own, other = per_mapping(used_vaddr[~foreign]), per_mapping(used_vaddr[foreign])
         mappings = [(m.label(), m.start, o, x) for m, o, x in zip(maps, own, other) if o or x]
         return Sample(elapsed, sum(own), None if self.method == "soft-dirty" else sum(other),
-                      int(self.process.rss_rows(table, maps).sum()) * PAGE_SIZE, mappings), scanned
+                      int(rss_rows(self.process.pid, table, maps).sum()) * PAGE_SIZE, mappings), scanned
 
     def samples(self, interval: float, count: int) -> Iterator[Sample]:
         """``count`` samples of ``interval`` seconds each, as they are taken (none kept

@@ -21,7 +21,7 @@ from ..errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from ..kernel.maps import Mapping, is_hugetlb, parse_maps, read_maps_text
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 from ..kernel.procfs import thread_group
-from ..runs import consecutive_runs, merge_runs, paint, ramps, runs_of
+from ..runs import merge_runs, paint, runs_of
 from .reading import (
     PAGES_PER_READ,
     SPARSE_MIN_PAGES,
@@ -30,7 +30,6 @@ from .reading import (
     Piece,
     ResidentRead,
     ScanLayout,
-    clip_runs,
     count_pieces,
     mostly_unpopulated,
     read_populated,
@@ -43,8 +42,6 @@ from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..kernel.kpage import KpageFile
     from ..kernel.scan import Scanner
     from ..kernel.shmem import ShmemSwapResult
@@ -330,7 +327,7 @@ class Process:
         mappings are then the table's, whatever ``mappings`` says).
         With ``kpageflags`` (the open file; PFNs must be visible) the table's
         ``kpageflags`` holds the flags of each present page's frame."""
-        import numpy as np
+        from . import tables  # numpy: the first table of the process may be this one
 
         own = mappings is None or resident is not None  # maps this may read again
         for _ in range(WALK_ATTEMPTS):
@@ -338,132 +335,24 @@ class Process:
                 maps = resident.mappings
             else:
                 maps = self.mappings() if own else mappings
-            table = self._resident_pages(maps, resident)
+            if resident is None:
+                resident = read_resident(self, maps)
+            if resident is None:  # no PAGEMAP_SCAN: every entry of every mapping
+                table = read_populated(self._pagemap(), [m for m in maps if not m.is_vsyscall and not m.scan_skips],
+                                       pfn_visible=self.pfn_visible)
+            else:
+                table = tables.resident_pages(resident, maps, pfn_visible=self.pfn_visible)
             changed = self._changed_since(maps)
             if not changed or not own:
                 break
             resident = None  # walk again, with the maps as they are now
         self.changed = changed
         if kpageflags is not None:
-            present = table.present
-            if present.all():  # usual: no index arrays of a million entries
-                frames = table.raw & np.uint64(PM_PFRAME_MASK)
-                table.kpageflags = kpageflags.read(frames, out=frames)
-            else:
-                table.kpageflags = np.zeros(len(table), dtype=np.uint64)
-                table.kpageflags[present] = kpageflags.read(table.raw[present] & np.uint64(PM_PFRAME_MASK))
+            tables.fill_kpageflags(table, kpageflags)
         if shmem_swap:
-            table = self._with_shmem_swap(table, maps)
+            table = tables.add_shmem_rows(table, self.shmem_swap(maps), maps)
         table.mappings, table.changed_mappings = list(maps), changed
         return table
-
-    def rss_rows(self, table: PageTable, mappings: Sequence[Mapping], map_index: np.ndarray | None = None
-                 ) -> np.ndarray:
-        """Which rows of ``table`` (a resident table of ``mappings``) smaps counts in
-        ``Rss`` (:func:`pagewalk.states.rss_pages`, page by page): present, not the
-        zero page, not in a hugetlb mapping.  ``map_index``: each row's mapping, if
-        the caller has it."""
-        import numpy as np
-
-        from ..kernel.maps import mapping_index
-
-        rss = table.resident.copy()
-        if table.huge is not None and table.huge.any():
-            index = mapping_index(mappings, table.vaddr) if map_index is None else map_index
-            for i in np.unique(index[table.huge]).tolist():
-                if is_hugetlb(self.pid, mappings[i]):
-                    rss &= index != i
-        return rss
-
-    @staticmethod
-    def shmem_rows(table: PageTable, found) -> tuple[dict, list[np.ndarray]]:
-        """The pages of ``found`` (:meth:`shmem_swap`, exact) that ``table`` (a
-        resident table) has no row for: a page with an entry of its own (copied on
-        write in a private mapping; a marker) is not the object's page in swap for
-        this process.  Returns the records cut to those pages, and their virtual
-        page numbers per record."""
-        import numpy as np
-
-        records, added = dict(found), []
-        have = table.vaddr
-        for i, record in found.items():
-            if not record or not record.runs:
-                continue
-            vpn = ramps(np.array([a for a, _ in record.runs], dtype=np.int64),
-                        np.array([b - a for a, b in record.runs], dtype=np.int64))
-            if len(have):
-                vaddr = vpn.astype(np.uint64) << np.uint64(PAGE_SHIFT)
-                at = np.minimum(np.searchsorted(have, vaddr), len(have) - 1)
-                new = have[at] != vaddr
-                if not new.all():
-                    vpn = vpn[new]
-                    records[i] = record._replace(runs=consecutive_runs(vpn), pages=len(vpn))
-            added.append(vpn)
-        return records, added
-
-    def _with_shmem_swap(self, table: PageTable, mappings: Sequence[Mapping]) -> PageTable:
-        """``table`` with a row for each shared-memory page in swap (an empty entry,
-        ``shmem_swapped`` set), in address order.  A page of a private mapping
-        that has an entry of its own (copied on write) has its row already and is
-        not in the object's swap for this process.  The table keeps the lookup's
-        records (``shmem_records``, cut to the rows added) and its ``shmem_note``."""
-        import numpy as np
-
-        from .pagetable import PageTable
-
-        found = self.shmem_swap(mappings)
-        table.shmem_unknown_mappings = [mappings[i] for i, r in found.items() if r is None]
-        table.shmem_note = found.note
-        table.shmem_records, added = self.shmem_rows(table, found)
-        if not sum(map(len, added)):
-            return table
-        vaddr = np.concatenate(added).astype(np.uint64) << np.uint64(PAGE_SHIFT)
-        n = len(vaddr)
-        extra = PageTable(0, np.zeros(n, dtype=np.uint64), pfn_visible=table.pfn_visible, vaddr=vaddr,
-                          zero=None if table._zero is None else np.zeros(n, dtype=bool),
-                          huge=None if table.huge is None else np.zeros(n, dtype=bool),
-                          kpageflags=None if table.kpageflags is None else np.zeros(n, dtype=np.uint64),
-                          soft_dirty_known=table.soft_dirty_known)
-        extra.shmem_swapped = np.ones(n, dtype=bool)
-        joined = PageTable.concat([(table, None), (extra, None)])
-        merged = joined.take(np.argsort(joined.vaddr, kind="stable"))
-        merged.shmem_unknown_mappings, merged.shmem_note = table.shmem_unknown_mappings, table.shmem_note
-        merged.shmem_records = table.shmem_records
-        return merged
-
-    def _resident_pages(self, mappings: Sequence[Mapping], resident: ResidentRead | None) -> PageTable:
-        """The populated pages of ``mappings`` (all inside them) as one table."""
-        import numpy as np
-
-        from .pagetable import PageTable
-
-        if resident is None:
-            resident = read_resident(self, mappings)
-        if resident is None:  # no PAGEMAP_SCAN: every entry of every mapping
-            return read_populated(self._pagemap(), [m for m in mappings if not m.is_vsyscall and not m.scan_skips],
-                                  pfn_visible=self.pfn_visible)
-        raw = np.frombuffer(resident.entries, dtype=np.uint64)
-        lo, hi = np.array(resident.lo, dtype=np.int64), np.array(resident.hi, dtype=np.int64)
-        zero, huge = np.array(resident.zero, dtype=bool), np.array(resident.huge, dtype=bool)
-        # The walk covers the gaps between the mappings too: a mapping made there
-        # during the walk is not among them, and its pages are no rows.
-        lo, hi, run = clip_runs(lo, hi, mappings, resident.base)  # a ClippedRuns
-        if run is not None:
-            zero, huge = zero[run], huge[run]
-        lengths = hi - lo
-        if run is not None or len(resident.spans) != len(lo):  # runs merged into spans: pick the runs out
-            span_lo = np.array([a for a, _ in resident.spans], dtype=np.int64)
-            span_at = np.concatenate(([0], np.cumsum([b - a for a, b in resident.spans]))).astype(np.int64)
-            span = np.searchsorted(span_lo, lo, side="right") - 1  # the span of each run
-            raw = raw[ramps(span_at[span] + lo - span_lo[span], lengths)]
-        table = PageTable(resident.base, raw, pfn_visible=self.pfn_visible, zero=np.repeat(zero, lengths),
-                          huge=np.repeat(huge, lengths), zero_pfns=probes.zero_pfns(),
-                          runs=((lo * PAGE_SIZE + resident.base).astype(np.uint64), lengths))
-        # A page unmapped (or zapped) between the walk and the read of its entry reads
-        # empty: it is no longer populated, and an empty row would read as shared
-        # memory in swap (mm/shmem.c).
-        populated = table.present | table.swap_entry
-        return table if populated.all() else table.take(np.flatnonzero(populated))
 
     def counts(self, mappings: Sequence[Mapping] | None = None) -> CountsReport:
         """Per-mapping page counts, as ``pagewalk maps`` prints them.
