@@ -1,4 +1,6 @@
-"""The process-level façade: one object per PID over maps, pagemap and PAGEMAP_SCAN.
+"""The process-level façade: one object per PID over maps, pagemap and PAGEMAP_SCAN
+(fs/proc/task_mmu.c).  The read planning is in :mod:`pagewalk.core.reading`, the
+array building in :mod:`pagewalk.core.tables`.
 
 >>> import pagewalk
 >>> p = pagewalk.Process(1234)
@@ -56,7 +58,15 @@ def scan_disabled() -> bool:
 
 
 class Process:
-    """A process named by PID.  Cheap to create; every method reads ``/proc`` afresh."""
+    """A process named by PID.  Cheap to create; every method reads ``/proc`` afresh.
+
+    Raises :class:`InvalidArgument` for a PID that is not a positive int or names a
+    thread, :class:`NoSuchProcess` where there is no such process.  Public:
+    ``pid``, ``use_scan``, ``notes``, ``changed``, :attr:`pfn_visible`,
+    :attr:`scan_in_use`, :meth:`mappings`, :meth:`check_mappings`,
+    :meth:`check_alive`, :meth:`translate`, :meth:`translate_many`,
+    :meth:`page_table`, :meth:`iter_page_tables`, :meth:`resident_table`,
+    :meth:`counts`, :meth:`shmem_swap`, :meth:`close` (and ``with``)."""
 
     def __init__(self, pid: int, *, use_scan: bool | None = None) -> None:
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
@@ -216,14 +226,16 @@ class Process:
     def translate_many(self, vaddrs: Sequence[int]) -> list[Translation]:
         """Translate many addresses in one pass (one maps read, grouped pagemap reads).
         Addresses in no mapping come back with ``mapping=None``; nothing is raised.
-        Any sequence of integers will do, a numpy array included."""
+        Any sequence of integers will do, a numpy array included.  Returns one
+        :class:`Translation` an address, in order; raises what :meth:`mappings` raises."""
         vaddrs = [int(v) for v in vaddrs]
         mappings = self.mappings()
         return translate(self._pagemap(), mappings, vaddrs, pfn_visible=self.pfn_visible,
                          zero_pages=self._zero_pages, shmem_pages=self._shmem_pages)
 
     def translate(self, vaddr: int) -> Translation:
-        """Translate one address; raises :class:`NotMapped` if it is in no mapping."""
+        """Translate one address (bytes).  Returns a :class:`Translation`; raises
+        :class:`NotMapped` if it is in no mapping, and what :meth:`mappings` raises."""
         result = self.translate_many([vaddr])[0]
         if result.mapping is None:
             raise NotMapped(self.pid, [vaddr])
@@ -238,7 +250,10 @@ class Process:
         callers that do not use them (``huge`` is then None).  ``sparse=True`` lets
         one PAGEMAP_SCAN walk find the populated pages and reads only those, the
         rest being 0 by the kernel's definition; only for ranges without VM_PFNMAP
-        areas (:attr:`Mapping.scan_skips`), which the walk does not visit."""
+        areas (:attr:`Mapping.scan_skips`), which the walk does not visit.
+        Returns a :class:`PageTable`, shorter than asked at the end of user space;
+        raises :class:`InvalidArgument` if ``end < start``, :class:`ProcessGone`
+        if the process exits."""
         import numpy as np
 
         from .pagetable import PageTable
@@ -365,6 +380,8 @@ class Process:
         and huge pages are unknown.  Entries go through a shared, bounded buffer and
         whole batches of mappings are counted with one histogram.  The maps are
         read again afterwards: mappings that changed meanwhile are in ``changed``.
+        Returns a :class:`CountsReport` (counts in pages, ``rss`` in bytes); raises
+        what :meth:`mappings` raises, and :class:`ProcessGone` if the process exits.
         """
         from .pagetable import COUNT_COLUMNS, BatchCounter, CountsReport, MappingCounts, PageCounts
 
