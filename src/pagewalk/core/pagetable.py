@@ -24,6 +24,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..kernel.maps import Mapping
+from ..kernel.probes import soft_dirty_supported
 from ..kernel.pagemap import (
     PAGE_SIZE,
     PM_FILE,
@@ -192,8 +193,6 @@ class PageTable:
     def soft_dirty_known(self) -> bool:
         """Whether the kernel that wrote these entries has soft-dirty bits."""
         if self._soft_dirty_known is None:
-            from ..kernel.probes import soft_dirty_supported
-
             self._soft_dirty_known = soft_dirty_supported()
         return self._soft_dirty_known
 

@@ -18,11 +18,13 @@ import bisect
 import os
 from collections.abc import Iterator, Sequence
 
-from ..kernel import probes
+from ..kernel import probes, shmem
+from ..kernel.kpage import KpageFile, read_kpageflags
 from ..errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from ..kernel.maps import Mapping, is_hugetlb, parse_maps, read_maps_text
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 from ..kernel.procfs import thread_group
+from ..kernel.smaps import read_smaps, shmem_swap_pages
 from ..runs import merge_runs, paint, runs_of
 from .reading import (
     PAGES_PER_READ,
@@ -44,7 +46,6 @@ from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from ..kernel.kpage import KpageFile
     from ..kernel.scan import Scanner
     from ..kernel.shmem import ShmemSwapResult
     from .pagetable import CountsReport, MappingCounts, PageTable
@@ -179,8 +180,6 @@ class Process:
         reads), else by PAGEMAP_SCAN's PFNZERO over groups of nearby pages, else unknown."""
         if self.pfn_visible:
             pfns = {e & PM_PFRAME_MASK for e in entries.values()}
-            from ..kernel.kpage import read_kpageflags
-
             flags = read_kpageflags(pfns)
             if flags is not None:
                 return {vpn: zero_by_kpageflags(flags.get(e & PM_PFRAME_MASK, 0)) for vpn, e in entries.items()}
@@ -445,8 +444,6 @@ class Process:
         given), or None where this reader cannot look it up (the result's
         ``note`` says why).  Other mappings are absent.  See
         :func:`pagewalk.shmem.swapped_runs`."""
-        from ..kernel import shmem
-
         found = shmem.swapped_runs(self.pid, mappings, exact=exact, within=within, cache=cache)
         if found.note and found.note not in self.notes:
             self.notes.append(found.note)
@@ -470,8 +467,6 @@ class Process:
                 # read-only one's copied pages too, as if they were in swap)
                 pages = self._private_shmem_swap(maps[i]) if record.pages and not maps[i].shared else record.pages
             else:
-                from ..kernel.smaps import read_smaps, shmem_swap_pages
-
                 if blocks is None:
                     blocks = read_smaps(self.pid, frozenset(("Swap",))) or {}
                 pages = shmem_swap_pages(blocks, maps[i], in_table)

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from ..kernel import probes
 from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PRESENT, PM_SWAP, PagemapFile
+from ..kernel.smaps import read_smaps
 from ..runs import merge_runs, pages_below, ramps
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -284,8 +285,6 @@ def zero_from_smaps(pid: int, maps: Sequence[Mapping], present: list[int]) -> li
     page out: fs/proc/task_mmu.c ``smaps_pte_entry``), for mappings without hugetlb
     pages (smaps keeps those out of Rss too).  None where smaps cannot be read or
     the mapping changed in between; 0 for ``[vsyscall]``."""
-    from ..kernel.smaps import read_smaps
-
     blocks = read_smaps(pid, frozenset(("Rss", "Private_Hugetlb", "Shared_Hugetlb"))) or {}
     out: list[int | None] = []
     for m, p in zip(maps, present):

@@ -164,7 +164,7 @@ def classify(present, file, huge, zero, swapped, guard, shmem_swapped=None):
     shmem_swapped, guard; untouched where none does.  ``huge``, ``zero`` and
     ``shmem_swapped`` may be None (unknown): such pages keep the class of what is
     known (a zero page not told apart is drawn as present anonymous memory)."""
-    import numpy as np
+    import numpy as np  # this module is on the v2p path: numpy only when classifying columns
 
     state = np.zeros(len(present), dtype=np.uint8)
     for name, where in ((ANONYMOUS, present), (FILE, present & file),

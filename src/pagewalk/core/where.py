@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument, Unsupported
 from ..kernel.maps import Mapping
+from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
+from ..kernel.probes import soft_dirty_supported
+from ..runs import run_arrays
 from .reading import mostly_unpopulated
 
 if TYPE_CHECKING:
@@ -55,8 +58,6 @@ def check_where(terms: list[tuple[str, bool]], *, zero_known: bool, huge_known: 
             raise Unsupported("--where huge: huge mappings cannot be seen here (needs the PAGEMAP_SCAN ioctl "
                               "of Linux 6.7+)")
         if name == "soft_dirty":
-            from ..kernel.probes import soft_dirty_supported
-
             if not soft_dirty_supported():
                 raise Unsupported("--where soft_dirty: this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY)")
 
@@ -96,9 +97,6 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
     Where most of the process is not resident, a PAGEMAP_SCAN walk first finds what
     to read; in a dense one it would cost more than it saves.  Pages of shared
     memory in swap are marked (:meth:`PageTable.mark_shmem_swap`)."""
-    from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
-    from .pagetable import run_arrays
-
     sparse = mostly_unpopulated(process.pid)
     clipped = clip(mappings, start, end)
     # runs found only inside the range asked for (a whole mapping's could cost a call a page)
