@@ -27,9 +27,9 @@ import numpy as np
 from ..kernel import config, probes, procfs
 from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError
 from ..kernel.maps import mapping_index
-from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
+from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.smaps import read_rollup, shmem_swap_pages
-from ..core.states import PSS_SHIFT, known_sum, pss_share, uss_page
+from ..core.states import PSS_SHIFT, known_sum, pss_share, rss_pages_by_smaps, uss_page
 from ..core.tables import rss_rows, shmem_rows
 
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
@@ -194,8 +194,10 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
     if table.zero is None:  # no PFNs and no PAGEMAP_SCAN: the zero page is told apart by smaps' Rss
         smaps = _read_smaps(proc.pid)
         rss = np.zeros(n, dtype=np.int64)
-        for m in maps:
-            rss[label_of[m.label()]] += smaps.get((m.start, m.end), {}).get("Rss", 0) // PAGE_SIZE
+        present = np.bincount(map_index[table.present], minlength=len(maps)).tolist()
+        for m, p in zip(maps, present):
+            block = smaps.get((m.start, m.end))
+            rss[label_of[m.label()]] += rss_pages_by_smaps(None if block is None else block.get("Rss", 0), p)
     else:
         rss = np.bincount(label[resident], minlength=n)
     # Pages whose map count 1 is known from pagemap alone (kernel.md 1.1); as root the

@@ -405,10 +405,12 @@ class Process:
         real = [not m.is_vsyscall for m in maps]
         pages = [(m.end - m.start) >> PAGE_SHIFT if r else 0 for m, r in zip(maps, real)]
         zero_list, huge_list = zero.tolist(), huge.tolist() if huge is not None else None
-        if not zero_known:  # no PFNs and no PAGEMAP_SCAN (unprivileged, before 6.7)
-            zero_list = zero_from_smaps(self.pid, maps, col["present"].tolist())
-        hugetlb = [bool(h) and is_hugetlb(self.pid, m) for m, h in zip(maps, huge_list or [0] * len(maps))]
-        rss = [rss_pages(p, z, ht) * PAGE_SIZE for ht, p, z in zip(hugetlb, col["present"].tolist(), zero_list)]
+        if zero_known:
+            hugetlb = [bool(h) and is_hugetlb(self.pid, m) for m, h in zip(maps, huge_list or [0] * len(maps))]
+            rss = [rss_pages(p, z, ht) * PAGE_SIZE for ht, p, z in zip(hugetlb, col["present"].tolist(), zero_list)]
+        else:  # no PFNs and no PAGEMAP_SCAN (unprivileged, before 6.7): smaps says
+            zero_list, rss_list = zero_from_smaps(self.pid, maps, col["present"].tolist())
+            rss = [r * PAGE_SIZE for r in rss_list]
         rows: list[MappingCounts] = []
         lists = {name: col[name].tolist() for name in COUNT_COLUMNS}
         soft_dirty_known = probes.soft_dirty_supported()

@@ -18,6 +18,7 @@ from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PRESENT, PM_SWAP, PagemapFile
 from ..kernel.smaps import read_smaps
 from ..runs import merge_runs, pages_below, ramps
+from .states import rss_pages_by_smaps
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ pairs, in order, saying which row counts which share of it."""
 ScanRuns = namedtuple("ScanRuns", "lo hi zero huge")
 ScanRuns.__doc__ = """The runs one PAGEMAP_SCAN walk found: ``[lo, hi)`` page indices (int64 arrays)
 from the walk's start, and which runs are the zero page and which huge pages (bool arrays)."""
+SmapsCounts = namedtuple("SmapsCounts", "zero rss")
+SmapsCounts.__doc__ = """Per mapping, from smaps: zero pages (None: unknown) and Rss pages."""
 ClippedRuns = namedtuple("ClippedRuns", "lo hi run")
 ClippedRuns.__doc__ = """Runs ``[lo, hi)`` cut to the mappings, and ``run``: the index of the run each
 part comes from, or None where no run was cut."""
@@ -279,22 +282,25 @@ def _count_group(pagemap: PagemapFile, counter: BatchCounter, group: list[Piece]
         vpn = stop
 
 
-def zero_from_smaps(pid: int, maps: Sequence[Mapping], present: list[int]) -> list[int | None]:
-    """Zero pages per mapping (pages) where pagemap cannot tell them (no PFNs, no
-    PAGEMAP_SCAN): ``present`` pages minus smaps' ``Rss`` (which leaves the zero
-    page out: fs/proc/task_mmu.c ``smaps_pte_entry``), for mappings without hugetlb
-    pages (smaps keeps those out of Rss too).  None where smaps cannot be read or
-    the mapping changed in between; 0 for ``[vsyscall]``."""
+def zero_from_smaps(pid: int, maps: Sequence[Mapping], present: list[int]) -> SmapsCounts:
+    """Zero pages and Rss pages per mapping where pagemap cannot tell the zero page
+    (no PFNs, no PAGEMAP_SCAN).  ``rss``: :func:`~pagewalk.core.states.rss_pages_by_smaps`.
+    ``zero``: ``present`` pages minus that (smaps' ``Rss`` leaves the zero page out:
+    fs/proc/task_mmu.c ``smaps_pte_entry``), for mappings without hugetlb pages
+    (smaps keeps those out of Rss too); None where smaps cannot be read or the
+    mapping changed in between; 0 for ``[vsyscall]``."""
     blocks = read_smaps(pid, frozenset(("Rss", "Private_Hugetlb", "Shared_Hugetlb"))) or {}
-    out: list[int | None] = []
+    zero: list[int | None] = []
+    rss: list[int] = []
     for m, p in zip(maps, present):
         b = blocks.get((m.start, m.end))
+        rss.append(0 if m.is_vsyscall else rss_pages_by_smaps(None if b is None else b.get("Rss", 0), p))
         if b is None or b.get("Private_Hugetlb") or b.get("Shared_Hugetlb") or m.is_vsyscall:
-            out.append(None if not m.is_vsyscall else 0)
+            zero.append(None if not m.is_vsyscall else 0)
             continue
         z = p - b.get("Rss", 0) // PAGE_SIZE
-        out.append(z if z >= 0 else None)
-    return out
+        zero.append(z if z >= 0 else None)
+    return SmapsCounts(zero, rss)
 
 
 def scan_runs(scanner: Scanner, start: int, end: int, anyof: int) -> ScanRuns:

@@ -145,6 +145,16 @@ def rss_pages(present: int, zero: int | None, hugetlb: bool) -> int:
     return 0 if hugetlb else present - (zero or 0)
 
 
+def rss_pages_by_smaps(smaps_rss: int | None, present: int) -> int:
+    """Pages in ``Rss`` where pagemap cannot tell the zero page (no PFNs, no
+    PAGEMAP_SCAN): smaps' own ``Rss`` (``smaps_rss``, bytes; it leaves out the zero
+    page and hugetlb pages: fs/proc/task_mmu.c ``smaps_pte_entry``,
+    ``smaps_hugetlb_range``), or where smaps has no block for the mapping (None: it
+    changed in between), :func:`rss_pages` with the zero page unknown: every
+    present page, an upper bound.  The one fallback of ``maps`` and ``usage``."""
+    return rss_pages(present, None, False) if smaps_rss is None else smaps_rss // PAGE_SIZE
+
+
 def pss_share(mapcount):
     """What one page mapped ``mapcount`` times (an int, or an int64 array) adds to
     PSS, in smaps' fixed point: ``PAGE_SIZE << PSS_SHIFT`` divided by the map count
