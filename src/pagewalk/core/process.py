@@ -324,9 +324,8 @@ class Process:
         of their pages either).  Without PAGEMAP_SCAN every mapping is read.
 
         With ``shmem_swap``, shared-memory pages in swap, which have no entry
-        (mm/shmem.c: the page tables
-        keep none), are rows too, with an empty entry and ``shmem_swapped``
-        set; ``shmem_unknown_mappings`` then lists the shared-memory mappings whose
+        (mm/shmem.c: the page tables keep none), are rows too, with an empty
+        entry and ``shmem_swapped`` set; ``shmem_unknown_mappings`` then lists the shared-memory mappings whose
         swap this reader cannot look up, and ``shmem_note`` says why.
 
         The table's ``mappings`` are those it was read with: ``mappings`` if given,
@@ -337,10 +336,12 @@ class Process:
         all lie inside its mappings: a page of a mapping made during the walk,
         in a gap between them, is no row.
 
-        ``resident`` is what :func:`pagewalk.core.reading.read_resident` read, if it was read already (its
-        mappings are then the table's, whatever ``mappings`` says).
-        With ``kpageflags`` (the open file; PFNs must be visible) the table's
-        ``kpageflags`` holds the flags of each present page's frame."""
+        ``resident`` is what a :class:`~pagewalk.core.reading.ResidentRead` read,
+        if it was read already (its mappings are then the table's, whatever
+        ``mappings`` says).  With ``kpageflags`` (the open file; PFNs must be
+        visible) the table's ``kpageflags`` holds the flags of each present page's
+        frame.  Returns a :class:`PageTable`; raises what :meth:`mappings` raises,
+        and :class:`ProcessGone` if the process exits."""
         from . import tables  # numpy: the first table of the process may be this one
 
         own = mappings is None or resident is not None  # maps this may read again
