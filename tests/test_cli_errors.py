@@ -193,7 +193,7 @@ def test_a_walk_on_a_process_that_exited_is_process_gone(specimen):
     """PAGEMAP_SCAN on the fd of a process that exited fails with ESRCH: that is
     ProcessGone, like a read, never a raw OSError."""
     with pagewalk.Process(specimen.pid) as p:
-        scanner = p.scanner()
+        scanner = p._scanner()
         if scanner is None:
             pytest.skip("no PAGEMAP_SCAN on this kernel")
         os.kill(specimen.pid, signal.SIGKILL)
@@ -207,10 +207,10 @@ def test_a_read_in_the_background_of_a_process_that_exited_is_process_gone(speci
     exits meanwhile is ProcessGone when the result is asked for, not a thread's
     traceback, and the CLI says so in one line without leaving a file."""
     from pagewalk.parallel import in_background
-    from pagewalk.core.process import ResidentRead
+    from pagewalk.core.reading import ResidentRead
 
     with pagewalk.Process(specimen.pid) as p:
-        if p.scanner() is None:
+        if not p.scan_in_use:
             pytest.skip("no PAGEMAP_SCAN on this kernel")
         resident = ResidentRead(p)
         os.kill(specimen.pid, signal.SIGKILL)

@@ -116,7 +116,7 @@ def test_scan_and_read_paths_agree_page_by_page(specimen):
 def test_run_arithmetic_for_regions_that_straddle_mappings():
     """PAGEMAP_SCAN merges equal neighbours across adjacent VMAs: counts per mapping
     come from cumulative pages below each bound."""
-    from pagewalk.core.process import _pages_below
+    from pagewalk.runs import pages_below as _pages_below
 
     starts, ends = np.array([2, 10, 30]), np.array([5, 20, 31])
     points = np.array([0, 2, 3, 5, 7, 10, 15, 20, 25, 30, 31, 99])
@@ -221,7 +221,7 @@ def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen, mon
     """resident_table (behind usage, who and shared) finds the same pages, entry for
     entry, whether PAGEMAP_SCAN finds them or every entry is read; with PAGEMAP_SCAN
     both when the runs are read one by one (a few runs) and through merged spans."""
-    import pagewalk.core.process as process_module
+    import pagewalk.core.reading as reading
 
     specimen.run("a = mmap(64); write(a, 10); read(a + 20 * PAGE, 30)\n"
                  "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)\n"
@@ -232,8 +232,8 @@ def test_resident_pages_are_the_same_with_and_without_pagemap_scan(specimen, mon
             plain = pagewalk.Process(pid, use_scan=False).resident_table()
             scans = []
             for direct in (False, True):  # run by run (normally for large processes only), or spans
-                monkeypatch.setattr(process_module, "FEW_RUNS", 1 << 30 if direct else 0)
-                monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 0 if direct else 1 << 60)
+                monkeypatch.setattr(reading, "DIRECT_READ_MAX_RUNS", 1 << 30 if direct else 0)
+                monkeypatch.setattr(reading, "PARALLEL_MIN_PAGES", 0 if direct else 1 << 60)
                 scans.append(pagewalk.Process(pid, use_scan=True).resident_table())
         except pagewalk.PagewalkError:
             continue
@@ -255,13 +255,13 @@ def test_a_reader_that_starts_before_the_scan_reads_into_its_buffer(specimen):
     every entry of the snapshot stayed 0)."""
     from collections import deque
 
-    from pagewalk.core.process import ResidentRead
+    from pagewalk.core.reading import ResidentRead, read_resident
 
     specimen.run("a = mmap(64); write(a, 40)")
     with pagewalk.Process(specimen.pid) as p:
-        if p.scanner() is None:
+        if not p.scan_in_use:
             pytest.skip("no PAGEMAP_SCAN on this kernel")
-        expected = p.read_resident(threads=False)
+        expected = read_resident(p, threads=False)
         resident = ResidentRead(p)
 
         class ScanOnFirstTake(deque):  # the scan lands between the reader's start and its first piece
@@ -283,7 +283,7 @@ def test_ramps_are_exact_for_any_start():
     """The per-page addresses and buffer positions of resident_table come from
     ramps(): exact for unsigned starts beyond 2**53 (no float on the way), empty
     runs skipped, against the Python loop it replaces."""
-    from pagewalk.core.pagetable import ramps
+    from pagewalk.runs import ramps
 
     for starts in (np.array([2**64 - 8192, 5, 2**63 + 3, 2**53 + 1, 7], dtype=np.uint64),
                    np.array([40, 3, 1 << 40, 0, 9], dtype=np.int64)):
@@ -301,6 +301,7 @@ def test_counts_read_from_threads_equal_counts_read_in_turn(specimen, monkeypatc
     onto every process here (tasks of 1,000 entries, so pieces split across tasks),
     it must count exactly what the one-thread path counts."""
     import pagewalk.core.process as process_module
+    import pagewalk.core.reading as reading
 
     specimen.run("a = mmap(5000); write(a, 3000); read(a + 4000 * PAGE, 500)\n"
                  "g = mmap(4); madvise(g, 2, MADV_GUARD_INSTALL)")
@@ -308,11 +309,12 @@ def test_counts_read_from_threads_equal_counts_read_in_turn(specimen, monkeypatc
     for pid in [specimen.pid, *user_processes()]:
         before = kernel_view(pid)
         try:
-            monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 1 << 60)
+            monkeypatch.setattr(reading, "PARALLEL_MIN_PAGES", 1 << 60)
             with pagewalk.Process(pid) as p:
                 one, one_table = p.counts(), p.resident_table()
-            monkeypatch.setattr(process_module, "PARALLEL_MIN_PAGES", 0)
-            monkeypatch.setattr(process_module, "CHUNK_PAGES", 1000)
+            monkeypatch.setattr(reading, "PARALLEL_MIN_PAGES", 0)
+            monkeypatch.setattr(reading, "PAGES_PER_READ", 1000)
+            monkeypatch.setattr(process_module, "PAGES_PER_READ", 1000)
             with pagewalk.Process(pid) as p:
                 many, many_table = p.counts(), p.resident_table()
         except pagewalk.PagewalkError:

@@ -234,7 +234,7 @@ def test_page_number_deltas_from_runs_are_what_the_pages_give():
     """A snapshot taken from a live process codes its page numbers straight from the
     runs of pages it read; the members must be exactly those the per-page coding
     gives (adjacent runs, empty runs, one-page runs, addresses high in user space)."""
-    from pagewalk.core.pagetable import ramps
+    from pagewalk.runs import ramps
     from pagewalk.analysis.npz import _delta, _runs, _vpn_delta_runs
 
     rng = np.random.default_rng(7)

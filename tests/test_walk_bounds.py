@@ -64,7 +64,7 @@ def test_a_huge_reservation_costs_no_memory_to_walk(specimen):
     assert table.vaddr[reservation].tolist() == [w + i * PAGE for i in range(300)]
     assert table.present[reservation].all()
     with pagewalk.Process(specimen.pid, use_scan=True) as p:
-        if p.scanner() is None:
+        if not p.scan_in_use:
             return  # nothing to compare with
         scanned = p.resident_table()
     assert np.array_equal(table.vaddr, scanned.vaddr) and np.array_equal(table.raw, scanned.raw)
@@ -131,11 +131,11 @@ def test_a_walk_read_before_the_mappings_changed_is_read_again(specimen):
     """snapshot reads the page table while numpy imports (ResidentRead): where the
     mappings changed by the time the table is made, it is read again with the
     mappings as they are, so the snapshot holds no mapping that is gone."""
-    from pagewalk.core.process import ResidentRead
+    from pagewalk.core.reading import ResidentRead
 
     b = specimen.run("a = mmap(16); b = mmap(16); write(a, 16); write(b, 16); result = b")
     with pagewalk.Process(specimen.pid) as p:
-        if p.scanner() is None:
+        if not p.scan_in_use:
             pytest.skip("no PAGEMAP_SCAN on this kernel")
         early = ResidentRead(p)
         specimen.run("munmap(b, 16)")

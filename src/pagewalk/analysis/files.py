@@ -9,8 +9,9 @@ import numpy as np
 
 from ..core import flags as fl
 from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
-from ..kernel.pagecache import mask_runs, cached_frames, file_pages, open_file, residency
+from ..kernel.pagecache import cached_frames, file_pages, open_file, residency
 from ..kernel.pagemap import PM_PFRAME_MASK, PM_PRESENT, PagemapFile
+from ..runs import mask_runs
 
 
 class FileResidency:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..core import flags as fl
+from ..core.reading import mostly_unpopulated
 from ..errors import InvalidArgument, ProcessGone
 from ..kernel.idle import IdleMarker
 from ..kernel.kpage import CHUNK_PFNS, KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
@@ -218,7 +219,7 @@ def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iter
     spans = [(m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT, m) for m in maps if not m.is_vsyscall]
     if not ranges:
         ranges = [(0, ULONG_MAX)]
-    sparse = process.mostly_unpopulated()
+    sparse = mostly_unpopulated(process.pid)
     for first, count in ranges:
         end = first + count
         for lo, hi, m in spans:

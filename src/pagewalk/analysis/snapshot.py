@@ -93,7 +93,7 @@ class Snapshot:
         then clears its soft-dirty bits (``clear_refs`` 4), so that a later snapshot's
         soft-dirty pages are the pages written since: this write-protects every page
         of the target, whose next write to each then faults once.  ``resident`` is its
-        page table as a :class:`pagewalk.process.ResidentRead` read it, if it was read
+        page table as a :class:`pagewalk.core.reading.ResidentRead` read it, if it was read
         already (the CLI reads it while numpy imports)."""
         if clear_soft_dirty and not probes.soft_dirty_supported():
             raise Unsupported("cannot track written pages: this kernel has no soft-dirty bits "

@@ -28,9 +28,10 @@ import numpy as np
 from ..kernel import config, probes, procfs
 from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError, ProcessGone
 from ..kernel.maps import mapping_index
-from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
+from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
-from ..core.states import PSS_SHIFT, known_sum, pss_share, uss_page
+from ..core.states import PSS_SHIFT, known_sum, pss_share, rss_pages_by_smaps, uss_page
+from ..core.tables import rss_rows, shmem_rows
 from ..parallel import ordered_map
 from ..core.process import Process
 from ..kernel.shmem import unique_pages
@@ -191,14 +192,16 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
     map_index = mapping_index(maps, table.vaddr)
     map_label = np.array([label_of[m.label()] for m in maps], dtype=np.int64)
     label = map_label[map_index] if len(maps) else np.zeros(0, dtype=np.int64)
-    resident = proc.rss_rows(table, maps, map_index)
+    resident = rss_rows(proc.pid, table, maps, map_index)
     n = len(labels)
     smaps = None  # the kernel's own per-mapping sums, read only where pagemap cannot tell
     if table.zero is None:  # no PFNs and no PAGEMAP_SCAN: the zero page is told apart by smaps' Rss
         smaps = _read_smaps(proc.pid)
         rss = np.zeros(n, dtype=np.int64)
-        for m in maps:
-            rss[label_of[m.label()]] += smaps.get((m.start, m.end), {}).get("Rss", 0) // PAGE_SIZE
+        present = np.bincount(map_index[table.present], minlength=len(maps)).tolist()
+        for m, p in zip(maps, present):
+            block = smaps.get((m.start, m.end))
+            rss[label_of[m.label()]] += rss_pages_by_smaps(None if block is None else block.get("Rss", 0), p)
     else:
         rss = np.bincount(label[resident], minlength=n)
     # Pages whose map count 1 is known from pagemap alone (PM_MMAP_EXCLUSIVE); as root the
@@ -209,7 +212,7 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
     # shared memory in swap: no entry in pagemap (mm/shmem.c keeps it); one lookup per object
     # range for all processes (shmem_cache), counted where this process has no entry
     found = proc.shmem_swap(maps, cache=shmem_cache)
-    records, _ = proc.shmem_rows(table, found)
+    records, _ = shmem_rows(table, found)
     shmem_records = []
     for i, record in records.items():
         m = maps[i]

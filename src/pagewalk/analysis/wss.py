@@ -283,6 +283,8 @@ class Tracker:
         from DAMON's ``regions`` (start, end, nr_accesses)."""
         import numpy as np
 
+        from ..core.tables import rss_rows  # (numpy: see the imports above)
+
         table = self.process.resident_table(kpageflags=self.kpageflags)
         maps = table.mappings
         resident = table.resident
@@ -316,7 +318,7 @@ class Tracker:
             own, other = per_mapping(used_vaddr[~foreign]), per_mapping(used_vaddr[foreign])
         mappings = [(m.label(), m.start, o, x) for m, o, x in zip(maps, own, other) if o or x]
         return Sample(elapsed, sum(own), None if self.method == "soft-dirty" else sum(other),
-                      int(self.process.rss_rows(table, maps).sum()) * PAGE_SIZE, mappings), scanned
+                      int(rss_rows(self.process.pid, table, maps).sum()) * PAGE_SIZE, mappings), scanned
 
     def samples(self, interval: float, count: int) -> Iterator[Sample]:
         """``count`` samples of ``interval`` seconds each, as they are taken (none kept
@@ -341,7 +343,7 @@ def open_tracker(pid: int, method: str = "auto", interval: float = 1.0) -> Track
     """A :class:`Tracker` of ``pid`` with ``method`` (``auto``: the best this kernel
     and user have); :meth:`Tracker.samples` then samples it.  Close it when done."""
     with Process(pid) as process:
-        process.pagemap()  # a missing process, a kernel thread or a zombie fails here, as in every command
+        process.mappings()  # a missing process, a kernel thread or a zombie fails here, as in every command
     return Tracker(pid, choose(method, pid), interval)
 
 

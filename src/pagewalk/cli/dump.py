@@ -60,7 +60,7 @@ def run(args) -> int:
     started = proc_start_time(pid)  # to tell an exec (same process, new memory) from an exit
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         mappings = proc.mappings()
-        scan = proc.scanner() is not None
+        scan = proc.scan_in_use
         check_where(terms, zero_known=scan or proc.pfn_visible, huge_known=scan)
         fmt = _format(args.format, filtered=bool(terms))
         if not proc.pfn_visible:

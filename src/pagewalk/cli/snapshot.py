@@ -63,14 +63,15 @@ def run(args) -> int:
     # before the work (and before --clear-soft-dirty)
     check_writable(args.output, "a snapshot", binary=True, force=args.force)
     from ..parallel import in_background
-    from ..core.process import Process, ResidentRead
+    from ..core.process import Process
+    from ..core.reading import ResidentRead
     from ..kernel.probes import reuse_freed_memory
 
     reuse_freed_memory()  # the per-frame arrays of a large process: allocated once, not page-faulted twice
     with Process(_common.parse_pid(args.pid)) as proc:
         # The page table is read (no numpy needed) while numpy imports, and what is
         # left of it once numpy is in, from this thread too
-        resident = ResidentRead(proc) if proc.scanner() is not None else None
+        resident = ResidentRead(proc) if proc.scan_in_use else None
         reading = in_background(resident.scan_and_read) if resident is not None else None
         from ..analysis.snapshot import Snapshot
 

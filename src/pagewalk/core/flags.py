@@ -1,7 +1,7 @@
 """The page flag table, in one place: bit, name, page-types letter, kernel version.
 
-Names and letters are those of the kernel's ``tools/mm/page-types`` (kernel.md 2.2
-and 4.5), so output and ``-b`` expressions mean what they mean there.  Three kinds
+Names and letters are those of the kernel's ``tools/mm/page-types`` (tools/mm/page-types.c:
+``page_flag_names``), so output and ``-b`` expressions mean what they mean there.  Three kinds
 of bits: ``stable`` (the kernel's ABI, bits 0-26), ``hacker`` (32-41, exported by the
 same read but "subject to change"; raw mode only) and ``synthetic`` (47-63: page-types'
 own, derived from overloaded bits and from the pagemap entry; raw mode only).
@@ -68,7 +68,6 @@ FLAGS: tuple[Flag, ...] = tuple(Flag(*row) for row in (
 BY_NAME = {f.name: f for f in FLAGS}
 NAMES = tuple(f.name for f in FLAGS)
 HACKER_BITS = 0xFFFF << 32
-OVERLOADED_BITS = 0xFFFF << 48
 
 
 def bit(name: str) -> int:
@@ -203,7 +202,7 @@ def parse_flag_names(text: str, with_negated: bool) -> int:
 
 
 def parse_bits(expr: str) -> tuple[int, int]:
-    """A ``-b`` expression as ``(mask, bits)``, kernel.md 4.4: ``a,b`` any of
+    """A ``-b`` expression as ``(mask, bits)``, as tools/mm/page-types.c ``parse_bits_mask``: ``a,b`` any of
     (bits = ALL_BITS), ``a,b=a`` and ``a,~b`` masked equality, ``=a,b`` exact."""
     if expr.startswith("="):
         return ALL_BITS, parse_flag_names(expr[1:], False)

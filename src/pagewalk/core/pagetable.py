@@ -24,6 +24,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..kernel.maps import Mapping
+from ..kernel.probes import soft_dirty_supported
 from ..kernel.pagemap import (
     PAGE_SIZE,
     PM_FILE,
@@ -36,32 +37,18 @@ from ..kernel.pagemap import (
     PM_UFFD_WP,
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
-    runs_of,
 )
-from .states import empty_entry, swap_classes, zero_by_pfn
+from ..runs import ramps, run_arrays, runs_of
+from .states import SwapClasses, empty_entry, swap_classes, zero_by_pfn
 
 U64 = np.uint64
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
-def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
-    """``numpy.arange(start, start + length * step, step)`` for each start and length,
-    one after another, in ``starts``' dtype: built in one array by a cumulative sum
-    in place (per-run temporaries of a million entries page-fault slowly)."""
-    keep = lengths > 0
-    starts, lengths = starts[keep], lengths[keep]
-    out = np.full(int(lengths.sum()), step, dtype=starts.dtype)
-    if len(out):
-        lasts = starts + (lengths - 1).astype(starts.dtype) * starts.dtype.type(step)
-        out[np.cumsum(lengths) - lengths] = starts - np.concatenate((np.zeros(1, starts.dtype), lasts[:-1]))
-        np.cumsum(out, out=out)  # unsigned starts wrap and come back: the sums are exact
-    return out
-
-
 def _bit(raw: np.ndarray, mask: int) -> np.ndarray:
     """Where ``raw`` has any bit of ``mask`` set.  A single bit is read from the byte
     that holds it where the layout allows: no temporary of a u64 per page (fresh
-    memory page-faults slowly on these machines)."""
+    memory page-faults)."""
     bit = mask.bit_length() - 1
     if mask == 1 << bit and _LITTLE_ENDIAN and raw.ndim == 1 and raw.flags.c_contiguous and raw.dtype == U64:
         return (raw.view(np.uint8)[bit >> 3 :: 8] & np.uint8(1 << (bit & 7))) != 0
@@ -206,8 +193,6 @@ class PageTable:
     def soft_dirty_known(self) -> bool:
         """Whether the kernel that wrote these entries has soft-dirty bits."""
         if self._soft_dirty_known is None:
-            from ..kernel.probes import soft_dirty_supported
-
             self._soft_dirty_known = soft_dirty_supported()
         return self._soft_dirty_known
 
@@ -226,7 +211,7 @@ class PageTable:
         return (self.raw & U64(PM_PFRAME_MASK)).view(np.int64)
 
     @functools.cached_property
-    def _swap_classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _swap_classes(self) -> SwapClasses:
         frame = self._frame
         return swap_classes(self.swap_entry, _bit(self.raw, PM_GUARD_REGION), self.uffd_wp,
                             frame & SWAP_TYPE_MASK, frame >> SWAP_TYPE_BITS, self.pfn_visible)
@@ -234,15 +219,15 @@ class PageTable:
     @property
     def guard(self) -> np.ndarray:
         """Guard-region markers."""
-        return self._swap_classes[1]
+        return self._swap_classes.guard
 
     @property
     def swapped(self) -> np.ndarray:
         """In swap: real swap entries (markers and, with PFNs visible, migration
         entries excluded) and shared-memory pages in swap (:attr:`shmem_swapped`)."""
         if self.shmem_swapped is None:
-            return self._swap_classes[0]
-        return self._swap_classes[0] | self.shmem_swapped
+            return self._swap_classes.swapped
+        return self._swap_classes.swapped | self.shmem_swapped
 
     @property
     def swapped_unknown(self) -> np.ndarray | None:
@@ -261,7 +246,7 @@ class PageTable:
 
     def mark_shmem_swap(self, runs) -> None:
         """Mark the pages of this table that are shared memory in swap, which
-        pagemap shows as empty (kernel.md 6a.1): ``runs`` are the ``(first, end)``
+        pagemap shows as empty (mm/shmem.c): ``runs`` are the ``(first, end)``
         virtual page numbers of the object's pages in swap (:mod:`pagewalk.shmem`),
         as a list or as two arrays (:func:`run_arrays`, for a mapping read in many
         chunks); only empty entries count (a private mapping's copied page has an
@@ -290,7 +275,7 @@ class PageTable:
     def swap_ambiguous(self) -> np.ndarray:
         """Entries an unprivileged reader cannot class: swap or uffd-wp marker (never
         set when PFNs are visible); they are in neither ``swapped`` nor ``guard``."""
-        return self._swap_classes[2]
+        return self._swap_classes.ambiguous
 
     @functools.cached_property
     def pfn(self) -> np.ndarray:
@@ -332,15 +317,6 @@ class PageTable:
         if value is None:
             raise ValueError(f"{name} is not known for this reader and kernel")
         return value
-
-
-def run_arrays(runs) -> tuple[np.ndarray, np.ndarray]:
-    """``(first, end)`` runs (a list of pairs, or already two arrays) as two int64
-    arrays of their firsts and ends."""
-    if isinstance(runs, tuple) and len(runs) == 2 and isinstance(runs[0], np.ndarray):
-        return runs
-    pairs = np.array(runs, dtype=np.int64).reshape(-1, 2)
-    return pairs[:, 0], pairs[:, 1]
 
 
 def zero_pfn_mask(frame: np.ndarray, zero_pfns: frozenset[int]) -> np.ndarray:

@@ -16,7 +16,8 @@ dump, the picture's legend):
 * ``swapped``: in swap.  Either a real swap entry in the page table (PTE markers
   and migration entries are not swap: :func:`swap_classes`), or
   ``shmem_swapped``: a shared-memory page that the kernel swapped out of the
-  shmem object, which leaves no entry in any page table (kernel.md 6a.1);
+  shmem object, which leaves no entry in any page table (mm/shmem.c;
+  fs/proc/task_mmu.c ``pte_to_pagemap_entry``);
   smaps counts both as ``Swap``;
 * ``guard``: a guard-region marker; ``uffd_wp``: a userfaultfd write-protect
   marker or write-protected page;
@@ -30,6 +31,8 @@ numpy) and on many (numpy arrays), with the same expressions.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 from ..kernel.pagemap import (
     PAGE_SIZE,
@@ -65,10 +68,15 @@ PRESENT_CLASSES = (ANONYMOUS, FILE, HUGE, ZERO)  # the classes maps' ``present``
 PSS_SHIFT = 12  # smaps' fixed point for PSS: 12 fractional bits
 
 
-def swap_classes(swap, guard_bit, uffd_wp, swap_type, swap_offset, pfn_visible: bool):
-    """Tell the kinds of swap entries (pagemap bit 62) apart, kernel.md 1.1.
+SwapClasses = namedtuple("SwapClasses", "swapped guard ambiguous")
+SwapClasses.__doc__ = """The classes of swap entries (:func:`swap_classes`): bools, or bool arrays."""
 
-    Returns ``(swapped, guard, ambiguous)``.  ``swapped`` is a real swap entry;
+
+def swap_classes(swap, guard_bit, uffd_wp, swap_type, swap_offset, pfn_visible: bool):
+    """Tell the kinds of swap entries (pagemap bit 62) apart (fs/proc/task_mmu.c
+    ``pte_to_pagemap_entry``, include/linux/swapops.h).
+
+    Returns a :class:`SwapClasses` (bools, or bool arrays for arrays).  ``swapped`` is a real swap entry;
     ``guard`` a guard-region marker (bit 58 since 6.15; before that, a type-31
     marker with the guard offset bit).  With PFNs visible the swap type decides.
     Without them the type is hidden: a swap entry with the uffd-wp bit may be a
@@ -78,12 +86,12 @@ def swap_classes(swap, guard_bit, uffd_wp, swap_type, swap_offset, pfn_visible: 
     if pfn_visible:
         guard = guard_bit | (swap & (swap_type == SWP_PTE_MARKER) & ((swap_offset & PTE_MARKER_GUARD) != 0))
         swapped = swap & (guard ^ True) & (swap_type < max_swapfiles())
-        return swapped, guard, swap & False
+        return SwapClasses(swapped, guard, swap & False)
     rest = swap & (guard_bit ^ True)
-    return rest & (uffd_wp ^ True), guard_bit, rest & uffd_wp
+    return SwapClasses(rest & (uffd_wp ^ True), guard_bit, rest & uffd_wp)
 
 
-def decode_swap(entry: int, pfn_visible: bool) -> tuple[bool, bool, bool]:
+def decode_swap(entry: int, pfn_visible: bool) -> SwapClasses:
     """:func:`swap_classes` of one raw pagemap entry."""
     frame = entry & PM_PFRAME_MASK
     return swap_classes(bool(entry & PM_SWAP), bool(entry & PM_GUARD_REGION), bool(entry & PM_UFFD_WP),
@@ -114,8 +122,8 @@ def zero_by_kpageflags(flags):
 
 def empty_entry(raw):
     """Where the page table holds nothing (no frame, no swap entry, no marker): the
-    only pages a shared-memory page in swap can be (kernel.md 6a.1; smaps looks
-    them up for ``pte_none`` entries only)."""
+    only pages a shared-memory page in swap can be (mm/shmem.c; smaps looks them
+    up for ``pte_none`` entries only: fs/proc/task_mmu.c ``smaps_pte_hole``)."""
     return (raw & (PM_PRESENT | PM_SWAP)) == 0
 
 
@@ -137,6 +145,16 @@ def rss_pages(present: int, zero: int | None, hugetlb: bool) -> int:
     return 0 if hugetlb else present - (zero or 0)
 
 
+def rss_pages_by_smaps(smaps_rss: int | None, present: int) -> int:
+    """Pages in ``Rss`` where pagemap cannot tell the zero page (no PFNs, no
+    PAGEMAP_SCAN): smaps' own ``Rss`` (``smaps_rss``, bytes; it leaves out the zero
+    page and hugetlb pages: fs/proc/task_mmu.c ``smaps_pte_entry``,
+    ``smaps_hugetlb_range``), or where smaps has no block for the mapping (None: it
+    changed in between), :func:`rss_pages` with the zero page unknown: every
+    present page, an upper bound.  The one fallback of ``maps`` and ``usage``."""
+    return rss_pages(present, None, False) if smaps_rss is None else smaps_rss // PAGE_SIZE
+
+
 def pss_share(mapcount):
     """What one page mapped ``mapcount`` times (an int, or an int64 array) adds to
     PSS, in smaps' fixed point: ``PAGE_SIZE << PSS_SHIFT`` divided by the map count
@@ -156,7 +174,7 @@ def classify(present, file, huge, zero, swapped, guard, shmem_swapped=None):
     shmem_swapped, guard; untouched where none does.  ``huge``, ``zero`` and
     ``shmem_swapped`` may be None (unknown): such pages keep the class of what is
     known (a zero page not told apart is drawn as present anonymous memory)."""
-    import numpy as np
+    import numpy as np  # this module is on the v2p path: numpy only when classifying columns
 
     state = np.zeros(len(present), dtype=np.uint8)
     for name, where in ((ANONYMOUS, present), (FILE, present & file),

@@ -26,8 +26,8 @@ from ..kernel.pagemap import (
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
     PagemapFile,
-    runs_of,
 )
+from ..runs import runs_of
 from .states import decode_swap, empty_entry
 from ..kernel.probes import soft_dirty_supported
 
@@ -44,7 +44,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
     ``swap_type`` and ``swap_offset`` are None where they do not apply or are
     hidden from this reader; ``zero`` is None when it cannot be told;
     ``shmem_swapped`` says a page with an empty entry is shared memory in swap
-    (kernel.md 6a.1; None where this reader cannot look it up).
+    (mm/shmem.c; None where this reader cannot look it up).
     Fields: ``vaddr``, ``mapping`` (a :class:`Mapping` or None), ``entry``,
     ``pfn_visible``, ``zero``, ``shmem_swapped``.
     """
@@ -81,7 +81,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def guard(self) -> bool:
-        return self.entry is not None and decode_swap(self.entry, self.pfn_visible)[1]
+        return self.entry is not None and decode_swap(self.entry, self.pfn_visible).guard
 
     @property
     def swapped(self) -> bool | None:

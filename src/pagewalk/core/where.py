@@ -7,17 +7,27 @@ optionally negated with ``~``; a page is kept when all of them hold:
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument, Unsupported
 from ..kernel.maps import Mapping
+from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
+from ..kernel.probes import soft_dirty_supported
+from ..runs import run_arrays
+from .reading import mostly_unpopulated
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .pagetable import PageTable
     from .process import Process
+
+Clipped = namedtuple("Clipped", "mapping start end")
+Clipped.__doc__ = """A mapping and the part of it inside a range: ``[start, end)``, bytes."""
+PageChunk = namedtuple("PageChunk", "mapping start end table")
+PageChunk.__doc__ = """A :class:`Clipped` mapping and one :class:`PageTable` of it (None for ``[vsyscall]``)."""
 
 WHERE_NAMES = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero", "huge")
 
@@ -48,8 +58,6 @@ def check_where(terms: list[tuple[str, bool]], *, zero_known: bool, huge_known: 
             raise Unsupported("--where huge: huge mappings cannot be seen here (needs the PAGEMAP_SCAN ioctl "
                               "of Linux 6.7+)")
         if name == "soft_dirty":
-            from ..kernel.probes import soft_dirty_supported
-
             if not soft_dirty_supported():
                 raise Unsupported("--where soft_dirty: this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY)")
 
@@ -67,29 +75,29 @@ def where_mask(table: PageTable, terms: list[tuple[str, bool]]) -> np.ndarray | 
     return mask
 
 
-def clip(mappings: Sequence[Mapping], start: int | None, end: int | None) -> list[tuple[Mapping, int, int]]:
-    """Each mapping with the part of it inside ``[start, end)`` (all of it without a range)."""
+def clip(mappings: Sequence[Mapping], start: int | None, end: int | None) -> list[Clipped]:
+    """Each mapping with the part of it inside ``[start, end)`` (bytes; all of it
+    without a range), in the mappings' order; mappings outside the range are left out."""
     out = []
     for m in mappings:
         lo = m.start if start is None else max(m.start, start)
         hi = m.end if end is None else min(m.end, end)
         if lo < hi:
-            out.append((m, lo, hi))
+            out.append(Clipped(m, lo, hi))
     return out
 
 
 def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None = None,
                end: int | None = None, *, zero_huge: bool = True
-               ) -> Iterator[tuple[Mapping, int, int, PageTable | None]]:
-    """For each mapping clipped to the range (``m, lo, hi``), its page tables in
-    bounded chunks; ``[vsyscall]`` comes once with table None: it has no pagemap entries.
+               ) -> Iterator[PageChunk]:
+    """For each mapping clipped to ``[start, end)`` (bytes), its page tables in
+    bounded chunks, as :class:`PageChunk` s; ``[vsyscall]`` comes once with table
+    None: it has no pagemap entries.  Raises :class:`~pagewalk.errors.ProcessGone`
+    if the process exits.
     Where most of the process is not resident, a PAGEMAP_SCAN walk first finds what
     to read; in a dense one it would cost more than it saves.  Pages of shared
     memory in swap are marked (:meth:`PageTable.mark_shmem_swap`)."""
-    from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
-    from .pagetable import run_arrays
-
-    sparse = process.mostly_unpopulated()
+    sparse = mostly_unpopulated(process.pid)
     clipped = clip(mappings, start, end)
     # runs found only inside the range asked for (a whole mapping's could cost a call a page)
     within = None if start is None and end is None else (
@@ -97,10 +105,10 @@ def iter_pages(process: Process, mappings: Sequence[Mapping], start: int | None 
     shmem = process.shmem_swap([m for m, _, _ in clipped], within=within)
     for k, (m, lo, hi) in enumerate(clipped):
         if m.is_vsyscall:
-            yield m, lo, hi, None
+            yield PageChunk(m, lo, hi, None)
             continue
         runs = run_arrays(shmem[k].runs) if shmem.get(k) else None
         for table in process.iter_page_tables(lo, hi, zero_huge=zero_huge, sparse=sparse and not m.scan_skips):
             if k in shmem:
                 table.mark_shmem_swap(runs)
-            yield m, lo, hi, table
+            yield PageChunk(m, lo, hi, table)

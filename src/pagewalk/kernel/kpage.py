@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 from ..errors import InvalidArgument, PagewalkError, Unsupported
+from ..runs import runs_of
 from .infile import NotRegularFile, open_regular
 from .oserrors import cannot_read, from_oserror
-from .pagemap import PFN_LIMIT, runs_of
+from .pagemap import PFN_LIMIT
 from .u64file import ENTRY_BYTES, U64File, read_entries_into
 
 KPAGEFLAGS = "kpageflags"

@@ -150,12 +150,6 @@ class _Mapped:
             self.addr = 0
 
 
-def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """The runs of True in the bool array ``mask`` as ``(first, end)`` indices, end exclusive."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
-
-
 def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int, np.ndarray]]:
     """``(first page, cached mask)`` over ``count`` file pages from page ``first`` of the
     file open as ``fd``, in chunks of at most :data:`MAPPED_PAGES_MAX` pages (``mincore``

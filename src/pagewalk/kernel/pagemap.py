@@ -94,18 +94,6 @@ def max_swapfiles() -> int:
     return _max_swapfiles
 
 
-def runs_of(values: list[int], gap: int) -> list[tuple[int, int]]:
-    """Sorted distinct ``values`` grouped into ``(first, last)`` runs whose members are
-    at most ``gap`` apart: each run is one read instead of one per value."""
-    runs: list[tuple[int, int]] = []
-    for v in values:
-        if runs and v - runs[-1][1] <= gap:
-            runs[-1] = (runs[-1][0], v)
-        else:
-            runs.append((v, v))
-    return runs
-
-
 class PagemapFile(U64File):
     """An open ``/proc/PID/pagemap`` with bulk, bounded reads.
 

@@ -1,0 +1,125 @@
+"""Runs: sorted values, masks and page numbers turned into ``[first, end)`` runs and back.
+
+A foundation module (stdlib only): every layer may use it.  The pure-Python helpers
+(:func:`runs_of`, :func:`merge_runs`) are on the ``v2p`` path, so the numpy ones
+import numpy when called, never at import time.
+
+Runs are half-open ``(first, end)`` pairs unless a docstring says otherwise.
+Helpers elsewhere that look alike but differ on purpose:
+``kernel/kpage._merge`` merges *overlapping, unsorted-by-end* runs and returns
+where each lands in one buffer; ``analysis/snapshot._runs`` is run-length
+encoding of equal values, not runs of positions; ``output/types`` groups pages
+of equal flags (page-types' ``-l``).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+__all__ = ["runs_of", "merge_runs", "mask_runs", "consecutive_runs", "paint", "pages_below", "ramps",
+           "run_arrays"]
+
+
+def runs_of(values: Sequence[int], gap: int) -> list[tuple[int, int]]:
+    """Sorted distinct ``values`` grouped into runs whose neighbours are at most
+    ``gap`` apart (one read instead of one per value).
+
+    Returns inclusive ``(first, last)`` pairs (the last value, not one past it):
+    its callers look up the values themselves, not a range."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and v - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
+
+
+def merge_runs(lo: Sequence[int], hi: Sequence[int], gap: int = 0) -> list[tuple[int, int]]:
+    """Sorted, disjoint runs ``[lo, hi)`` with neighbours at most ``gap`` apart joined
+    (one read each).  Returns ``(first, end)`` pairs."""
+    out: list[tuple[int, int]] = []
+    for a, b in zip(lo, hi):
+        if out and a - out[-1][1] <= gap:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in the boolean array ``mask``: ``(first, end)`` indices."""
+    import numpy as np
+
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def consecutive_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted distinct integers (an array, e.g. page numbers) as ``(first, end)`` runs
+    of consecutive values: :func:`runs_of` with gap 1, vectorised and half-open."""
+    import numpy as np
+
+    if len(values) == 0:
+        return []
+    cut = np.flatnonzero(np.diff(values) != 1) + 1
+    firsts = values[np.concatenate(([0], cut))].tolist()
+    ends = (values[np.concatenate((cut - 1, [len(values) - 1]))] + 1).tolist()
+    return list(zip(firsts, ends))
+
+
+def paint(n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """A boolean array of length ``n``, True inside each ``[lo, hi)`` (clipped to
+    ``[0, n)``): the inverse of :func:`mask_runs`."""
+    import numpy as np
+
+    delta = np.zeros(n + 1, dtype=np.int32)
+    np.add.at(delta, np.clip(lo, 0, n), 1)
+    np.add.at(delta, np.clip(hi, 0, n), -1)
+    return np.cumsum(delta[:n]) > 0
+
+
+def pages_below(starts: np.ndarray, ends: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """For sorted, disjoint runs ``[starts, ends)``: how many of their members lie
+    below each of ``points`` (int64 array, one count a point)."""
+    import numpy as np
+
+    if len(starts) == 0:
+        return np.zeros(len(points), dtype=np.int64)
+    before = np.concatenate([[0], np.cumsum(ends - starts)])  # members in runs before run j
+    i = np.searchsorted(starts, points, side="right")  # how many runs start at or below the point
+    last = np.maximum(i - 1, 0)
+    partial = np.clip(points - starts[last], 0, ends[last] - starts[last])
+    return np.where(i > 0, before[last] + partial, 0)
+
+
+def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:
+    """``numpy.arange(start, start + length * step, step)`` for each start and length,
+    one after another, in ``starts``' dtype (exact for unsigned starts past 2**53):
+    built in one array by a cumulative sum in place (per-run temporaries of a
+    million entries page-fault slowly)."""
+    import numpy as np
+
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    out = np.full(int(lengths.sum()), step, dtype=starts.dtype)
+    if len(out):
+        lasts = starts + (lengths - 1).astype(starts.dtype) * starts.dtype.type(step)
+        out[np.cumsum(lengths) - lengths] = starts - np.concatenate((np.zeros(1, starts.dtype), lasts[:-1]))
+        np.cumsum(out, out=out)  # unsigned starts wrap and come back: the sums are exact
+    return out
+
+
+def run_arrays(runs) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, end)`` runs (a list of pairs, or already two arrays) as two int64
+    arrays: their firsts and their ends."""
+    import numpy as np
+
+    if isinstance(runs, tuple) and len(runs) == 2 and isinstance(runs[0], np.ndarray):
+        return runs
+    pairs = np.array(runs, dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
