@@ -91,10 +91,6 @@ def test_pagemap_bits_are_the_kernels():
     assert U64_MAX == 0xFFFFFFFFFFFFFFFF
 
 
-def test_runs_of():
-    assert pagemap.runs_of([1, 2, 3, 10, 11, 30], 2) == [(1, 3), (10, 11), (30, 30)]
-
-
 def test_read_entries_into_a_saved_u64_file(tmp_path):
     path = tmp_path / "kpageflags"
     path.write_bytes(struct.pack("<4Q", 7, 0x400, U64_MAX, 1 << 40))
@@ -253,8 +249,7 @@ def test_idle_bitmap_words():
     assert idle.idle_bits(words, 10, pfns).tolist() == [True, False, True, True, False]
 
 
-def test_page_cache_runs_and_pages():
-    assert pagecache.mask_runs(np.array([0, 1, 1, 0, 1], dtype=bool)) == [(1, 3), (4, 5)]
+def test_page_cache_pages():
     assert pagecache.file_pages(0) == 0
     assert pagecache.file_pages(pagemap.PAGE_SIZE + 1) == 2
 
