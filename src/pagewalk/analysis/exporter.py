@@ -43,8 +43,8 @@ Result = namedtuple("Result", "processes cgroups duration_s ended skipped")
 
 
 def _prometheus():
-    """prometheus_client and its gauge and counter families; raises what
-    :func:`pagewalk.extras.require` raises without the ``exporter`` extra."""
+    """prometheus_client and its gauge and counter families; raises
+    :class:`pagewalk.errors.MissingExtra` without the ``exporter`` extra."""
     client = require("prometheus_client", "exporter", "prometheus-client")
     core = require("prometheus_client.core", "exporter", "prometheus-client")
     return client, core.GaugeMetricFamily, core.CounterMetricFamily

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..kernel import config, probes, procfs
-from ..errors import NoAddressSpace, NoSuchProcess, PagewalkError, ProcessGone
+from ..errors import NoSuchProcess, PagewalkError, ProcessGone
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
@@ -104,8 +104,9 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
     ``skipped`` with the reason.  ``progress(1)`` is called after each process.
     Processes are read from a thread per CPU: the kernel's reads release the GIL.
 
-    Raises :class:`~pagewalk.errors.NoSuchProcess`, :class:`~pagewalk.errors.NoAddressSpace`
-    or :class:`~pagewalk.errors.AccessDenied` for an ``explicit`` PID that cannot be read."""
+    Raises :class:`~pagewalk.errors.NoSuchProcess` (or its kind
+    :class:`~pagewalk.errors.NoAddressSpace`) or :class:`~pagewalk.errors.AccessDenied`
+    for an ``explicit`` PID that cannot be read."""
     probes.reuse_freed_memory()
     visible = probes.pfn_visible()
     collected: list[_Pages] = []
@@ -122,7 +123,7 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
     pids = list(dict.fromkeys(pids))  # a PID named twice is one process: counted once, as shared counts it
     # threads pay off over many processes; one or two are read in this thread
     for pid, got in (ordered_map(one, pids) if len(pids) > 2 else map(one, pids)):
-        if isinstance(got, (NoAddressSpace, NoSuchProcess)):
+        if isinstance(got, NoSuchProcess):  # (NoAddressSpace and ProcessGone too)
             if explicit:
                 raise got
         elif isinstance(got, PagewalkError):

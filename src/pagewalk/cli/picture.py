@@ -40,9 +40,9 @@ def run(args) -> int:
     pid = _common.parse_pid(args.pid)
     check_writable(args.output, f"a {file_format.upper()} picture", binary=file_format == "png", force=args.force)
     if file_format != "html":
-        from ..output.picture import _pyplot
+        from ..output.picture import pyplot
 
-        _pyplot()  # a missing extra is said before any work
+        pyplot()  # a missing extra is said before any work
     from ..analysis.picture import AddressSpace
     from ..core.process import Process
 

@@ -27,7 +27,9 @@ GAP_PX = 5  # height of the separator marking an unmapped gap
 MIN_BAND_PX = 12  # a band stays tall enough for its label
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot, set up for files (the Agg backend, SVG text kept as text).
+    Raises :class:`pagewalk.errors.MissingExtra` without matplotlib (extra ``pictures``)."""
     matplotlib = require("matplotlib", "pictures", "matplotlib")
     matplotlib.use("Agg")  # files only: no display needed
     matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, and smaller
@@ -69,9 +71,9 @@ def _heights(bands: list[Band], available: int) -> list[int]:
 def draw(space: AddressSpace, path: str, file_format: str, force: bool = False) -> None:
     """Write the picture of ``space`` to ``path`` as ``png`` or ``svg`` (mode 0600, as
     :func:`~pagewalk.kernel.outfile.write_private` writes; ``force`` as there).  Raises what
-    :func:`pagewalk.extras.require` raises without matplotlib (extra ``pictures``)."""
-    plt = _pyplot()
-    from matplotlib.patches import Patch  # (after _pyplot: a missing extra is said as one)
+    :class:`pagewalk.errors.MissingExtra` without matplotlib (extra ``pictures``)."""
+    plt = pyplot()
+    from matplotlib.patches import Patch  # (after pyplot(): a missing extra is said as one)
 
     bands = space.bands()
     gaps = len(bands) - 1
