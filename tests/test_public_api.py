@@ -41,3 +41,24 @@ def test_import_is_light():
             "print(sorted(m for m in sys.modules if m.startswith('pagewalk') or m == 'numpy'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['pagewalk']"
+
+
+def test_every_module_says_what_it_offers():
+    """Each module's __all__ names what other modules may use; private names (a leading
+    underscore) are not imported across modules."""
+    import ast
+    import importlib
+    import pathlib
+
+    src = pathlib.Path(pagewalk.__file__).parent
+    for path in sorted(src.rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        name = "pagewalk." + ".".join(path.relative_to(src).with_suffix("").parts)
+        module = importlib.import_module(name)
+        assert hasattr(module, "__all__"), f"{name} has no __all__"
+        assert [n for n in module.__all__ if not hasattr(module, n)] == [], name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module != "_common":
+                private = [a.name for a in node.names if a.name.startswith("_") and a.name != "_common"]
+                assert private == [], f"{name} imports private {private} from {node.module}"

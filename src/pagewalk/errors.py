@@ -24,6 +24,11 @@ from __future__ import annotations
 
 import os
 
+__all__ = [
+    "PagewalkError", "NoSuchProcess", "ProcessGone", "NoAddressSpace", "AccessDenied", "Unsupported",
+    "MissingExtra", "NotMapped", "InvalidArgument"
+]
+
 
 class PagewalkError(Exception):
     """Base class of every error pagewalk raises on purpose."""

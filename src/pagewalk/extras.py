@@ -11,6 +11,8 @@ from types import ModuleType
 
 from .errors import MissingExtra
 
+__all__ = ["require"]
+
 
 def require(module: str, extra: str, package: str) -> ModuleType:
     """Import ``module`` (from the PyPI package ``package``, installed by the extra

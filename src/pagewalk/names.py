@@ -16,6 +16,8 @@ No imports: every layer may use it.
 
 from __future__ import annotations
 
+__all__ = ["printable", "unicode_text", "quoted"]
+
 
 def printable(name: str) -> str:
     """``name`` safe to print to a terminal: each character that is not printable

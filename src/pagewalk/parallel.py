@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
+__all__ = ["workers", "ordered_map", "in_background", "Background"]
+
 T = TypeVar("T")
 R = TypeVar("R")
 

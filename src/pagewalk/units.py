@@ -5,6 +5,8 @@ from __future__ import annotations
 from .errors import InvalidArgument
 from .names import quoted
 
+__all__ = ["parse_size"]
+
 
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 

@@ -38,6 +38,8 @@ from ..kernel.smaps import vm_flags
 from .snapshot import Snapshot
 from ..core.process import Process
 
+__all__ = ["FIELDS", "diff", "different_process", "live"]
+
 FIELDS = ("appeared", "vanished", "moved", "swapped_out", "swapped_in", "written", "huge_changed")
 
 

@@ -14,6 +14,8 @@ from ..kernel.idle import IDLE_BITMAP
 from ..kernel.maps import vma_page_size
 from ..kernel.pagemap import PAGE_SIZE, PagemapFile
 
+__all__ = ["Check", "run_checks"]
+
 
 @dataclass
 class Check:

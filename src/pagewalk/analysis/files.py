@@ -13,6 +13,8 @@ from ..kernel.pagecache import cached_frames, file_pages, open_file, residency
 from ..kernel.pagemap import PM_PFRAME_MASK, PM_PRESENT, PagemapFile
 from ..runs import mask_runs
 
+__all__ = ["FileResidency", "file_residency"]
+
 
 class FileResidency:
     """What the page cache holds of one file.

@@ -32,6 +32,11 @@ from ..kernel.u64file import U64_MAX as ULONG_MAX  # (page-types.c's name)
 from ..parallel import ordered_map
 from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
 
+__all__ = [
+    "Batch", "Options", "parse_range", "parse_cgroup", "TypesCounter", "Frames", "walk_machine",
+    "walk_process", "walk_file"
+]
+
 
 class Batch(namedtuple("Batch", "voffset offset flags pme cgroup mapcnt swapped", defaults=(0, None, None, None))):
     """Pages in walk order.  ``offset`` is the PFN (the swap offset for swapped

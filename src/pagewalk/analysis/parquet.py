@@ -41,6 +41,8 @@ from ..extras import require
 from ..kernel.maps import mapping_index
 from .snapshot_check import MAP_FIELDS, Check, detail, shown
 
+__all__ = ["is_parquet", "write", "COLUMNS", "NUMBERS", "checksum", "read"]
+
 MAGIC = b"PAR1"
 METADATA_KEY = b"pagewalk"
 CHECKSUM_KEY = b"pagewalk.crc32"  # checksum(): the metadata's bytes and the columns read back

@@ -28,6 +28,12 @@ from ..kernel.physmem import node_blocks, system_ram
 from ..kernel import procfs
 from ..kernel.kpage import KPAGEFLAGS, KpageFile
 
+__all__ = [
+    "STATES", "UNTOUCHED", "ANONYMOUS", "FILE", "HUGE", "ZERO", "SWAPPED", "SHMEM_SWAPPED", "GUARD",
+    "UNKNOWN", "PRESENT_STATES", "LABELS", "COLORS", "PALETTE", "Band", "AddressSpace", "first_pages",
+    "mix", "ram_ranges", "physical_raster"
+]
+
 STATES = states.CLASSES
 UNTOUCHED, ANONYMOUS, FILE, HUGE, ZERO, SWAPPED, SHMEM_SWAPPED, GUARD, UNKNOWN = range(len(STATES))
 PRESENT_STATES = tuple(STATES.index(s) for s in states.PRESENT_CLASSES)

@@ -19,6 +19,8 @@ from ..core.states import zero_by_kpageflags
 from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
 from ..core.process import Process
 
+__all__ = ["Hit", "WhoReport", "who_maps", "SharedReport", "shared_frames"]
+
 Hit = namedtuple("Hit", "pfn pid command vaddr mapping")
 
 

@@ -42,6 +42,8 @@ from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
 from ..kernel.smaps import clear_refs
 from ..kernel.infile import NotRegularFile, open_regular
 
+__all__ = ["Snapshot"]
+
 class Snapshot:
     """One process's page table state at one moment (see the module doc for the file)."""
 

@@ -19,6 +19,11 @@ from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE
 from ..kernel.procfs import read_meminfo, read_status
 from ..units import parse_size
 
+__all__ = [
+    "FORMAT", "VERSION", "MAP_FIELDS", "BadSnapshot", "MAX_META_BYTES", "MAX_MAPPINGS", "MAX_NPY_HEADER",
+    "MAPPING_BYTES", "KINDS", "DAMAGE_ERRORS", "Check", "detail", "shown", "LoadBudget"
+]
+
 FORMAT = "pagewalk-snapshot"
 
 

@@ -37,6 +37,8 @@ from ..core.process import Process
 from ..kernel.shmem import unique_pages
 from ..kernel.kpage import KPAGECOUNT, KpageFile
 
+__all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure", "gather", "Gathered"]
+
 GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
 SORT_FIELDS = ("rss", "pss", "uss", "swap")
 

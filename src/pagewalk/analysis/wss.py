@@ -60,6 +60,11 @@ from ..kernel.damon import Monitor
 from ..kernel.idle import IdleMarker
 from ..kernel.maps import mapping_index
 
+__all__ = [
+    "METHODS", "DISTURBS", "Sample", "Cost", "interference", "unattributed_reason", "attributable",
+    "why_unavailable", "choose", "Tracker", "open_tracker", "track"
+]
+
 # numpy (and core.flags, which imports it) only where used: the CLI imports METHODS
 # to build wss's parser, and doctor imports this module
 METHODS = ("referenced", "soft-dirty", "idle", "damon")

@@ -10,6 +10,13 @@ from ..names import printable, quoted
 from ..units import parse_size
 from ..kernel.pagemap import PFN_LIMIT
 
+__all__ = [
+    "fail", "warn", "process_notes", "mappings_changed_warning", "processes_changed_warning",
+    "pfn_hidden_note", "parse_pids", "parse_pid", "parse_addr", "parse_pfn", "parse_seconds", "parse_range",
+    "pid_argument", "force_argument", "max_load_argument", "load_budget", "no_scan_argument", "use_scan",
+    "Progress"
+]
+
 ADDRESS_SPACE_END = 1 << 64  # the first address past any (virtual or physical)
 MAX_SECONDS = 86400.0  # the longest interval a command waits: a day
 

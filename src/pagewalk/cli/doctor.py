@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("doctor",)  # the command names this module serves
 
 

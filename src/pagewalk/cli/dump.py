@@ -6,6 +6,8 @@ import sys
 
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 BATCH_BELOW = 4096  # tables smaller than this are batched with their neighbours
 BATCH_PAGES = 1 << 16  # pages a batch gathers before it is formatted
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..errors import InvalidArgument
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("exporter",)  # the command names this module serves
 
 

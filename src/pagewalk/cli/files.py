@@ -7,6 +7,8 @@ import sys
 
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("file",)  # the command names this module serves
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..errors import InvalidArgument
 from . import _common
 
+__all__ = ["NAMES", "FORMATS", "add_parser", "run"]
+
 NAMES = ("picture",)  # the command names this module serves
 FORMATS = ("png", "svg", "html")
 

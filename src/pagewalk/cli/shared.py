@@ -6,6 +6,8 @@ import sys
 
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("shared",)  # the command names this module serves
 
 

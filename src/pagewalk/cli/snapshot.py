@@ -7,6 +7,8 @@ import sys
 from ..errors import InvalidArgument
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("snapshot",)  # the command names this module serves
 
 

@@ -8,6 +8,8 @@ import sys
 from ..errors import InvalidArgument
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("types",)  # the command names this module serves
 
 

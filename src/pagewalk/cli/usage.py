@@ -8,6 +8,8 @@ import sys
 from ..errors import InvalidArgument, PagewalkError
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("usage",)  # the command names this module serves
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from ..errors import InvalidArgument, NotMapped  # light: the CLI has loaded errors already
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "fast_args", "run"]
+
 NAMES = ("v2p", "translate")  # the command names this module serves
 
 

@@ -7,6 +7,8 @@ import sys
 from ..errors import PagewalkError
 from . import _common
 
+__all__ = ["NAMES", "add_parser", "run"]
+
 NAMES = ("watch",)  # the command names this module serves
 
 

@@ -18,6 +18,11 @@ from ..errors import InvalidArgument
 from ..kernel.pagemap import PM_FILE, PM_MMAP_EXCLUSIVE, PM_SOFT_DIRTY, PM_SWAP
 from ..kernel.u64file import U64_MAX as ALL_BITS
 
+__all__ = [
+    "FLAGS", "NAMES", "bit", "COMPOUND", "symbolic", "names", "transform", "strtoll0", "parse_number",
+    "parse_unsigned", "parse_flag_name", "parse_flag_names", "parse_bits", "matches", "describe"
+]
+
 Flag = namedtuple("Flag", "bit name letter since kind")
 
 FLAGS: tuple[Flag, ...] = tuple(Flag(*row) for row in (

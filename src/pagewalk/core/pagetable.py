@@ -41,6 +41,11 @@ from ..kernel.pagemap import (
 from ..runs import ramps, run_arrays, runs_of
 from .states import SwapClasses, empty_entry, swap_classes, zero_by_pfn
 
+__all__ = [
+    "U64", "PageTable", "zero_pfn_mask", "PageCounts", "MappingCounts", "CountsReport", "BatchCounter",
+    "COUNT_COLUMNS"
+]
+
 U64 = np.uint64
 _LITTLE_ENDIAN = sys.byteorder == "little"
 

@@ -48,6 +48,14 @@ from ..kernel.pagemap import (
     max_swapfiles,
 )
 
+__all__ = [
+    "PRESENT", "ZERO", "HUGE", "FILE", "ANONYMOUS", "EXCLUSIVE", "SWAPPED", "SHMEM_SWAPPED", "GUARD",
+    "UFFD_WP", "SOFT_DIRTY", "UNTOUCHED", "UNKNOWN", "CLASSES", "CLASS_LABELS", "PRESENT_CLASSES",
+    "PSS_SHIFT", "SwapClasses", "swap_classes", "decode_swap", "zero_by_pfn", "KPF_ZERO_PAGE",
+    "zero_by_kpageflags", "empty_entry", "known_sum", "rss_pages", "rss_pages_by_smaps", "pss_share",
+    "uss_page", "classify"
+]
+
 PRESENT, ZERO, HUGE, FILE, ANONYMOUS, EXCLUSIVE = "present", "zero", "huge", "file", "anonymous", "exclusive"
 SWAPPED, SHMEM_SWAPPED, GUARD, UFFD_WP, SOFT_DIRTY = "swapped", "shmem_swapped", "guard", "uffd_wp", "soft_dirty"
 UNTOUCHED, UNKNOWN = "untouched", "unknown"

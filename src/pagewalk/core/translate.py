@@ -31,6 +31,8 @@ from ..runs import runs_of
 from .states import decode_swap, empty_entry
 from ..kernel.probes import soft_dirty_supported
 
+__all__ = ["Translation", "find_mapping", "read_entries", "translate"]
+
 # Pages closer than this share one read (8 bytes an entry: 4 KiB of gap at most).
 _GAP_PAGES = 512
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .pagetable import PageTable
     from .process import Process
 
+__all__ = ["parse_where", "check_where", "where_mask", "clip", "iter_pages"]
+
 Clipped = namedtuple("Clipped", "mapping start end")
 Clipped.__doc__ = """A mapping and the part of it inside a range: ``[start, end)``, bytes."""
 PageChunk = namedtuple("PageChunk", "mapping start end table")

@@ -7,6 +7,8 @@ import functools
 import os
 from collections.abc import Iterable
 
+__all__ = ["kernel_config", "parse_config", "exclusive_means_mapped_once"]
+
 
 @functools.cache
 def kernel_config() -> frozenset[str] | None:

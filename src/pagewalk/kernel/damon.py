@@ -30,6 +30,8 @@ from ..errors import PagewalkError, Unsupported
 from .procfs import proc_stat
 from .u64file import U64_MAX
 
+__all__ = ["ROOT", "Kdamond", "DamonRegion", "parse_region", "running", "why_unavailable", "Monitor"]
+
 ROOT = "/sys/kernel/mm/damon/admin/kdamonds"
 SAMPLE_US = 5000  # DAMON's default sampling interval
 MIN_REGIONS, MAX_REGIONS = 200, 10000  # finer than the defaults (10, 1000): page counts, not trends

@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import numpy as np
 
+__all__ = ["IDLE_BITMAP", "IdleMarker", "read_idle", "idle_bits"]
+
 
 IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 

@@ -15,6 +15,8 @@ import stat
 
 from ..errors import PagewalkError
 
+__all__ = ["NotRegularFile", "open_regular"]
+
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
 

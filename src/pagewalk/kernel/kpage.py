@@ -27,6 +27,10 @@ from .oserrors import cannot_read, from_oserror
 from .pagemap import PFN_LIMIT
 from .u64file import ENTRY_BYTES, U64File, read_entries_into
 
+__all__ = [
+    "KPAGEFLAGS", "KPAGECOUNT", "KPAGECGROUP", "CHUNK_PFNS", "KpageFile", "read_together", "read_kpageflags"
+]
+
 KPAGEFLAGS = "kpageflags"
 KPAGECOUNT = "kpagecount"
 KPAGECGROUP = "kpagecgroup"

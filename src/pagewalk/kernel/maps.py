@@ -33,6 +33,11 @@ from .oserrors import translating
 from ..names import unicode_text
 from .pagemap import PAGE_SIZE
 
+__all__ = [
+    "Mapping", "mapping_index", "parse_line", "parse_maps", "load_maps", "read_maps_text", "read_maps",
+    "PROCMAP_QUERY", "vma_page_size", "is_hugetlb"
+]
+
 DELETED_SUFFIX = " (deleted)"
 
 class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):

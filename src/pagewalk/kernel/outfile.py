@@ -40,6 +40,8 @@ import sys
 
 from ..errors import PagewalkError
 
+__all__ = ["STDOUT", "check_writable", "write_private"]
+
 STDOUT = "-"  # the file name that means standard output
 
 _KINDS = {stat.S_IFREG: "regular file", stat.S_IFDIR: "directory", stat.S_IFCHR: "character device",

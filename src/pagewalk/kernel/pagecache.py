@@ -33,6 +33,11 @@ from ..errors import AccessDenied, InvalidArgument, PagewalkError
 from .oserrors import from_oserror
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PagemapFile
 
+__all__ = [
+    "PROT_READ", "MAP_SHARED", "MADV_RANDOM", "MADV_SEQUENTIAL", "open_file", "file_error", "file_pages",
+    "load_pages", "residency", "cached_frames", "read_back_note", "regular_files"
+]
+
 MAPPED_PAGES_MAX = 1 << 16  # file pages mapped at a time: one mapping of at most 256 MiB
 PROT_READ, MAP_SHARED = 0x1, 0x01
 MADV_RANDOM, MADV_SEQUENTIAL = 1, 2

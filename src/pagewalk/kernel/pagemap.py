@@ -32,6 +32,12 @@ from .config import kernel_config
 from .oserrors import translating
 from .u64file import ENTRY_BYTES, U64File, read_entries_into
 
+__all__ = [
+    "PAGE_SIZE", "PAGE_SHIFT", "PM_PFRAME_MASK", "PFN_LIMIT", "PM_SOFT_DIRTY", "PM_MMAP_EXCLUSIVE",
+    "PM_UFFD_WP", "PM_GUARD_REGION", "PM_FILE", "PM_SWAP", "PM_PRESENT", "SWAP_TYPE_BITS", "SWAP_TYPE_MASK",
+    "SWP_PTE_MARKER", "PTE_MARKER_GUARD", "PagemapEntry", "decode_entry", "max_swapfiles", "PagemapFile"
+]
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 

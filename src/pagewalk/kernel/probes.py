@@ -17,6 +17,11 @@ import struct
 from .procfs import read_status, read_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY
 
+__all__ = [
+    "pfn_visible", "CAP_SYS_ADMIN", "zero_pfns", "kernel_release", "bracketed_choice", "parse_choice",
+    "reuse_freed_memory", "soft_dirty_supported", "readable", "UFFD_USER_MODE_ONLY", "uffd_wp_async"
+]
+
 
 def _self_entry(vaddr: int) -> int | None:
     """This process's pagemap entry of address ``vaddr``; None if unreadable."""

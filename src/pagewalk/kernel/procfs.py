@@ -16,6 +16,13 @@ from collections import namedtuple  # (not typing.NamedTuple: typing costs start
 
 from ..errors import ProcessGone
 
+__all__ = [
+    "command_name", "parse_comm", "command_line", "parse_cmdline", "read_text", "ProcStat", "parse_stat",
+    "proc_stat", "is_zombie", "proc_start_time", "execed", "gone_during", "all_pids", "ProcStatus",
+    "parse_status", "read_status", "thread_group", "CgroupEntry", "parse_cgroup", "read_cgroup", "Meminfo",
+    "parse_meminfo", "read_meminfo", "SwapDevice", "parse_swaps", "swap_devices", "open_fd_count"
+]
+
 
 def command_name(pid: int) -> str:
     """The process's command name (``/proc/PID/comm``) exactly as the process set it

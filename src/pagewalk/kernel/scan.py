@@ -28,6 +28,13 @@ from collections.abc import Iterator
 from .oserrors import translating
 from .u64file import U64_MAX
 
+__all__ = [
+    "PAGEMAP_SCAN", "PAGE_IS_WPALLOWED", "PAGE_IS_WRITTEN", "PAGE_IS_FILE", "PAGE_IS_PRESENT",
+    "PAGE_IS_SWAPPED", "PAGE_IS_PFNZERO", "PAGE_IS_HUGE", "PAGE_IS_SOFT_DIRTY", "ZERO_HUGE_MASK",
+    "zero_page", "huge_page", "CATEGORY_NAMES", "iter_page_regions", "ARG", "WALK_END_OFFSET", "supported",
+    "categories_supported", "Scanner"
+]
+
 PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
 PM_SCAN_WP_MATCHING = 1 << 0
 PM_SCAN_CHECK_WPASYNC = 1 << 1

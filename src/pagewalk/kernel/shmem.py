@@ -54,6 +54,11 @@ from ..errors import AccessDenied, PagewalkError, ProcessGone, Unsupported
 from .maps import Mapping, read_maps
 from .pagemap import PAGE_SHIFT, PAGE_SIZE
 
+__all__ = [
+    "ShmemSwap", "ShmemSwapResult", "cachestat", "swapped_file_runs", "parse_tmpfs_devs", "swapped_runs",
+    "unique_pages", "why_unavailable"
+]
+
 NR_CACHESTAT = 451  # x86-64 and the generic syscall table (Linux 6.5)
 TMPFS_MAGIC = 0x01021994  # include/uapi/linux/magic.h; shmem's f_type
 STATFS_BYTES = 120  # sizeof(struct statfs) on 64-bit Linux; f_type is its first long

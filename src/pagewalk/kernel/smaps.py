@@ -23,6 +23,11 @@ from .oserrors import translating
 from .maps import Mapping, parse_line
 from .pagemap import PAGE_SIZE
 
+__all__ = [
+    "KB", "SmapsBlock", "parse_smaps", "smaps_blocks", "read_smaps", "shmem_swap_pages", "vm_flags",
+    "parse_vm_flags", "parse_rollup", "read_rollup", "clear_refs"
+]
+
 KB = 1024
 
 

@@ -6,6 +6,8 @@ from ..analysis.diff import FIELDS
 from ..names import printable
 from .table import render_columns
 
+__all__ = ["text"]
+
 
 def text(doc: dict) -> str:
     """The ``diff`` document (:func:`pagewalk.analysis.diff.diff`) for people: the totals

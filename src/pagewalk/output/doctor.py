@@ -7,6 +7,8 @@ import json
 from ..analysis.doctor import Check
 from .table import render_table
 
+__all__ = ["checks_text", "checks_json"]
+
 
 def checks_text(checks: list[Check]) -> str:
     """A row a check: its name, ok or MISSING, what was found and what a gap costs."""

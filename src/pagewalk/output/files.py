@@ -10,6 +10,8 @@ from ..kernel.pagemap import PAGE_SIZE
 from ..core import flags as fl
 from .humanize import human_bytes
 
+__all__ = ["as_json", "as_text"]
+
 
 def _span(first: int, count: int) -> str:
     return f"{first}" if count == 1 else f"{first}-{first + count - 1}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["human_bytes"]
+
 
 def human_bytes(n: int | None) -> str:
     """``12.0M``-style sizes for tables ('-' for unknown)."""

@@ -12,6 +12,8 @@ from ..names import printable
 from .humanize import human_bytes
 from ..kernel.procfs import is_zombie
 
+__all__ = ["Watch"]
+
 
 def _size(n: int | None) -> str:
     return human_bytes(n)

@@ -15,6 +15,8 @@ from ..core.pagetable import CountsReport, PageCounts
 from .table import render_columns
 from .humanize import human_bytes
 
+__all__ = ["SORT_FIELDS", "sort_report", "as_json", "as_text"]
+
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
                 "soft_dirty")
 SORT_FIELDS = ("start", "end", "path", *COUNT_FIELDS, "rss")

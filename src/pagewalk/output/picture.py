@@ -20,6 +20,8 @@ from ..core.states import PRESENT_CLASSES
 from ..kernel.outfile import write_private
 from .humanize import human_bytes
 
+__all__ = ["pyplot", "band_label", "draw"]
+
 WIDTH_IN, HEIGHT_IN, DPI = 16, 10, 100  # 1600 x 1000 pixels
 BAND_PX = 1100  # raster width of the virtual panel
 PHYS_PX = 240  # raster width of the physical panel

@@ -24,6 +24,8 @@ from ..kernel.pagemap import PAGE_SIZE
 from ..analysis.picture import COLORS, LABELS, PRESENT_STATES, STATES, UNKNOWN, ZERO, AddressSpace, physical_raster, ram_ranges
 from ..kernel.outfile import write_private
 
+__all__ = ["runs", "document", "write"]
+
 PHYS_WIDTH, PHYS_HEIGHT = 100, 280  # cells of the physical panel
 PAGEMAP_BITS = ((55, "soft-dirty"), (56, "exclusive"), (57, "uffd-wp"), (58, "guard"), (61, "file/shared"),
                 (62, "swapped"), (63, "present"))

@@ -11,6 +11,8 @@ from ..names import printable, unicode_text
 from .humanize import human_bytes
 from .table import render_columns
 
+__all__ = ["shared_json", "shared_text", "who_json", "who_text"]
+
 
 def shared_json(report: SharedReport) -> str:
     """``shared --json``: the mapping pairs, each process's shared pages, the distinct

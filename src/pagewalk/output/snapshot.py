@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..names import printable
 from .table import render_columns
 
+__all__ = ["summary_text"]
+
 
 def summary_text(summary: dict) -> str:
     """``snapshot --load``: the snapshot's header line and a row per mapping (page

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+__all__ = ["color_wanted", "render_table", "render_columns"]
+
 # SGR codes by what a column means; zeros are dimmed so that what is there stands out
 STYLES = {
     "PRESENT": "34", "RSS": "34", "RESIDENT": "34", "APPEARED": "34",

@@ -15,6 +15,8 @@ from ..core import flags as fl
 from ..names import printable
 from . import vecfmt as vf
 
+__all__ = ["Lister", "summary", "file_header", "summary_json"]
+
 
 class _Run(NamedTuple):
     """A run of ``-l``: first virtual page and frame, length (pages), flags, cgroup

@@ -9,6 +9,8 @@ from ..analysis.usage import Report
 from .table import render_columns
 from .humanize import human_bytes
 
+__all__ = ["as_json", "as_text"]
+
 
 def as_json(report: Report) -> str:
     """The ``usage --json`` document of ``report`` (amounts in bytes, null where unknown)."""

@@ -7,6 +7,8 @@ import json
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable
 
+__all__ = ["text", "json_objects"]
+
 
 def text(results, notes: dict[int, str]) -> str:
     """One line an address: ``VADDR -> PADDR pfn PFN  STATE  MAPPING`` (``-`` where

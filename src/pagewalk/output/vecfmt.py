@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "Column", "const", "dec_col", "hex_col", "hex_fixed", "bit_col", "choice_col", "bool_col", "nullable",
+    "pad", "join", "render"
+]
+
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 

@@ -10,6 +10,8 @@ from ..names import printable, unicode_text
 from .humanize import human_bytes
 from .table import render_columns
 
+__all__ = ["sample_line", "report_text", "report_json"]
+
 
 def sample_line(sample: Sample) -> str:
     """``t=SECONDS  wss SIZE  (PERCENT of RSS SIZE)  unattributed SIZE``."""
