@@ -18,6 +18,17 @@ def test_v2p_does_not_import_numpy(specimen):
     assert "HEAVY []" in r.stdout
 
 
+def test_help_does_not_import_numpy():
+    """Building every command's parser (``pagewalk --help``) loads no numpy: parsers take
+    their choices from the analyses, which import numpy only where they compute."""
+    code = ("import sys\nfrom pagewalk.cli import build_parser\n"
+            "for command in (None, 'usage', 'wss', 'dump', 'maps'):\n    build_parser(command)\n"
+            "print('HEAVY', [m for m in ('numpy', 'rich', 'matplotlib') if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout
+
+
 def test_version_and_help():
     r = cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("pagewalk ")

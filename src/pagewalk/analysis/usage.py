@@ -23,7 +23,9 @@ import pwd
 from collections import namedtuple
 from collections.abc import Iterable
 
-import numpy as np
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..kernel import config, probes, procfs
 from ..errors import NoSuchProcess, PagewalkError, ProcessGone
@@ -31,7 +33,6 @@ from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
 from ..core.states import PSS_SHIFT, known_sum, pss_share, rss_pages_by_smaps, uss_page
-from ..core.tables import rss_rows, shmem_rows
 from ..parallel import ordered_map
 from ..core.process import Process
 from ..kernel.shmem import unique_pages
@@ -188,6 +189,11 @@ def _swap_once(collected: list[_Pages]) -> int:
 
 
 def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
+    # numpy here, not at the top: the CLI imports this module to build usage's parser
+    import numpy as np
+
+    from ..core.tables import rss_rows, shmem_rows
+
     table = proc.resident_table()
     maps = table.mappings
     labels = sorted({m.label() for m in maps})
@@ -253,6 +259,8 @@ def _read_smaps(pid: int) -> dict:
 def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
     """Per process, per label: PSS in fixed point and USS pages, from one kpagecount
     read of every distinct shared frame."""
+    import numpy as np
+
     if not visible:
         return [None] * len(collected), [p.exclusive for p in collected]
 
