@@ -4,7 +4,11 @@ each writing 16 pages of its own; every process prints ``PID n``, the parent the
 
     python family.py N MIB
 """
-import mmap, os, signal, sys
+import mmap
+import os
+import signal
+import sys
+
 n, mib = int(sys.argv[1]), int(sys.argv[2])
 buf = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 for i in range(0, mib << 20, 4096):

@@ -4,7 +4,9 @@ per CPU, while the main thread imports numpy.  Nothing is decoded.
 
     python pagemap_floor.py
 """
-import os, threading
+import os
+import threading
+
 pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
 def read(mine):
     for pid in mine:
@@ -27,6 +29,7 @@ threads = [threading.Thread(target=read, args=(pids[i::n],)) for i in range(n)]
 for t in threads:
     t.start()
 import numpy
+
 del numpy  # imported for its cost only
 for t in threads:
     t.join()

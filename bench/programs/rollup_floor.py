@@ -4,6 +4,7 @@ own PSS sums, /proc/PID/smaps_rollup of every process, read and thrown away.
     python rollup_floor.py
 """
 import os
+
 for pid in os.listdir("/proc"):
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as f:

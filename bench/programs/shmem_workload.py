@@ -5,7 +5,11 @@ benchmark.  Prints ``PID n`` and ``ready``, then sleeps until killed.
 
     python shmem_workload.py LAYOUT
 """
-import mmap, os, signal, sys
+import mmap
+import os
+import signal
+import sys
+
 layout, size, page = sys.argv[1], 1 << 30, mmap.PAGESIZE
 buf = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
 for i in range(0, size, page):

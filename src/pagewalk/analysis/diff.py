@@ -32,11 +32,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..core.process import Process
 from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_SOFT_DIRTY
 from ..kernel.smaps import vm_flags
 from .snapshot import Snapshot
-from ..core.process import Process
 
 __all__ = ["FIELDS", "diff", "different_process", "live"]
 

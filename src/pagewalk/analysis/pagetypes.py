@@ -27,10 +27,10 @@ from ..core.reading import mostly_unpopulated
 from ..errors import InvalidArgument, ProcessGone
 from ..kernel.idle import IdleMarker
 from ..kernel.kpage import CHUNK_PFNS, KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
+from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
 from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
 from ..kernel.u64file import U64_MAX as ULONG_MAX  # (page-types.c's name)
 from ..parallel import ordered_map
-from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
 
 __all__ = [
     "Batch", "Options", "parse_range", "parse_cgroup", "TypesCounter", "Frames", "walk_machine",

@@ -22,11 +22,11 @@ from collections import namedtuple
 import numpy as np
 
 from ..core import states
+from ..kernel import procfs
+from ..kernel.kpage import KPAGEFLAGS, KpageFile
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.physmem import node_blocks, system_ram
-from ..kernel import procfs
-from ..kernel.kpage import KPAGEFLAGS, KpageFile
 
 __all__ = [
     "STATES", "UNTOUCHED", "ANONYMOUS", "FILE", "HUGE", "ZERO", "SWAPPED", "SHMEM_SWAPPED", "GUARD",

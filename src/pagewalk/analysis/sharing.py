@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ..kernel import probes, procfs
-from ..errors import AccessDenied, InvalidArgument, PagewalkError
-from ..kernel.maps import mapping_index
-from ..core.states import zero_by_kpageflags
-from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
 from ..core.process import Process
+from ..core.states import zero_by_kpageflags
+from ..errors import AccessDenied, InvalidArgument, PagewalkError
+from ..kernel import probes, procfs
+from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+from ..kernel.maps import mapping_index
 
 __all__ = ["Hit", "WhoReport", "who_maps", "SharedReport", "shared_frames"]
 

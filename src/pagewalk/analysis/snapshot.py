@@ -28,19 +28,19 @@ import os
 
 import numpy as np
 
-from ..errors import MissingExtra, Unsupported
-from ..kernel.outfile import write_private
-from ..kernel.maps import Mapping, mapping_index
-from ..names import unicode_text
-from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
+from ..core.pagetable import PageTable
 from ..core.states import empty_entry
+from ..errors import MissingExtra, Unsupported
+from ..kernel import config, probes, procfs
+from ..kernel.infile import NotRegularFile, open_regular
+from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+from ..kernel.maps import Mapping, mapping_index
+from ..kernel.outfile import write_private
+from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
+from ..kernel.smaps import clear_refs
+from ..names import unicode_text
 from . import npz, parquet
 from .snapshot_check import DAMAGE_ERRORS, FORMAT, VERSION, BadSnapshot, Check, LoadBudget, detail
-from ..core.pagetable import PageTable
-from ..kernel import config, probes, procfs
-from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
-from ..kernel.smaps import clear_refs
-from ..kernel.infile import NotRegularFile, open_regular
 
 __all__ = ["Snapshot"]
 

@@ -27,16 +27,16 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import numpy as np
 
-from ..kernel import config, probes, procfs
+from ..core.process import Process
+from ..core.states import PSS_SHIFT, known_sum, pss_share, rss_pages_by_smaps, uss_page
 from ..errors import NoSuchProcess, PagewalkError, ProcessGone
+from ..kernel import config, probes, procfs
+from ..kernel.kpage import KPAGECOUNT, KpageFile
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
-from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
-from ..core.states import PSS_SHIFT, known_sum, pss_share, rss_pages_by_smaps, uss_page
-from ..parallel import ordered_map
-from ..core.process import Process
 from ..kernel.shmem import unique_pages
-from ..kernel.kpage import KPAGECOUNT, KpageFile
+from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
+from ..parallel import ordered_map
 
 __all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure", "gather", "Gathered"]
 

@@ -49,16 +49,15 @@ import time
 from collections import namedtuple
 from collections.abc import Iterator
 
-from ..kernel import damon, probes
+from ..core.process import Process
 from ..errors import Unsupported
-from ..kernel.idle import IDLE_BITMAP
+from ..kernel import damon, probes
+from ..kernel.damon import Monitor
+from ..kernel.idle import IDLE_BITMAP, IdleMarker
+from ..kernel.kpage import KPAGEFLAGS, KpageFile
+from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SIZE
 from ..kernel.smaps import clear_refs, smaps_blocks
-from ..core.process import Process
-from ..kernel.kpage import KPAGEFLAGS, KpageFile
-from ..kernel.damon import Monitor
-from ..kernel.idle import IdleMarker
-from ..kernel.maps import mapping_index
 
 __all__ = [
     "METHODS", "DISTURBS", "Sample", "Cost", "interference", "unattributed_reason", "attributable",

@@ -6,9 +6,9 @@ import os
 import sys
 
 from ..errors import InvalidArgument
+from ..kernel.pagemap import PFN_LIMIT
 from ..names import printable, quoted
 from ..units import parse_size
-from ..kernel.pagemap import PFN_LIMIT
 
 __all__ = [
     "fail", "warn", "process_notes", "mappings_changed_warning", "processes_changed_warning",

@@ -46,13 +46,12 @@ def _format(name: str, *, filtered: bool):
 
 
 def run(args) -> int:
-    from ..errors import ProcessGone
-    from ..kernel.procfs import gone_during, proc_start_time
-    from ..kernel.pagemap import PAGE_SIZE
     from ..core.process import Process
     from ..core.where import check_where, clip, iter_pages, parse_where, where_mask
-
+    from ..errors import ProcessGone
+    from ..kernel.pagemap import PAGE_SIZE
     from ..kernel.probes import reuse_freed_memory
+    from ..kernel.procfs import gone_during, proc_start_time
 
     pid = _common.parse_pid(args.pid)
     reuse_freed_memory()

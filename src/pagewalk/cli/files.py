@@ -26,11 +26,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..output import files as out
     from ..analysis.files import file_residency
     from ..kernel.pagecache import read_back_note, regular_files
     from ..kernel.pagemap import PagemapFile
     from ..kernel.probes import pfn_visible
+    from ..output import files as out
 
     visible = pfn_visible() and os.access("/proc/kpageflags", os.R_OK)
     if not visible:

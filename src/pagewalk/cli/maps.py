@@ -25,8 +25,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..output import maps as out
     from ..core.process import Process
+    from ..output import maps as out
 
     pid = _common.parse_pid(args.pid)
     if args.sort is not None and args.sort not in out.SORT_FIELDS:

@@ -64,10 +64,10 @@ def run(args) -> int:
 
     # before the work (and before --clear-soft-dirty)
     check_writable(args.output, "a snapshot", binary=True, force=args.force)
-    from ..parallel import in_background
     from ..core.process import Process
     from ..core.reading import ResidentRead
     from ..kernel.probes import reuse_freed_memory
+    from ..parallel import in_background
 
     reuse_freed_memory()  # the per-frame arrays of a large process: allocated once, not page-faulted twice
     with Process(_common.parse_pid(args.pid)) as proc:

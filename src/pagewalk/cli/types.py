@@ -55,11 +55,11 @@ def run(args) -> int:
     if args.json and args.list_mode:
         raise InvalidArgument("--json prints the summary; lists (-l, -L) are text only")
 
-    from ..kernel.pagemap import PAGE_SIZE
     from ..analysis.pagetypes import Frames, Options, TypesCounter, parse_cgroup, parse_range
     from ..kernel.idle import IdleMarker
-    from ..output import types as render
+    from ..kernel.pagemap import PAGE_SIZE
     from ..kernel.probes import reuse_freed_memory
+    from ..output import types as render
 
     reuse_freed_memory()
     options = Options(raw=args.raw, filters=[fl.parse_bits(e) for e in args.bits],

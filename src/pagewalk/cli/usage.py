@@ -36,16 +36,15 @@ def _why_unreadable(pid: int, skipped: dict[int, str]) -> str:
     if pid in skipped:
         return skipped[pid]
     from ..errors import NoSuchProcess
-
     from ..kernel.oserrors import explain_no_mm
 
     return str(explain_no_mm(pid) if os.path.exists(f"/proc/{pid}") else NoSuchProcess(pid))
 
 
 def run(args) -> int:
-    from ..output import usage as out
     from ..analysis.usage import gather
     from ..kernel.procfs import all_pids
+    from ..output import usage as out
 
     if args.all and args.pids:
         raise InvalidArgument("give PIDs or --all, not both")

@@ -123,9 +123,9 @@ def _decimal_notes(proc, results, texts: list[bytes]) -> dict[int, str]:
 
 
 def run(args) -> int:
+    from ..core.process import Process
     from ..errors import ProcessGone
     from ..kernel.procfs import gone_during, proc_start_time
-    from ..core.process import Process
     from ..output import v2p as render
 
     pid = _common.parse_pid(args.pid)

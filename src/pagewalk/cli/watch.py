@@ -24,11 +24,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import NoAddressSpace
-    from ..kernel.procfs import is_zombie
-    from ..output.live import Watch
-    from ..kernel.procfs import command_name
     from ..analysis.usage import measure
+    from ..errors import NoAddressSpace
+    from ..kernel.procfs import command_name, is_zombie
+    from ..output.live import Watch
 
     pid = _common.parse_pid(args.pid)
     interval = _common.parse_seconds(args.interval)

@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..kernel.pagemap import PAGE_SHIFT
     from ..analysis.sharing import who_maps
+    from ..kernel.pagemap import PAGE_SHIFT
     from ..kernel.procfs import all_pids
 
     pfns = [_common.parse_addr(a) >> PAGE_SHIFT for a in args.addrs] + [_common.parse_pfn(p) for p in args.pfn]

@@ -84,8 +84,8 @@ def run(args) -> int:
 def _sample(args, pid: int, interval: float, show) -> int:
     import signal
 
-    from ..kernel.probes import pfn_visible
     from ..analysis.wss import DISTURBS, open_tracker, unattributed_reason
+    from ..kernel.probes import pfn_visible
 
     tracker = open_tracker(pid, args.method, interval)
     # Text prints each sample as it comes and keeps only the last; JSON keeps them

@@ -24,7 +24,6 @@ from collections import namedtuple
 import numpy as np
 
 from ..kernel.maps import Mapping
-from ..kernel.probes import soft_dirty_supported
 from ..kernel.pagemap import (
     PAGE_SIZE,
     PM_FILE,
@@ -38,6 +37,7 @@ from ..kernel.pagemap import (
     SWAP_TYPE_BITS,
     SWAP_TYPE_MASK,
 )
+from ..kernel.probes import soft_dirty_supported
 from ..runs import ramps, run_arrays, runs_of
 from .states import SwapClasses, empty_entry, swap_classes, zero_by_pfn
 

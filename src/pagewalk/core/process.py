@@ -18,9 +18,9 @@ import bisect
 import os
 from collections.abc import Iterator, Sequence
 
+from ..errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from ..kernel import probes, shmem
 from ..kernel.kpage import KpageFile, read_kpageflags
-from ..errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
 from ..kernel.maps import Mapping, is_hugetlb, parse_maps, read_maps_text
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 from ..kernel.procfs import thread_group

@@ -27,9 +27,9 @@ from ..kernel.pagemap import (
     SWAP_TYPE_MASK,
     PagemapFile,
 )
+from ..kernel.probes import soft_dirty_supported
 from ..runs import runs_of
 from .states import decode_swap, empty_entry
-from ..kernel.probes import soft_dirty_supported
 
 __all__ = ["Translation", "find_mapping", "read_entries", "translate"]
 

@@ -28,9 +28,8 @@ from collections import namedtuple
 from collections.abc import Sequence
 
 from ..errors import InvalidArgument
-
-from .oserrors import translating
 from ..names import unicode_text
+from .oserrors import translating
 from .pagemap import PAGE_SIZE
 
 __all__ = [

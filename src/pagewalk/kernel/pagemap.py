@@ -27,7 +27,6 @@ import struct
 from collections import namedtuple
 
 from ..errors import ProcessGone
-
 from .config import kernel_config
 from .oserrors import translating
 from .u64file import ENTRY_BYTES, U64File, read_entries_into

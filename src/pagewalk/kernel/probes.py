@@ -14,8 +14,8 @@ import mmap
 import os
 import struct
 
-from .procfs import read_status, read_text
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY
+from .procfs import read_status, read_text
 
 __all__ = [
     "pfn_visible", "CAP_SYS_ADMIN", "zero_pfns", "kernel_release", "bracketed_choice", "parse_choice",

@@ -18,9 +18,8 @@ from collections import namedtuple
 from collections.abc import Iterable
 
 from ..errors import PagewalkError
-
-from .oserrors import translating
 from .maps import Mapping, parse_line
+from .oserrors import translating
 from .pagemap import PAGE_SIZE
 
 __all__ = [

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernel.maps import Mapping
 from ..core.pagetable import PageTable
+from ..kernel.maps import Mapping
 
 __all__ = ["Format"]
 

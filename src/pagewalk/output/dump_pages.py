@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 
-from ..kernel.maps import Mapping
-from ..names import unicode_text
-from ..kernel.pagemap import PM_FILE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP
 from ..core.pagetable import PageTable
+from ..kernel.maps import Mapping
+from ..kernel.pagemap import PM_FILE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP
+from ..names import unicode_text
 from . import vecfmt as vf
 from .dump import Format
 

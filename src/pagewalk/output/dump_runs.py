@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.pagetable import PageTable
 from ..kernel.maps import Mapping
 from ..names import printable
-from ..core.pagetable import PageTable
 from . import vecfmt as vf
 from .dump import Format
 

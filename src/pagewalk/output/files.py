@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..names import printable, unicode_text
 from ..analysis.files import FileResidency
-from ..kernel.pagemap import PAGE_SIZE
 from ..core import flags as fl
+from ..kernel.pagemap import PAGE_SIZE
+from ..names import printable, unicode_text
 from .humanize import human_bytes
 
 __all__ = ["as_json", "as_text"]

@@ -8,9 +8,9 @@ import sys
 import time
 
 from ..errors import NoAddressSpace, NoSuchProcess
+from ..kernel.procfs import is_zombie
 from ..names import printable
 from .humanize import human_bytes
-from ..kernel.procfs import is_zombie
 
 __all__ = ["Watch"]
 

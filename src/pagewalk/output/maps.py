@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import json
 
-from ..names import printable
-from ..kernel.pagemap import PAGE_SIZE
 from ..core.pagetable import CountsReport, PageCounts
-from .table import render_columns
+from ..kernel.pagemap import PAGE_SIZE
+from ..names import printable
 from .humanize import human_bytes
+from .table import render_columns
 
 __all__ = ["SORT_FIELDS", "sort_report", "as_json", "as_text"]
 

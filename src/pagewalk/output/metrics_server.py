@@ -21,9 +21,9 @@ import sys
 import threading
 import time
 
-from ..kernel.procfs import open_fd_count
 from ..analysis.exporter import MemoryCollector
 from ..extras import require
+from ..kernel.procfs import open_fd_count
 from ..names import printable
 
 __all__ = ["MetricsServer", "connection_cap", "parse_listen", "serve"]

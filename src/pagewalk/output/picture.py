@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..extras import require
-from ..names import printable
-from ..kernel.pagemap import PAGE_SIZE
 from ..analysis.picture import COLORS, LABELS, STATES, AddressSpace, Band, physical_raster, ram_ranges
 from ..core.states import PRESENT_CLASSES
+from ..extras import require
 from ..kernel.outfile import write_private
+from ..kernel.pagemap import PAGE_SIZE
+from ..names import printable
 from .humanize import human_bytes
 
 __all__ = ["pyplot", "band_label", "draw"]

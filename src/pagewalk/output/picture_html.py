@@ -18,11 +18,21 @@ from importlib import resources
 
 import numpy as np
 
+from ..analysis.picture import (
+    COLORS,
+    LABELS,
+    PRESENT_STATES,
+    STATES,
+    UNKNOWN,
+    ZERO,
+    AddressSpace,
+    physical_raster,
+    ram_ranges,
+)
 from ..core import flags
-from ..names import printable
-from ..kernel.pagemap import PAGE_SIZE
-from ..analysis.picture import COLORS, LABELS, PRESENT_STATES, STATES, UNKNOWN, ZERO, AddressSpace, physical_raster, ram_ranges
 from ..kernel.outfile import write_private
+from ..kernel.pagemap import PAGE_SIZE
+from ..names import printable
 
 __all__ = ["runs", "document", "write"]
 

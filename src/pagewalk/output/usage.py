@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..names import printable, unicode_text
 from ..analysis.usage import Report
-from .table import render_columns
+from ..names import printable, unicode_text
 from .humanize import human_bytes
+from .table import render_columns
 
 __all__ = ["as_json", "as_text"]
 
