@@ -19,34 +19,19 @@ import os
 from collections.abc import Iterator, Sequence
 
 from ..errors import InvalidArgument, NoSuchProcess, NotMapped, ProcessGone
-from ..kernel import probes, shmem
-from ..kernel.kpage import KpageFile, read_kpageflags
+from ..kernel import probes
 from ..kernel.maps import Mapping, is_hugetlb, parse_maps, read_maps_text
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 from ..kernel.procfs import thread_group
-from ..kernel.smaps import read_smaps, shmem_swap_pages
 from ..runs import merge_runs, paint, runs_of
-from .reading import (
-    PAGES_PER_READ,
-    SPARSE_MIN_PAGES,
-    USER_END_4LEVEL,
-    WALK_ATTEMPTS,
-    Piece,
-    ResidentRead,
-    ScanLayout,
-    count_pieces,
-    mostly_unpopulated,
-    read_populated,
-    read_resident,
-    scan_runs,
-    zero_from_smaps,
-)
 from .states import known_sum, rss_pages, zero_by_kpageflags
 from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from ..kernel.scan import Scanner
+    from ..kernel.kpage import KpageFile
+    from . import reading
     from ..kernel.shmem import ShmemSwapResult
     from .pagetable import CountsReport, MappingCounts, PageTable
 
@@ -180,6 +165,8 @@ class Process:
         reads), else by PAGEMAP_SCAN's PFNZERO over groups of nearby pages, else unknown."""
         if self.pfn_visible:
             pfns = {e & PM_PFRAME_MASK for e in entries.values()}
+            from ..kernel.kpage import read_kpageflags  # (start-up: v2p as non-root never reads it)
+
             flags = read_kpageflags(pfns)
             if flags is not None:
                 return {vpn: zero_by_kpageflags(flags.get(e & PM_PFRAME_MASK, 0)) for vpn, e in entries.items()}
@@ -253,6 +240,8 @@ class Process:
         Returns a :class:`PageTable`, shorter than asked at the end of user space;
         raises :class:`InvalidArgument` if ``end < start``, :class:`ProcessGone`
         if the process exits."""
+        from . import reading  # (the numpy paths' planners: not on v2p's start-up path)
+
         import numpy as np
 
         from .pagetable import PageTable
@@ -265,11 +254,11 @@ class Process:
         scanner = self._scanner() if zero_huge or sparse else None
         runs = None
         # For a few pages one read is cheaper than a walk and its reads.
-        if (scanner is not None and sparse and pages > SPARSE_MIN_PAGES and end <= USER_END_4LEVEL
+        if (scanner is not None and sparse and pages > reading.SPARSE_MIN_PAGES and end <= reading.USER_END_4LEVEL
                 and self._scan_sees_every_entry()):
             from ..kernel.scan import PAGE_IS_PRESENT, PAGE_IS_SOFT_DIRTY, PAGE_IS_SWAPPED
 
-            runs = scan_runs(scanner, start, end, PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_SOFT_DIRTY)
+            runs = reading.scan_runs(scanner, start, end, PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_SOFT_DIRTY)
             raw = np.zeros(pages, dtype=np.uint64)
             view = memoryview(raw).cast("B")
             for a, b in merge_runs(runs.lo.tolist(), runs.hi.tolist()):
@@ -281,7 +270,7 @@ class Process:
             if scanner is not None and zero_huge and n:
                 from ..kernel.scan import PAGE_IS_HUGE, PAGE_IS_PFNZERO
 
-                runs = scan_runs(scanner, start, start + n * PAGE_SIZE, PAGE_IS_PFNZERO | PAGE_IS_HUGE)
+                runs = reading.scan_runs(scanner, start, start + n * PAGE_SIZE, PAGE_IS_PFNZERO | PAGE_IS_HUGE)
         zero = huge = None
         if runs is not None and zero_huge:
             lo, hi, z, h = runs.lo, runs.hi, runs.zero, runs.huge
@@ -297,14 +286,16 @@ class Process:
 
         return bool(scan.categories_supported(self._pagemap().fd) & scan.PAGE_IS_SOFT_DIRTY)
 
-    def iter_page_tables(self, start: int, end: int, chunk_pages: int = PAGES_PER_READ, *,
+    def iter_page_tables(self, start: int, end: int, chunk_pages: int | None = None, *,
                          zero_huge: bool = True, sparse: bool = False) -> Iterator[PageTable]:
         """:meth:`page_table` of ``[start, end)`` in pieces of at most ``chunk_pages``
         pages, so memory stays bounded however large the range.  Stops early (without
         error) at the end of user space; raises :class:`ProcessGone` if the process
-        exits."""
+        exits.  ``chunk_pages`` None: :data:`pagewalk.core.reading.PAGES_PER_READ`."""
+        from . import reading
+
         start &= ~(PAGE_SIZE - 1)
-        step = chunk_pages * PAGE_SIZE
+        step = (chunk_pages or reading.PAGES_PER_READ) * PAGE_SIZE
         while start < end:
             table = self.page_table(start, min(end, start + step), zero_huge=zero_huge, sparse=sparse)
             if len(table):
@@ -314,7 +305,7 @@ class Process:
             start += step
 
     def resident_table(self, mappings: Sequence[Mapping] | None = None, *,
-                       kpageflags: KpageFile | None = None, resident: ResidentRead | None = None,
+                       kpageflags: KpageFile | None = None, resident: reading.ResidentRead | None = None,
                        shmem_swap: bool = False) -> PageTable:
         """Every page of the process with a frame or a swap entry (present, zero page
         included; swapped; markers), in address order, as one table whose ``vaddr``
@@ -342,18 +333,20 @@ class Process:
         visible) the table's ``kpageflags`` holds the flags of each present page's
         frame.  Returns a :class:`PageTable`; raises what :meth:`mappings` raises,
         and :class:`ProcessGone` if the process exits."""
+        from . import reading  # (the numpy paths' planners: not on v2p's start-up path)
+
         from . import tables  # numpy: the first table of the process may be this one
 
         own = mappings is None or resident is not None  # maps this may read again
-        for _ in range(WALK_ATTEMPTS):
+        for _ in range(reading.WALK_ATTEMPTS):
             if resident is not None:
                 maps = resident.mappings
             else:
                 maps = self.mappings() if own else mappings
             if resident is None:
-                resident = read_resident(self, maps)
+                resident = reading.read_resident(self, maps)
             if resident is None:  # no PAGEMAP_SCAN: every entry of every mapping
-                table = read_populated(self._pagemap(), [m for m in maps if not m.is_vsyscall and not m.scan_skips],
+                table = reading.read_populated(self._pagemap(), [m for m in maps if not m.is_vsyscall and not m.scan_skips],
                                        pfn_visible=self.pfn_visible)
             else:
                 table = tables.resident_pages(resident, maps, pfn_visible=self.pfn_visible)
@@ -383,6 +376,8 @@ class Process:
         Returns a :class:`CountsReport` (counts in pages, ``rss`` in bytes); raises
         what :meth:`mappings` raises, and :class:`ProcessGone` if the process exits.
         """
+        from . import reading  # (the numpy paths' planners: not on v2p's start-up path)
+
         from .pagetable import COUNT_COLUMNS, BatchCounter, CountsReport, MappingCounts, PageCounts
 
         pagemap = self._pagemap()  # a kernel thread or zombie fails here with the reason
@@ -392,10 +387,10 @@ class Process:
         # Zero pages by PFN only where PAGEMAP_SCAN cannot say (it is exact and cheaper).
         zero_pfns = probes.zero_pfns() if layout is None else frozenset()
         # One row more than mappings: the holes read between nearby pieces.
-        counter = BatchCounter(len(maps) + 1, PAGES_PER_READ, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
+        counter = BatchCounter(len(maps) + 1, reading.PAGES_PER_READ, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
         pieces = layout.pieces() if layout is not None else (
-            Piece(i, m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT) for i, m in enumerate(maps) if not m.is_vsyscall)
-        count_pieces(pagemap, counter, pieces, hole=len(maps))
+            reading.Piece(i, m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT) for i, m in enumerate(maps) if not m.is_vsyscall)
+        reading.count_pieces(pagemap, counter, pieces, hole=len(maps))
         table = counter.finish()[:-1]
         col = {name: table[:, k] for k, name in enumerate(COUNT_COLUMNS)}
         zero_known = layout is not None or (pfn_visible and bool(zero_pfns))
@@ -410,7 +405,7 @@ class Process:
             hugetlb = [bool(h) and is_hugetlb(self.pid, m) for m, h in zip(maps, huge_list or [0] * len(maps))]
             rss = [rss_pages(p, z, ht) * PAGE_SIZE for ht, p, z in zip(hugetlb, col["present"].tolist(), zero_list)]
         else:  # no PFNs and no PAGEMAP_SCAN (unprivileged, before 6.7): smaps says
-            zero_list, rss_list = zero_from_smaps(self.pid, maps, col["present"].tolist())
+            zero_list, rss_list = reading.zero_from_smaps(self.pid, maps, col["present"].tolist())
             rss = [r * PAGE_SIZE for r in rss_list]
         rows: list[MappingCounts] = []
         lists = {name: col[name].tolist() for name in COUNT_COLUMNS}
@@ -447,6 +442,8 @@ class Process:
         given), or None where this reader cannot look it up (the result's
         ``note`` says why).  Other mappings are absent.  See
         :func:`pagewalk.shmem.swapped_runs`."""
+        from ..kernel import shmem  # (start-up: v2p meets shared memory in swap rarely)
+
         found = shmem.swapped_runs(self.pid, mappings, exact=exact, within=within, cache=cache)
         if found.note and found.note not in self.notes:
             self.notes.append(found.note)
@@ -457,6 +454,8 @@ class Process:
         does; return notes on what could not be looked up.  Where the object
         cannot be opened, smaps' own per-mapping ``Swap`` (readable wherever
         pagemap is) gives the count."""
+        from ..kernel.smaps import read_smaps, shmem_swap_pages  # (counts() only: not on v2p's path)
+
         found = self.shmem_swap(maps, exact=False)
         blocks = None
         unknown = 0
@@ -491,8 +490,10 @@ class Process:
             total += int(table.shmem_swapped.sum())
         return total
 
-    def _scan_layout(self, maps: Sequence[Mapping]) -> ScanLayout | None:
+    def _scan_layout(self, maps: Sequence[Mapping]) -> reading.ScanLayout | None:
         """What one PAGEMAP_SCAN walk over all of ``maps`` says (None without it)."""
+        from . import reading  # (the numpy paths' planners: not on v2p's start-up path)
+
         scanner = self._scanner()
         usable = [m for m in maps if not m.is_vsyscall]
         if scanner is None or not usable:
@@ -502,12 +503,12 @@ class Process:
         # Finding the populated runs costs a walk about a third of the price of
         # reading every entry, so it is done only where most of the address space
         # is not resident.
-        sparse = self._scan_sees_every_entry() and mostly_unpopulated(self.pid)
+        sparse = self._scan_sees_every_entry() and reading.mostly_unpopulated(self.pid)
         if sparse:
             anyof = scan.PAGE_IS_PRESENT | scan.PAGE_IS_SWAPPED | scan.PAGE_IS_SOFT_DIRTY
         else:
             anyof = scan.PAGE_IS_PFNZERO | scan.PAGE_IS_HUGE  # only the zero and huge counts
         lo = min(m.start for m in usable)
         hi = max(m.end for m in usable)
-        return ScanLayout(maps, lo, scan_runs(scanner, lo, hi, anyof), sparse)
+        return reading.ScanLayout(maps, lo, reading.scan_runs(scanner, lo, hi, anyof), sparse)
 
