@@ -168,10 +168,13 @@ class PageTable:
 
     @property
     def end(self) -> int:
+        """The address just past the last page, in bytes (``start + len(self) * page_size``;
+        meaningless for a table with explicit ``vaddr``)."""
         return self.start + len(self.raw) * self.page_size
 
     @functools.cached_property
     def vaddr(self) -> np.ndarray:
+        """Each row's virtual address in bytes (uint64 array)."""
         if self.runs is not None:
             first, pages = self.runs
             return ramps(first, pages, self.page_size)
@@ -179,19 +182,22 @@ class PageTable:
 
     @functools.cached_property
     def present(self) -> np.ndarray:
+        """Pagemap bit 63 (fs/proc/task_mmu.c): the page is in memory, the zero page included (bool array)."""
         return _bit(self.raw, PM_PRESENT)
 
     @functools.cached_property
     def swap_entry(self) -> np.ndarray:
-        """Bit 62: any non-present, non-empty entry (swap, migration or marker)."""
+        """Pagemap bit 62: any non-present, non-empty entry (swap, migration or marker; bool array)."""
         return _bit(self.raw, PM_SWAP)
 
     @functools.cached_property
     def file(self) -> np.ndarray:
+        """Pagemap bit 61: a file page or shared anonymous (shmem) page (bool array)."""
         return _bit(self.raw, PM_FILE)
 
     @functools.cached_property
     def exclusive(self) -> np.ndarray:
+        """Pagemap bit 56: the page is mapped by this process only (bool array)."""
         return _bit(self.raw, PM_MMAP_EXCLUSIVE)
 
     @property
@@ -209,6 +215,7 @@ class PageTable:
 
     @functools.cached_property
     def uffd_wp(self) -> np.ndarray:
+        """Pagemap bit 57: userfaultfd write-protected, present or as a marker (bool array)."""
         return _bit(self.raw, PM_UFFD_WP)
 
     @functools.cached_property
@@ -223,7 +230,7 @@ class PageTable:
 
     @property
     def guard(self) -> np.ndarray:
-        """Guard-region markers."""
+        """Guard-region markers (MADV_GUARD_INSTALL, mm/madvise.c; bool array)."""
         return self._swap_classes.guard
 
     @property
@@ -284,25 +291,32 @@ class PageTable:
 
     @functools.cached_property
     def pfn(self) -> np.ndarray:
-        """PFN of present pages; -1 where not present or hidden from this reader."""
+        """The page frame number of present pages (int64 array; a page index, not bytes);
+        -1 where not present or hidden from this reader (no CAP_SYS_ADMIN)."""
         if not self.pfn_visible:
             return np.full(len(self.raw), -1, dtype=np.int64)
         return np.where(self.present, self._frame, -1)
 
     @functools.cached_property
     def swap_type(self) -> np.ndarray:
+        """The swap type (bits 0-4) of swap entries (int64 array); -1 where the entry is
+        no swap entry or PFNs are hidden from this reader."""
         if not self.pfn_visible:
             return np.full(len(self.raw), -1, dtype=np.int64)
         return np.where(self.swap_entry, self._frame & SWAP_TYPE_MASK, -1)
 
     @functools.cached_property
     def swap_offset(self) -> np.ndarray:
+        """The swap offset (bits 5-54, in pages within the swap area) of swap entries
+        (int64 array); -1 where the entry is no swap entry or PFNs are hidden from this reader."""
         if not self.pfn_visible:
             return np.full(len(self.raw), -1, dtype=np.int64)
         return np.where(self.swap_entry, self._frame >> SWAP_TYPE_BITS, -1)
 
     @functools.cached_property
     def zero(self) -> np.ndarray | None:
+        """Present pages that are the shared zero page or a frame of the huge zero page
+        (bool array); None where this reader cannot tell (no PFNs and no PAGEMAP_SCAN)."""
         if self._zero is not None:
             return self._zero
         if self.pfn_visible and self._zero_pfns:
@@ -316,8 +330,10 @@ class PageTable:
         return self.present if self.zero is None else self.present & ~self.zero
 
     def flag(self, name: str) -> np.ndarray:
-        """A boolean column by name (``present``, ``~swapped`` ...); None-valued columns
-        (``zero``/``huge`` where unknown) raise ValueError."""
+        """The boolean column called ``name`` (``present``, ``swapped`` ...).
+
+        Raises ValueError when the column is None (``zero``/``huge`` where unknown)
+        and AttributeError when there is no such column."""
         value = getattr(self, name)
         if value is None:
             raise ValueError(f"{name} is not known for this reader and kernel")
@@ -355,6 +371,7 @@ class PageCounts(namedtuple("PageCounts",
     __slots__ = ()
 
     def as_dict(self) -> dict[str, int | None]:
+        """The counts as a dict from field name to count (pages; ``rss`` in bytes)."""
         return self._asdict()
 
 
@@ -433,6 +450,8 @@ class BatchCounter:
         return self._bytes[self._fill * 8 : (self._fill + n) * 8]
 
     def commit(self, mapping_index: int, entries: int) -> None:
+        """Record that ``entries`` entries were read into the last :meth:`reserve`d room,
+        for the mapping at ``mapping_index``."""
         if entries <= 0:
             return
         if self._segments and self._segments[-1] == mapping_index:
@@ -443,6 +462,7 @@ class BatchCounter:
         self._fill += entries
 
     def flush(self) -> None:
+        """Count the entries buffered so far into the table and empty the buffer."""
         n, segments, lengths = self._fill, self._segments, self._lengths
         self._fill, self._segments, self._lengths = 0, [], []
         if n:

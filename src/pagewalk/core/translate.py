@@ -55,6 +55,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def mapped(self) -> bool:
+        """Whether ``vaddr`` lies in a mapping of ``/proc/PID/maps``."""
         return self.mapping is not None
 
     def _has(self, bit: int) -> bool:
@@ -62,14 +63,18 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def present(self) -> bool:
+        """Whether the page is in memory: pagemap bit 63 (fs/proc/task_mmu.c); includes the zero page."""
         return self._has(PM_PRESENT)
 
     @property
     def file(self) -> bool:
+        """Pagemap bit 61: a file page or shared anonymous (shmem) page (fs/proc/task_mmu.c)."""
         return self._has(PM_FILE)
 
     @property
     def exclusive(self) -> bool:
+        """Pagemap bit 56: the page is mapped by this process only (its mapcount is 1;
+        fs/proc/task_mmu.c).  False when not present."""
         return self._has(PM_MMAP_EXCLUSIVE)
 
     @property
@@ -79,10 +84,13 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def uffd_wp(self) -> bool:
+        """Pagemap bit 57: userfaultfd write-protected, present or as a marker (fs/proc/task_mmu.c)."""
         return self._has(PM_UFFD_WP)
 
     @property
     def guard(self) -> bool:
+        """Whether the entry is a guard-region marker (MADV_GUARD_INSTALL, mm/madvise.c):
+        pagemap bit 58 since 6.15, before that a type-31 PTE marker (include/linux/swapops.h)."""
         return self.entry is not None and decode_swap(self.entry, self.pfn_visible).guard
 
     @property
@@ -99,23 +107,31 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def pfn(self) -> int | None:
+        """The page frame number (a page index, not bytes); None when not present or
+        when PFNs are hidden from this reader (no CAP_SYS_ADMIN)."""
         if not self.present or not self.pfn_visible:
             return None
         return self.entry & PM_PFRAME_MASK  # type: ignore[operator]
 
     @property
     def paddr(self) -> int | None:
+        """The physical address of ``vaddr`` in bytes (``pfn * PAGE_SIZE`` plus the offset
+        in the page); None where :attr:`pfn` is None."""
         pfn = self.pfn
         return None if pfn is None else pfn * PAGE_SIZE + self.vaddr % PAGE_SIZE
 
     @property
     def swap_type(self) -> int | None:
+        """The swap entry's type (bits 0-4; the swap area index, or 31 for a PTE marker);
+        None when the entry is no swap entry or PFNs are hidden from this reader."""
         if not self._has(PM_SWAP) or not self.pfn_visible:
             return None
         return self.entry & SWAP_TYPE_MASK  # type: ignore[operator]
 
     @property
     def swap_offset(self) -> int | None:
+        """The swap entry's offset (bits 5-54; in pages within the swap area); None when
+        the entry is no swap entry or PFNs are hidden from this reader."""
         if not self._has(PM_SWAP) or not self.pfn_visible:
             return None
         return (self.entry & PM_PFRAME_MASK) >> SWAP_TYPE_BITS  # type: ignore[operator]
