@@ -47,6 +47,7 @@ class Batch(namedtuple("Batch", "voffset offset flags pme cgroup mapcnt swapped"
     __slots__ = ()
 
     def select(self, keep: np.ndarray) -> Batch:
+        """The pages where ``keep`` (a bool array) is True, as a batch."""
         pick = lambda a: a if a is None or np.isscalar(a) else a[keep]  # noqa: E731
         return Batch(*(pick(a) for a in self))
 
@@ -67,10 +68,12 @@ class Options:
 
     @property
     def needs_cgroup(self) -> bool:
+        """Whether the walk must read /proc/kpagecgroup (``-c`` or ``-C``)."""
         return self.cgroup is not None or self.list_cgroup
 
     @property
     def needs_mapcnt(self) -> bool:
+        """Whether the walk must read /proc/kpagecount (``-M`` with ``-l`` or ``-L``)."""
         return bool(self.list_mode) and self.list_mapcnt
 
 
@@ -130,6 +133,8 @@ class TypesCounter:
         self.total = 0
 
     def add(self, batch: Batch) -> None:
+        """Count the pages of ``batch`` that pass the filters, by their (transformed) flags;
+        list them and mark them idle when asked to."""
         o = self.options
         flags = fl.transform(batch.flags, batch.pme, o.raw)
         keep = fl.matches(flags, o.filters)
@@ -188,6 +193,7 @@ class Frames:
         return Batch(voffset, pfns, flags, pme, cgroup, count, swapped)
 
     def close(self) -> None:
+        """Close the files opened for the walk."""
         for f in (self.flags, self.cgroup, self.count):
             if f is not None:
                 f.close()

@@ -73,6 +73,7 @@ class Snapshot:
 
     @property
     def pid(self) -> int:
+        """The PID of the process recorded."""
         return self.meta["pid"]
 
     def table(self):  # -> pagewalk.pagetable.PageTable
@@ -96,7 +97,12 @@ class Snapshot:
         soft-dirty pages are the pages written since: this write-protects every page
         of the target, whose next write to each then faults once.  ``resident`` is its
         page table as a :class:`pagewalk.core.reading.ResidentRead` read it, if it was read
-        already (the CLI reads it while numpy imports)."""
+        already (the CLI reads it while numpy imports).
+
+        Returns a :class:`Snapshot`.  Raises :class:`Unsupported` for
+        ``clear_soft_dirty`` on a kernel without soft-dirty bits (CONFIG_MEM_SOFT_DIRTY),
+        :class:`ProcessGone` if the process exits during the walk, and what
+        :meth:`pagewalk.Process.resident_table` raises."""
         if clear_soft_dirty and not probes.soft_dirty_supported():
             raise Unsupported("cannot track written pages: this kernel has no soft-dirty bits "
                               "(CONFIG_MEM_SOFT_DIRTY is off)")
@@ -145,7 +151,9 @@ class Snapshot:
     # -- the file ------------------------------------------------------------------
     def save(self, path: str, file_format: str | None = None, force: bool = False) -> int:
         """Write the snapshot to ``path`` as :func:`pagewalk.outfile.write_private` does
-        (a file atomically, mode 0600; ``force`` as there); return the bytes written.
+        (a file atomically, mode 0600; ``force`` as there); returns the bytes written.
+        Raises ValueError for another ``file_format``, :class:`MissingExtra` for parquet
+        without pyarrow, and what :func:`~pagewalk.kernel.outfile.write_private` raises.
         ``file_format`` is ``npz`` (the default) or ``parquet`` (needs pyarrow: see
         :mod:`pagewalk.parquet`); None picks ``parquet`` for a ``.parquet`` name."""
         if file_format is None:

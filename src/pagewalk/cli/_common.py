@@ -133,6 +133,7 @@ def parse_range(text: str) -> tuple[int, int]:
 
 
 def pid_argument(parser, help: str = "process ID") -> None:  # noqa: A002
+    """The positional ``PID`` argument (a string: :func:`parse_pid` reads it)."""
     parser.add_argument("pid", metavar="PID", type=str, help=help)
 
 
@@ -164,6 +165,7 @@ def load_budget(args):
 
 
 def no_scan_argument(parser) -> None:
+    """``--no-scan``: read every pagemap entry instead of using PAGEMAP_SCAN (:func:`use_scan`)."""
     parser.add_argument("--no-scan", action="store_true",
                         help="read every pagemap entry instead of using the PAGEMAP_SCAN ioctl (same answers; "
                              "also PAGEWALK_NO_SCAN=1)")
@@ -194,10 +196,12 @@ class Progress:
             self.task = self.bar.add_task(what, total=self.total)
 
     def advance(self, n: int) -> None:
+        """Move the bar on by ``n`` units (``unit``: pages unless given)."""
         if self.bar is not None:
             self.bar.advance(self.task, n)
 
     def close(self) -> None:
+        """Remove the bar (nothing when there is none); closing twice does nothing."""
         if self.bar is not None:
             self.bar.stop()
             self.bar = None

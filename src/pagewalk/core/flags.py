@@ -76,6 +76,8 @@ HACKER_BITS = 0xFFFF << 32
 
 
 def bit(name: str) -> int:
+    """The mask of the flag called ``name`` (a name of :data:`NAMES`).  Raises KeyError for
+    any other name."""
     return 1 << BY_NAME[name].bit
 
 

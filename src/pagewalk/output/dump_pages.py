@@ -31,11 +31,13 @@ class SeedFormat(Format):
     swapped present library``, the frame field printed raw as the seed does."""
 
     def header(self) -> bytes:
+        """The seed's column line (:meth:`Format.header`)."""
         return b"addr pfn soft-dirty file/shared swapped present library\n"
 
     batches = True
 
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        """The kept pages of ``table``, one line each (:meth:`Format.chunk`)."""
         if keep is None and len(table) and not table.raw.any():
             fast = self._untouched(m, table)
             if fast is not None:
@@ -43,6 +45,7 @@ class SeedFormat(Format):
         return self.rows([m], None, table if keep is None else PageTable.concat([(table, keep)]))
 
     def rows(self, maps: list[Mapping], index: np.ndarray | None, table: PageTable) -> bytes:
+        """One line per page of ``table`` (:meth:`Format.rows`)."""
         raw = table.raw
         n = len(raw)
         if n == 0:
@@ -118,11 +121,14 @@ class RecordFormat(Format):
     end = b"\n"
 
     def quote(self, path: str) -> str:
+        """``path`` as this format writes a text field (a subclass's job)."""
         raise NotImplementedError
 
     batches = True
 
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        """The kept pages of ``table``, one record each, in slices of :attr:`SLICE_ROWS`
+        rows (:meth:`Format.chunk`)."""
         out = []
         for a in range(0, len(table), self.SLICE_ROWS):
             part = table[a : a + self.SLICE_ROWS]
@@ -134,6 +140,7 @@ class RecordFormat(Format):
         return b"".join(out)
 
     def rows(self, maps: list[Mapping], index: np.ndarray | None, table: PageTable) -> bytes:
+        """One record per page of ``table`` (:meth:`Format.rows`)."""
         n = len(table)
         if n == 0:
             return b""
@@ -158,9 +165,12 @@ class CsvFormat(RecordFormat):
     seps = [b""] + [b","] * (len(ROW_FIELDS) - 1)
 
     def header(self) -> bytes:
+        """The column names line (:data:`ROW_FIELDS`)."""
         return (",".join(ROW_FIELDS) + "\n").encode()
 
     def quote(self, path: str) -> str:
+        """``path`` as a CSV field: bytes that are not UTF-8 as ``\\xNN``; in double quotes
+        (inner ones doubled) when it holds a comma, a quote or a line break."""
         path = unicode_text(path)  # as in jsonl and Parquet: bytes that are not UTF-8 as \xNN
         return '"' + path.replace('"', '""') + '"' if any(c in path for c in ',"\n\r') else path
 
@@ -173,4 +183,5 @@ class JsonlFormat(RecordFormat):
     end = b"}\n"
 
     def quote(self, path: str) -> str:
+        """``path`` as a JSON string (bytes that are not UTF-8 as ``\\xNN``); ``null`` when empty."""
         return json.dumps(unicode_text(path) or None)

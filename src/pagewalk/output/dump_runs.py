@@ -68,6 +68,8 @@ class TextFormat(Format):
         self._header: bytes | None = None  # a mapping's header line, until it has a run to show
 
     def mapping(self, m: Mapping, lo: int, hi: int) -> bytes:
+        """The mapping's header line (:meth:`Format.mapping`); held back, and b"", when
+        ``filtered``, until the mapping has a run to show."""
         line = f"{m.start:x}-{m.end:x} {m.perms} {printable(m.label())}"
         if (lo, hi) != (m.start, m.end):
             line += f"  (showing {lo:x}-{hi:x})"
@@ -95,6 +97,8 @@ class TextFormat(Format):
         return key
 
     def chunk(self, m: Mapping, table: PageTable, keep: np.ndarray | None) -> bytes:
+        """The lines of the runs of kept pages that this chunk ends (:meth:`Format.chunk`);
+        the last run is held back, as the next chunk may continue it."""
         self.page_size = table.page_size
         if keep is None and len(table) and table.untouched():
             # Untouched (a big reservation): one run, no per-page work.
@@ -141,6 +145,7 @@ class TextFormat(Format):
         return _Runs(vaddr[starts], ends - starts, key[starts], frame[starts], frame[ends - 1]), int(step[0])
 
     def end_mapping(self) -> bytes:
+        """The held-back last run of the mapping (:meth:`Format.end_mapping`)."""
         p, self._pending = self._pending, None
         text = b"" if p is None else self._with_header(self._lines(p))
         self._header = None

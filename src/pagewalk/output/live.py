@@ -42,6 +42,9 @@ class Watch:
         self.samples = 0
 
     def run(self) -> None:
+        """Take over the terminal (curses) and sample and draw until ``q`` or Ctrl-C.
+        Raises what ``sample()`` raises, except the process's exit, which is shown,
+        and what curses raises where it cannot set up the terminal."""
         try:
             curses.wrapper(self._loop)
         except KeyboardInterrupt:

@@ -193,6 +193,7 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Serve from a daemon thread (``pagewalk-metrics``) until :meth:`close`; returns at once."""
         self._thread = threading.Thread(target=self._loop, name="pagewalk-metrics", daemon=True)
         self._thread.start()
 

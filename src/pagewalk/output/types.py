@@ -42,6 +42,7 @@ class Lister:
         self.pending: _Run | None = None  # the last run, which the next batch may extend
 
     def header(self) -> str:
+        """The column names line of the listing, tab-separated as page-types prints it."""
         cols = [self.voffset_column] if self.voffset_column else []
         cols += ["cgroup"] if self.o.list_cgroup else []
         cols += ["map-cnt"] if self.o.list_mapcnt else []
