@@ -62,3 +62,49 @@ def test_every_module_says_what_it_offers():
             if isinstance(node, ast.ImportFrom) and node.level and node.module != "_common":
                 private = [a.name for a in node.names if a.name.startswith("_") and a.name != "_common"]
                 assert private == [], f"{name} imports private {private} from {node.module}"
+
+
+def test_every_public_name_of_the_library_has_a_docstring():
+    """Every function and class a module of the library offers (its ``__all__``; ``cli``
+    excepted, whose commands follow the protocol of ``cli/__init__.py``), and every
+    public method and property of those classes, says what it is in a docstring."""
+    import dataclasses
+    import functools
+    import importlib
+    import pathlib
+
+    src = pathlib.Path(pagewalk.__file__).parent
+    missing = set()
+
+    def check(where: str, value) -> None:
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, (property, functools.cached_property)) or inspect.isfunction(value):
+            if not (value.__doc__ or "").strip():
+                missing.add(where)
+
+    for path in sorted(src.rglob("*.py")):
+        parts = path.relative_to(src).with_suffix("").parts
+        if parts[0] in ("cli", "__init__", "__main__"):
+            continue
+        name = ".".join(("pagewalk",) + (parts[:-1] if parts[-1] == "__init__" else parts))
+        module = importlib.import_module(name)
+        for public in getattr(module, "__all__", ()):  # (a layer's __init__ offers none)
+            value = getattr(module, public)
+            if getattr(value, "__module__", None) != name:
+                continue  # a constant, or a name offered again: checked where it is defined
+            if inspect.isfunction(value):
+                check(f"{name}.{public}", value)
+            elif inspect.isclass(value):
+                doc = vars(value).get("__doc__") or ""
+                if dataclasses.is_dataclass(value) and doc.startswith(value.__name__ + "("):
+                    doc = ""  # the signature dataclass writes where there is no docstring
+                if not doc.strip():
+                    missing.add(f"{name}.{public}")
+                for cls in value.__mro__:
+                    if not cls.__module__.startswith("pagewalk."):
+                        continue  # named tuples' and the standard library's own
+                    for attr, member in vars(cls).items():
+                        if not attr.startswith("_"):
+                            check(f"{cls.__module__}.{cls.__qualname__}.{attr}", member)
+    assert sorted(missing) == [], "public names without a docstring"
