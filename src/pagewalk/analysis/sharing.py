@@ -25,8 +25,8 @@ Hit = namedtuple("Hit", "pfn pid command vaddr mapping")
 
 
 class WhoReport(namedtuple("WhoReport", "hits mapcounts zero_frames")):
-    """``hits``: every (process, virtual address) found mapping a frame, by PFN, PID
-    and address; ``mapcounts``: each frame's map count from ``/proc/kpagecount``;
+    """``hits``: ``Hit(pfn, pid, command, vaddr, mapping)`` for every (process, virtual
+    address in bytes) found mapping a frame, sorted by PFN, PID and address; ``mapcounts``: each frame's map count from ``/proc/kpagecount``;
     ``zero_frames``: the asked frames that are the shared zero page or part of the
     huge zero page, whose map count the kernel does not keep (it reads 0)."""
 
@@ -57,7 +57,13 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
     """Every (process, virtual address) that maps one of ``pfns``, each PFN's map
     count from ``/proc/kpagecount``, and which PFNs are zero pages.  The walk stops
     early once as many mappings were found as the map counts promise; a zero page
-    promises none (its map count reads 0), so with one asked every process is read."""
+    promises none (its map count reads 0), so with one asked every process is read.
+    Processes that cannot be read (kernel threads, gone, refused) are passed over;
+    ``progress(1)`` is called after each process looked at.
+
+    Returns a :class:`WhoReport`.  Raises :class:`AccessDenied` where this user cannot
+    see PFNs (CAP_SYS_ADMIN; fs/proc/task_mmu.c ``pagemap_open``) or read the kpage
+    files, :class:`InvalidArgument` for a PFN beyond the end of memory."""
     _require_frames("who")
     targets = np.unique(np.asarray(list(pfns), dtype=np.int64))
     with KpageFile(KPAGEFLAGS) as flags:
@@ -90,16 +96,23 @@ def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int],
 
 
 class SharedReport(namedtuple("SharedReport", "pairs per_process frames changed")):
-    """``pairs``: pages two processes share, by mapping pair, most first;
-    ``per_process``: {pid: pages it shares with any other listed process};
-    ``frames``: distinct frames mapped by two or more of the processes;
-    ``changed``: {pid: mappings that changed while its pages were read}."""
+    """``pairs``: ``Pair(pid_a, mapping_a, pid_b, mapping_b, pages)``, the pages two
+    processes share, by mapping pair, most first; ``per_process``: {pid: pages it
+    shares with any other listed process}; ``frames``: the number of distinct frames
+    mapped by two or more of the processes; ``changed``: {pid: how many of its mappings
+    changed while its pages were read}.  All counts in pages (frames)."""
 
     __slots__ = ()
 
 
 def shared_frames(pids: list[int]) -> SharedReport:
-    """The physical pages that two or more of ``pids`` map, by mapping pair."""
+    """The physical pages (present, not the zero page) that two or more of ``pids`` map,
+    by mapping pair; a frame a process maps twice counts once for it.
+
+    Returns a :class:`SharedReport` (counts in pages).  Raises :class:`AccessDenied`
+    where this user cannot see PFNs (CAP_SYS_ADMIN; fs/proc/task_mmu.c ``pagemap_open``),
+    :class:`InvalidArgument` for fewer than two different PIDs, and what
+    :meth:`pagewalk.Process.resident_table` raises for each PID."""
     _require_frames("shared")
     if len(set(pids)) < 2:
         raise InvalidArgument("shared needs at least two different PIDs")

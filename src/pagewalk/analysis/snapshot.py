@@ -151,11 +151,13 @@ class Snapshot:
     # -- the file ------------------------------------------------------------------
     def save(self, path: str, file_format: str | None = None, force: bool = False) -> int:
         """Write the snapshot to ``path`` as :func:`pagewalk.outfile.write_private` does
-        (a file atomically, mode 0600; ``force`` as there); returns the bytes written.
-        Raises ValueError for another ``file_format``, :class:`MissingExtra` for parquet
-        without pyarrow, and what :func:`~pagewalk.kernel.outfile.write_private` raises.
-        ``file_format`` is ``npz`` (the default) or ``parquet`` (needs pyarrow: see
-        :mod:`pagewalk.parquet`); None picks ``parquet`` for a ``.parquet`` name."""
+        (a file atomically, mode 0600; ``force`` as there).  ``file_format`` is ``npz``
+        (the default) or ``parquet`` (needs pyarrow: see :mod:`pagewalk.parquet`); None
+        picks ``parquet`` for a ``.parquet`` name.
+
+        Returns the bytes written.  Raises ValueError for another ``file_format``,
+        :class:`MissingExtra` for parquet without pyarrow, and what
+        :func:`~pagewalk.kernel.outfile.write_private` raises."""
         if file_format is None:
             file_format = "parquet" if path.endswith(".parquet") else "npz"
         if file_format == "parquet":
@@ -172,7 +174,8 @@ class Snapshot:
         format version, or one too large for ``budget``, the memory it may use (checked
         before anything of that size is made: see :class:`Check`).  Give snapshots
         that are to be held at once one budget (``diff`` does); None: a budget of
-        this load's own (:class:`LoadBudget`)."""
+        this load's own (:class:`LoadBudget`).  Returns a :class:`Snapshot`; raises
+        :class:`MissingExtra` for a Parquet file without pyarrow."""
         check = Check(path, LoadBudget() if budget is None else budget)
         try:
             # what the path names is looked at before it is opened: a FIFO would wait
@@ -195,7 +198,10 @@ class Snapshot:
         return snap
 
     def summary(self) -> dict:
-        """Per-mapping counts of what was recorded (for ``snapshot --load``)."""
+        """Per-mapping counts of what was recorded (for ``snapshot --load``): a dict with
+        ``meta`` (the file's metadata) and ``mappings``, one dict per mapping with its
+        ``start``/``end`` (bytes) and ``pages``, ``present``, ``zero``, ``swapped`` (pages;
+        None where not known)."""
         table = self.table()
         vaddr = self.vaddr
         index = mapping_index(self.mappings, vaddr)

@@ -80,7 +80,10 @@ class _Pages:
 
 
 class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes changed", defaults=((), {}))):
-    """``rows`` sorted; ``skipped`` maps PID to why it was left out (gone, denied);
+    """A :func:`measure`: ``by`` the grouping; ``rows``, one :class:`Usage` per process or
+    group, sorted; ``totals`` a :class:`Usage` named ``total`` (shared memory in swap
+    counted once); ``pfn_visible`` whether this reader saw PFNs (CAP_SYS_ADMIN), from
+    whose map counts PSS and USS are worked out; ``skipped`` maps PID to why it was left out (gone, denied);
     ``notes`` say how shared memory in swap was counted, where that matters;
     ``changed`` maps PID to how many of its mappings changed while its pages were
     read (again and again: :meth:`pagewalk.Process.resident_table`), whose
@@ -92,8 +95,11 @@ class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes chan
 def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,
             progress=None) -> Report:
     """Usage of ``pids`` grouped ``by`` one of :data:`GROUPINGS`, sorted by one of
-    :data:`SORT_FIELDS` (:func:`gather`, then :meth:`Gathered.report`); amounts in
-    bytes.  Raises as :func:`gather` does."""
+    :data:`SORT_FIELDS`, largest first (:func:`gather`, then :meth:`Gathered.report`).
+
+    Returns a :class:`Report` whose amounts are in bytes.  Raises what :func:`gather`
+    raises (:class:`~pagewalk.errors.NoSuchProcess`, :class:`~pagewalk.errors.AccessDenied`
+    for an ``explicit`` PID that cannot be read)."""
     return gather(pids, explicit=explicit, progress=progress).report(by, sort)
 
 

@@ -184,7 +184,8 @@ def _path_after_header(rest: str, column: int) -> str:
 def parse_maps(text: str) -> list[Mapping]:
     """Parse the whole text of a maps file (blank lines ignored).  Lines end at
     ``\\n`` only (not at the other characters :meth:`str.splitlines` takes as line
-    ends, which a file name may hold)."""
+    ends, which a file name may hold).  Returns the mappings in the text's order;
+    raises :class:`InvalidArgument` on a line that is not a maps line."""
     return [parse_line(line) for line in text.split("\n") if line.strip()]
 
 
@@ -207,7 +208,10 @@ def read_maps_text(pid: int, *, started: bool = False) -> str:
 
 def read_maps(pid: int, *, started: bool = False) -> list[Mapping]:
     """Read and parse ``/proc/PID/maps`` of a live process (:func:`read_maps_text`,
-    :func:`parse_maps`); raises as they do."""
+    :func:`parse_maps`).  Returns the mappings in address order ([] for a kernel thread
+    or zombie).  Raises :class:`~pagewalk.errors.NoSuchProcess`,
+    :class:`~pagewalk.errors.AccessDenied` and the other
+    :class:`~pagewalk.errors.PagewalkError` kinds :func:`read_maps_text` raises."""
     return parse_maps(read_maps_text(pid, started=started))
 
 
