@@ -140,7 +140,11 @@ def _rows_of(snap: Snapshot, areas: list[Mapping]):
 
 def diff(a: Snapshot, b: Snapshot) -> dict:
     """The differences from ``a`` to ``b`` as a dict (the ``diff --json`` document):
-    counts of pages per :data:`FIELDS`, None where a side could not know them."""
+    ``a``/``b`` describe each snapshot; ``totals`` and each of ``mappings`` (a mapping
+    in both, by ``start``/``end`` in bytes) count pages per :data:`FIELDS`, None where a
+    side could not know them; ``mappings_added``/``mappings_removed`` list the mappings
+    of one side only with their ``present`` pages.  Snapshots of different processes
+    are compared by address alone (:func:`different_process` says so)."""
     ta, tb = a.table(), b.table()
     frames_known = a.meta["pfn_visible"] and b.meta["pfn_visible"]
     written_known = bool(a.meta.get("soft_dirty_cleared"))

@@ -19,6 +19,8 @@ __all__ = ["FileResidency", "file_residency"]
 class FileResidency:
     """What the page cache holds of one file.
 
+    ``path``; ``size_bytes``, the file's size in bytes; ``pages``, its length in pages;
+    ``cached``, how many of them are in the page cache (mm/mincore.c);
     ``ranges``: ``(first page, count)`` of cached pages.  With frames visible,
     ``runs``: ``(first page, count, flags, map count)`` of cached pages whose
     kpageflags (page-types' default view) and map count are the same; ``mapped``
@@ -46,8 +48,15 @@ class FileResidency:
 
 def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_symlink: bool = False
                    ) -> FileResidency:
-    """Residency of one regular file; with ``own_pagemap`` (this process's pagemap,
-    PFNs visible) also the flags and map counts of its cached pages."""
+    """Residency of one regular file (``mincore`` of it mapped in chunks, read-only;
+    mm/mincore.c); with ``own_pagemap`` (this process's pagemap, PFNs visible) also the
+    flags and map counts of its cached pages, from ``/proc/kpageflags`` and
+    ``/proc/kpagecount``.  A symbolic link is refused unless ``follow_symlink``.
+
+    Returns a :class:`FileResidency` (pages of the file's page size).  Raises
+    :class:`InvalidArgument` for a missing file or a symbolic link not followed,
+    :class:`AccessDenied` where it (or a kpage file) cannot be read, and
+    :class:`PagewalkError` where it cannot be mapped."""
     fd = open_file(path, follow_symlink)
     try:
         report = FileResidency(path, os.fstat(fd).st_size)

@@ -353,9 +353,17 @@ def open_tracker(pid: int, method: str = "auto", interval: float = 1.0) -> Track
 
 def track(pid: int, method: str = "auto", interval: float = 1.0, count: int = 1, on_sample=None
           ) -> tuple[str, list[Sample], Cost]:
-    """``count`` samples of ``interval`` seconds each; returns (method used, samples, cost).
-    Each sample's time is the end of its interval, in seconds from the start of the first.
-    (Every sample is kept: for many, iterate :meth:`Tracker.samples` instead.)"""
+    """The working set of ``pid``: ``count`` samples of ``interval`` seconds each, by
+    ``method`` (one of :data:`METHODS`, or ``auto``: the best this kernel and user have).
+    ``on_sample(sample)`` is called as each sample is taken.
+
+    Returns ``(method used, samples, cost)``: each :class:`Sample` has ``time``, the
+    end of its interval in seconds from the start of the first, and ``wss_bytes``,
+    ``unattributed_bytes`` and ``rss_bytes`` in bytes; :class:`Cost` is ``seconds``
+    spent and ``pages_scanned``.  (Every sample is kept: for many, iterate
+    :meth:`Tracker.samples` instead.)  Raises :class:`~pagewalk.errors.Unsupported`
+    when ``method`` cannot run here (with the reason), and what
+    :meth:`pagewalk.Process.mappings` raises for ``pid``."""
     tracker = open_tracker(pid, method, interval)
     samples: list[Sample] = []
     try:

@@ -150,7 +150,7 @@ class PageTable:
 
     def __getitem__(self, part: slice) -> PageTable:
         """The pages ``part`` (a slice with step 1) of this table, as a table (rows, for
-        a table with explicit ``vaddr``)."""
+        a table with explicit ``vaddr``).  Raises ValueError for another step."""
         a, b, step = part.indices(len(self.raw))
         if step != 1:
             raise ValueError("page tables slice with step 1 only")
@@ -209,7 +209,8 @@ class PageTable:
 
     @functools.cached_property
     def soft_dirty(self) -> np.ndarray | None:
-        """Bit 55; None on a kernel without soft-dirty bits (CONFIG_MEM_SOFT_DIRTY
+        """Pagemap bit 55: written since the soft-dirty bits were cleared (bool array;
+        fs/proc/task_mmu.c).  None on a kernel without soft-dirty bits (CONFIG_MEM_SOFT_DIRTY
         off), where it is always 0 and means nothing."""
         return _bit(self.raw, PM_SOFT_DIRTY) if self.soft_dirty_known else None
 
@@ -235,7 +236,7 @@ class PageTable:
 
     @property
     def swapped(self) -> np.ndarray:
-        """In swap: real swap entries (markers and, with PFNs visible, migration
+        """In swap (bool array): real swap entries (markers and, with PFNs visible, migration
         entries excluded) and shared-memory pages in swap (:attr:`shmem_swapped`)."""
         if self.shmem_swapped is None:
             return self._swap_classes.swapped
@@ -325,8 +326,8 @@ class PageTable:
 
     @functools.cached_property
     def resident(self) -> np.ndarray:
-        """Present pages that hold memory of their own: not the zero page (where the
-        zero page cannot be told apart, every present page)."""
+        """Present pages that hold memory of their own (bool array): not the zero page
+        (where the zero page cannot be told apart, every present page)."""
         return self.present if self.zero is None else self.present & ~self.zero
 
     def flag(self, name: str) -> np.ndarray:
@@ -376,7 +377,8 @@ class PageCounts(namedtuple("PageCounts",
 
 
 class MappingCounts(namedtuple("MappingCounts", "mapping counts")):
-    """One mapping and its page counts (None for ``[vsyscall]``, which has no entries)."""
+    """``mapping``, a :class:`Mapping`, and ``counts``, its :class:`PageCounts` (None for
+    ``[vsyscall]``, which has no entries)."""
 
     __slots__ = ()
     mapping: Mapping
@@ -385,8 +387,11 @@ class MappingCounts(namedtuple("MappingCounts", "mapping counts")):
 
 class CountsReport(namedtuple("CountsReport", "pid pfn_visible mappings totals changed notes", defaults=((),))):
     """Per-mapping counts of a whole process, with what the reader could know:
-    ``changed`` lists the mappings that changed while they were counted; ``notes``
-    say what could not be known and why (one line each)."""
+    ``pid``; ``pfn_visible``, whether this reader saw PFNs (CAP_SYS_ADMIN);
+    ``mappings``, a :class:`MappingCounts` per mapping in address order; ``totals``,
+    the :class:`PageCounts` of all of them (pages; ``rss`` in bytes); ``changed`` lists
+    the mappings that changed while they were counted; ``notes`` say what could not be
+    known and why (one line each)."""
 
     __slots__ = ()
     pid: int

@@ -289,9 +289,11 @@ class Process:
     def iter_page_tables(self, start: int, end: int, chunk_pages: int | None = None, *,
                          zero_huge: bool = True, sparse: bool = False) -> Iterator[PageTable]:
         """:meth:`page_table` of ``[start, end)`` in pieces of at most ``chunk_pages``
-        pages, so memory stays bounded however large the range.  Stops early (without
-        error) at the end of user space; raises :class:`ProcessGone` if the process
-        exits.  ``chunk_pages`` None: :data:`pagewalk.core.reading.PAGES_PER_READ`."""
+        pages, so memory stays bounded however large the range.  ``chunk_pages`` None:
+        :data:`pagewalk.core.reading.PAGES_PER_READ`.  Yields a :class:`PageTable` per
+        piece that has pages (``start``, ``end`` in bytes).  Stops early (without error)
+        at the end of user space; raises what :meth:`page_table` raises
+        (:class:`ProcessGone` if the process exits)."""
         from . import reading
 
         start &= ~(PAGE_SIZE - 1)
@@ -436,12 +438,13 @@ class Process:
 
     def shmem_swap(self, mappings: Sequence[Mapping], *, exact: bool = True, within: tuple[int, int] | None = None,
                    cache: dict | None = None) -> ShmemSwapResult:
-        """Shared memory in swap, per shmem mapping (index into ``mappings``): a
-        :class:`pagewalk.shmem.ShmemSwap` (``pages``, and with ``exact`` the
-        ``runs`` of virtual page numbers, only ``within`` those page numbers if
-        given), or None where this reader cannot look it up (the result's
-        ``note`` says why).  Other mappings are absent.  See
-        :func:`pagewalk.shmem.swapped_runs`."""
+        """Shared memory in swap (mm/shmem.c: pagemap shows its pages as empty), per shmem
+        mapping.  Returns a :class:`~pagewalk.kernel.shmem.ShmemSwapResult`, a dict from
+        index into ``mappings`` to a :class:`~pagewalk.kernel.shmem.ShmemSwap` (``pages``,
+        and with ``exact`` the ``runs`` of virtual page numbers, only ``within`` those
+        page numbers if given), or None where this reader cannot look it up (the result's
+        ``note`` says why, and is added to :attr:`notes`).  Other mappings are absent.
+        See :func:`pagewalk.kernel.shmem.swapped_runs`."""
         from ..kernel import shmem  # (start-up: v2p meets shared memory in swap rarely)
 
         found = shmem.swapped_runs(self.pid, mappings, exact=exact, within=within, cache=cache)

@@ -79,7 +79,8 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def soft_dirty(self) -> bool | None:
-        """None on a kernel without soft-dirty bits (bit 55 is then always 0)."""
+        """Pagemap bit 55: written since the soft-dirty bits were cleared (``clear_refs`` 4;
+        fs/proc/task_mmu.c).  None on a kernel without soft-dirty bits (bit 55 is then always 0)."""
         return self._has(PM_SOFT_DIRTY) if soft_dirty_supported() else None
 
     @property
@@ -138,7 +139,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
 
     @property
     def state(self) -> str:
-        """The page's state in words."""
+        """The page's state in words (one line, as ``pagewalk v2p`` prints it)."""
         if self.mapping is None:
             return "not mapped"
         if self.entry is None:
@@ -172,8 +173,9 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
         return "not present (never touched, or dropped)"
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON object of the CLI contract.  (The properties' values, each worked
-        out once: v2p writes millions of these.)"""
+        """The JSON object of the CLI contract: every property above by name (addresses
+        in bytes, None where unknown), ``mapping`` the mapping's path and ``state``.
+        (Each value worked out once: v2p writes millions of these.)"""
         entry, visible = self.entry, self.pfn_visible
         e = 0 if entry is None else entry
         present = bool(e & PM_PRESENT)
