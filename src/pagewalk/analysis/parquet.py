@@ -59,7 +59,7 @@ def is_parquet(f) -> bool:
 
 
 def write(snapshot, f) -> None:
-    """Write ``snapshot`` (a :class:`pagewalk.snapshot.Snapshot`) to the open binary file ``f``."""
+    """Write ``snapshot`` (a :class:`pagewalk.analysis.snapshot.Snapshot`) to the open binary file ``f``."""
     pa, pq = _pyarrow()
     table = snapshot.table()
     maps = snapshot.mappings

@@ -2,8 +2,8 @@
 
 The mappings are laid end to end in address order with the gaps between them
 left out: page ``i`` of the picture is page ``i - first[m]`` of mapping ``m``.
-Each page has one class (:func:`pagewalk.states.classify`, in the words of
-:mod:`pagewalk.states`): present pages are ``anonymous``, ``file`` (file-backed or
+Each page has one class (:func:`pagewalk.core.states.classify`, in the words of
+:mod:`pagewalk.core.states`): present pages are ``anonymous``, ``file`` (file-backed or
 shared), ``huge`` or ``zero``; the others ``swapped``, ``shmem_swapped``,
 ``guard`` or ``untouched``.  Drawing needs only counts per state over ranges of pages
 (:meth:`AddressSpace.counts`), from which a pixel standing for many pages takes the

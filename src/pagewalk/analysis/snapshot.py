@@ -2,20 +2,20 @@
 
 Two file forms: a NumPy ``.npz`` archive, readable with nothing but numpy (the
 default; see :mod:`pagewalk.analysis.npz` for its members), and Parquet, one row per page with every
-bit decoded, for data tools (extra ``pagewalk[parquet]``; see :mod:`pagewalk.parquet`).
+bit decoded, for data tools (extra ``pagewalk[parquet]``; see :mod:`pagewalk.analysis.parquet`).
 :meth:`Snapshot.load` reads either.
 
 A file to be read may come from anywhere: :meth:`Snapshot.load` never unpickles
 (no ``np.load``, no object arrays), opens it only if it is a regular file
-(:func:`pagewalk.infile.open_regular`), checks every part as it reads it (:class:`Check`:
+(:func:`pagewalk.kernel.infile.open_regular`), checks every part as it reads it (:class:`Check`:
 the metadata's keys and types, the mappings, each size against the metadata's page
 count and the mappings before anything that size is made, the memory loads may use:
 :class:`LoadBudget`), reads each zip member to its end so that its CRC-32 is checked, and for
 Parquet compares the checksum pagewalk stores of the metadata and the columns it
-reads back (see :func:`pagewalk.parquet.checksum`).  Whatever is wrong is one
+reads back (see :func:`pagewalk.analysis.parquet.checksum`).  Whatever is wrong is one
 :class:`BadSnapshot`.
 
-Files are written by :func:`pagewalk.outfile.write_private` (mode 0600: they hold
+Files are written by :func:`pagewalk.kernel.outfile.write_private` (mode 0600: they hold
 physical addresses): a regular file through a temporary file in the same directory,
 renamed into place so that a reader never sees half a file; a device, a FIFO or
 standard output as a stream.
@@ -76,7 +76,7 @@ class Snapshot:
         """The PID of the process recorded."""
         return self.meta["pid"]
 
-    def table(self):  # -> pagewalk.pagetable.PageTable
+    def table(self):  # -> pagewalk.core.pagetable.PageTable
         """The recorded pages as a page table (explicit ``vaddr``; one, kept)."""
         if self._table is None:
             self._table = PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,
@@ -150,9 +150,9 @@ class Snapshot:
 
     # -- the file ------------------------------------------------------------------
     def save(self, path: str, file_format: str | None = None, force: bool = False) -> int:
-        """Write the snapshot to ``path`` as :func:`pagewalk.outfile.write_private` does
+        """Write the snapshot to ``path`` as :func:`pagewalk.kernel.outfile.write_private` does
         (a file atomically, mode 0600; ``force`` as there).  ``file_format`` is ``npz``
-        (the default) or ``parquet`` (needs pyarrow: see :mod:`pagewalk.parquet`); None
+        (the default) or ``parquet`` (needs pyarrow: see :mod:`pagewalk.analysis.parquet`); None
         picks ``parquet`` for a ``.parquet`` name.
 
         Returns the bytes written.  Raises ValueError for another ``file_format``,

@@ -70,7 +70,7 @@ class _Pages:
         self.shared_pfns, self.shared_label = shared_pfns, shared_label
         self.rollup = rollup  # smaps_rollup (bytes), read where frames are hidden
         self.swap_pss = swap_pss
-        # shared memory in swap (pagewalk.shmem records): counted in ``swap`` as smaps
+        # shared memory in swap (pagewalk.kernel.shmem records): counted in ``swap`` as smaps
         # does, once per mapping; groups and totals count each object page once
         self.shmem_records = shmem_records
         self.shmem_pages = sum(r.pages for r in shmem_records)

@@ -16,7 +16,7 @@ mm/page_idle.c, mm/damon/):
   read back; pages no longer idle were accessed.  Disturbs reclaim like
   ``referenced``.  Needs CONFIG_IDLE_PAGE_TRACKING and root.
 * ``damon``: the kernel's DAMON monitoring of virtual addresses (see
-  :mod:`pagewalk.damon`): a kdamond samples one page a region every 5 ms; the
+  :mod:`pagewalk.kernel.damon`): a kdamond samples one page a region every 5 ms; the
   resident pages inside regions accessed during the interval are counted.
   Region-based, so approximate at region edges.  Disturbs: the sampled pages'
   accessed bits are cleared, and (re)creating the kdamond directories drops

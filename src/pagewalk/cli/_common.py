@@ -138,7 +138,7 @@ def pid_argument(parser, help: str = "process ID") -> None:  # noqa: A002
 
 
 def force_argument(parser) -> None:
-    """``--force`` for a command's ``-o`` (pagewalk.outfile's rules)."""
+    """``--force`` for a command's ``-o`` (pagewalk.kernel.outfile's rules)."""
     parser.add_argument("--force", action="store_true",
                         help="with -o: replace a file of another user or with other hard links, write to "
                              "another user's FIFO, device or symbolic link to one, or follow another user's "

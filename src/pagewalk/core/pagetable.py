@@ -1,7 +1,7 @@
 """Pagemap entries decoded with numpy: per-page arrays and per-range counts.
 
 Everything here is vectorised: no Python loop runs per page.  Meanings follow
-the kernel's ``pte_to_pagemap_entry`` (see :mod:`pagewalk.pagemap`):
+the kernel's ``pte_to_pagemap_entry`` (see :mod:`pagewalk.kernel.pagemap`):
 
 * ``present``: a page is mapped (includes the shared zero page);
 * ``zero``: present, and the page is the shared zero page or the huge zero page
@@ -260,7 +260,7 @@ class PageTable:
     def mark_shmem_swap(self, runs) -> None:
         """Mark the pages of this table that are shared memory in swap, which
         pagemap shows as empty (mm/shmem.c): ``runs`` are the ``(first, end)``
-        virtual page numbers of the object's pages in swap (:mod:`pagewalk.shmem`),
+        virtual page numbers of the object's pages in swap (:mod:`pagewalk.kernel.shmem`),
         as a list or as two arrays (:func:`run_arrays`, for a mapping read in many
         chunks); only empty entries count (a private mapping's copied page has an
         entry of its own).  None: shared memory whose swap this reader cannot look
@@ -342,7 +342,7 @@ class PageTable:
 
 
 def zero_pfn_mask(frame: np.ndarray, zero_pfns: frozenset[int]) -> np.ndarray:
-    """True where ``frame`` is a zero-page PFN (:func:`pagewalk.states.zero_by_pfn`;
+    """True where ``frame`` is a zero-page PFN (:func:`pagewalk.core.states.zero_by_pfn`;
     the set holds the zero page and the 512 frames of the huge zero page, so it is
     tested as ranges, not with isin)."""
     return zero_by_pfn(np.ones(len(frame), dtype=bool), frame, _pfn_ranges(zero_pfns))
@@ -361,7 +361,7 @@ class PageCounts(namedtuple("PageCounts",
 
     ``swapped`` is what smaps counts as ``Swap``: real swap entries and
     ``shmem_swapped``, shared-memory pages in swap, which have no page table
-    entry (:mod:`pagewalk.states`); None where this reader cannot tell.
+    entry (:mod:`pagewalk.core.states`); None where this reader cannot tell.
 
     All counts are in pages except ``rss`` (bytes, as smaps ``Rss`` counts it:
     present pages that are not the zero page and not hugetlb).  ``zero`` and

@@ -109,7 +109,7 @@ def decode_swap(entry: int, pfn_visible: bool) -> SwapClasses:
 def zero_by_pfn(present, frame, zero_pfn_ranges):
     """Whether present pages are the zero page, from their frames: ``frame`` (an
     int or an int64 array) against ``zero_pfn_ranges``, inclusive ``(first, last)``
-    PFN ranges of the zero page and the huge zero page (:func:`pagewalk.system.zero_pfns`).
+    PFN ranges of the zero page and the huge zero page (:func:`pagewalk.kernel.probes.zero_pfns`).
     Only meaningful where PFNs are visible; PAGEMAP_SCAN's PFNZERO says the same
     without them."""
     out = present & False

@@ -98,7 +98,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
     def swapped(self) -> bool | None:
         """In swap: a real swap entry, or shared memory in swap; None where this
         reader cannot tell (swap from a uffd-wp marker without PFNs, see
-        :func:`pagewalk.states.swap_classes`; shared-memory swap it cannot look up)."""
+        :func:`pagewalk.core.states.swap_classes`; shared-memory swap it cannot look up)."""
         if self.entry is None:
             return False
         if self.shmem_swapped is not False:

@@ -87,7 +87,7 @@ class ShmemSwap(namedtuple("ShmemSwap", "key first_page first_vpn npages pages r
     when only the count was asked for.  ``needs_pte_check`` marks a private writable mapping: smaps counts
     an object's swapped page there only where this process's PTE is none (a
     page copied on write is this process's own);
-    :meth:`pagewalk.pagetable.PageTable.mark_shmem_swap` keeps just those (such
+    :meth:`pagewalk.core.pagetable.PageTable.mark_shmem_swap` keeps just those (such
     records always carry ``runs``).
     """
 

@@ -4,7 +4,7 @@ Left, the virtual address space: one band a mapping (or a run of small mappings)
 labelled with its addresses, permissions, name and size, the unmapped gaps between
 bands shown as thin separators with their size.  Right, physical memory: the RAM
 ranges end to end, NUMA nodes marked, the process's frames coloured.  The rasters
-are computed with numpy (:mod:`pagewalk.picture`); matplotlib lays out the text,
+are computed with numpy (:mod:`pagewalk.analysis.picture`); matplotlib lays out the text,
 axes and legend and writes the file.
 """
 

@@ -123,6 +123,6 @@ def document(space: AddressSpace) -> str:
 
 def write(space: AddressSpace, path: str, force: bool = False) -> None:
     """Write the page to ``path`` (mode 0600: it holds physical addresses; ``force``: as
-    :func:`pagewalk.outfile.write_private`'s)."""
+    :func:`pagewalk.kernel.outfile.write_private`'s)."""
     text = document(space).encode("utf-8")
     write_private(path, lambda f: f.write(text), force)
