@@ -45,7 +45,13 @@ from .snapshot_check import DAMAGE_ERRORS, FORMAT, VERSION, BadSnapshot, Check, 
 __all__ = ["Snapshot"]
 
 class Snapshot:
-    """One process's page table state at one moment (see the module doc for the file)."""
+    """One process's page table state at one moment (see the module doc for the file).
+
+    ``meta``: the file's metadata (``pid``, ``time``, ``kernel``, ``page_size`` in bytes,
+    ``pages`` recorded ...); ``mappings``: the :class:`Mapping` list as read for the walk;
+    per recorded page, in address order: ``raw`` (the pagemap entry, uint64), ``zero``
+    and ``huge`` (bool), ``kpageflags`` (uint64) and ``mapcount`` (uint32) where frames
+    were visible, else None; ``notes``: what a reader should know about the file."""
 
     def __init__(self, meta: dict, mappings: list[Mapping], vaddr: np.ndarray | None, raw: np.ndarray,
                  zero: np.ndarray, huge: np.ndarray, kpageflags: np.ndarray | None = None,
