@@ -154,7 +154,7 @@ class Bench:
     def types_process(self, label: str, pid: int) -> None:
         """types -p against page-types where the machine has it, else against a floor:
         raw_read (every pagemap entry) plus Python with numpy started."""
-        page_types = os.environ.get("PAGE_TYPES") or shutil.which("page-types")  # (kernel.md 4.1a builds it aside)
+        page_types = os.environ.get("PAGE_TYPES") or shutil.which("page-types")  # (built aside from the kernel's tools/mm)
         if page_types:
             self.log(f"  types -p vs page-types -p, {self.runs} runs")
             pw, pt = timed_commands([[self.pagewalk, "types", "-p", str(pid)], [page_types, "-p", str(pid)]],

@@ -91,7 +91,7 @@ def _helpers() -> dict:
 
     def uffd_wp(addr: int, pages: int) -> None:
         """Register ``[addr, +pages)`` for async userfaultfd write-protect with markers on
-        unpopulated pages, and write-protect it (kernel.md 3.5's workflow)."""
+        unpopulated pages, and write-protect it (Documentation/admin-guide/mm/userfaultfd.rst's workflow)."""
         import fcntl
         import struct
 

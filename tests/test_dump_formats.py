@@ -103,7 +103,7 @@ def test_csv_and_jsonl_match_the_raw_entries(specimen):
         assert obj["guard"] is (i == 5) and obj["swapped"] is False
         assert obj["zero"] is (i == 2)
         assert obj["mapping"] is None and row["mapping"] == ""
-    assert objs[5]["swap_type"] == 31 and objs[5]["swap_offset"] == 4  # the guard marker, kernel.md 1.1
+    assert objs[5]["swap_type"] == 31 and objs[5]["swap_offset"] == 4  # the guard marker (include/linux/swapops.h)
     where = cli("dump", specimen.pid, "--format", "jsonl", "--range", rng, "--where", "present,~zero").stdout
     assert [json.loads(line)["vaddr"] for line in where.splitlines()] == [addr, addr + PAGE]
 

@@ -108,8 +108,8 @@ def unprivileged_checks(tmp_path, Specimen) -> None:  # noqa: N803
     make_file(str(closed), "secret", PAGE)
     os.chmod(closed, stat.S_IRWXU)  # root's only
     with Specimen(uid=65534) as other:
-        code = ("import io, contextlib, json\nfrom pagewalk.kernel import probes as system\nfrom pagewalk.cli import main\n"
-                "system.pfn_visible.cache_clear()\n"
+        code = ("import io, contextlib, json\nfrom pagewalk.kernel import probes\nfrom pagewalk.cli import main\n"
+                "probes.pfn_visible.cache_clear()\n"
                 "def call(*argv):\n"
                 "    out, err = io.StringIO(), io.StringIO()\n"
                 "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
@@ -126,14 +126,14 @@ def unprivileged_checks(tmp_path, Specimen) -> None:  # noqa: N803
 
 
 REFERENCED, ACTIVE, LRU = 1 << 2, 1 << 6, 1 << 5
-# What reading the cache must leave alone (IDLE is left out: a kdamond flips it, kernel.md 0).
+# What reading the cache must leave alone (IDLE is left out: a kdamond flips it).
 RECLAIM_STATE = REFERENCED | ACTIVE | LRU
 
 
 def cached_frames_by_loads(fd: int, pages: int) -> dict[int, int]:
     """{page: PFN} of a file's cached pages, found as page-types -f finds them: mincore
     on a MADV_RANDOM mapping, one plain load from each cached page, this process's
-    pagemap, MADV_SEQUENTIAL and munmap (kernel.md 6a.2)."""
+    pagemap, MADV_SEQUENTIAL and munmap (mm/filemap.c, mm/memory.c)."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)

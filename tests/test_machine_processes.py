@@ -206,7 +206,7 @@ def test_dump_is_the_same_with_and_without_pagemap_scan(specimen):
             assert scan.stdout == plain.stdout
             continue
         # The exclusive bit of a file page moves with whoever else maps the file at
-        # that moment (kernel.md 0: the reader itself maps libc and friends).
+        # that moment (the reader itself maps libc and friends).
         a = [json.loads(line) for line in scan.stdout.splitlines()]
         b = [json.loads(line) for line in plain.stdout.splitlines()]
         assert len(a) == len(b) > (1 << 16)

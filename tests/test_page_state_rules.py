@@ -1,5 +1,5 @@
 """The page states and the RSS/PSS/USS rules (pagewalk.core.states), on literal pagemap
-entries and kpageflags values, as the kernel defines them (kernel.md 1.1, 2.2):
+entries and kpageflags values, as the kernel defines them (Documentation/admin-guide/mm/pagemap.rst, include/uapi/linux/kernel-page-flags.h):
 the way the Rust procfs crate tests its decoders.  The same entries go through the
 integer path (v2p) and the numpy path (every bulk command): both must agree."""
 
@@ -103,10 +103,10 @@ def test_classes_pick_one_state_per_page():
 
 
 def test_soft_dirty_is_unknown_on_a_kernel_without_it():
-    from pagewalk.kernel import probes as system
+    from pagewalk.kernel import probes
 
     table = PageTable(0, np.array([1 << 55, 0], dtype=np.uint64), pfn_visible=True)
-    if system.soft_dirty_supported():
+    if probes.soft_dirty_supported():
         assert table.soft_dirty.tolist() == [True, False]
     else:
         assert table.soft_dirty is None

@@ -1,5 +1,5 @@
 """The PAGEMAP_SCAN binding: feature detection, the resume loop, and the kernel
-defect with vec_len over 512 (kernel.md, top): reproduced with 10,000 one-page
+defect with vec_len over 512 (fs/proc/task_mmu.c, do_pagemap_scan): reproduced with 10,000 one-page
 mappings, the conditions under which the defect double-counted."""
 
 from __future__ import annotations

@@ -228,8 +228,8 @@ def test_unprivileged_picture_shows_no_frames():
     resources.files("pagewalk.output").joinpath("picture.html").read_text()
     with Specimen(uid=65534) as other:
         doc, totals = other.run(
-            "from pagewalk.kernel import probes as system; from pagewalk import Process\n"
-            "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()  # filled while root\n"
+            "from pagewalk.kernel import probes; from pagewalk import Process\n"
+            "probes.pfn_visible.cache_clear(); probes.zero_pfns.cache_clear()  # filled while root\n"
             "from pagewalk.analysis.picture import AddressSpace\nfrom pagewalk.output.picture_html import document\n"
             "a = mmap(300); write(a, 300)\n"
             "with Process(os.getpid()) as p: s = AddressSpace.take(p)\n"

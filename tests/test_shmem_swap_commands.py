@@ -1,6 +1,6 @@
 """Shared memory in swap, through every command (issue 12, section 1).
 
-Swapped-out shmem pages have no pagemap entry (kernel.md 6a.1); smaps counts
+Swapped-out shmem pages have no pagemap entry (mm/shmem.c keeps them in the object, not the page table); smaps counts
 them in ``Swap``.  Each command must count and name them as smaps does: maps,
 usage (and its totals, which count an object's page once), dump, v2p, snapshot,
 diff and picture.  Expected values come from smaps and smaps_rollup."""
@@ -161,8 +161,8 @@ def test_unprivileged_reader_says_unknown_never_zero(tmp_path):
             assert "untouched" not in out.replace("untouched or swapped", ""), out
             assert "unknown" in out and "CAP_SYS_ADMIN" in err  # the reason, said once
             # the picture draws them unknown, not untouched (the process looks at itself)
-            totals = s.run("from pagewalk.kernel import probes as system; from pagewalk import Process\n"
-                           "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()\n"
+            totals = s.run("from pagewalk.kernel import probes; from pagewalk import Process\n"
+                           "probes.pfn_visible.cache_clear(); probes.zero_pfns.cache_clear()\n"
                            "from pagewalk.analysis.picture import AddressSpace\n"
                            "from pagewalk.output.picture_html import runs\n"
                            "import base64, numpy\n"

@@ -139,10 +139,10 @@ def test_diff_reports_exactly_what_the_process_did(specimen, tmp_path):
 
 
 def test_written_pages_need_soft_dirty(specimen, tmp_path):
-    from pagewalk.kernel import probes as system
+    from pagewalk.kernel import probes
 
     r = cli("snapshot", specimen.pid, "-o", tmp_path / "s.npz", "--clear-soft-dirty")
-    if not system.soft_dirty_supported():
+    if not probes.soft_dirty_supported():
         assert r.returncode == 1 and "soft-dirty" in r.stderr and not (tmp_path / "s.npz").exists()
         pytest.skip("this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY): checked the message instead")
     assert r.returncode == 0, r.stderr

@@ -4,7 +4,7 @@ uffd-wp markers, real swap, and pages dropped with MADV_DONTNEED.
 Every expected value comes from the kernel or from what the test itself did:
 ``smaps`` fields, raw pagemap entries read here without pagewalk, ``/proc/kpageflags``,
 or the pages the test wrote/advised.  pagewalk's answers are only ever compared
-against those (kernel.md sections 0 and 1).
+against those (Documentation/admin-guide/mm/pagemap.rst, fs/proc/task_mmu.c).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ BIT_GUARD = 1 << 58
 BIT_UFFD_WP = 1 << 57
 FRAME_MASK = (1 << 55) - 1
 SWP_TYPE_MASK = 0x1F
-FIRST_NON_SWAP_TYPE = 28  # here: migration 28..30, PTE marker 31 (kernel.md 1.1)
+FIRST_NON_SWAP_TYPE = 28  # here: migration 28..30, PTE marker 31 (include/linux/swap.h, MAX_SWAPFILES)
 
 HPAGE = 2 << 20
 HPAGE_PAGES = HPAGE // PAGE
@@ -183,7 +183,7 @@ def test_huge_zero_page_counts_as_zero_not_huge(specimen):
         pytest.skip("the kernel did not map the huge zero page here "
                     f"(first entry 0x{int(raw[0]):x})")
     block = region_smaps(specimen.pid, z, HPAGE_PAGES)
-    assert block["Rss"] == 0 and block["AnonHugePages"] == 0  # kernel facts (kernel.md 0)
+    assert block["Rss"] == 0 and block["AnonHugePages"] == 0  # kernel facts (fs/proc/task_mmu.c)
 
     counts = mapping_counts(specimen.pid, z)
     assert counts.present == HPAGE_PAGES
@@ -200,7 +200,7 @@ def test_huge_zero_page_counts_as_zero_not_huge(specimen):
 def test_huge_zero_page_v2p_says_zero(specimen):
     """v2p of an address backed by the huge zero page (raw entry present, frame has
     KPF_ZERO_PAGE) must call it the zero page.  The kernel sets PM_FILE on it (the
-    huge zero folio is not anon, kernel.md 1.1 PMD path), so the FILE bit alone must
+    huge zero folio is not anon, fs/proc/task_mmu.c's PMD path), so the FILE bit alone must
     not rule the zero page out."""
     z = specimen.run(f"z = mmap({HPAGE_PAGES}, prot='r', align={HPAGE}); "
                      f"madvise(z, {HPAGE_PAGES}, MADV_HUGEPAGE); read(z, {HPAGE_PAGES}); result = z")

@@ -1,6 +1,6 @@
 """``pagewalk types``: page-types' counts, checked against a count the test builds
 itself from raw pagemap entries and /proc/kpageflags with the kernel's definitions
-(kernel.md 4.5), and page-types' option syntax and errors."""
+(tools/mm/page-types.c), and page-types' option syntax and errors."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ PRESENT, SWAP, FILE_BIT, EXCL, SOFT_DIRTY = 1 << 63, 1 << 62, 1 << 61, 1 << 56, 
 FRAME = (1 << 55) - 1
 ANON, OWNER_2, SLAB, ACTIVE, ERROR, RECLAIM, WRITEBACK = 1 << 12, 1 << 34, 1 << 7, 1 << 6, 1 << 1, 1 << 9, 1 << 8
 COMPOUND, HUGE = (1 << 15) | (1 << 16), 1 << 17
-# Bits a living system flips by itself (kernel.md 0: kdamond's idle sampling, LRU aging).
+# Bits a living system flips by itself (kdamond's idle sampling, LRU aging).
 VOLATILE = (1 << 25) | (1 << 2) | (1 << 6) | (1 << 5) | (1 << 50)
 
 
 def stable(f: int) -> int:
     """The flags less what moves on its own.  The exclusive bit of a file page also
     depends on the reader: pagewalk's own process maps the same libraries as the
-    specimen while it reads (kernel.md 0), the test's reading does not."""
+    specimen while it reads, the test's reading does not."""
     f &= ~VOLATILE
     return f & ~(1 << 63) if f & (1 << 61) else f
 
@@ -52,7 +52,7 @@ def frame_flags(pfns: np.ndarray) -> np.ndarray:
 
 
 def expected_counts(pid: int, raw_mode: bool) -> dict[int, int]:
-    """page-types -p's counts as kernel.md 4.3/4.5 define them, built here."""
+    """page-types -p's counts as tools/mm/page-types.c defines them, built here."""
     _, raw = entries_of(pid)
     present = (raw & np.uint64(PRESENT)) != 0
     pfn = raw & np.uint64(FRAME)

@@ -56,12 +56,12 @@ def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
     import pagewalk.output.maps  # noqa: F401
     import pagewalk.core.pagetable  # noqa: F401
     import pagewalk.kernel.scan  # noqa: F401
-    from pagewalk.kernel import probes as system
+    from pagewalk.kernel import probes
     from pagewalk.cli import main
 
     def work() -> list:
-        system.pfn_visible.cache_clear()  # the cache was filled while we were root
-        system.zero_pfns.cache_clear()
+        probes.pfn_visible.cache_clear()  # the cache was filled while we were root
+        probes.zero_pfns.cache_clear()
         out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), io.StringIO()
         with redirect_stdout(out), redirect_stderr(err):
             try:

@@ -3,7 +3,7 @@ forked family whose PSS adds up to its distinct frames.
 
 The library is called in the test's own process: the reader's mappings of shared
 libraries then count the same when pagewalk reads kpagecount and when the test
-reads smaps_rollup (kernel.md 0: the observer changes what it observes)."""
+reads smaps_rollup (the observer changes what it observes)."""
 
 from __future__ import annotations
 
@@ -117,8 +117,8 @@ def test_unprivileged_fallback_is_stated(specimen):
 
     with Specimen(uid=65534) as other:
         other.run("a = mmap(100); write(a, 100)")
-        r = other.run("import pagewalk.analysis.usage as u\nfrom pagewalk.kernel import probes as system\n"
-                      "system.pfn_visible.cache_clear(); system.zero_pfns.cache_clear()  # filled while root\n"
+        r = other.run("import pagewalk.analysis.usage as u\nfrom pagewalk.kernel import probes\n"
+                      "probes.pfn_visible.cache_clear(); probes.zero_pfns.cache_clear()  # filled while root\n"
                       "u.measure([os.getpid()])  # imports and first-use growth, before the bracket\n"
                       "before = open('/proc/self/smaps_rollup').read()\n"
                       "rep = u.measure([os.getpid()])\n"

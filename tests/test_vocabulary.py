@@ -21,9 +21,9 @@ result = [a, z]
 
 
 def soft_dirty_supported() -> bool:
-    from pagewalk.kernel import probes as system
+    from pagewalk.kernel import probes
 
-    return system.soft_dirty_supported()
+    return probes.soft_dirty_supported()
 
 
 def test_soft_dirty_is_unknown_in_every_format_where_the_kernel_has_none(specimen):

@@ -2,7 +2,7 @@
 larger resident set; every method this kernel has must report that number, and the
 others must say why they cannot run.  The working set counts only what the
 process's own accesses explain: an idle process has none, and a page another
-process touches is not in it (kernel.md 6a.3)."""
+process touches is not in it (mm/damon/ops-common.c, fs/proc/task_mmu.c)."""
 
 from __future__ import annotations
 
