@@ -13,7 +13,7 @@ import pytest
 import pagewalk
 from conftest import requires_root
 from specimen import Specimen
-from test_unprivileged import NOBODY, run_as
+from test_unprivileged import NOBODY, as_user, run_as
 
 
 def test_the_tree():
@@ -80,6 +80,26 @@ def test_types_without_frames_is_access_denied_exit_1():
         os.chmod(flags, 0o644)
         status, out, err = run_as(NOBODY, ["types", "-p", str(s.pid), "-F", flags])
     assert status == 1, err
-    assert err == ("pagewalk: error: types -p needs the frames of the pages, which the kernel hides from this "
-                   "user: run as root (CAP_SYS_ADMIN)\n")
+    assert err == "pagewalk: error: types -p needs the frames of the pages: run as root (CAP_SYS_ADMIN)\n"
     assert out == ""
+
+
+def test_a_method_this_user_may_not_use_is_access_denied():
+    """wss: a missing privilege (clear_refs of another user's process) is AccessDenied,
+    not Unsupported (a missing kernel feature)."""
+    from pagewalk.analysis.wss import choose
+    from pagewalk.errors import Denied
+
+    with Specimen() as s:
+        caught = as_user(NOBODY, lambda: _kind(lambda: choose("referenced", s.pid)))
+    assert caught == {"value": "AccessDenied: wss --method referenced: "
+                               f"/proc/{s.pid}/clear_refs is writable by the process owner only"}
+    assert isinstance(Denied("x"), str) and Denied("x") == "x"
+
+
+def _kind(call) -> str:
+    try:
+        call()
+    except pagewalk.PagewalkError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "none"

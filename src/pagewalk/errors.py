@@ -26,7 +26,7 @@ import os
 
 __all__ = [
     "PagewalkError", "NoSuchProcess", "ProcessGone", "NoAddressSpace", "AccessDenied", "Unsupported",
-    "MissingExtra", "NotMapped", "InvalidArgument"
+    "MissingExtra", "NotMapped", "InvalidArgument", "Denied"
 ]
 
 
@@ -72,6 +72,12 @@ class AccessDenied(PagewalkError):
 
 class Unsupported(PagewalkError):
     """This kernel (or its configuration) lacks a feature that was asked for."""
+
+
+class Denied(str):
+    """A reason a feature cannot be used here that is a missing privilege (root, the
+    process's owner), not a missing kernel feature: code that raises on such a reason
+    raises :class:`AccessDenied`, and :class:`Unsupported` for any other reason."""
 
 
 class MissingExtra(PagewalkError, ImportError):

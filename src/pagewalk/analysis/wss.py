@@ -50,7 +50,7 @@ from collections import namedtuple
 from collections.abc import Iterator
 
 from ..core.process import Process
-from ..errors import Unsupported
+from ..errors import AccessDenied, Denied, Unsupported
 from ..kernel import damon, probes
 from ..kernel.damon import Monitor
 from ..kernel.idle import IDLE_BITMAP, IdleMarker
@@ -149,33 +149,37 @@ def attributable(table, *, idle_proves_no_young: bool):  # numpy bool array
 
 
 def why_unavailable(method: str, pid: int) -> str | None:
-    """Why this kernel or user cannot use ``method`` (None: it can)."""
+    """Why this kernel or user cannot use ``method`` (None: it can); a
+    :class:`~pagewalk.errors.Denied` reason where a privilege is what is missing."""
     if method == "soft-dirty" and not probes.soft_dirty_supported():
         return "this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY is off)"
     if method == "idle":
         if not os.path.exists(IDLE_BITMAP):
             return f"this kernel has no idle page tracking ({IDLE_BITMAP}: CONFIG_IDLE_PAGE_TRACKING)"
         if not (os.access(IDLE_BITMAP, os.W_OK) and probes.pfn_visible()):
-            return "idle page tracking needs root (the bitmap and the frames are root's only)"
+            return Denied("idle page tracking needs root (the bitmap and the frames are root's only)")
     if method == "damon":
         return damon.why_unavailable()
     if method in ("referenced", "soft-dirty") and not os.access(f"/proc/{pid}/clear_refs", os.W_OK):
-        return f"/proc/{pid}/clear_refs is writable by the process owner only"
+        return Denied(f"/proc/{pid}/clear_refs is writable by the process owner only")
     if method != "soft-dirty" and not os.access(f"/proc/{pid}/pagemap", os.R_OK):
         # Every other method sees other processes' accesses too: without the page
         # table's exclusive bits none can be told apart, and the sum is no working set.
-        return (f"/proc/{pid}/pagemap is unreadable, so this process's own accesses cannot be told from other "
-                f"processes'")
+        return Denied(f"/proc/{pid}/pagemap is unreadable, so this process's own accesses cannot be told from "
+                      "other processes'")
     return None
 
 
 def choose(method: str, pid: int) -> str:
-    """The method to use: ``method`` itself (Unsupported with the reason if it cannot
-    run here) or, for ``auto``, the best available."""
+    """The method to use: ``method`` itself or, for ``auto``, the best available.
+    Raises :class:`~pagewalk.errors.AccessDenied` if ``method`` needs a privilege this
+    user lacks, :class:`~pagewalk.errors.Unsupported` if the kernel cannot (or, for
+    ``auto``, if no method works), with the reasons."""
     if method != "auto":
         why = why_unavailable(method, pid)
         if why:
-            raise Unsupported(f"wss --method {method}: {why}")
+            message = f"wss --method {method}: {why}"
+            raise AccessDenied(f"/proc/{pid}", msg=message) if isinstance(why, Denied) else Unsupported(message)
         return method
     reasons = []
     for candidate in ("idle", "referenced", "soft-dirty", "damon"):

@@ -106,8 +106,8 @@ def _walk(args, pid, options, frames):
 
         with Process(pid) as proc:
             if not proc.pfn_visible:
-                raise AccessDenied(f"/proc/{pid}/pagemap", msg="types -p needs the frames of the pages, which the kernel "
-                                   "hides from this user: run as root (CAP_SYS_ADMIN)")
+                raise AccessDenied(f"/proc/{pid}/pagemap",
+                                   msg="types -p needs the frames of the pages: run as root (CAP_SYS_ADMIN)")
             yield from walk_process(proc, frames, options.ranges)
             _common.process_notes(proc)
     elif args.file is not None:

@@ -26,7 +26,7 @@ import os
 import time
 from collections import namedtuple
 
-from ..errors import PagewalkError, Unsupported
+from ..errors import AccessDenied, Denied, PagewalkError, Unsupported
 from .procfs import proc_stat
 from .u64file import U64_MAX
 
@@ -102,7 +102,7 @@ def why_unavailable() -> str | None:
     if not os.path.isdir(ROOT):
         return "this kernel has no DAMON sysfs interface (CONFIG_DAMON_SYSFS)"
     if not os.access(f"{ROOT}/nr_kdamonds", os.W_OK):
-        return "driving DAMON needs root"
+        return Denied("driving DAMON needs root")
     try:
         kdamonds = running()
         running_ids = [k for k, _, _ in kdamonds]
@@ -144,7 +144,7 @@ class Monitor:
     def __init__(self, pid: int, interval_s: float) -> None:
         why = why_unavailable()
         if why:
-            raise Unsupported(why)
+            raise AccessDenied(f"{ROOT}/nr_kdamonds", msg=why) if isinstance(why, Denied) else Unsupported(why)
         self.before = int(_read(f"{ROOT}/nr_kdamonds"))
         self.dir = f"{ROOT}/{self.before}"
         self.samples_per_interval = max(1, round(interval_s * 1e6 / SAMPLE_US))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import Unsupported
+from ..errors import AccessDenied, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ class IdleMarker:
             raise Unsupported(f"cannot mark pages idle: {IDLE_BITMAP} does not exist (this kernel was built "
                               "without CONFIG_IDLE_PAGE_TRACKING)") from None
         except PermissionError:
-            raise Unsupported(f"cannot mark pages idle: {IDLE_BITMAP} is writable by root only") from None
+            raise AccessDenied(IDLE_BITMAP, msg=f"cannot mark pages idle: {IDLE_BITMAP} is writable by root only"
+                               ) from None
 
     def mark(self, pfns: np.ndarray) -> None:
         """Set the idle bit of each frame of ``pfns`` (a uint64 array, any order,
