@@ -45,12 +45,16 @@ def run_checks() -> list[Check]:
     ok, how = probes.readable("/proc/self/pagemap")
     checks.append(Check("/proc/PID/pagemap", ok, how, "" if ok else "nothing works: pagemap is the source of every count"))
 
-    with PagemapFile(os.getpid()) as own:
-        cats = scan.categories_supported(own.fd)
-    names = [name for bit, name in scan.CATEGORY_NAMES.items() if cats & bit]
-    checks.append(Check("PAGEMAP_SCAN ioctl", bool(cats), " ".join(names) if cats else "absent (kernel before 6.7)",
-                        "" if cats else "maps shows huge pages as unknown and, without PFNs, zero pages too; "
-                        "scans read every entry instead of skipping untouched ranges"))
+    if ok:  # (PAGEMAP_SCAN is asked of an open pagemap)
+        with PagemapFile(os.getpid()) as own:
+            cats = scan.categories_supported(own.fd)
+        names = [name for bit, name in scan.CATEGORY_NAMES.items() if cats & bit]
+        checks.append(Check("PAGEMAP_SCAN ioctl", bool(cats),
+                            " ".join(names) if cats else "absent (kernel before 6.7)",
+                            "" if cats else "maps shows huge pages as unknown and, without PFNs, zero pages too; "
+                            "scans read every entry instead of skipping untouched ranges"))
+    else:
+        checks.append(Check("PAGEMAP_SCAN ioctl", False, "unknown: pagemap cannot be opened to ask", ""))
 
     for path, cost in (("/proc/kpageflags", "no per-frame flags: the physical-side commands (types, who, file flags) cannot run"),
                        ("/proc/kpagecount", "no map counts: PSS falls back to smaps_rollup, USS to the exclusive bit"),
