@@ -175,6 +175,11 @@ def test_stat_with_a_comm_holding_parentheses_and_spaces():
     assert procfs.parse_stat(b"4242 (x) Z") is None
 
 
+def test_statm():
+    """size, resident (pages), shared, text, lib, data, dt: only the first two are read."""
+    assert procfs.parse_statm("5631 1024 512 300 0 2000 0\n") == (5631, 1024)
+
+
 def test_status():
     text = ("Name:\tmy prog\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nPid:\t4243\n"
             "VmSize:\t  123456 kB\nVmData:\t    2048 kB\nCapEff:\t000001ffffffffff\n")

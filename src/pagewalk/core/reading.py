@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from ..kernel import probes
 from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PRESENT, PM_SWAP, PagemapFile
+from ..kernel.procfs import read_statm
 from ..kernel.smaps import read_smaps
 from ..runs import merge_runs, pages_below, ramps
 from .states import rss_pages_by_smaps
@@ -388,9 +389,5 @@ def mostly_unpopulated(pid: int) -> bool:
     """Whether fewer than half of the process's virtual pages are resident
     (``/proc/PID/statm``: total size, then resident, in pages; fs/proc/array.c
     ``proc_pid_statm``).  True where statm cannot be read."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            size, resident = (int(x) for x in f.read().split()[:2])
-    except (OSError, ValueError):
-        return True
-    return 2 * resident < size
+    statm = read_statm(pid)
+    return statm is None or 2 * statm[1] < statm[0]

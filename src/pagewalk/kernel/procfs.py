@@ -19,8 +19,9 @@ from ..errors import ProcessGone
 __all__ = [
     "command_name", "parse_comm", "command_line", "parse_cmdline", "read_text", "ProcStat", "parse_stat",
     "proc_stat", "is_zombie", "proc_start_time", "execed", "gone_during", "all_pids", "ProcStatus",
-    "parse_status", "read_status", "thread_group", "CgroupEntry", "parse_cgroup", "read_cgroup", "Meminfo",
-    "parse_meminfo", "read_meminfo", "SwapDevice", "parse_swaps", "swap_devices", "open_fd_count"
+    "parse_status", "read_status", "parse_statm", "read_statm", "thread_group", "CgroupEntry",
+    "parse_cgroup", "read_cgroup", "Meminfo", "parse_meminfo", "read_meminfo", "SwapDevice", "parse_swaps",
+    "swap_devices", "open_fd_count"
 ]
 
 
@@ -163,6 +164,23 @@ def read_status(pid: int | str) -> ProcStatus | None:
     try:
         return None if text is None else parse_status(text)
     except (ValueError, IndexError):
+        return None
+
+
+def parse_statm(text: str) -> tuple[int, int]:
+    """``/proc/PID/statm``'s first two fields: (size, resident), in pages
+    (fs/proc/array.c, ``proc_pid_statm``).  Raises ValueError if malformed."""
+    size, resident = (int(x) for x in text.split()[:2])
+    return size, resident
+
+
+def read_statm(pid: int) -> tuple[int, int] | None:
+    """(size, resident) in pages of ``/proc/PID/statm`` (:func:`parse_statm`); None
+    where it is unreadable or malformed."""
+    text = read_text(f"/proc/{pid}/statm")
+    try:
+        return None if text is None else parse_statm(text)
+    except ValueError:
         return None
 
 
