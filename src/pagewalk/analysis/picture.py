@@ -16,13 +16,12 @@ with matplotlib and :mod:`pagewalk.output.picture_html` writes the HTML page.
 
 from __future__ import annotations
 
-import os
 from collections import namedtuple
 
 import numpy as np
 
 from ..core import states
-from ..kernel import procfs
+from ..kernel import probes, procfs
 from ..kernel.kpage import KPAGEFLAGS, KpageFile
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
@@ -73,7 +72,7 @@ class AddressSpace:
     def take(cls, process) -> AddressSpace:
         """Read ``process`` (a :class:`pagewalk.Process`) now; as root also the
         kpageflags of its frames."""
-        if process.pfn_visible and os.access("/proc/kpageflags", os.R_OK):
+        if probes.frames_readable():
             with KpageFile(KPAGEFLAGS) as f:
                 table = process.resident_table(kpageflags=f, shmem_swap=True)
             process.check_alive("the picture")

@@ -115,7 +115,7 @@ class Snapshot:
 
         pid = process.pid
         visible = process.pfn_visible
-        frames = visible and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK)
+        frames = probes.frames_readable(counts=True)
         if not frames:
             table = process.resident_table(resident=resident, shmem_swap=True)
             kflags = mapcount = None

@@ -29,10 +29,10 @@ def run(args) -> int:
     from ..analysis.files import file_residency
     from ..kernel.pagecache import read_back_note, regular_files
     from ..kernel.pagemap import PagemapFile
-    from ..kernel.probes import pfn_visible
+    from ..kernel.probes import frames_readable
     from ..output import files as out
 
-    visible = pfn_visible() and os.access("/proc/kpageflags", os.R_OK)
+    visible = frames_readable()
     if not visible:
         _common.warn("note: frames are hidden from this user: residency only (mincore), no flags or map counts")
     own = PagemapFile(os.getpid()) if visible else None

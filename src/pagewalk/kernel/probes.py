@@ -19,7 +19,8 @@ from .procfs import read_status, read_text
 
 __all__ = [
     "pfn_visible", "CAP_SYS_ADMIN", "zero_pfns", "kernel_release", "bracketed_choice", "parse_choice",
-    "reuse_freed_memory", "soft_dirty_supported", "readable", "UFFD_USER_MODE_ONLY", "uffd_wp_async"
+    "reuse_freed_memory", "soft_dirty_supported", "readable", "frames_readable", "UFFD_USER_MODE_ONLY",
+    "uffd_wp_async"
 ]
 
 
@@ -169,6 +170,14 @@ def readable(path: str) -> tuple[bool, str]:
         return True, "readable"
     except OSError as exc:
         return False, os.strerror(exc.errno or 0).lower()
+
+
+def frames_readable(*, counts: bool = False) -> bool:
+    """Whether this reader sees frames: PFNs in pagemap (:func:`pfn_visible`) and a
+    readable ``/proc/kpageflags`` (and ``/proc/kpagecount`` with ``counts``), the
+    per-frame files being root's only (fs/proc/page.c)."""
+    files = ("/proc/kpageflags", "/proc/kpagecount") if counts else ("/proc/kpageflags",)
+    return pfn_visible() and all(os.access(path, os.R_OK) for path in files)
 
 
 UFFDIO_API = 0xC018AA3F
