@@ -120,6 +120,7 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
     visible = probes.pfn_visible()
     collected: list[_Pages] = []
     skipped: dict[int, str] = {}
+    passed_over: dict[int, str] = {}
     shmem_cache: dict = {}  # runs of shared memory in swap, per object range: found once
 
     def one(pid: int):
@@ -135,6 +136,7 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
         if isinstance(got, NoSuchProcess):  # (NoAddressSpace and ProcessGone too)
             if explicit:
                 raise got
+            passed_over[pid] = str(got)
         elif isinstance(got, PagewalkError):
             if explicit:
                 raise got
@@ -143,14 +145,18 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
             collected.append(got)
         if progress is not None:
             progress(1)
-    return Gathered(collected, visible, skipped)
+    return Gathered(collected, visible, skipped, passed_over)
 
 
 class Gathered:
-    """One pass over processes, before grouping."""
+    """One pass over processes, before grouping.  ``skipped``: {PID: why} of the
+    processes that refused to be read; ``passed_over``: {PID: why} of those with no
+    memory to read (gone, a kernel thread, a zombie)."""
 
-    def __init__(self, collected: list[_Pages], visible: bool, skipped: dict[int, str]) -> None:
+    def __init__(self, collected: list[_Pages], visible: bool, skipped: dict[int, str],
+                 passed_over: dict[int, str] | None = None) -> None:
         self.collected, self.pfn_visible, self.skipped = collected, visible, skipped
+        self.passed_over = passed_over or {}
         self._pss, self._uss = _proportional(collected, visible)
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ..errors import InvalidArgument, PagewalkError
@@ -30,17 +29,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _why_unreadable(pid: int, skipped: dict[int, str]) -> str:
-    """Why a named process could not be read: the reason given, or, for one passed
-    over as having no memory to read, whether it is gone, a kernel thread or a zombie."""
-    if pid in skipped:
-        return skipped[pid]
-    from ..errors import NoSuchProcess
-    from ..kernel.oserrors import explain_no_mm
-
-    return str(explain_no_mm(pid) if os.path.exists(f"/proc/{pid}") else NoSuchProcess(pid))
-
-
 def run(args) -> int:
     from ..analysis.usage import gather
     from ..kernel.procfs import all_pids
@@ -60,7 +48,8 @@ def run(args) -> int:
         progress.close()
     if explicit:
         read = {p.pid for p in gathered.collected}
-        left_out = {pid: _why_unreadable(pid, gathered.skipped) for pid in pids if pid not in read}
+        why = {**gathered.passed_over, **gathered.skipped}
+        left_out = {pid: why[pid] for pid in pids if pid not in read}
         if not read:
             raise PagewalkError("; ".join(left_out.values()))
         if left_out:
