@@ -24,13 +24,12 @@ sample, rather than a 0.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import namedtuple
 
 from ..extras import require
-from ..names import printable, unicode_text
+from ..names import unicode_text
 
 __all__ = ["CGROUP_FIELDS", "PROCESS_FIELDS", "MemoryCollector", "Result"]
 
@@ -87,16 +86,15 @@ class MemoryCollector:
         if self.on_scan is not None:
             self.on_scan()
 
-    def run(self, interval: float, stop: threading.Event) -> None:
+    def run(self, interval: float, stop: threading.Event, on_failure) -> None:
         """Scan every ``interval`` seconds (start to start) until ``stop`` is set; a
-        failed pass is reported on stderr and the last result kept."""
+        failed pass is given to ``on_failure(exception)`` and the last result kept."""
         while not stop.is_set():
             started = time.monotonic()
             try:
                 self.scan()
             except Exception as exc:  # keep serving: an exporter must outlive one bad pass
-                sys.stderr.write(f"pagewalk: warning: a scan failed ({type(exc).__name__}: {printable(str(exc))}); "
-                                 f"serving the previous result\n")
+                on_failure(exc)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
     def collect(self):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from collections import namedtuple
 from collections.abc import Iterator
 
@@ -255,10 +254,11 @@ def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iter
         pass  # exited after the last read: nothing to compare
 
 
-def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pagemap) -> Iterator[Batch]:
+def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pagemap,
+              notes: list[str]) -> Iterator[Batch]:
     """The page-cache pages of one regular file (ranges in file pages; default:
     every page, the partial last page included).  Pages that left the cache while
-    being read, and were read back, are named in a note on stderr."""
+    being read, and were read back, are named in a note appended to ``notes``."""
     fd = open_file(path)
     read_back = 0
     try:
@@ -275,4 +275,4 @@ def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pag
     finally:
         os.close(fd)
     if read_back:
-        sys.stderr.write(f"pagewalk: {read_back_note(path, read_back)}\n")
+        notes.append(read_back_note(path, read_back))

@@ -116,7 +116,10 @@ def _walk(args, pid, options, frames):
 
         with PagemapFile(os.getpid()) as own:
             for path, _ in regular_files(args.file):
-                yield from walk_file(path, frames, options.ranges, own)
+                notes: list[str] = []
+                yield from walk_file(path, frames, options.ranges, own, notes)
+                for note in notes:
+                    _common.warn(note)
     else:
         end = frames.flags.end_pfn()
         for first, _ in options.ranges:

@@ -420,6 +420,12 @@ class MetricsServer:
             self._drop(conn)
 
 
+def _scan_failed(exc: Exception) -> None:
+    """The exporter's word on a failed pass: one warning line on stderr."""
+    sys.stderr.write(f"pagewalk: warning: a scan failed ({type(exc).__name__}: {printable(str(exc))}); "
+                     "serving the previous result\n")
+
+
 def serve(listen: tuple[str, int] | str, pids: list[int] | None, interval: float, scrape_budget: float,
           stop: threading.Event, on_ready=None, *, max_connections: int = MAX_CONNECTIONS,
           idle_timeout_s: float = IDLE_TIMEOUT_S, socket_mode: int = SOCKET_MODE) -> None:
@@ -437,6 +443,6 @@ def serve(listen: tuple[str, int] | str, pids: list[int] | None, interval: float
         server.start()
         if on_ready is not None:
             on_ready(server.address, server.max_connections)
-        collector.run(interval, stop)
+        collector.run(interval, stop, _scan_failed)
     finally:
         server.close()
