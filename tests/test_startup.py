@@ -19,14 +19,16 @@ def test_v2p_does_not_import_numpy(specimen):
 
 
 def test_help_does_not_import_numpy():
-    """Building every command's parser (``pagewalk --help``) loads no numpy: parsers take
-    their choices from the analyses, which import numpy only where they compute."""
+    """Building every command's parser (``pagewalk --help``) loads no numpy and no
+    analysis: parsers take their choices from analysis.choices, which imports nothing."""
     code = ("import sys\nfrom pagewalk.cli import build_parser\n"
             "for command in (None, 'usage', 'wss', 'dump', 'maps'):\n    build_parser(command)\n"
-            "print('HEAVY', [m for m in ('numpy', 'rich', 'matplotlib') if m in sys.modules])\n")
+            "print('HEAVY', [m for m in ('numpy', 'rich', 'matplotlib') if m in sys.modules])\n"
+            "print('LAYERS', sorted(m for m in sys.modules if m.startswith(('pagewalk.core', 'pagewalk.analysis.'))))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stdout
+    assert "LAYERS ['pagewalk.analysis.choices']" in r.stdout  # no analysis, no Process
 
 
 def test_version_and_help():

@@ -32,7 +32,7 @@ from ..kernel.u64file import U64_MAX as ULONG_MAX  # (page-types.c's name)
 from ..parallel import ordered_map
 
 __all__ = [
-    "Batch", "Options", "parse_range", "parse_cgroup", "TypesCounter", "Frames", "walk_machine",
+    "Batch", "Options", "parse_addr_range", "cgroup_inode", "TypesCounter", "Frames", "walk_machine",
     "walk_process", "walk_file"
 ]
 
@@ -76,7 +76,7 @@ class Options:
         return bool(self.list_mode) and self.list_mapcnt
 
 
-def parse_range(text: str) -> tuple[int, int]:
+def parse_addr_range(text: str) -> tuple[int, int]:
     """An ``-a`` range as page-types reads it: ``N``, ``N+M``, ``N,M`` (M exclusive),
     ``N,`` or ``N+`` (to the end), ``,M`` or ``+M`` (from 0).  Returns (first, count).
     Negative or out-of-range numbers are refused (page-types wraps or clamps them)."""
@@ -103,7 +103,7 @@ def parse_range(text: str) -> tuple[int, int]:
     return first, min(n, ULONG_MAX - first)
 
 
-def parse_cgroup(text: str) -> int:
+def cgroup_inode(text: str) -> int:
     """``-c PATH`` (a cgroup directory: its inode) or ``-c @INODE``."""
     if text.startswith("@"):
         return fl.parse_unsigned(text[1:], "cgroup inode")

@@ -18,7 +18,6 @@ part lack the bit although mapped once).
 
 from __future__ import annotations
 
-import os
 import pwd
 from collections import namedtuple
 from collections.abc import Iterable
@@ -37,11 +36,10 @@ from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.shmem import unique_pages
 from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
 from ..parallel import ordered_map
+from .choices import GROUPINGS, SORT_FIELDS
 
 __all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure", "gather", "Gathered"]
 
-GROUPINGS = ("process", "user", "command", "mapping", "cgroup")
-SORT_FIELDS = ("rss", "pss", "uss", "swap")
 
 
 class Usage(namedtuple("Usage", "name processes rss pss uss swap swap_pss huge pid command user")):
@@ -364,11 +362,11 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
 def _identity(pid: int) -> tuple[str, str, str]:
     """Command name, user name and memory cgroup of a process."""
     command = procfs.command_name(pid)
+    uid = procfs.owner_uid(pid)
     try:
-        uid = os.stat(f"/proc/{pid}").st_uid
-        user = pwd.getpwuid(uid).pw_name
-    except (OSError, KeyError):
-        user = str(uid) if "uid" in locals() else "?"
+        user = "?" if uid is None else pwd.getpwuid(uid).pw_name
+    except KeyError:  # a UID without a name
+        user = str(uid)
     cgroup = "?"
     for entry in procfs.read_cgroup(pid):
         if "memory" in entry.controllers:

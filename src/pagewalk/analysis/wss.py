@@ -58,15 +58,14 @@ from ..kernel.kpage import KPAGEFLAGS, KpageFile
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SIZE
 from ..kernel.smaps import clear_refs, smaps_blocks
+from .choices import METHODS
 
 __all__ = [
     "METHODS", "DISTURBS", "Sample", "Cost", "interference", "unattributed_reason", "attributable",
     "why_unavailable", "choose", "Tracker", "open_tracker", "track"
 ]
 
-# numpy (and core.flags, which imports it) only where used: the CLI imports METHODS
-# to build wss's parser, and doctor imports this module
-METHODS = ("referenced", "soft-dirty", "idle", "damon")
+# numpy (and core.flags, which imports it) only where used: doctor imports this module
 DISTURBS = {
     "referenced": "clears the accessed bits of every page, and the referenced flags of the pages it shares with "
                   "other processes (reclaim then sees them as not recently used)",

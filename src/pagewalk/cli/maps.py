@@ -29,8 +29,8 @@ def run(args) -> int:
     from ..output import maps as out
 
     pid = _common.parse_pid(args.pid)
-    if args.sort is not None and args.sort not in out.SORT_FIELDS:
-        raise InvalidArgument(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_FIELDS)})")
+    if args.sort is not None and args.sort not in out.SORT_COLUMNS:
+        raise InvalidArgument(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_COLUMNS)})")
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         report = proc.counts()
     if not report.pfn_visible:

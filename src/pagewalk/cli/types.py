@@ -55,7 +55,7 @@ def run(args) -> int:
     if args.json and args.list_mode:
         raise InvalidArgument("--json prints the summary; lists (-l, -L) are text only")
 
-    from ..analysis.pagetypes import Frames, Options, TypesCounter, parse_cgroup, parse_range
+    from ..analysis.pagetypes import Frames, Options, TypesCounter, cgroup_inode, parse_addr_range
     from ..kernel.idle import IdleMarker
     from ..kernel.pagemap import PAGE_SIZE
     from ..kernel.probes import reuse_freed_memory
@@ -63,9 +63,9 @@ def run(args) -> int:
 
     reuse_freed_memory()
     options = Options(raw=args.raw, filters=[fl.parse_bits(e) for e in args.bits],
-                      cgroup=parse_cgroup(args.cgroup) if args.cgroup else None, list_mode=args.list_mode,
+                      cgroup=cgroup_inode(args.cgroup) if args.cgroup else None, list_mode=args.list_mode,
                       list_cgroup=args.list_cgroup, list_mapcnt=args.list_mapcnt,
-                      ranges=[parse_range(r) for r in args.addr])
+                      ranges=[parse_addr_range(r) for r in args.addr])
     pid = _parse_pid(args.pid) if args.pid is not None else None
     out = sys.stdout.buffer
     frames = Frames(options, args.kpageflags)

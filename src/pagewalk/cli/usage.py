@@ -13,7 +13,7 @@ NAMES = ("usage",)  # the command names this module serves
 
 
 def add_parser(sub) -> None:
-    from ..analysis.usage import GROUPINGS, SORT_FIELDS  # (numpy: only once this command is chosen, or --help)
+    from ..analysis.choices import GROUPINGS, SORT_FIELDS
 
     p = sub.add_parser("usage", help="RSS, PSS, USS and swap per process (procrank, smem)",
                        description="Memory per process from pagemap and /proc/kpagecount: RSS (resident), PSS "

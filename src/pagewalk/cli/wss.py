@@ -26,7 +26,7 @@ METHOD_HELP = (
 
 
 def add_parser(sub) -> None:
-    from ..analysis.wss import METHODS
+    from ..analysis.choices import METHODS
 
     p = sub.add_parser(
         "wss", help="working-set size over time (pages touched per interval)",

@@ -18,8 +18,8 @@ from ..errors import ProcessGone
 
 __all__ = [
     "command_name", "parse_comm", "command_line", "parse_cmdline", "read_text", "ProcStat", "parse_stat",
-    "proc_stat", "is_zombie", "proc_start_time", "execed", "gone_during", "all_pids", "ProcStatus",
-    "parse_status", "read_status", "parse_statm", "read_statm", "thread_group", "CgroupEntry",
+    "proc_stat", "is_zombie", "proc_start_time", "execed", "gone_during", "owner_uid", "all_pids",
+    "ProcStatus", "parse_status", "read_status", "parse_statm", "read_statm", "thread_group", "CgroupEntry",
     "parse_cgroup", "read_cgroup", "Meminfo", "parse_meminfo", "read_meminfo", "SwapDevice", "parse_swaps",
     "swap_devices", "open_fd_count"
 ]
@@ -125,6 +125,15 @@ def gone_during(pid: int, start_time: int | None, during: str) -> ProcessGone:
     dump"``), with output already written: it ran exec (:func:`execed`), or it exited."""
     what = "changed its program (exec)" if execed(pid, start_time) else "exited"
     return ProcessGone(pid, f"process {pid} {what} during {during}; the output above is partial")
+
+
+def owner_uid(pid: int) -> int | None:
+    """The user ID that owns the process (its ``/proc/PID`` directory's owner: the
+    effective UID, fs/proc/base.c ``task_dump_owner``); None if there is no such process."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
 
 
 def all_pids() -> list[int]:

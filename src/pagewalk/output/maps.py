@@ -15,11 +15,11 @@ from ..names import printable
 from .humanize import human_bytes
 from .table import render_columns
 
-__all__ = ["SORT_FIELDS", "sort_report", "as_json", "as_text"]
+__all__ = ["SORT_COLUMNS", "sort_report", "as_json", "as_text"]
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
                 "soft_dirty")
-SORT_FIELDS = ("start", "end", "path", *COUNT_FIELDS, "rss")
+SORT_COLUMNS = ("start", "end", "path", *COUNT_FIELDS, "rss")
 _UNKNOWN = PageCounts(*[None] * len(PageCounts._fields))  # the counts of [vsyscall]: none
 
 
