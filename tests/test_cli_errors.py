@@ -207,12 +207,11 @@ def test_a_read_in_the_background_of_a_process_that_exited_is_process_gone(speci
     exits meanwhile is ProcessGone when the result is asked for, not a thread's
     traceback, and the CLI says so in one line without leaving a file."""
     from pagewalk.parallel import in_background
-    from pagewalk.core.reading import ResidentRead
 
     with pagewalk.Process(specimen.pid) as p:
         if not p.scan_in_use:
             pytest.skip("no PAGEMAP_SCAN on this kernel")
-        resident = ResidentRead(p)
+        resident = p.resident_read()
         os.kill(specimen.pid, signal.SIGKILL)
         specimen._proc.wait()
         reading = in_background(resident.scan_and_read)

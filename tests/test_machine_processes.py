@@ -255,14 +255,12 @@ def test_a_reader_that_starts_before_the_scan_reads_into_its_buffer(specimen):
     every entry of the snapshot stayed 0)."""
     from collections import deque
 
-    from pagewalk.core.reading import ResidentRead, read_resident
-
     specimen.run("a = mmap(64); write(a, 40)")
     with pagewalk.Process(specimen.pid) as p:
         if not p.scan_in_use:
             pytest.skip("no PAGEMAP_SCAN on this kernel")
-        expected = read_resident(p, threads=False)
-        resident = ResidentRead(p)
+        expected = p.resident_read().scan_and_read()  # in this thread alone
+        resident = p.resident_read()
 
         class ScanOnFirstTake(deque):  # the scan lands between the reader's start and its first piece
             scanned = False
@@ -314,7 +312,6 @@ def test_counts_read_from_threads_equal_counts_read_in_turn(specimen, monkeypatc
                 one, one_table = p.counts(), p.resident_table()
             monkeypatch.setattr(reading, "PARALLEL_MIN_PAGES", 0)
             monkeypatch.setattr(reading, "PAGES_PER_READ", 1000)
-            monkeypatch.setattr(process_module, "PAGES_PER_READ", 1000)
             with pagewalk.Process(pid) as p:
                 many, many_table = p.counts(), p.resident_table()
         except pagewalk.PagewalkError:

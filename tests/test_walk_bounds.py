@@ -131,13 +131,11 @@ def test_a_walk_read_before_the_mappings_changed_is_read_again(specimen):
     """snapshot reads the page table while numpy imports (ResidentRead): where the
     mappings changed by the time the table is made, it is read again with the
     mappings as they are, so the snapshot holds no mapping that is gone."""
-    from pagewalk.core.reading import ResidentRead
-
     b = specimen.run("a = mmap(16); b = mmap(16); write(a, 16); write(b, 16); result = b")
     with pagewalk.Process(specimen.pid) as p:
         if not p.scan_in_use:
             pytest.skip("no PAGEMAP_SCAN on this kernel")
-        early = ResidentRead(p)
+        early = p.resident_read()
         specimen.run("munmap(b, 16)")
         early.scan_and_read()
         snap = Snapshot.take(p, resident=early)

@@ -41,14 +41,16 @@ from ..extras import require
 from ..kernel.maps import mapping_index
 from .snapshot_check import MAP_FIELDS, Check, detail, shown
 
-__all__ = ["is_parquet", "write", "COLUMNS", "NUMBERS", "checksum", "read"]
+__all__ = ["require_pyarrow", "is_parquet", "write", "COLUMNS", "NUMBERS", "checksum", "read"]
 
 MAGIC = b"PAR1"
 METADATA_KEY = b"pagewalk"
 CHECKSUM_KEY = b"pagewalk.crc32"  # checksum(): the metadata's bytes and the columns read back
 
 
-def _pyarrow():
+def require_pyarrow():
+    """pyarrow and pyarrow.parquet; raises :class:`pagewalk.errors.MissingExtra`
+    without the ``parquet`` extra."""
     return require("pyarrow", "parquet", "pyarrow"), require("pyarrow.parquet", "parquet", "pyarrow")
 
 
@@ -60,7 +62,7 @@ def is_parquet(f) -> bool:
 
 def write(snapshot, f) -> None:
     """Write ``snapshot`` (a :class:`pagewalk.analysis.snapshot.Snapshot`) to the open binary file ``f``."""
-    pa, pq = _pyarrow()
+    pa, pq = require_pyarrow()
     table = snapshot.table()
     maps = snapshot.mappings
     index = mapping_index(maps, snapshot.vaddr).astype(np.int32)
@@ -184,7 +186,7 @@ def read(f, path: str, check: Check, make):
     types, each row group's rows and column sizes (:func:`_check_row_groups`), then
     the checksum of what was read (files without one, from pagewalk before it wrote
     one, load with a note saying so)."""
-    pa, pq = _pyarrow()
+    pa, pq = require_pyarrow()
     size = f.seek(0, 2)
     f.seek(max(size - 8, 0))
     tail = f.read(8)

@@ -167,7 +167,7 @@ class Snapshot:
         if file_format is None:
             file_format = "parquet" if path.endswith(".parquet") else "npz"
         if file_format == "parquet":
-            parquet._pyarrow()  # a missing extra is said before any file is made
+            parquet.require_pyarrow()  # a missing extra is said before any file is made
             return write_private(path, lambda f: parquet.write(self, f), force)
         if file_format != "npz":
             raise ValueError(f"unknown snapshot format {file_format!r}")

@@ -65,7 +65,6 @@ def run(args) -> int:
     # before the work (and before --clear-soft-dirty)
     check_writable(args.output, "a snapshot", binary=True, force=args.force)
     from ..core.process import Process
-    from ..core.reading import ResidentRead
     from ..kernel.probes import reuse_freed_memory
     from ..parallel import in_background
 
@@ -73,7 +72,7 @@ def run(args) -> int:
     with Process(_common.parse_pid(args.pid)) as proc:
         # The page table is read (no numpy needed) while numpy imports, and what is
         # left of it once numpy is in, from this thread too
-        resident = ResidentRead(proc) if proc.scan_in_use else None
+        resident = proc.resident_read()
         reading = in_background(resident.scan_and_read) if resident is not None else None
         from ..analysis.snapshot import Snapshot
 

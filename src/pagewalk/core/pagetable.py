@@ -314,6 +314,12 @@ class PageTable:
             return np.full(len(self.raw), -1, dtype=np.int64)
         return np.where(self.swap_entry, self._frame >> SWAP_TYPE_BITS, -1)
 
+    @property
+    def zero_scanned(self) -> np.ndarray | None:
+        """The zero-page column as PAGEMAP_SCAN gave it (bool array), None where the
+        table was made without it (:attr:`zero` may then come from PFNs)."""
+        return self._zero
+
     @functools.cached_property
     def zero(self) -> np.ndarray | None:
         """Present pages that are the shared zero page or a frame of the huge zero page

@@ -91,6 +91,16 @@ class Process:
         Raises what opening ``/proc/PID/pagemap`` raises."""
         return self._scanner() is not None
 
+    def resident_read(self) -> reading.ResidentRead | None:
+        """A read of the populated pages' raw entries that needs no numpy, not started
+        (start it with :meth:`~pagewalk.core.reading.ResidentRead.scan_and_read`, in
+        a thread while numpy imports, and give it to :meth:`resident_table`); None
+        without PAGEMAP_SCAN.  Raises what opening ``/proc/PID/pagemap`` raises."""
+        from . import reading
+
+        scanner = self._scanner()
+        return None if scanner is None else reading.ResidentRead(self._pagemap(), scanner, self.mappings())
+
     # -- kernel files -----------------------------------------------------
     def mappings(self) -> list[Mapping]:
         """The process's mappings, from ``/proc/PID/maps``, in address order.
@@ -346,7 +356,7 @@ class Process:
             else:
                 maps = self.mappings() if own else mappings
             if resident is None:
-                resident = reading.read_resident(self, maps)
+                resident = reading.read_resident(self._pagemap(), self._scanner(), maps)
             if resident is None:  # no PAGEMAP_SCAN: every entry of every mapping
                 table = reading.read_populated(self._pagemap(), [m for m in maps if not m.is_vsyscall and not m.scan_skips],
                                        pfn_visible=self.pfn_visible)

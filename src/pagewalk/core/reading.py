@@ -54,18 +54,17 @@ ClippedRuns.__doc__ = """Runs ``[lo, hi)`` cut to the mappings, and ``run``: the
 part comes from, or None where no run was cut."""
 
 
-def read_resident(process, mappings: Sequence[Mapping] | None = None, *, threads: bool = True
-                  ) -> ResidentRead | None:
+def read_resident(pagemap: PagemapFile, scanner: Scanner | None, mappings: Sequence[Mapping], *,
+                  threads: bool = True) -> ResidentRead | None:
     """The populated pages' raw pagemap entries, as :meth:`Process.resident_table`
     reads them (one PAGEMAP_SCAN walk finds the pages, then only they are read),
-    with no numpy: see :class:`ResidentRead`.  ``process``: a
-    :class:`~pagewalk.core.process.Process` (not annotated: that module imports
-    this one).  Large processes are read from a
-    thread per CPU unless ``threads`` is False.  Returns None without PAGEMAP_SCAN.
-    Raises :class:`~pagewalk.errors.ProcessGone` if the process exits."""
-    if process._scanner() is None:
+    with no numpy: see :class:`ResidentRead`.  Large processes are read from a
+    thread per CPU unless ``threads`` is False.  Returns None without PAGEMAP_SCAN
+    (``scanner`` None).  Raises :class:`~pagewalk.errors.ProcessGone` if the
+    process exits."""
+    if scanner is None:
         return None
-    resident = ResidentRead(process, mappings)
+    resident = ResidentRead(pagemap, scanner, mappings)
     resident.scan()
     if threads and len(resident.entries) >= 8 * PARALLEL_MIN_PAGES:  # 8 bytes an entry
         from ..parallel import in_background, workers
@@ -90,11 +89,11 @@ class ResidentRead:
     ``[lo, hi)`` counted from address ``base`` (in address order, each the zero page
     or a huge page or neither, as the walk said), and the raw ``entries`` (u64,
     native order) of ``spans``, which cover the runs, laid end to end.
-    ``process`` is a :class:`~pagewalk.core.process.Process`."""
+    :meth:`pagewalk.core.process.Process.resident_read` makes one."""
 
-    def __init__(self, process, mappings: Sequence[Mapping] | None = None) -> None:
-        self.process = process
-        self.mappings = process.mappings() if mappings is None else list(mappings)
+    def __init__(self, pagemap: PagemapFile, scanner: Scanner, mappings: Sequence[Mapping]) -> None:
+        self.pagemap, self.scanner = pagemap, scanner
+        self.mappings = list(mappings)
         self.base = 0
         self.lo: list[int] = []
         self.hi: list[int] = []
@@ -113,7 +112,7 @@ class ResidentRead:
             return
         base = self.base = min(m.start for m in maps)
         top = min(max(m.end for m in maps), USER_END_4LEVEL)
-        starts, ends, cats = self.process._scanner().region_lists(
+        starts, ends, cats = self.scanner.region_lists(
             base, top, anyof=PAGE_IS_PRESENT | PAGE_IS_SWAPPED, return_mask=ZERO_HUGE_MASK)
         lo = self.lo = [(a - base) >> PAGE_SHIFT for a in starts]
         hi = self.hi = [(b - base) >> PAGE_SHIFT for b in ends]
@@ -136,7 +135,7 @@ class ResidentRead:
         """Read the queued pieces, until none is left, in the calling thread (any
         number of threads may call this at once, even while another still scans;
         each piece is read once)."""
-        pagemap = self.process._pagemap()
+        pagemap = self.pagemap
         while True:
             try:
                 a, b, at = self._pending.popleft()  # atomic: the pieces are shared

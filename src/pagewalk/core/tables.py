@@ -120,7 +120,7 @@ def add_shmem_rows(table: PageTable, found: ShmemSwapResult, mappings: Sequence[
     vaddr = np.concatenate(added).astype(np.uint64) << np.uint64(PAGE_SHIFT)
     n = len(vaddr)
     extra = PageTable(0, np.zeros(n, dtype=np.uint64), pfn_visible=table.pfn_visible, vaddr=vaddr,
-                      zero=None if table._zero is None else np.zeros(n, dtype=bool),
+                      zero=None if table.zero_scanned is None else np.zeros(n, dtype=bool),
                       huge=None if table.huge is None else np.zeros(n, dtype=bool),
                       kpageflags=None if table.kpageflags is None else np.zeros(n, dtype=np.uint64),
                       soft_dirty_known=table.soft_dirty_known)
