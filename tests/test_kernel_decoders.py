@@ -61,29 +61,6 @@ def test_maps_line_that_is_not_one():
 
 # -- /proc/PID/pagemap ----------------------------------------------------------------
 
-def test_pagemap_entry_present_with_pfn_and_flags():
-    entry = (1 << 63) | (1 << 61) | (1 << 56) | (1 << 55) | 0x12345
-    assert pagemap.decode_entry(entry) == pagemap.PagemapEntry(
-        present=True, swapped=False, file=True, exclusive=True, soft_dirty=True, uffd_wp=False, guard=False,
-        pfn=0x12345, swap_type=None, swap_offset=None)
-
-
-def test_pagemap_entry_swap_type_and_offset():
-    entry = (1 << 62) | (0xABCDE << 5) | 3
-    assert pagemap.decode_entry(entry) == pagemap.PagemapEntry(
-        present=False, swapped=True, file=False, exclusive=False, soft_dirty=False, uffd_wp=False, guard=False,
-        pfn=None, swap_type=3, swap_offset=0xABCDE)
-
-
-def test_pagemap_entry_guard_and_uffd_wp_markers():
-    guard = pagemap.decode_entry((1 << 62) | (1 << 58) | (pagemap.PTE_MARKER_GUARD << 5) | 31)
-    assert (guard.guard, guard.swap_type, guard.swap_offset, guard.uffd_wp) == (True, 31, 4, False)
-    wp = pagemap.decode_entry((1 << 57) | (1 << 62) | (1 << 5) | 31)
-    assert (wp.uffd_wp, wp.guard, wp.swap_type, wp.swap_offset) == (True, False, 31, 1)
-    assert pagemap.decode_entry(0) == pagemap.PagemapEntry(False, False, False, False, False, False, False,
-                                                           None, None, None)
-
-
 def test_pagemap_bits_are_the_kernels():
     assert (pagemap.PM_PRESENT, pagemap.PM_SWAP, pagemap.PM_FILE, pagemap.PM_GUARD_REGION, pagemap.PM_UFFD_WP,
             pagemap.PM_MMAP_EXCLUSIVE, pagemap.PM_SOFT_DIRTY, pagemap.PM_PFRAME_MASK) == (

@@ -12,6 +12,7 @@ from pagewalk.core import states
 from pagewalk.kernel.pagemap import max_swapfiles
 from pagewalk.core.pagetable import PageTable
 from pagewalk.core.translate import Translation
+from pagewalk.kernel.maps import Mapping
 
 PRESENT, SWAP, FILE, EXCL, UFFD, GUARD = 1 << 63, 1 << 62, 1 << 61, 1 << 56, 1 << 57, 1 << 58
 KPF_ZERO_PAGE = 1 << 24
@@ -112,3 +113,26 @@ def test_soft_dirty_is_unknown_on_a_kernel_without_it():
         assert table.soft_dirty is None
     assert PageTable(0, table.raw, pfn_visible=True, soft_dirty_known=True).soft_dirty.tolist() == [True, False]
     assert PageTable(0, table.raw, pfn_visible=True, soft_dirty_known=False).soft_dirty is None
+
+
+@pytest.mark.parametrize("entry, visible, expect", [
+    # present, file, exclusive, uffd_wp, guard, swapped, pfn, swap type, swap offset, the words
+    ((1 << 63) | (1 << 61) | (1 << 56) | 0x12345, True,
+     (True, True, True, False, False, False, 0x12345, None, None, "present (file or shared memory, mapped only here)")),
+    ((1 << 62) | (0xABCDE << 5) | 3, True,
+     (False, False, False, False, False, True, None, 3, 0xABCDE, "swapped out (type 3, offset 0xabcde)")),
+    ((1 << 62) | (1 << 58) | (4 << 5) | 31, True,  # a guard region's PTE marker (include/linux/swapops.h)
+     (False, False, False, False, True, False, None, 31, 4, "guard page")),
+    ((1 << 62) | (1 << 57) | (1 << 5) | 31, True,  # userfaultfd's write-protect marker
+     (False, False, False, True, False, False, None, 31, 1, "uffd-wp marker (write-protected, never touched)")),
+    (1 << 63, False,  # the PFN hidden from this reader: unknown, never 0
+     (True, False, False, False, False, False, None, None, None, "present (anonymous, not exclusive)")),
+    (0, True, (False, False, False, False, False, False, None, None, None, "not present (never touched, or dropped)")),
+])
+def test_translation_of_literal_entries(entry, visible, expect):
+    """One address decoded from a literal pagemap entry (the single-address decoder,
+    without numpy): every field and the words v2p prints."""
+    t = Translation(0x1234, Mapping(0x1000, 0x9000, "rw-p", 0, "00:00", 0, ""), entry, visible, False)
+    assert (t.present, t.file, t.exclusive, t.uffd_wp, t.guard, t.swapped, t.pfn, t.swap_type, t.swap_offset,
+            t.state) == expect
+    assert t.paddr == (None if t.pfn is None else t.pfn * 4096 + 0x234)

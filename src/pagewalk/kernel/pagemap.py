@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import namedtuple
 
 from ..errors import ProcessGone
 from .config import kernel_config
@@ -34,7 +33,7 @@ from .u64file import ENTRY_BYTES, U64File, read_entries_into
 __all__ = [
     "PAGE_SIZE", "PAGE_SHIFT", "PM_PFRAME_MASK", "PFN_LIMIT", "PM_SOFT_DIRTY", "PM_MMAP_EXCLUSIVE",
     "PM_UFFD_WP", "PM_GUARD_REGION", "PM_FILE", "PM_SWAP", "PM_PRESENT", "SWAP_TYPE_BITS", "SWAP_TYPE_MASK",
-    "SWP_PTE_MARKER", "PTE_MARKER_GUARD", "PagemapEntry", "decode_entry", "max_swapfiles", "PagemapFile"
+    "SWP_PTE_MARKER", "PTE_MARKER_GUARD", "max_swapfiles", "PagemapFile"
 ]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -54,32 +53,9 @@ PM_PRESENT = 1 << 63
 SWAP_TYPE_BITS = 5  # MAX_SWAPFILES_SHIFT
 SWAP_TYPE_MASK = (1 << SWAP_TYPE_BITS) - 1
 SWP_PTE_MARKER = 31
-PTE_MARKER_UFFD_WP = 1
-PTE_MARKER_POISONED = 2
-PTE_MARKER_GUARD = 4
+PTE_MARKER_GUARD = 4  # include/linux/swapops.h (uffd-wp's marker shows as PM_UFFD_WP instead)
 
 _max_swapfiles: int | None = None
-
-
-class PagemapEntry(namedtuple("PagemapEntry", "present swapped file exclusive soft_dirty uffd_wp guard "
-                                              "pfn swap_type swap_offset")):
-    """One pagemap entry's fields (:func:`decode_entry`): the flag bits as bools;
-    ``pfn`` (present pages; 0 where hidden from this reader), ``swap_type`` and
-    ``swap_offset`` (swap entries; ``swap_offset`` in pages of the swap device, or the
-    marker bits for type :data:`SWP_PTE_MARKER`), each None where it does not apply."""
-
-    __slots__ = ()
-
-
-def decode_entry(entry: int) -> PagemapEntry:
-    """Decode one u64 pagemap entry (the layout in this module's docstring; a page
-    neither present nor swapped has no PFN and no swap fields)."""
-    present, swapped = bool(entry & PM_PRESENT), bool(entry & PM_SWAP)
-    frame = entry & PM_PFRAME_MASK
-    return PagemapEntry(present, swapped, bool(entry & PM_FILE), bool(entry & PM_MMAP_EXCLUSIVE),
-                        bool(entry & PM_SOFT_DIRTY), bool(entry & PM_UFFD_WP), bool(entry & PM_GUARD_REGION),
-                        frame if present else None, frame & SWAP_TYPE_MASK if swapped else None,
-                        frame >> SWAP_TYPE_BITS if swapped else None)
 
 
 def max_swapfiles() -> int:
@@ -157,6 +133,6 @@ class PagemapFile(U64File):
 
     def entries(self, vpn: int, count: int) -> list[int]:
         """``count`` raw entries from virtual page ``vpn`` as Python ints (for small
-        lookups that should not pay for numpy; :func:`decode_entry` decodes one)."""
+        lookups that should not pay for numpy; :class:`pagewalk.core.translate.Translation` decodes one)."""
         data = self.read(vpn, count)
         return list(struct.unpack(f"<{len(data) // ENTRY_BYTES}Q", data))

@@ -36,8 +36,6 @@ __all__ = [
 ]
 
 PAGEMAP_SCAN = 0xC0606610  # _IOWR('f', 16, struct pm_scan_arg)
-PM_SCAN_WP_MATCHING = 1 << 0
-PM_SCAN_CHECK_WPASYNC = 1 << 1
 
 PAGE_IS_WPALLOWED = 1 << 0
 PAGE_IS_WRITTEN = 1 << 1
