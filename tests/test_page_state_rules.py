@@ -79,6 +79,9 @@ def test_rss_pss_uss_rules():
     assert states.rss_pages(10, 3, False) == 7
     assert states.rss_pages(10, 3, True) == 0
     assert states.rss_pages(10, None, False) == 10  # zero page unknown: an upper bound
+    resident, hugetlb = np.array([True, True, False, True]), np.array([False, True, False, False])
+    assert states.rss_page_mask(resident, hugetlb).tolist() == [True, False, False, True]  # page by page
+    assert states.rss_pages_by_smaps(8192, 5) == 2 and states.rss_pages_by_smaps(None, 5) == 5  # smaps' Rss, else all
     # PSS in smaps' fixed point: page_size / mapcount, a count of 0 as 1
     unit = 4096 << states.PSS_SHIFT
     assert states.pss_share(1) == unit and states.pss_share(0) == unit and states.pss_share(3) == unit // 3

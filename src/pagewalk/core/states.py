@@ -52,8 +52,8 @@ __all__ = [
     "PRESENT", "ZERO", "HUGE", "FILE", "ANONYMOUS", "EXCLUSIVE", "SWAPPED", "SHMEM_SWAPPED", "GUARD",
     "UFFD_WP", "SOFT_DIRTY", "UNTOUCHED", "UNKNOWN", "CLASSES", "CLASS_LABELS", "PRESENT_CLASSES",
     "PSS_SHIFT", "SwapClasses", "swap_classes", "decode_swap", "zero_by_pfn", "KPF_ZERO_PAGE",
-    "zero_by_kpageflags", "empty_entry", "known_sum", "rss_pages", "rss_pages_by_smaps", "pss_share",
-    "uss_page", "classify"
+    "zero_by_kpageflags", "empty_entry", "known_sum", "rss_pages", "rss_page_mask", "rss_pages_by_smaps",
+    "pss_share", "uss_page", "classify"
 ]
 
 PRESENT, ZERO, HUGE, FILE, ANONYMOUS, EXCLUSIVE = "present", "zero", "huge", "file", "anonymous", "exclusive"
@@ -151,6 +151,13 @@ def rss_pages(present: int, zero: int | None, hugetlb: bool) -> int:
     unknown, every present page: an upper bound), not hugetlb pages (smaps
     reports those apart)."""
     return 0 if hugetlb else present - (zero or 0)
+
+
+def rss_page_mask(resident, hugetlb):
+    """:func:`rss_pages` page by page: ``resident`` (bool array: present, not the zero
+    page, or every present page where that is unknown) and not ``hugetlb`` (bool
+    array: in a hugetlb mapping).  Returns a bool array."""
+    return resident & ~hugetlb
 
 
 def rss_pages_by_smaps(smaps_rss: int | None, present: int) -> int:

@@ -18,6 +18,7 @@ from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK
 from ..runs import consecutive_runs, ramps
 from .pagetable import PageTable
 from .reading import ResidentRead, clip_runs
+from .states import rss_page_mask
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,13 +73,13 @@ def rss_rows(pid: int, table: PageTable, mappings: Sequence[Mapping], map_index:
     smaps counts in ``Rss``: :func:`pagewalk.core.states.rss_pages`, page by page
     (present, not the zero page, not in a hugetlb mapping).  ``map_index``: each
     row's mapping, if the caller has it.  Returns a bool array, one a row."""
-    rss = table.resident.copy()
+    hugetlb = np.zeros(len(table), dtype=bool)
     if table.huge is not None and table.huge.any():
         index = mapping_index(mappings, table.vaddr) if map_index is None else map_index
         for i in np.unique(index[table.huge]).tolist():
             if is_hugetlb(pid, mappings[i]):
-                rss &= index != i
-    return rss
+                hugetlb |= index == i
+    return rss_page_mask(table.resident, hugetlb)
 
 
 def shmem_rows(table: PageTable, found: ShmemSwapResult) -> tuple[dict, list[np.ndarray]]:
