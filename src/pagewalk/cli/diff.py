@@ -55,12 +55,7 @@ def run(args) -> int:
     if other:
         _common.warn(f"warning: {other}")
     doc = diff(a, b)
-    if args.json:
-        import json
+    from ..output import diff as render
 
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
-        return 0
-    from ..output.diff import text
-
-    sys.stdout.write(text(doc))
+    sys.stdout.write(render.as_json(doc) if args.json else render.text(doc))
     return 0

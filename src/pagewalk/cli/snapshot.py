@@ -47,14 +47,9 @@ def run(args) -> int:
         for note in snap.notes:
             _common.warn(f"note: {note}")
         summary = snap.summary()
-        if args.json:
-            import json
+        from ..output import snapshot as render
 
-            sys.stdout.write(json.dumps(summary, indent=1) + "\n")
-        else:
-            from ..output.snapshot import summary_text
-
-            sys.stdout.write(summary_text(summary))
+        sys.stdout.write(render.summary_json(summary) if args.json else render.summary_text(summary))
         return 0
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")

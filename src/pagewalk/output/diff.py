@@ -1,12 +1,19 @@
-"""``diff``'s text: what changed from one snapshot (or live process) to another."""
+"""``diff``: what changed from one snapshot (or live process) to another, as text or JSON."""
 
 from __future__ import annotations
+
+import json
 
 from ..analysis.diff import FIELDS
 from ..names import printable
 from .table import render_columns
 
-__all__ = ["text"]
+__all__ = ["text", "as_json"]
+
+
+def as_json(doc: dict) -> str:
+    """``diff --json``: the document of :func:`pagewalk.analysis.diff.diff`, indented."""
+    return json.dumps(doc, indent=1) + "\n"
 
 
 def text(doc: dict) -> str:

@@ -1,11 +1,18 @@
-"""``snapshot --load``'s summary for people."""
+"""``snapshot --load``'s summary, for people or as JSON."""
 
 from __future__ import annotations
+
+import json
 
 from ..names import printable
 from .table import render_columns
 
-__all__ = ["summary_text"]
+__all__ = ["summary_text", "summary_json"]
+
+
+def summary_json(summary: dict) -> str:
+    """``snapshot --load --json``: :meth:`pagewalk.analysis.snapshot.Snapshot.summary`, indented."""
+    return json.dumps(summary, indent=1) + "\n"
 
 
 def summary_text(summary: dict) -> str:
