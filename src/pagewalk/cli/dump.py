@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..output.progress import Progress
 from . import _common
 
 __all__ = ["NAMES", "add_parser", "run"]
@@ -78,7 +79,7 @@ def run(args) -> int:
                 pending.clear()
                 pending_pages = 0
 
-        progress = _common.Progress("dump", sum((hi - lo) // PAGE_SIZE for _, lo, hi in clip(mappings, start, end)),
+        progress = Progress("dump", sum((hi - lo) // PAGE_SIZE for _, lo, hi in clip(mappings, start, end)),
                                     streams=True)
         try:
             # The seed format prints neither zero nor huge: skip what finds them.

@@ -6,6 +6,7 @@ import os
 import sys
 
 from ..errors import InvalidArgument
+from ..output.progress import Progress
 from . import _common
 
 __all__ = ["NAMES", "add_parser", "run"]
@@ -126,7 +127,7 @@ def _walk(args, pid, options, frames):
             if first >= end:
                 raise InvalidArgument(f"PFN {first:#x} is beyond the end of memory (the last PFN is {end - 1:#x})")
         # -l and -L print while walking: a bar would land in their lines on a terminal
-        progress = _common.Progress("types", end, "frames", streams=bool(options.list_mode))
+        progress = Progress("types", end, "frames", streams=bool(options.list_mode))
         try:
             for batch in walk_machine(frames, options.ranges):
                 progress.advance(len(batch.offset))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument, PagewalkError
+from ..output.progress import Progress
 from . import _common
 
 __all__ = ["NAMES", "add_parser", "run"]
@@ -39,7 +40,7 @@ def run(args) -> int:
     pids = _common.parse_pids(args.pids)
     explicit = bool(pids)
     pids = pids or all_pids()
-    progress = _common.Progress("usage", len(pids) if not explicit else 0, "processes")
+    progress = Progress("usage", len(pids) if not explicit else 0, "processes")
     try:
         # One named PID fails as in every command; several are taken as ps takes
         # them: those that cannot be read are named in a note

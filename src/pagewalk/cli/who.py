@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument
+from ..output.progress import Progress
 from . import _common
 
 __all__ = ["NAMES", "add_parser", "run"]
@@ -32,7 +33,7 @@ def run(args) -> int:
     if not pfns:
         raise InvalidArgument("give a physical address or --pfn PFN")
     pids = all_pids()
-    progress = _common.Progress("who", len(pids), "processes")
+    progress = Progress("who", len(pids), "processes")
     try:
         hits, mapcounts, zero_frames = who_maps(pfns, pids, progress.advance)
     finally:
