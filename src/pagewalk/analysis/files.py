@@ -4,16 +4,17 @@ frames visible, their kpageflags and map counts, read without disturbing them.""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import numpy as np
 
 from ..core import flags as fl
 from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
-from ..kernel.pagecache import cached_frames, file_pages, open_file, residency
+from ..kernel.pagecache import cached_frames, file_pages, open_file, regular_files, residency
 from ..kernel.pagemap import PM_PFRAME_MASK, PM_PRESENT, PagemapFile
 from ..runs import mask_runs
 
-__all__ = ["FileResidency", "file_residency"]
+__all__ = ["FileResidency", "file_residency", "files_residency"]
 
 
 class FileResidency:
@@ -89,3 +90,17 @@ def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_sym
         return report
     finally:
         os.close(fd)
+
+
+def files_residency(paths: Iterable[str], frames: bool) -> list[FileResidency]:
+    """:func:`file_residency` of every regular file ``paths`` name: a file, or every
+    regular file under a directory.  A symbolic link named in ``paths`` is followed
+    (as fincore does), links inside directories are not.  ``frames``: also the flags
+    and map counts of the cached pages (root: :func:`pagewalk.kernel.probes.frames_readable`)."""
+    own = PagemapFile(os.getpid()) if frames else None
+    try:
+        return [file_residency(path, own, follow_symlink=path == arg)
+                for arg in paths for path, _ in regular_files(arg, follow_symlink=True)]
+    finally:
+        if own is not None:
+            own.close()

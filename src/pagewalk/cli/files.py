@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from . import _common
@@ -26,23 +25,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.files import file_residency
-    from ..kernel.pagecache import read_back_note, regular_files
-    from ..kernel.pagemap import PagemapFile
+    from ..analysis.files import files_residency
+    from ..kernel.pagecache import read_back_note
     from ..kernel.probes import frames_readable
     from ..output import files as out
 
     visible = frames_readable()
     if not visible:
         _common.warn("note: frames are hidden from this user: residency only (mincore), no flags or map counts")
-    own = PagemapFile(os.getpid()) if visible else None
-    try:
-        # the names given are followed (as fincore does), links inside directories are not
-        reports = [file_residency(path, own, follow_symlink=path == arg)
-                   for arg in args.paths for path, _ in regular_files(arg, follow_symlink=True)]
-    finally:
-        if own is not None:
-            own.close()
+    reports = files_residency(args.paths, visible)
     for report in reports:
         if report.read_back:
             _common.warn(read_back_note(report.path, report.read_back))
