@@ -82,7 +82,7 @@ class Snapshot:
         """The PID of the process recorded."""
         return self.meta["pid"]
 
-    def table(self):  # -> pagewalk.core.pagetable.PageTable
+    def table(self) -> PageTable:
         """The recorded pages as a page table (explicit ``vaddr``; one, kept)."""
         if self._table is None:
             self._table = PageTable(0, self.raw, pfn_visible=self.meta["pfn_visible"], zero=self.zero,

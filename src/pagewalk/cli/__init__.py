@@ -23,10 +23,14 @@ from ..errors import InvalidArgument, PagewalkError  # noqa: E402
 from . import (  # noqa: E402
     _common, diff, doctor, dump, exporter, files, maps, picture, shared, snapshot, types, usage, v2p, watch, who, wss)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import argparse
+
 COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, snapshot, diff, wss, watch, picture, exporter, doctor)
 
 
-def build_parser(command: str | None = None):  # -> argparse.ArgumentParser
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or only of ``command`` when it names one
     (the others' parsers cost start-up time and would go unused)."""
     import argparse

@@ -21,7 +21,6 @@ not UTF-8 survive a round trip through :func:`os.fsencode`.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import struct
 from collections import namedtuple
@@ -224,6 +223,8 @@ _PROCMAP_QUERY = struct.Struct("<9Q4I2Q")  # 104 bytes
 def vma_page_size(pid: int, vaddr: int) -> int | None:
     """The page size of the VMA at ``vaddr`` (larger than PAGE_SIZE for hugetlb),
     asked with PROCMAP_QUERY on ``/proc/PID/maps``; None where the kernel lacks it."""
+    import fcntl  # (here: one address's start-up does not need it)
+
     arg = bytearray(_PROCMAP_QUERY.pack(_PROCMAP_QUERY.size, 0, vaddr, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     try:
         with open(f"/proc/{pid}/maps", "rb", buffering=0) as f:

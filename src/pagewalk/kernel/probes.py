@@ -8,9 +8,7 @@ answer for the life of the process).  Reads ``/proc/self/pagemap`` (fs/proc/task
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import mmap
 import os
 import struct
 
@@ -67,7 +65,8 @@ def zero_pfns() -> frozenset[int]:
     PFNs are hidden from this reader."""
     if not pfn_visible():
         return frozenset()
-    import ctypes  # (about 2 ms: only where PFNs are visible and the zero page is asked)
+    import ctypes  # (here: only where PFNs are visible and the zero page is asked)
+    import mmap
 
     def address(m: mmap.mmap) -> int:
         anchor = ctypes.c_char.from_buffer(m)
@@ -192,6 +191,8 @@ def uffd_wp_async() -> tuple[bool, str]:
     fs/userfaultfd.c), which PAGEMAP_SCAN's written-page tracking needs, and the
     features word or the error as text.  Opens a userfaultfd (user-mode faults only)
     and asks UFFDIO_API; x86-64 syscall number."""
+    import fcntl  # (here: doctor's alone)
+
     import ctypes  # (about 2 ms: only for doctor)
 
     libc = ctypes.CDLL(None, use_errno=True)

@@ -28,6 +28,10 @@ from collections.abc import Iterator
 from .oserrors import translating
 from .u64file import U64_MAX
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import numpy as np
+
 __all__ = [
     "PAGEMAP_SCAN", "PAGE_IS_WPALLOWED", "PAGE_IS_WRITTEN", "PAGE_IS_FILE", "PAGE_IS_PRESENT",
     "PAGE_IS_SWAPPED", "PAGE_IS_PFNZERO", "PAGE_IS_HUGE", "PAGE_IS_SOFT_DIRTY", "ZERO_HUGE_MASK",
@@ -185,7 +189,7 @@ class Scanner:
         return starts, ends, cats
 
     def region_array(self, start: int, end: int, *, mask: int = 0, anyof: int = 0,
-                     inverted: int = 0, return_mask: int):  # -> numpy (n, 3) uint64
+                     inverted: int = 0, return_mask: int) -> np.ndarray:
         """All matching regions as an ``(n, 3)`` numpy array of start, end, categories."""
         import numpy as np
 
