@@ -87,13 +87,10 @@ def test_unprivileged_reader_gets_residency_and_clear_errors():
     import shutil
     import tempfile
 
-    # The specimen drops to another user, who may not reach this interpreter's library
-    # (under /root): what the command imports is loaded here first, and inherited.
-    import pagewalk.analysis.files  # noqa: F401
-    import pagewalk.cli  # noqa: F401
-    import pagewalk.kernel.probes  # noqa: F401
-    import pagewalk.output.files  # noqa: F401
     from specimen import Specimen
+    from test_unprivileged import preload_pagewalk
+
+    preload_pagewalk()  # the specimen drops to another user: what it imports is loaded first
 
     tmp_path = pathlib.Path(tempfile.mkdtemp(dir="/var/tmp"))  # reachable by another user
     os.chmod(tmp_path, 0o755)

@@ -45,19 +45,27 @@ def as_user(uid: int, work) -> dict:
     return json.loads(data)
 
 
+def preload_pagewalk() -> None:
+    """Import every pagewalk module (and so numpy and the standard library modules they
+    use) in this process: a child that drops to another user inherits them, where that
+    user may not reach this interpreter's library (it can live under /root)."""
+    import importlib
+    import pkgutil
+
+    import pagewalk
+
+    for info in pkgutil.walk_packages(pagewalk.__path__, "pagewalk."):
+        if not info.name.endswith("__main__"):  # (which would run the command)
+            importlib.import_module(info.name)
+
+
 def run_as(uid: int, argv: list[str]) -> tuple[int, str, str]:
     """Run the pagewalk CLI in a forked child that dropped to ``uid`` (the venv's
     interpreter may not be reachable by that user, so no exec): exit status, stdout,
     stderr (status 70 and the traceback if it failed outright)."""
-    import numpy  # noqa: F401
-
-    import pagewalk.output.dump_pages  # noqa: F401
-    import pagewalk.output.dump_runs  # noqa: F401
-    import pagewalk.output.maps  # noqa: F401
-    import pagewalk.core.pagetable  # noqa: F401
-    import pagewalk.kernel.scan  # noqa: F401
-    from pagewalk.kernel import probes
+    preload_pagewalk()
     from pagewalk.cli import main
+    from pagewalk.kernel import probes
 
     def work() -> list:
         probes.pfn_visible.cache_clear()  # the cache was filled while we were root

@@ -12,7 +12,8 @@ import functools
 import os
 import struct
 
-from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY
+from ..errors import PagewalkError
+from .pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PagemapFile
 from .procfs import read_status, read_text
 
 __all__ = [
@@ -25,11 +26,11 @@ __all__ = [
 def _self_entry(vaddr: int) -> int | None:
     """This process's pagemap entry of address ``vaddr``; None if unreadable."""
     try:
-        with open("/proc/self/pagemap", "rb", buffering=0) as f:
-            data = os.pread(f.fileno(), 8, (vaddr >> PAGE_SHIFT) * 8)
-    except OSError:
+        with PagemapFile(os.getpid()) as own:
+            entries = own.entries(vaddr >> PAGE_SHIFT, 1)
+    except PagewalkError:
         return None
-    return struct.unpack("<Q", data)[0] if len(data) == 8 else None
+    return entries[0] if entries else None
 
 
 @functools.cache
