@@ -230,7 +230,7 @@ def _plan(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     n = len(pfns)
     # One array of an int64 a PFN, first the steps between PFNs, then (on the runs
-    # path) the places: fresh memory page-faults slowly on these machines.
+    # path) the places: fresh memory is slow to fault in (bench/HISTORY.md).
     work = np.empty(n, dtype=np.int64)
     work[0] = 0
     np.subtract(pfns[1:], pfns[:-1], out=work[1:])
