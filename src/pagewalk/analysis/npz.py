@@ -40,17 +40,8 @@ import zipfile
 import numpy as np
 
 from ..kernel.pagemap import PAGE_SHIFT
-from .snapshot_check import (
-    KINDS,
-    MAP_FIELDS,
-    MAPPING_BYTES,
-    MAX_MAPPINGS,
-    MAX_META_BYTES,
-    MAX_NPY_HEADER,
-    Check,
-    detail,
-    shown,
-)
+from .snapshot_check import (KINDS, MAP_FIELDS, MAPPING_BYTES, MAX_MAPPINGS, MAX_META_BYTES, MAX_NPY_HEADER,
+                             Check, detail, shown)
 
 __all__ = ["PAGE_COLUMNS", "read", "write"]
 

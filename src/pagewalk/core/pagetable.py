@@ -24,19 +24,8 @@ from collections import namedtuple
 import numpy as np
 
 from ..kernel.maps import Mapping
-from ..kernel.pagemap import (
-    PAGE_SIZE,
-    PM_FILE,
-    PM_GUARD_REGION,
-    PM_MMAP_EXCLUSIVE,
-    PM_PFRAME_MASK,
-    PM_PRESENT,
-    PM_SOFT_DIRTY,
-    PM_SWAP,
-    PM_UFFD_WP,
-    SWAP_TYPE_BITS,
-    SWAP_TYPE_MASK,
-)
+from ..kernel.pagemap import (PAGE_SIZE, PM_FILE, PM_GUARD_REGION, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK,
+                              PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP, SWAP_TYPE_BITS, SWAP_TYPE_MASK)
 from ..kernel.probes import soft_dirty_supported
 from ..runs import ramps, run_arrays, runs_of
 from .states import SwapClasses, empty_entry, swap_classes, zero_by_pfn

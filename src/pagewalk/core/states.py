@@ -34,19 +34,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from ..kernel.pagemap import (
-    PAGE_SIZE,
-    PM_GUARD_REGION,
-    PM_PFRAME_MASK,
-    PM_PRESENT,
-    PM_SWAP,
-    PM_UFFD_WP,
-    PTE_MARKER_GUARD,
-    SWAP_TYPE_BITS,
-    SWAP_TYPE_MASK,
-    SWP_PTE_MARKER,
-    max_swapfiles,
-)
+from ..kernel.pagemap import (PAGE_SIZE, PM_GUARD_REGION, PM_PFRAME_MASK, PM_PRESENT, PM_SWAP, PM_UFFD_WP,
+                              PTE_MARKER_GUARD, SWAP_TYPE_BITS, SWAP_TYPE_MASK, SWP_PTE_MARKER, max_swapfiles)
 
 __all__ = [
     "PRESENT", "ZERO", "HUGE", "FILE", "ANONYMOUS", "EXCLUSIVE", "SWAPPED", "SHMEM_SWAPPED", "GUARD",

@@ -13,20 +13,8 @@ from collections import namedtuple
 from collections.abc import Iterable, Sequence
 
 from ..kernel.maps import Mapping
-from ..kernel.pagemap import (
-    PAGE_SHIFT,
-    PAGE_SIZE,
-    PM_FILE,
-    PM_MMAP_EXCLUSIVE,
-    PM_PFRAME_MASK,
-    PM_PRESENT,
-    PM_SOFT_DIRTY,
-    PM_SWAP,
-    PM_UFFD_WP,
-    SWAP_TYPE_BITS,
-    SWAP_TYPE_MASK,
-    PagemapFile,
-)
+from ..kernel.pagemap import (PAGE_SHIFT, PAGE_SIZE, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT,
+                              PM_SOFT_DIRTY, PM_SWAP, PM_UFFD_WP, SWAP_TYPE_BITS, SWAP_TYPE_MASK, PagemapFile)
 from ..kernel.probes import soft_dirty_supported
 from ..runs import runs_of
 from .states import decode_swap, empty_entry

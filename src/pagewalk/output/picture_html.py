@@ -18,17 +18,8 @@ from importlib import resources
 
 import numpy as np
 
-from ..analysis.picture import (
-    COLORS,
-    LABELS,
-    PRESENT_STATES,
-    STATES,
-    UNKNOWN,
-    ZERO,
-    AddressSpace,
-    physical_raster,
-    ram_ranges,
-)
+from ..analysis.picture import (COLORS, LABELS, PRESENT_STATES, STATES, UNKNOWN, ZERO, AddressSpace,
+                                physical_raster, ram_ranges)
 from ..core import flags
 from ..kernel.outfile import write_private
 from ..kernel.pagemap import PAGE_SIZE
