@@ -41,6 +41,7 @@ SPECIAL_WORKLOADS = {
     "machine": "whole machine (every physical frame)",
     "fork200": "200 forked processes sharing 64 MiB",
     "shmem": "1 GiB shared anonymous, half in swap",
+    "everyday": "everyday processes (a 200 MB Python, sleep, libc)",
 }
 QUICK_WORKLOADS = ["4g", "res"]
 # MiB of available memory a workload needs (with some room for pagewalk itself)
@@ -83,6 +84,8 @@ class Bench:
             return self.fork_family(SPECIAL_WORKLOADS[short], 200, 64)
         if short == "shmem":
             return self.shmem_swap(SPECIAL_WORKLOADS[short])
+        if short == "everyday":
+            return self.everyday(SPECIAL_WORKLOADS[short])
         label, args = WORKLOADS[short]
         need = NEEDS_MIB.get(short, 0)
         if need and mem_available_mib() < need:
@@ -138,6 +141,9 @@ class Bench:
                                          [sys.executable, "-c", "import numpy"]], self.runs)
         self.add(ratio_row(label, "maps vs raw_read", pw, raw))
         self.add(ratio_row(label, "maps vs raw_read + import numpy", pw, raw + numpy, 1))
+        if len(open(f"/proc/{pid}/maps").readlines()) >= 10000:  # (issue 15: many mappings, no numpy's cost)
+            (py,) = timed_commands([[sys.executable, "-c", "pass"]], self.runs)
+            self.add(ratio_row(label, "maps vs raw_read + python -c pass", pw, raw + py, 1))
 
     def dump_text(self, label: str, pid: int) -> None:
         self.log(f"  dump (text), {self.runs} runs")
@@ -193,6 +199,45 @@ class Bench:
                                      ["dd", "if=/proc/kpageflags", "of=/dev/null", "bs=1M", "status=none"],
                                      [sys.executable, "-c", "pass"]], self.runs)
         self.add(ratio_row(label, "types (whole machine) vs dd bs=1M + python -c pass", pw, dd + py, 1))
+
+    def everyday(self, label: str) -> None:
+        """The processes people inspect most (a few MB to a few hundred): whole-command
+        times of types -p, usage, maps and file against page-types, smem, fincore and
+        Python's own start-up (issue 15's targets)."""
+        page_types = os.environ.get("PAGE_TYPES") or shutil.which("page-types")
+        smem, fincore = shutil.which("smem"), shutil.which("fincore")
+        py = [sys.executable, "-c", "pass"]
+        with running([*program("resident"), "200"], "a 200 MB Python process") as (big,), \
+                running(["sh", "-c", "echo PID $$; echo ready; exec sleep 1000"], "sleep") as (small,):
+            self.log(f"{label}: 200 MB process {big}, sleep {small}, {self.runs} runs")
+            (py_s,) = timed_commands([py], self.runs)
+            if page_types:
+                pw, pt = timed_commands([[self.pagewalk, "types", "-p", str(big)], [page_types, "-p", str(big)]],
+                                        self.runs)
+                self.add(ratio_row(label, "types -p (200 MB process) vs page-types -p", pw, pt, 1.5))
+                pw, pt = timed_commands([[self.pagewalk, "types", "-p", str(small)], [page_types, "-p", str(small)]],
+                                        self.runs)
+                self.add(ratio_row(label, "types -p (sleep, 2 MB) vs page-types -p", pw, pt))
+            else:
+                self.note(f"{label}: page-types is not on PATH (PAGE_TYPES=/path names it): its rows are left out")
+                (pw,) = timed_commands([[self.pagewalk, "types", "-p", str(small)]], self.runs)
+            self.add(ratio_row(label, "types -p (sleep, 2 MB) vs python -c pass", pw, py_s, 3))
+            if smem:
+                pw, sm = timed_commands([[self.pagewalk, "usage", str(big)], [smem, "-P", "resident.py"]], self.runs)
+                self.add(ratio_row(label, "usage PID (200 MB process) vs smem -P", pw, sm, 1))
+                pw, sm = timed_commands([[self.pagewalk, "usage", "--all"], [smem]], self.runs)
+                self.add(ratio_row(label, "usage --all (this machine's processes) vs smem", pw, sm, 0.7))
+            else:
+                self.note(f"{label}: smem is not installed (Debian package smem): its rows are left out")
+            (pw,) = timed_commands([[self.pagewalk, "maps", str(big)]], self.runs)
+            self.add(ratio_row(label, "maps PID (200 MB process) vs python -c pass", pw, py_s, 2))
+            libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6")
+            if os.path.exists(libc):
+                pw, fc = timed_commands([[self.pagewalk, "file", libc], [fincore, libc] if fincore else py],
+                                        self.runs)
+                self.add(ratio_row(label, "file (libc, 2 MB) vs python -c pass", pw, py_s, 2))
+                if fincore:
+                    self.add(ratio_row(label, "file (libc, 2 MB) vs fincore", pw, fc))
 
     def fork_family(self, label: str, processes: int, mib: int) -> None:
         """usage --all against smem, with the family's PSS totals compared."""

@@ -109,6 +109,20 @@ WHY_MISSED = {
         "sums from smaps_rollup for every process, each take more than half of smem's time. What would close "
         "it: more CPUs (the reads spread over threads), or a kernel interface that returns PFNs or map counts "
         "without a per-page walk."),
+    # issue 15 (everyday speed): the start-up cost these rows measure is what that issue removes
+    "types -p (200 MB process) vs page-types -p": (
+        "the fixed cost: pagewalk imports numpy (about 90 ms here, against 10 ms for python -c pass) before "
+        "it reads a page, while the kernel's own work for a process of a few hundred MB is a few "
+        "milliseconds. Closing it: no numpy on this path below a size where numpy wins (a compiled core or "
+        "the standard library's C-speed pieces), as issue 15 sets out."),
+    "types -p (sleep, 2 MB) vs python -c pass": "numpy's import, as for the 200 MB process: the reads are microseconds.",
+    "usage PID (200 MB process)": "numpy's import, as for types -p; and smaps_rollup has the sums a PID needs.",
+    "usage --all (this machine's processes)": (
+        "numpy's import, as for types -p, then a kpagecount read of every shared frame."),
+    "maps PID (200 MB process)": "numpy's import, as for types -p: the reads take a few milliseconds.",
+    "maps vs raw_read + python -c pass": (
+        "numpy's import and the per-mapping Python work (parsing 10,000 lines, a row each) on top of the reads."),
+    "file (libc, 2 MB) vs python -c pass": "as for types -p: numpy's import is most of the time.",
 }
 
 
