@@ -69,3 +69,16 @@ def test_v2p_fast_path_and_argparse_path_agree(specimen):
     slow = cli("v2p", "--json", specimen.pid, hex(addr), hex(addr + 4096))
     assert fast.returncode == slow.returncode == 0
     assert fast.stdout == slow.stdout
+
+
+def test_a_command_imports_its_own_module_only():
+    """cli.COMMANDS names each command's module (as the module's NAMES say), and a
+    command loads that module, not the other commands'."""
+    from pagewalk import cli
+
+    for name, module in cli.COMMANDS.items():
+        assert name in cli.command_module(module).NAMES
+    code = ("import sys\nfrom pagewalk.cli import build_parser\nbuild_parser('maps')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pagewalk.cli.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['pagewalk.cli._common', 'pagewalk.cli.maps', 'pagewalk.cli.v2p']"

@@ -20,14 +20,24 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .. import __version__  # noqa: E402
 from ..errors import InvalidArgument, PagewalkError  # noqa: E402
-from . import (  # noqa: E402
-    _common, diff, doctor, dump, exporter, files, maps, picture, shared, snapshot, types, usage, v2p, watch, who, wss)
+from . import _common, v2p  # noqa: E402
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     import argparse
 
-COMMANDS = (maps, dump, v2p, types, usage, who, shared, files, snapshot, diff, wss, watch, picture, exporter, doctor)
+# Each command name and the module that serves it (the module's NAMES say the same), in
+# the order of --help: a command imports its own module only, not the fifteen others.
+COMMANDS = {"maps": "maps", "dump": "dump", "v2p": "v2p", "translate": "v2p", "types": "types", "usage": "usage",
+            "who": "who", "shared": "shared", "file": "files", "snapshot": "snapshot", "diff": "diff", "wss": "wss",
+            "watch": "watch", "picture": "picture", "exporter": "exporter", "doctor": "doctor"}
+
+
+def command_module(name: str):
+    """The module of ``cli`` that serves the command module ``name`` (``"files"``)."""
+    import importlib
+
+    return importlib.import_module(f".{name}", __name__)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -45,9 +55,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pagewalk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    chosen = [m for m in COMMANDS if command in m.NAMES] or COMMANDS
-    for module in chosen:
-        module.add_parser(sub)
+    chosen = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for name in chosen:
+        command_module(name).add_parser(sub)
     return parser
 
 
