@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -47,6 +49,46 @@ def test_rss_pss_uss_equal_smaps_rollup(specimen, tmp_path):
         assert row.uss == kernel["Private_Clean"] + kernel["Private_Dirty"]
         assert abs(row.pss - kernel["Pss"]) <= PAGE * mappings_of(pid), (row.pss, kernel["Pss"])
         assert row.swap == kernel["Swap"] == 0
+
+
+@requires_root
+def test_the_kernels_sums_and_the_page_walk_agree(specimen, tmp_path):
+    """``usage PID`` reads the kernel's sums (smaps_rollup) instead of every page; the
+    two methods give one answer: RSS, USS, swap and THP exactly, PSS within a page a
+    mapping (the map counts of shared pages may move between the two reads)."""
+    from pagewalk.analysis.usage import measure, measure_one
+
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(32 * PAGE))
+    specimen.run(f"import mmap as m\nf = open({str(path)!r}, 'rb')\nfm = m.mmap(f.fileno(), 0, prot=m.PROT_READ)\n"
+                 "s = sum(fm[i] for i in range(0, len(fm), PAGE))\n"
+                 "a = mmap(300); write(a, 200)\n"
+                 "t = mmap(1024, align=2 << 20); madvise(t, 1024, MADV_HUGEPAGE); write(t, 1024)\n"
+                 "shm = mmap(40, shared=True); write(shm, 40)")
+    child = specimen.run("result = fork()")
+    for pid in (specimen.pid, child):
+        for attempt in range(3):
+            walked, summed = measure([pid]).rows[0], measure_one(pid).rows[0]
+            if (walked.rss, walked.uss, walked.huge) == (summed.rss, summed.uss, summed.huge):
+                break
+        assert (walked.rss, walked.uss, walked.swap) == (summed.rss, summed.uss, summed.swap)
+        assert walked.huge is None or walked.huge == summed.huge
+        assert abs(walked.pss - summed.pss) <= PAGE * mappings_of(pid), (walked.pss, summed.pss)
+        assert (summed.pid, summed.command) == (walked.pid, walked.command)
+
+
+def test_usage_of_one_process_reads_no_page(specimen):
+    """``usage PID`` answers from the kernel's sums: the JSON says so, and numpy is not loaded."""
+    r = cli("usage", specimen.pid, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["source"] == "smaps_rollup" and doc["processes"][0]["rss"] == rollup(specimen.pid)["Rss"]
+    code = ("import sys\nfrom pagewalk.cli import main\nrc = main(['usage', sys.argv[1]])\n"
+            "print('NUMPY', 'numpy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(specimen.pid)], capture_output=True, text=True).stdout
+    assert "NUMPY False" in out
+    r = cli("usage", specimen.pid, "--by", "mapping", "--json")  # per mapping: the page walk
+    assert r.returncode == 0 and json.loads(r.stdout)["source"] == "pagemap"
 
 
 def anon_frames(pid: int) -> set[int]:

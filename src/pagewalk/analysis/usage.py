@@ -38,7 +38,7 @@ from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
 from ..parallel import ordered_map
 from .choices import GROUPINGS, SORT_FIELDS
 
-__all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure", "gather", "Gathered"]
+__all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure_one", "measure", "gather", "Gathered"]
 
 
 
@@ -77,7 +77,8 @@ class _Pages:
         self.changed = changed  # mappings that changed while the pages were read, after retries
 
 
-class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes changed", defaults=((), {}))):
+class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes changed source",
+                        defaults=((), {}, "pagemap"))):
     """A :func:`measure`: ``by`` the grouping; ``rows``, one :class:`Usage` per process or
     group, sorted; ``totals`` a :class:`Usage` named ``total`` (shared memory in swap
     counted once); ``pfn_visible`` whether this reader saw PFNs (CAP_SYS_ADMIN), from
@@ -85,9 +86,35 @@ class Report(namedtuple("Report", "by rows totals pfn_visible skipped notes chan
     ``notes`` say how shared memory in swap was counted, where that matters;
     ``changed`` maps PID to how many of its mappings changed while its pages were
     read (again and again: :meth:`pagewalk.Process.resident_table`), whose
-    numbers mix the before and the after."""
+    numbers mix the before and the after; ``source`` where the numbers come from:
+    ``"pagemap"`` (every page, and kpagecount: :func:`gather`) or ``"smaps_rollup"``
+    (the kernel's sums: :func:`measure_one`)."""
 
     __slots__ = ()
+
+
+def measure_one(pid: int) -> Report:
+    """Usage of one process from the kernel's own sums (``/proc/PID/smaps_rollup``,
+    fs/proc/task_mmu.c ``show_smaps_rollup``), reading no page and importing no numpy:
+    RSS (``Rss``), PSS (``Pss``), USS (``Private_Clean + Private_Dirty``: pages this
+    process alone maps), swap (``Swap``: shared memory in swap included, as smaps
+    charges it to each process mapping it), ``SwapPss``, and huge
+    (``AnonHugePages + ShmemPmdMapped + FilePmdMapped``).  The kernel counts these as
+    :func:`gather` does from pagemap and kpagecount (tests/test_usage.py compares the
+    two), and where a reader cannot see frames these are still exact.
+
+    Returns a :class:`Report` by process, in bytes.  Raises
+    :class:`~pagewalk.errors.NoSuchProcess` (or its kind ``NoAddressSpace``) or
+    :class:`~pagewalk.errors.AccessDenied` if the process cannot be read."""
+    from ..kernel.smaps import rollup
+
+    sums = rollup(pid)
+    command, user, _ = _identity(pid)
+    huge = sum(sums.get(k, 0) for k in ("AnonHugePages", "ShmemPmdMapped", "FilePmdMapped"))
+    row = Usage(str(pid), 1, sums["Rss"], sums["Pss"], sums.get("Private_Clean", 0) + sums.get("Private_Dirty", 0),
+                sums.get("Swap", 0), sums.get("SwapPss", 0), huge, pid, command, user)
+    total = row._replace(name="total", pid=None, command=None, user=None)
+    return Report("process", [row], total, probes.pfn_visible(), {}, source="smaps_rollup")
 
 
 def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.usage import gather
+    from ..analysis.usage import gather, measure_one
     from ..kernel.procfs import all_pids
     from ..output import usage as out
 
@@ -40,6 +40,11 @@ def run(args) -> int:
     pids = _common.parse_pids(args.pids)
     explicit = bool(pids)
     pids = pids or all_pids()
+    if explicit and len(pids) == 1 and args.by == "process":
+        # one process: the kernel's own sums say all a row needs, with no page read (and no numpy)
+        report = measure_one(pids[0])
+        sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
+        return 0
     progress = Progress("usage", len(pids) if not explicit else 0, "processes")
     try:
         # One named PID fails as in every command; several are taken as ps takes
@@ -57,7 +62,7 @@ def run(args) -> int:
             _common.warn(f"note: {len(left_out)} of the {len(pids)} processes named could not be read, left out: "
                          + "; ".join(left_out.values()))
     report = gathered.report(args.by, args.sort)
-    if not report.pfn_visible:
+    if not report.pfn_visible and report.source == "pagemap":
         _common.warn("note: frames are hidden from this user: PSS and USS come from smaps_rollup where it "
                      "is readable; elsewhere PSS is '-' (null) and USS counts pages with pagemap's exclusive "
                      "bit, a lower bound; run as root for exact numbers everywhere")

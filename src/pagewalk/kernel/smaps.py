@@ -19,12 +19,12 @@ from collections.abc import Iterable
 
 from ..errors import PagewalkError
 from .maps import Mapping, parse_line
-from .oserrors import translating
+from .oserrors import explain_no_mm, translating
 from .pagemap import PAGE_SIZE
 
 __all__ = [
     "KB", "SmapsBlock", "parse_smaps", "smaps_blocks", "read_smaps", "shmem_swap_pages", "vm_flags",
-    "parse_vm_flags", "parse_rollup", "read_rollup", "clear_refs"
+    "parse_vm_flags", "parse_rollup", "read_rollup", "rollup", "clear_refs"
 ]
 
 KB = 1024
@@ -142,6 +142,20 @@ def read_rollup(pid: int) -> dict[str, int] | None:
     except OSError:
         return None
     return parse_rollup(data)
+
+
+def rollup(pid: int) -> dict[str, int]:
+    """``/proc/PID/smaps_rollup`` decoded (:func:`parse_rollup`): the kernel's sums over
+    every mapping, in bytes.  Raises as every /proc read does
+    (:func:`pagewalk.kernel.oserrors.translating`: NoSuchProcess, AccessDenied), and
+    :class:`~pagewalk.errors.NoAddressSpace` for a process without memory (its rollup
+    is empty)."""
+    path = f"/proc/{pid}/smaps_rollup"
+    with translating(pid, path), open(path, "rb") as f:
+        fields = parse_rollup(f.read())
+    if fields is None:
+        raise explain_no_mm(pid)
+    return fields
 
 
 def clear_refs(pid: int, values: str) -> None:

@@ -17,7 +17,7 @@ def as_json(report: Report) -> str:
     def amounts(u) -> dict:
         return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap, "swap_pss": u.swap_pss, "huge": u.huge}
 
-    doc: dict = {"by": report.by, "pfn_visible": report.pfn_visible}
+    doc: dict = {"by": report.by, "source": report.source, "pfn_visible": report.pfn_visible}
     if report.by == "process":
         doc["processes"] = [{"pid": u.pid, "command": unicode_text(u.command), "user": unicode_text(u.user),
                               **amounts(u)} for u in report.rows]
