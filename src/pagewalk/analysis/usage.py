@@ -26,16 +26,12 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import numpy as np
 
-from ..core.process import Process
 from ..core.states import PSS_SHIFT, known_sum, pss_share, rss_pages_by_smaps, uss_page
 from ..errors import NoSuchProcess, PagewalkError, ProcessGone
 from ..kernel import config, probes, procfs
-from ..kernel.kpage import KPAGECOUNT, KpageFile
 from ..kernel.maps import mapping_index
 from ..kernel.pagemap import PAGE_SHIFT
-from ..kernel.shmem import unique_pages
 from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
-from ..parallel import ordered_map
 from .choices import GROUPINGS, SORT_FIELDS
 
 __all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure_one", "measure", "gather", "Gathered"]
@@ -141,6 +137,9 @@ def gather(pids: Iterable[int], *, explicit: bool = True, progress=None) -> Gath
     Raises :class:`~pagewalk.errors.NoSuchProcess` (or its kind
     :class:`~pagewalk.errors.NoAddressSpace`) or :class:`~pagewalk.errors.AccessDenied`
     for an ``explicit`` PID that cannot be read."""
+    from ..core.process import Process  # (here: usage of one process needs neither)
+    from ..parallel import ordered_map
+
     probes.reuse_freed_memory()
     visible = probes.pfn_visible()
     collected: list[_Pages] = []
@@ -221,6 +220,8 @@ class Gathered:
 def _swap_once(collected: list[_Pages]) -> int:
     """Swap pages of several processes with each shared-memory object's page in
     swap counted once (smaps charges it to every mapping of the object)."""
+    from ..kernel.shmem import unique_pages  # (the page walk's paths only, as below)
+
     total = sum(int(p.swap.sum()) - p.shmem_pages for p in collected)
     return total + unique_pages(r for p in collected for r in p.shmem_records)
 
@@ -297,6 +298,8 @@ def _proportional(collected: list[_Pages], visible: bool) -> tuple[list, list]:
     """Per process, per label: PSS in fixed point and USS pages, from one kpagecount
     read of every distinct shared frame."""
     import numpy as np
+
+    from ..kernel.kpage import KPAGECOUNT, KpageFile
 
     if not visible:
         return [None] * len(collected), [p.exclusive for p in collected]

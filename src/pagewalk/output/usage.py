@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 from ..analysis.usage import Report
 from ..names import printable, unicode_text
@@ -14,6 +13,8 @@ __all__ = ["as_json", "as_text"]
 
 def as_json(report: Report) -> str:
     """The ``usage --json`` document of ``report`` (amounts in bytes, null where unknown)."""
+    import json  # (here: json imports re, which the table does not need)
+
     def amounts(u) -> dict:
         return {"rss": u.rss, "pss": u.pss, "uss": u.uss, "swap": u.swap, "swap_pss": u.swap_pss, "huge": u.huge}
 
