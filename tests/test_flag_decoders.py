@@ -61,3 +61,27 @@ def test_bit_expressions():
     assert fl.parse_bits("=lru") == (ALL, LRU)                     # exactly these flags
     kept = fl.matches(np.array([LRU, LRU | ACTIVE, ACTIVE], dtype=np.uint64), [fl.parse_bits("lru,~active")])
     assert kept.tolist() == [True, False, False]
+
+
+def test_transform_and_matches_give_one_answer_for_one_value_and_for_arrays():
+    """types -p counts distinct values with Python ints (no numpy), the lists and the
+    machine walk whole arrays: each value must come out the same either way."""
+    import random
+
+    import numpy as np
+
+    from pagewalk.core import flags as fl
+
+    rng = random.Random(7)
+    overloaded = [(1 << 12) | (1 << 34), (1 << 7) | (1 << 6), (1 << 7) | (1 << 1), 1 << 9, (1 << 9) | (1 << 8),
+                  1 << 15, (1 << 15) | (1 << 17), 1 << 16]
+    values = overloaded + [rng.getrandbits(42) for _ in range(3000)]
+    pmes = [rng.getrandbits(9) << 55 for _ in values]
+    filters = [(fl.bit("mmap"), fl.bit("mmap")), (fl.bit("lru") | fl.bit("slab"), fl.ALL_BITS)]
+    for raw in (False, True):
+        many = fl.transform(np.array(values, dtype=np.uint64), np.array(pmes, dtype=np.uint64), raw)
+        one = [fl.transform(v, p, raw) for v, p in zip(values, pmes)]
+        assert many.tolist() == one
+        assert fl.matches(many, filters).tolist() == [fl.matches(v, filters) for v in one]
+    assert fl.transform(1 << 15, 0, False) == 0  # a compound page that is not hugetlb: bits hidden
+    assert fl.transform((1 << 15) | (1 << 17), 0, False) == (1 << 15) | (1 << 17)

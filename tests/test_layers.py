@@ -32,7 +32,9 @@ def is_package(name: str) -> bool:
 
 
 def exists(name: str) -> bool:
-    return is_package(name) or (SRC / (name.replace(".", "/") + ".py")).exists()
+    """A package, a module, or the compiled module (pagewalk.native, from native.c)."""
+    path = SRC / name.replace(".", "/")
+    return is_package(name) or path.with_suffix(".py").exists() or path.with_suffix(".c").exists()
 
 
 def imports(path: pathlib.Path, source: str | None = None) -> set[str]:

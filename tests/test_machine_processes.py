@@ -115,13 +115,15 @@ def test_scan_and_read_paths_agree_page_by_page(specimen):
 
 def test_run_arithmetic_for_regions_that_straddle_mappings():
     """PAGEMAP_SCAN merges equal neighbours across adjacent VMAs: counts per mapping
-    come from cumulative pages below each bound."""
-    from pagewalk.runs import pages_below as _pages_below
+    are the members of the runs inside each mapping, whichever way the runs fall."""
+    from pagewalk.runs import pages_within
 
-    starts, ends = np.array([2, 10, 30]), np.array([5, 20, 31])
-    points = np.array([0, 2, 3, 5, 7, 10, 15, 20, 25, 30, 31, 99])
-    brute = [sum(max(0, min(p, e) - s) for s, e in zip(starts, ends)) for p in points]
-    assert _pages_below(starts, ends, points).tolist() == brute
+    found = [(2, 5), (10, 20), (30, 31)]
+    cuts = [0, 2, 3, 5, 7, 10, 15, 20, 25, 30, 31, 99]
+    bounds = list(zip(cuts, cuts[1:]))
+    brute = [sum(max(0, min(b, e) - max(a, s)) for s, e in found) for a, b in bounds]
+    assert pages_within(found, bounds) == brute
+    assert sum(brute) == 14
 
 
 def counts_both_ways(pid: int):

@@ -29,9 +29,11 @@ def test_consecutive_runs_are_half_open():
     assert runs.consecutive_runs(np.zeros(0, dtype=np.int64)) == []
 
 
-def test_pages_below_counts_members_below_each_point():
-    starts, ends = np.array([2, 10, 30]), np.array([5, 20, 31])
-    assert runs.pages_below(starts, ends, np.array([0, 3, 5, 15, 31, 99])).tolist() == [0, 1, 3, 8, 14, 14]
+def test_pages_within_counts_members_inside_each_bound():
+    found = [(2, 5), (10, 20), (30, 31)]
+    assert runs.pages_within(found, [(0, 3), (3, 12), (12, 13), (25, 40), (50, 60)]) == [1, 4, 1, 1, 0]
+    assert runs.pages_within([], [(0, 3)]) == [0]
+    assert runs.pages_within([(0, 5)], []) == []
 
 
 def test_ramps_and_run_arrays():

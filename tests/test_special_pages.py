@@ -354,6 +354,14 @@ def test_real_swap_entries():
                 rollup = {ln.split()[0].rstrip(":"): int(ln.split()[1]) * 1024 for ln in f if ln.endswith("kB\n")}
             assert row.swap == rollup["Swap"] > 0 and row.swap_pss == rollup["SwapPss"]
 
+            # types -p: swapped pages count (raw mode marks them with page-types' swap bit),
+            # in the summary (C, no numpy) and in the walk that -a makes (numpy) alike
+            for extra in ([], ["-a", "0,"]):
+                r = cli("types", "-p", str(s.pid), "-r", "--json", *extra)
+                assert r.returncode == 0, r.stderr
+                rows = json.loads(r.stdout)["rows"]
+                assert sum(row["pages"] for row in rows if row["flags"] & (1 << 62)) * PAGE == rollup["Swap"], extra
+
 
 # -- 5. MADV_DONTNEED ----------------------------------------------------------------
 

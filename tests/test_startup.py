@@ -62,11 +62,11 @@ def test_doctor_reports_what_this_kernel_has():
 
 
 def test_v2p_fast_path_and_argparse_path_agree(specimen):
-    """Plain `v2p PID ADDR --json` skips argparse; with the option first it goes
-    through argparse: the answers must be the same."""
+    """Plain `v2p PID ADDR --json` skips argparse (cli.quick); with the option
+    abbreviated it goes through argparse: the answers must be the same."""
     addr = specimen.run("a = mmap(2); write(a); result = a")
     fast = cli("v2p", specimen.pid, hex(addr), hex(addr + 4096), "--json")
-    slow = cli("v2p", "--json", specimen.pid, hex(addr), hex(addr + 4096))
+    slow = cli("v2p", "--js", specimen.pid, hex(addr), hex(addr + 4096))
     assert fast.returncode == slow.returncode == 0
     assert fast.stdout == slow.stdout
 
@@ -81,4 +81,9 @@ def test_a_command_imports_its_own_module_only():
     code = ("import sys\nfrom pagewalk.cli import build_parser\nbuild_parser('maps')\n"
             "print(sorted(m for m in sys.modules if m.startswith('pagewalk.cli.')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['pagewalk.cli._common', 'pagewalk.cli.maps', 'pagewalk.cli.v2p']"
+    assert out.strip() == "['pagewalk.cli._common', 'pagewalk.cli.maps']"
+    code = ("import sys\nfrom pagewalk.cli import command_module\nfrom pagewalk.cli.quick import quick_args\n"
+            "assert quick_args(['maps', '1'], command_module('maps'))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pagewalk.cli.') or m in ('argparse', 'numpy')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['pagewalk.cli._common', 'pagewalk.cli.maps', 'pagewalk.cli.quick']"

@@ -47,8 +47,8 @@ _EXPORTS = {
     "InvalidArgument": ("errors", "InvalidArgument"), "BadSnapshot": ("analysis.snapshot_check", "BadSnapshot"),
     # one process
     "Process": ("core.process", "Process"), "Translation": ("core.translate", "Translation"),
-    "PageTable": ("core.pagetable", "PageTable"), "PageCounts": ("core.pagetable", "PageCounts"),
-    "MappingCounts": ("core.pagetable", "MappingCounts"), "CountsReport": ("core.pagetable", "CountsReport"),
+    "PageTable": ("core.pagetable", "PageTable"), "PageCounts": ("core.counting", "PageCounts"),
+    "MappingCounts": ("core.counting", "MappingCounts"), "CountsReport": ("core.counting", "CountsReport"),
     "Mapping": ("kernel.maps", "Mapping"), "read_maps": ("kernel.maps", "read_maps"),
     "parse_maps": ("kernel.maps", "parse_maps"), "load_maps": ("kernel.maps", "load_maps"),
     "PAGE_SIZE": ("kernel.pagemap", "PAGE_SIZE"), "all_pids": ("kernel.procfs", "all_pids"),

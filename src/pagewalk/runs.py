@@ -14,13 +14,15 @@ of equal flags (page-types' ``-l``).
 
 from __future__ import annotations
 
+import bisect
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import numpy as np
 
-__all__ = ["runs_of", "merge_runs", "mask_runs", "consecutive_runs", "paint", "pages_below", "ramps",
+__all__ = ["runs_of", "merge_runs", "mask_runs", "consecutive_runs", "paint", "pages_within", "ramps",
            "run_arrays"]
 
 
@@ -83,18 +85,21 @@ def paint(n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.cumsum(delta[:n]) > 0
 
 
-def pages_below(starts: np.ndarray, ends: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """For sorted, disjoint runs ``[starts, ends)``: how many of their members lie
-    below each of ``points`` (int64 array, one count a point)."""
-    import numpy as np
-
-    if len(starts) == 0:
-        return np.zeros(len(points), dtype=np.int64)
-    before = np.concatenate([[0], np.cumsum(ends - starts)])  # members in runs before run j
-    i = np.searchsorted(starts, points, side="right")  # how many runs start at or below the point
-    last = np.maximum(i - 1, 0)
-    partial = np.clip(points - starts[last], 0, ends[last] - starts[last])
-    return np.where(i > 0, before[last] + partial, 0)
+def pages_within(runs: Sequence[tuple[int, int]], bounds: Sequence[tuple[int, int]]) -> list[int]:
+    """For sorted, disjoint runs ``[first, end)`` and sorted, disjoint ``bounds``
+    ``[start, end)`` (mappings, in pages): how many members of the runs lie inside
+    each bound.  A run may straddle several bounds (PAGEMAP_SCAN joins equal
+    neighbours across adjacent mappings).  A step per run and per bound it meets."""
+    starts = [a for a, _ in bounds]
+    counts = [0] * len(bounds)
+    for first, end in runs:
+        i = max(bisect.bisect_right(starts, first) - 1, 0)
+        while i < len(bounds) and bounds[i][0] < end:
+            inside = min(end, bounds[i][1]) - max(first, bounds[i][0])
+            if inside > 0:
+                counts[i] += inside
+            i += 1
+    return counts
 
 
 def ramps(starts: np.ndarray, lengths: np.ndarray, step: int = 1) -> np.ndarray:

@@ -1,11 +1,15 @@
-"""``page-types`` in numpy: count (and list) pages by their kernel flags.
+"""``page-types``: count (and list) pages by their kernel flags.
 
 Three walks produce batches of pages, in order: the whole machine (or PFN
 ranges) from ``/proc/kpageflags``; a process's pages from its pagemap (present
 pages with their frames' flags, swapped pages with none); a file's page-cache
 pages.  :class:`TypesCounter` applies page-types' transformation and filters to
-each batch and counts distinct flag values; :class:`pagewalk.output.types.Lister` prints page-types'
-``-l``/``-L`` lists.  Behaviour follows tools/mm/page-types.c (its walk, ``-b``
+each batch and counts distinct flag values; :class:`pagewalk.output.types_list.Lister` prints page-types'
+``-l``/``-L`` lists.  The batches are numpy arrays; the everyday summary of a
+process (:func:`count_process`) needs no numpy: the compiled
+:func:`pagewalk.native.frame_histogram` counts its pages by their distinct keys, and
+:meth:`TypesCounter.add_histogram` applies the same transformation and filters to
+each key.  Behaviour follows tools/mm/page-types.c (its walk, ``-b``
 expressions, ``kpageflags_flags`` and output), except where
 page-types is wrong: a file's partial last page is walked, each file of a
 directory gets its own range, and guard or uffd-wp markers are not counted as
@@ -19,21 +23,24 @@ import stat
 from collections import namedtuple
 from collections.abc import Iterator
 
-import numpy as np
-
 from ..core import flags as fl
 from ..core.reading import mostly_unpopulated
+from ..core.states import swap_classes
 from ..errors import InvalidArgument, ProcessGone
-from ..kernel.idle import IdleMarker
 from ..kernel.kpage import CHUNK_PFNS, KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
-from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
-from ..kernel.pagemap import PAGE_SHIFT, PM_PFRAME_MASK, PM_PRESENT
+from ..kernel.pagemap import (PAGE_SHIFT, PM_GUARD_REGION, PM_PFRAME_MASK, PM_PRESENT, PM_UFFD_WP, PTE_MARKER_GUARD,
+                              SWAP_TYPE_BITS)
 from ..kernel.u64file import U64_MAX as ULONG_MAX  # (page-types.c's name)
-from ..parallel import ordered_map
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..kernel.idle import IdleMarker
 
 __all__ = [
     "Batch", "Options", "parse_addr_range", "cgroup_inode", "TypesCounter", "Frames", "walk_machine",
-    "walk_process", "walk_file"
+    "walk_process", "count_process", "walk_file"
 ]
 
 
@@ -47,6 +54,8 @@ class Batch(namedtuple("Batch", "voffset offset flags pme cgroup mapcnt swapped"
 
     def select(self, keep: np.ndarray) -> Batch:
         """The pages where ``keep`` (a bool array) is True, as a batch."""
+        import numpy as np
+
         pick = lambda a: a if a is None or np.isscalar(a) else a[keep]  # noqa: E731
         return Batch(*(pick(a) for a in self))
 
@@ -134,6 +143,8 @@ class TypesCounter:
     def add(self, batch: Batch) -> None:
         """Count the pages of ``batch`` that pass the filters, by their (transformed) flags;
         list them and mark them idle when asked to."""
+        import numpy as np
+
         o = self.options
         flags = fl.transform(batch.flags, batch.pme, o.raw)
         keep = fl.matches(flags, o.filters)
@@ -157,6 +168,29 @@ class TypesCounter:
             self.counts[v] = self.counts.get(v, 0) + c
         self.total += len(flags)
 
+    def add_histogram(self, counts: dict[tuple[int, int, int, int], int]) -> None:
+        """Count pages given as :func:`pagewalk.native.frame_histogram` keys them: frames
+        by their raw flags, top pagemap bits and cgroup; swap entries by type.  The
+        same transformation and filters as :meth:`add` (listing and idle marking are
+        :meth:`add`'s only)."""
+        o = self.options
+        for (kind, flags, top, cgroup), n in counts.items():
+            pme = top << 55
+            if kind:  # a swap entry: swapped pages count, markers and migration entries not
+                swap_type, marked = (kind - 1) >> 1, (kind - 1) & 1
+                if not swap_classes(True, bool(pme & PM_GUARD_REGION), bool(pme & PM_UFFD_WP), swap_type,
+                                    PTE_MARKER_GUARD if marked else 0, True).swapped:
+                    continue
+                if o.cgroup is not None:
+                    continue  # page-types drops swapped pages under -c
+            elif o.cgroup is not None and cgroup != o.cgroup:
+                continue
+            value = fl.transform(flags, pme, o.raw)
+            if fl.matches(value, o.filters) is False:
+                continue
+            self.counts[value] = self.counts.get(value, 0) + n
+            self.total += n
+
     def rows(self) -> list[tuple[int, int]]:
         """``(flags, pages)``, most pages first, ties by flags."""
         return sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -176,6 +210,8 @@ class Frames:
               swapped: np.ndarray | None = None) -> Batch:
         """Read what is needed of the frames ``pfns`` (swap entries: ``swapped`` True,
         their ``pfns`` the swap offsets, no frame read)."""
+        import numpy as np
+
         frames = pfns if swapped is None else np.where(swapped, np.uint64(0), pfns)
         real = slice(None) if swapped is None else ~swapped
 
@@ -202,6 +238,10 @@ def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batc
     """Every PFN of ``ranges`` (default: all of memory), in order, in large reads.
     The kernel spends 60 to 90 ns on each entry whoever reads it, so chunks are
     read by a thread per CPU, a few chunks ahead of the caller."""
+    import numpy as np
+
+    from ..parallel import ordered_map
+
     end_of_memory = frames.flags.end_pfn()
     spans = []
     for first, count in ranges or [(0, ULONG_MAX)]:
@@ -225,6 +265,8 @@ def walk_machine(frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batc
 def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iterator[Batch]:
     """The pages of ``process`` (ranges in virtual page numbers) that have a frame
     (present, PFN not 0) or are swapped out, in address order."""
+    import numpy as np
+
     maps = process.mappings()
     spans = [(m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT, m) for m in maps if not m.is_vsyscall]
     if not ranges:
@@ -254,11 +296,37 @@ def walk_process(process, frames: Frames, ranges: list[tuple[int, int]]) -> Iter
         pass  # exited after the last read: nothing to compare
 
 
+def count_process(process, frames: Frames, counter: TypesCounter) -> None:
+    """Count the pages of ``process`` that :func:`walk_process` yields into ``counter``
+    (every page, the summary only: no ``-a`` ranges, lists or idle marking), with no
+    numpy: its populated entries (:meth:`pagewalk.core.process.Process.populated_entries`)
+    go to :func:`pagewalk.native.frame_histogram`, which reads their frames' flags."""
+    from .. import native
+
+    hist: dict[tuple[int, int, int, int], int] = {}
+    cgroup_fd = frames.cgroup.fd if frames.cgroup is not None else -1
+    maps = process.mappings()
+    for raw, segments in process.populated_entries(maps):
+        try:
+            native.frame_histogram(raw, frames.flags.fd, cgroup_fd, SWAP_TYPE_BITS, PTE_MARKER_GUARD, hist, segments)
+        except OSError as exc:
+            raise frames.flags.read_error(exc) from None
+    counter.add_histogram(hist)
+    try:
+        process.check_mappings(maps)  # the caller says which changed meanwhile (Process.changed)
+    except ProcessGone:
+        pass  # exited after the last read: nothing to compare
+
+
 def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pagemap,
               notes: list[str]) -> Iterator[Batch]:
     """The page-cache pages of one regular file (ranges in file pages; default:
     every page, the partial last page included).  Pages that left the cache while
     being read, and were read back, are named in a note appended to ``notes``."""
+    import numpy as np
+
+    from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
+
     fd = open_file(path)
     read_back = 0
     try:

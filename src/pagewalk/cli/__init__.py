@@ -20,7 +20,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .. import __version__  # noqa: E402
 from ..errors import InvalidArgument, PagewalkError  # noqa: E402
-from . import _common, v2p  # noqa: E402
+from . import _common  # noqa: E402
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ COMMANDS = {"maps": "maps", "dump": "dump", "v2p": "v2p", "translate": "v2p", "t
 
 def command_module(name: str):
     """The module of ``cli`` that serves the command module ``name`` (``"files"``)."""
-    import importlib
-
-    return importlib.import_module(f".{name}", __name__)
+    module = f"{__name__}.{name}"
+    __import__(module)  # (not importlib: its package costs start-up time)
+    return sys.modules[module]
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -67,9 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = _ClosedStdout()
     if sys.stderr is None:  # nowhere to say anything; print(file=None) would pick stdout
         sys.stderr = open(os.devnull, "w")
-    # v2p of one address must cost little more than starting Python: its plain
-    # forms skip argparse (and the parser of every command) altogether.
-    args = v2p.fast_args(argv) or build_parser(argv[0] if argv else None).parse_args(argv)
+    # An everyday command must cost little more than starting Python: plain command
+    # lines skip argparse altogether (cli.quick), the rest build one command's parser.
+    args = None
+    if argv and argv[0] in COMMANDS:
+        from .quick import quick_args
+
+        args = quick_args(argv, command_module(COMMANDS[argv[0]]))
+    if args is None:
+        args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return args.run(args)
     except InvalidArgument as exc:

@@ -71,14 +71,20 @@ def run(args) -> int:
     out = sys.stdout.buffer
     frames = Frames(options, args.kpageflags)
     idle = IdleMarker() if args.mark_idle else None
-    lister = render.Lister(options, out, "voffset" if pid else "foffset" if args.file is not None else None) \
-        if options.list_mode else None
+    lister = None
+    if options.list_mode:
+        from ..output.types_list import Lister
+
+        lister = Lister(options, out, "voffset" if pid else "foffset" if args.file is not None else None)
     counter = TypesCounter(options, lister, idle)
     try:
         if lister:
             out.write(lister.header().encode())
-        for batch in _walk(args, pid, options, frames):
-            counter.add(batch)
+        if pid is not None and not (lister or idle or options.ranges or args.kpageflags):
+            _count_process(pid, frames, counter)  # the everyday case: no numpy
+        else:
+            for batch in _walk(args, pid, options, frames):
+                counter.add(batch)
         if lister:
             lister.flush()
     finally:
@@ -102,13 +108,7 @@ def _walk(args, pid, options, frames):
     from ..analysis.pagetypes import walk_file, walk_machine, walk_process
 
     if pid is not None:
-        from ..core.process import Process
-        from ..errors import AccessDenied
-
-        with Process(pid) as proc:
-            if not proc.pfn_visible:
-                raise AccessDenied(f"/proc/{pid}/pagemap",
-                                   msg="types -p needs the frames of the pages: run as root (CAP_SYS_ADMIN)")
+        with _process(pid) as proc:
             yield from walk_process(proc, frames, options.ranges)
             _common.process_notes(proc)
     elif args.file is not None:
@@ -134,6 +134,26 @@ def _walk(args, pid, options, frames):
                 yield batch
         finally:
             progress.close()
+
+
+def _count_process(pid, frames, counter) -> None:
+    from ..analysis.pagetypes import count_process
+
+    with _process(pid) as proc:
+        count_process(proc, frames, counter)
+        _common.process_notes(proc)
+
+
+def _process(pid: int):
+    """The process ``pid``, whose frames a ``types -p`` walk must see (root)."""
+    from ..core.process import Process
+    from ..errors import AccessDenied
+
+    proc = Process(pid)
+    if not proc.pfn_visible:
+        proc.close()
+        raise AccessDenied(f"/proc/{pid}/pagemap", msg="types -p needs the frames of the pages: run as root (CAP_SYS_ADMIN)")
+    return proc
 
 
 def _parse_pid(text: str) -> int:

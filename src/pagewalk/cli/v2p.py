@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from ..errors import InvalidArgument, NotMapped  # light: the CLI has loaded errors already
 from . import _common
 
-__all__ = ["NAMES", "add_parser", "fast_args", "run"]
+__all__ = ["NAMES", "add_parser", "run"]
 
 NAMES = ("v2p", "translate")  # the command names this module serves
 
@@ -29,19 +29,6 @@ def add_parser(sub) -> None:
         p.add_argument("addrs", metavar="ADDR", nargs="+", help="hex virtual address, or - for stdin")
         p.add_argument("--json", action="store_true", help="print a JSON list")
         p.set_defaults(run=run)
-
-
-def fast_args(argv: list[str]):
-    """The parsed arguments of ``v2p PID ADDR... [--json]`` without argparse, or None
-    for anything else (help, other options, other commands: argparse handles those)."""
-    if len(argv) < 3 or argv[0] not in ("v2p", "translate"):
-        return None
-    rest = [a for a in argv[1:] if a != "--json"]
-    if len(rest) < 2 or any(a.startswith("-") and a != "-" for a in rest):
-        return None
-    from types import SimpleNamespace
-
-    return SimpleNamespace(pid=rest[0], addrs=rest[1:], json="--json" in argv, run=run)
 
 
 BATCH = 1 << 14  # addresses read, translated and written at a time: memory holds one batch

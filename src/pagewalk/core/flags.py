@@ -5,14 +5,13 @@ Names and letters are those of the kernel's ``tools/mm/page-types`` (tools/mm/pa
 of bits: ``stable`` (the kernel's ABI, bits 0-26), ``hacker`` (32-41, exported by the
 same read but "subject to change"; raw mode only) and ``synthetic`` (47-63: page-types'
 own, derived from overloaded bits and from the pagemap entry; raw mode only).
-Functions here take numpy arrays where they work per page.
+Functions that work per page take one value (an int) or many (a numpy array), with
+the same expressions; numpy is imported only for arrays.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-
-import numpy as np
 
 from ..errors import InvalidArgument
 from ..kernel.pagemap import PM_FILE, PM_MMAP_EXCLUSIVE, PM_SOFT_DIRTY, PM_SWAP
@@ -99,31 +98,42 @@ def names(flags: int) -> list[str]:
     return out
 
 
-def transform(flags: np.ndarray, pme: np.ndarray | int, raw: bool) -> np.ndarray:
-    """page-types' ``kpageflags_flags``, vectorised.  Default mode hides the hacker
+def _unit(values):
+    """The type constants take beside ``values``: Python ints stay ints; numpy arrays
+    take uint64 (the same expressions then serve one value and a million)."""
+    if isinstance(values, int):
+        return int
+    import numpy as np
+
+    return np.uint64
+
+
+def transform(flags, pme, raw: bool):
+    """page-types' ``kpageflags_flags``, on one value (an int, with ``pme`` an int) or
+    many (a uint64 array; ``pme`` an array or an int).  Default mode hides the hacker
     bits and the compound bits of pages that are not hugetlb; raw mode keeps
     everything, untangles overloaded bits and adds the pagemap-derived bits."""
-    f = np.array(flags, dtype=np.uint64)  # a copy: the caller's buffer stays as read
-    u = np.uint64
-    if not raw:
-        f &= u(~HACKER_BITS & ALL_BITS)
-        lone = ((f & u(COMPOUND)) != 0) & ((f & u(bit("huge"))) == 0)
-        f[lone] &= u(~COMPOUND & ALL_BITS)
-        return f
+    u = _unit(flags)
+    f = flags if u is int else u(flags)  # (never changed in place: the caller's buffer stays as read)
 
-    def swap_where(cond: np.ndarray, bits: int) -> None:
-        f[cond] ^= u(bits)
+    def where(cond, bits: int):  # ``bits`` where ``cond`` holds, else 0
+        return cond * u(bits)
+
+    if not raw:
+        f = f & u(~HACKER_BITS & ALL_BITS)
+        lone = ((f & u(COMPOUND)) != 0) & ((f & u(bit("huge"))) == 0)
+        return f & ~where(lone, COMPOUND)
 
     has = lambda name: (f & u(bit(name))) != 0  # noqa: E731 - reads the current f
-    swap_where(has("anonymous") & has("owner_2"), bit("owner_2") | bit("anon_exclusive"))
+    f = f ^ where(has("anonymous") & has("owner_2"), bit("owner_2") | bit("anon_exclusive"))
     slab = has("slab")
-    swap_where(slab & has("active"), bit("active") | bit("slub_frozen"))
-    swap_where(slab & has("error"), bit("error") | bit("slub_debug"))
-    swap_where((f & u(bit("reclaim") | bit("writeback"))) == u(bit("reclaim")), bit("reclaim") | bit("readahead"))
-    p = np.asarray(pme, dtype=np.uint64)
+    f = f ^ where(slab & has("active"), bit("active") | bit("slub_frozen"))
+    f = f ^ where(slab & has("error"), bit("error") | bit("slub_debug"))
+    f = f ^ where((f & u(bit("reclaim") | bit("writeback"))) == u(bit("reclaim")), bit("reclaim") | bit("readahead"))
+    p = pme if u is int else u(pme)
     for pm_bit, name in ((PM_SOFT_DIRTY, "softdirty"), (PM_FILE, "file"), (PM_SWAP, "swap"),
                          (PM_MMAP_EXCLUSIVE, "mmap_exclusive")):
-        f |= np.where((p & u(pm_bit)) != 0, u(bit(name)), u(0))
+        f = f | where((p & u(pm_bit)) != 0, bit(name))
     return f
 
 
@@ -221,10 +231,11 @@ def parse_bits(expr: str) -> tuple[int, int]:
     return parse_flag_names(expr, False), ALL_BITS
 
 
-def matches(flags: np.ndarray, filters: list[tuple[int, int]]) -> np.ndarray | None:
-    """Which ``flags`` pass every ``(mask, bits)`` filter (None: no filters, all pass)."""
+def matches(flags, filters: list[tuple[int, int]]):
+    """Which ``flags`` (an int, or a uint64 array) pass every ``(mask, bits)`` filter:
+    a bool or a bool array (None: no filters, all pass)."""
     keep = None
-    u = np.uint64
+    u = _unit(flags)
     for mask, bits in filters:
         masked = flags & u(mask)
         ok = masked != 0 if bits == ALL_BITS else masked == u(bits)

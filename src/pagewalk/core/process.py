@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from ..kernel.kpage import KpageFile
     from . import reading
     from ..kernel.shmem import ShmemSwapResult
-    from .pagetable import CountsReport, MappingCounts, PageTable
+    from .counting import CountsReport, MappingCounts
+    from .pagetable import PageTable
 
 __all__ = ["Process"]
 
@@ -52,7 +53,7 @@ class Process:
     :attr:`scan_in_use`, :meth:`mappings`, :meth:`check_mappings`,
     :meth:`check_alive`, :meth:`translate`, :meth:`translate_many`,
     :meth:`page_table`, :meth:`iter_page_tables`, :meth:`resident_table`,
-    :meth:`counts`, :meth:`shmem_swap`, :meth:`close` (and ``with``)."""
+    :meth:`counts`, :meth:`populated_entries`, :meth:`shmem_swap`, :meth:`close` (and ``with``)."""
 
     def __init__(self, pid: int, *, use_scan: bool | None = None) -> None:
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
@@ -100,6 +101,34 @@ class Process:
 
         scanner = self._scanner()
         return None if scanner is None else reading.ResidentRead(self._pagemap(), scanner, self.mappings())
+
+    def populated_entries(self, maps: Sequence[Mapping]) -> Iterator[tuple[memoryview, list[tuple[int, int]] | None]]:
+        """The raw pagemap entries (u64, native order; no numpy) of every populated
+        page of ``maps`` (present, or with a swap entry or marker), and maybe of some
+        empty ones: ``(entries, segments)`` pairs, ``segments`` saying which
+        ``(first entry, entries)`` of them belong to ``maps`` (None: all).  With
+        PAGEMAP_SCAN only the populated runs are read (the mappings it skips are read
+        whole); without it every entry.  A buffer is valid until the next pair.
+        Raises :class:`ProcessGone` if the process exits."""
+        from . import reading  # (the numpy paths' planners: not on v2p's start-up path)
+
+        pagemap = self._pagemap()
+        rest = [m for m in maps if not m.is_vsyscall]
+        scanner = self._scanner()
+        if scanner is not None:
+            read = reading.read_resident(pagemap, scanner, maps)
+            yield memoryview(read.entries), read.run_segments()
+            rest = [m for m in rest if m.scan_skips]
+        buf = memoryview(bytearray(reading.PAGES_PER_READ * 8))
+        for m in rest:
+            vpn, end = m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT
+            while vpn < end:
+                want = min(reading.PAGES_PER_READ, end - vpn)
+                got = pagemap.read_into(buf[: want * 8], vpn)
+                yield buf[: got * 8], None
+                if got < want:
+                    break  # the end of user space
+                vpn += want
 
     # -- kernel files -----------------------------------------------------
     def mappings(self) -> list[Mapping]:
@@ -390,7 +419,7 @@ class Process:
         """
         from . import reading  # (the numpy paths' planners: not on v2p's start-up path)
 
-        from .pagetable import COUNT_COLUMNS, BatchCounter, CountsReport, MappingCounts, PageCounts
+        from .counting import BatchCounter, CountsReport, MappingCounts, PageCounts
 
         pagemap = self._pagemap()  # a kernel thread or zombie fails here with the reason
         maps = list(mappings) if mappings is not None else self.mappings()
@@ -399,50 +428,45 @@ class Process:
         # Zero pages by PFN only where PAGEMAP_SCAN cannot say (it is exact and cheaper).
         zero_pfns = probes.zero_pfns() if layout is None else frozenset()
         # One row more than mappings: the holes read between nearby pieces.
-        counter = BatchCounter(len(maps) + 1, reading.PAGES_PER_READ, pfn_visible=pfn_visible, zero_pfns=zero_pfns)
+        counter = BatchCounter(len(maps) + 1, reading.PAGES_PER_READ, pfn_visible=pfn_visible,
+                               zero_pfn_ranges=runs_of(sorted(zero_pfns), 1))
         pieces = layout.pieces() if layout is not None else (
             reading.Piece(i, m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT) for i, m in enumerate(maps) if not m.is_vsyscall)
         reading.count_pieces(pagemap, counter, pieces, hole=len(maps))
-        table = counter.finish()[:-1]
-        col = {name: table[:, k] for k, name in enumerate(COUNT_COLUMNS)}
+        col = {name: values[:-1] for name, values in counter.finish().items()}
         zero_known = layout is not None or (pfn_visible and bool(zero_pfns))
-        if layout is not None:
-            zero, huge = layout.zero, layout.huge
-        else:
-            zero, huge = col["zero"], None
         real = [not m.is_vsyscall for m in maps]
         pages = [(m.end - m.start) >> PAGE_SHIFT if r else 0 for m, r in zip(maps, real)]
-        zero_list, huge_list = zero.tolist(), huge.tolist() if huge is not None else None
+        zero_list, huge_list = (layout.zero, layout.huge) if layout is not None else (col["zero"], None)
         if zero_known:
             hugetlb = [bool(h) and is_hugetlb(self.pid, m) for m, h in zip(maps, huge_list or [0] * len(maps))]
-            rss = [rss_pages(p, z, ht) * PAGE_SIZE for ht, p, z in zip(hugetlb, col["present"].tolist(), zero_list)]
+            rss = [rss_pages(p, z, ht) * PAGE_SIZE for ht, p, z in zip(hugetlb, col["present"], zero_list)]
         else:  # no PFNs and no PAGEMAP_SCAN (unprivileged, before 6.7): smaps says
-            zero_list, rss_list = reading.zero_from_smaps(self.pid, maps, col["present"].tolist())
+            zero_list, rss_list = reading.zero_from_smaps(self.pid, maps, col["present"])
             rss = [r * PAGE_SIZE for r in rss_list]
         rows: list[MappingCounts] = []
-        lists = {name: col[name].tolist() for name in COUNT_COLUMNS}
         soft_dirty_known = probes.soft_dirty_supported()
         for i, m in enumerate(maps):
             if not real[i]:
                 rows.append(MappingCounts(m, None))
                 continue
             rows.append(MappingCounts(m, PageCounts(
-                pages=pages[i], present=lists["present"][i], file=lists["file"][i],
-                exclusive=lists["exclusive"][i], uffd_wp=lists["uffd_wp"][i], guard=lists["guard"][i],
-                soft_dirty=lists["soft_dirty"][i] if soft_dirty_known else None,
+                pages=pages[i], present=col["present"][i], file=col["file"][i],
+                exclusive=col["exclusive"][i], uffd_wp=col["uffd_wp"][i], guard=col["guard"][i],
+                soft_dirty=col["soft_dirty"][i] if soft_dirty_known else None,
                 # swap or uffd-wp markers, when PFNs are hidden: unknown, never a guess
-                swapped=None if lists["ambiguous"][i] else lists["swapped"][i],
+                swapped=None if col["ambiguous"][i] else col["swapped"][i],
                 zero=zero_list[i], huge=huge_list[i] if huge_list is not None else None,
                 rss=rss[i])))
         notes = self._add_shmem_swap(maps, rows)
         zeros = [z for z, r in zip(zero_list, real) if r]
         totals = PageCounts(
-            pages=sum(pages), present=int(col["present"].sum()), file=int(col["file"].sum()),
-            exclusive=int(col["exclusive"].sum()), uffd_wp=int(col["uffd_wp"].sum()), guard=int(col["guard"].sum()),
-            soft_dirty=int(col["soft_dirty"].sum()) if soft_dirty_known else None,
+            pages=sum(pages), present=sum(col["present"]), file=sum(col["file"]),
+            exclusive=sum(col["exclusive"]), uffd_wp=sum(col["uffd_wp"]), guard=sum(col["guard"]),
+            soft_dirty=sum(col["soft_dirty"]) if soft_dirty_known else None,
             swapped=known_sum(r.counts.swapped for r in rows if r.counts is not None),
             shmem_swapped=known_sum(r.counts.shmem_swapped for r in rows if r.counts is not None),
-            zero=None if None in zeros else sum(zeros), huge=int(huge.sum()) if huge is not None else None,
+            zero=None if None in zeros else sum(zeros), huge=sum(huge_list) if huge_list is not None else None,
             rss=sum(rss))
         return CountsReport(self.pid, pfn_visible, rows, totals, self.check_mappings(maps), notes)
 
@@ -467,6 +491,8 @@ class Process:
         does; return notes on what could not be looked up.  Where the object
         cannot be opened, smaps' own per-mapping ``Swap`` (readable wherever
         pagemap is) gives the count."""
+        if not any(m.on_internal_mount for m in maps):
+            return []  # no mapping can be shared memory: nothing to look up (or import)
         from ..kernel.smaps import read_smaps, shmem_swap_pages  # (counts() only: not on v2p's path)
 
         found = self.shmem_swap(maps, exact=False)
@@ -511,17 +537,9 @@ class Process:
         usable = [m for m in maps if not m.is_vsyscall]
         if scanner is None or not usable:
             return None
-        from ..kernel import scan
-
         # Finding the populated runs costs a walk about a third of the price of
         # reading every entry, so it is done only where most of the address space
         # is not resident.
         sparse = self._scan_sees_every_entry() and reading.mostly_unpopulated(self.pid)
-        if sparse:
-            anyof = scan.PAGE_IS_PRESENT | scan.PAGE_IS_SWAPPED | scan.PAGE_IS_SOFT_DIRTY
-        else:
-            anyof = scan.PAGE_IS_PFNZERO | scan.PAGE_IS_HUGE  # only the zero and huge counts
-        lo = min(m.start for m in usable)
-        hi = max(m.end for m in usable)
-        return reading.ScanLayout(maps, lo, reading.scan_runs(scanner, lo, hi, anyof), sparse)
+        return reading.ScanLayout.walk(scanner, maps, sparse)
 

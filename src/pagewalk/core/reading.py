@@ -9,6 +9,7 @@ imports this module.  The functions that build arrays import numpy when called.
 
 from __future__ import annotations
 
+import bisect
 import sys
 from collections import deque, namedtuple
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from ..kernel.maps import Mapping
 from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PRESENT, PM_SWAP, PagemapFile
 from ..kernel.procfs import read_statm
 from ..kernel.smaps import read_smaps
-from ..runs import merge_runs, pages_below, ramps
+from ..runs import merge_runs, pages_within, ramps
 from .states import rss_pages_by_smaps
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..kernel.scan import Scanner
-    from .pagetable import BatchCounter, PageTable
+    from .counting import BatchCounter
+    from .pagetable import PageTable
 
 __all__ = ["ResidentRead", "read_resident", "ScanLayout", "count_pieces", "read_populated", "scan_runs",
            "clip_runs", "zero_from_smaps", "mostly_unpopulated"]
@@ -145,6 +147,30 @@ class ResidentRead:
             view = memoryview(self.entries)[at * 8 : (at + b - a) * 8]
             pagemap.read_into(view, (self.base >> PAGE_SHIFT) + a)
 
+    def run_segments(self) -> list[tuple[int, int]]:
+        """Where the runs' entries lie in :attr:`entries`: ``(first entry, entries)``
+        pairs, the runs cut to the mappings the walk covered (not the entries of the
+        holes read across between runs, nor of mappings the walk skips, which a span
+        may reach into)."""
+        maps = [m for m in self.mappings if not m.is_vsyscall and not m.scan_skips]
+        covers = merge_runs([(m.start - self.base) >> PAGE_SHIFT for m in maps],
+                            [(m.end - self.base) >> PAGE_SHIFT for m in maps])
+        out: list[tuple[int, int]] = []
+        j = k = at = 0  # the first cover not below the run; the span holding it, and where its entries start
+        for a, b in zip(self.lo, self.hi):
+            while j < len(covers) and covers[j][1] <= a:
+                j += 1
+            c = j
+            while c < len(covers) and covers[c][0] < b:
+                first, end = max(a, covers[c][0]), min(b, covers[c][1])
+                c += 1
+                if end > first:
+                    while self.spans[k][1] <= first:
+                        at += self.spans[k][1] - self.spans[k][0]
+                        k += 1
+                    out.append((at + first - self.spans[k][0], end - first))
+        return out
+
     def scan_and_read(self) -> ResidentRead:
         """:meth:`scan`, then :meth:`read_pending`; returns this read."""
         self.scan()
@@ -153,45 +179,54 @@ class ResidentRead:
 
 
 class ScanLayout:
-    """Per-mapping results of one PAGEMAP_SCAN walk over ``maps`` from address
-    ``base``: ``zero`` and ``huge`` page counts (int64 arrays, one a mapping), and
-    (when ``sparse``, the walk looked for every populated page) the populated runs
-    to read."""
+    """Per-mapping results of one PAGEMAP_SCAN walk over ``maps`` (:meth:`walk`):
+    ``zero`` and ``huge`` page counts (lists, one a mapping), and (when ``sparse``,
+    the walk looked for every populated page) the populated runs to read.  No
+    numpy: ``maps`` counts with it."""
 
-    def __init__(self, maps: Sequence[Mapping], base: int, runs: ScanRuns, sparse: bool) -> None:
-        import numpy as np
-
-        lo, hi, zero, huge = runs.lo, runs.hi, runs.zero, runs.huge
+    def __init__(self, maps: Sequence[Mapping], base: int, runs: list[tuple[int, int]], zero: list[bool],
+                 huge: list[bool], sparse: bool) -> None:
         self.maps, self.base, self.sparse = maps, base, sparse
-        bounds_lo = np.array([(m.start - base) >> PAGE_SHIFT for m in maps], dtype=np.int64)
-        bounds_hi = np.array([(m.end - base) >> PAGE_SHIFT for m in maps], dtype=np.int64)
-        # A region may straddle adjacent mappings: count from cumulative pages at the bounds.
-        self.zero = pages_below(lo[zero], hi[zero], bounds_hi) - pages_below(lo[zero], hi[zero], bounds_lo)
-        self.huge = pages_below(lo[huge], hi[huge], bounds_hi) - pages_below(lo[huge], hi[huge], bounds_lo)
-        self._runs = merge_runs(lo.tolist(), hi.tolist()) if sparse else []
+        bounds = [((m.start - base) >> PAGE_SHIFT, (m.end - base) >> PAGE_SHIFT) for m in maps]
+        # A region may straddle adjacent mappings: pages_within cuts it at their bounds.
+        self.zero = pages_within([r for r, z in zip(runs, zero) if z], bounds)
+        self.huge = pages_within([r for r, h in zip(runs, huge) if h], bounds)
+        self._runs = merge_runs([a for a, _ in runs], [b for _, b in runs]) if sparse else []
+
+    @classmethod
+    def walk(cls, scanner: Scanner, maps: Sequence[Mapping], sparse: bool) -> ScanLayout:
+        """One PAGEMAP_SCAN walk over ``maps`` (not ``[vsyscall]``): for every populated
+        page (present, swap entry, marker, soft-dirty) where ``sparse``, else only for
+        the zero and huge pages."""
+        from ..kernel import scan
+
+        usable = [m for m in maps if not m.is_vsyscall]
+        base, top = min(m.start for m in usable), max(m.end for m in usable)
+        if sparse:
+            anyof = scan.PAGE_IS_PRESENT | scan.PAGE_IS_SWAPPED | scan.PAGE_IS_SOFT_DIRTY
+        else:
+            anyof = scan.PAGE_IS_PFNZERO | scan.PAGE_IS_HUGE  # only the zero and huge counts
+        starts, ends, cats = scanner.region_lists(base, top, anyof=anyof, return_mask=scan.ZERO_HUGE_MASK)
+        runs = [((a - base) >> PAGE_SHIFT, (b - base) >> PAGE_SHIFT) for a, b in zip(starts, ends)]
+        return cls(maps, base, runs, [scan.zero_page(c) for c in cats], [scan.huge_page(c) for c in cats], sparse)
 
     def pieces(self) -> Iterator[Piece]:
         """The :class:`Piece` s to read, in address order (row: the mapping's index):
         the populated runs of each mapping, or all of it where the walk could not
         tell (no soft-dirty category; :attr:`Mapping.scan_skips` areas)."""
-        import numpy as np
-
         offset = self.base >> PAGE_SHIFT
-        starts = np.array([a for a, _ in self._runs], dtype=np.int64) + offset
-        ends = np.array([b for _, b in self._runs], dtype=np.int64) + offset
-        firsts = [m.start >> PAGE_SHIFT for m in self.maps]
-        lasts = [m.end >> PAGE_SHIFT for m in self.maps]
-        k_from = np.searchsorted(ends, firsts, side="right").tolist()  # first run ending after the start
-        k_to = np.searchsorted(starts, lasts, side="left").tolist()  # runs starting before the end
-        starts_l, ends_l = starts.tolist(), ends.tolist()
+        starts = [a + offset for a, _ in self._runs]
+        ends = [b + offset for _, b in self._runs]
         for i, m in enumerate(self.maps):
             if m.is_vsyscall:
                 continue
+            first, last = m.start >> PAGE_SHIFT, m.end >> PAGE_SHIFT
             if not self.sparse or m.scan_skips:
-                yield Piece(i, firsts[i], lasts[i])
+                yield Piece(i, first, last)
                 continue
-            for k in range(k_from[i], k_to[i]):
-                yield Piece(i, max(starts_l[k], firsts[i]), min(ends_l[k], lasts[i]))
+            # the runs ending after the mapping starts and starting before it ends
+            for k in range(bisect.bisect_right(ends, first), bisect.bisect_left(starts, last)):
+                yield Piece(i, max(starts[k], first), min(ends[k], last))
 
 
 def count_pieces(pagemap: PagemapFile, counter: BatchCounter, pieces: Iterator[Piece], hole: int) -> None:
@@ -205,11 +240,9 @@ def count_pieces(pagemap: PagemapFile, counter: BatchCounter, pieces: Iterator[P
         from ..parallel import ordered_map, workers
 
         if workers() > 1:
-            import numpy as np
-
             def read(task: ReadTask):
-                buf = np.empty(task.entries, dtype=np.uint64)
-                return buf[: pagemap.read_into(memoryview(buf).cast("B"), task.first)], task.segments
+                buf = memoryview(bytearray(task.entries * 8))
+                return buf[: pagemap.read_into(buf, task.first) * 8], task.segments
 
             for raw, segments in ordered_map(read, _tasks(groups, PAGES_PER_READ)):
                 _count_read(counter, raw, segments)
@@ -250,9 +283,10 @@ def _tasks(groups: list[list[Piece]], size: int) -> Iterator[ReadTask]:
             vpn = stop
 
 
-def _count_read(counter: BatchCounter, raw: np.ndarray, segments: list[tuple[int, int]]) -> None:
-    """Count one read; a short one (the end of user space) covers only its first entries."""
-    left, kept = len(raw), []
+def _count_read(counter: BatchCounter, raw: memoryview, segments: list[tuple[int, int]]) -> None:
+    """Count one read (bytes of entries); a short one (the end of user space) covers
+    only its first entries."""
+    left, kept = len(raw) // 8, []
     for i, n in segments:
         if left <= 0:
             break

@@ -103,6 +103,11 @@ class KpageFile(U64File):
             self.fd = -1
         super().close()
 
+    def read_error(self, exc: OSError) -> PagewalkError:
+        """The :class:`PagewalkError` a failed read of this file (``exc``) means: for
+        readers that read it themselves (:func:`pagewalk.native.frame_histogram`)."""
+        return _translate(exc, self.path, None)
+
     def read_range(self, first_pfn: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
         """Entries ``first_pfn .. first_pfn + count - 1`` as a uint64 array (in ``out``
         where given; fewer at the end of memory).  Raises :class:`PagewalkError`."""
@@ -112,7 +117,7 @@ class KpageFile(U64File):
         try:
             got = read_entries_into(self.fd, memoryview(buf).cast("B"), first_pfn)
         except OSError as exc:
-            raise _translate(exc, self.path, None) from None
+            raise self.read_error(exc) from None
         return buf[:got]
 
     def read(self, pfns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -76,6 +76,12 @@ class Mapping(namedtuple("Mapping", "start end perms offset dev inode path")):
         return self.perms[3:4] == "s"
 
     @property
+    def on_internal_mount(self) -> bool:
+        """Its device has major 0 and is not 00:00 (no file): tmpfs or a kernel-internal
+        mount, where shared memory (shmem) lives; disk filesystems have a real major."""
+        return self.dev.startswith("00:") and self.dev != "00:00"
+
+    @property
     def kind(self) -> str:
         """What backs the mapping: ``anon``, ``anon_shared``, ``file``, ``memfd``,
         ``sysv``, or a kernel area name without brackets (``heap``, ``stack``,

@@ -19,10 +19,10 @@ unprivileged reader can tell the zero page apart (``PAGE_IS_PFNZERO``).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import struct
+from array import array
 from collections.abc import Iterator
 
 from .oserrors import translating
@@ -149,8 +149,9 @@ class Scanner:
         self.fd = fd
         self.pid = pid  # for errors: a process that exits mid-walk is ProcessGone, not an OSError
         self.vec_len = min(vec_len, MAX_VEC_LEN)
-        self._vec = (ctypes.c_uint64 * (3 * self.vec_len))()
-        self._addr = ctypes.addressof(self._vec)
+        # an array, not ctypes (1 ms of start-up): buffer_info() gives its address
+        self._vec = array("Q", bytes(REGION.size * self.vec_len))
+        self._addr = self._vec.buffer_info()[0]
 
     def _walk(self, start: int, end: int, mask: int, anyof: int, inverted: int,
               return_mask: int) -> Iterator[int]:

@@ -271,11 +271,10 @@ def parse_tmpfs_devs(data: bytes) -> set[int]:
 def _maps_dev(m: Mapping) -> int | None:
     """The mapping's device number if its major is 0 (tmpfs and every kernel-internal
     mount; disk filesystems have a real major) and it is not 00:00 (no file)."""
-    dev = m.dev
-    if not dev.startswith("00:") or dev == "00:00":
+    if not m.on_internal_mount:
         return None
     try:
-        return os.makedev(0, int(dev[3:], 16))
+        return os.makedev(0, int(m.dev[3:], 16))
     except ValueError:
         return None
 

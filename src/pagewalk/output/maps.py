@@ -7,9 +7,8 @@ print in milliseconds.
 from __future__ import annotations
 
 import functools
-import json
 
-from ..core.pagetable import CountsReport, PageCounts
+from ..core.counting import CountsReport, PageCounts
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable
 from .humanize import human_bytes
@@ -34,6 +33,8 @@ def sort_report(report: CountsReport, field: str) -> None:
 def as_json(report: CountsReport) -> str:
     """One JSON document; each mapping on a line of its own (readable, and encoded
     by json's C encoder, which ``indent`` would turn off)."""
+    import json  # (here: json imports re, which the table does not need)
+
     keys = (*COUNT_FIELDS, "shmem_swapped", "rss")
     rows = []
     for mc in report.mappings:
