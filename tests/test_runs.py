@@ -17,9 +17,10 @@ def test_merge_runs_joins_half_open_runs_at_most_gap_apart():
     assert runs.merge_runs([0, 4, 10], [3, 6, 12], gap=4) == [(0, 12)]
 
 
-def test_mask_runs_and_paint_are_inverse():
+def test_byte_runs_and_paint_are_inverse():
     mask = np.array([0, 1, 1, 0, 0, 1, 0, 1], dtype=bool)
-    assert runs.mask_runs(mask) == [(1, 3), (5, 6), (7, 8)]
+    assert runs.byte_runs(mask.tobytes()) == [(1, 3), (5, 6), (7, 8)]
+    assert runs.byte_runs(b"\x01\x01") == [(0, 2)] and runs.byte_runs(b"\x00") == runs.byte_runs(b"") == []
     assert runs.paint(8, np.array([1, 5, 7]), np.array([3, 6, 8])).tolist() == mask.tolist()
     assert runs.paint(4, np.array([-2, 3]), np.array([1, 9])).tolist() == [True, False, False, True]
 

@@ -537,10 +537,92 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(frame_runs_doc,
+"frame_runs(raw, keep, flags_fd, count_fd)\n"
+"--\n\n"
+"Runs of pages with equal frame flags and map counts (pagewalk file).\n\n"
+"raw: a buffer of u64 pagemap entries, one a page; keep: a buffer of a byte a page,\n"
+"non-zero for the pages to look at.  Pages kept, present and with a PFN other than\n"
+"0 have their kpageflags and kpagecount entries read (flags_fd, count_fd; 0 past the\n"
+"end of memory); returns [(first page, pages, flags, map count)], runs of\n"
+"consecutive such pages whose two values are equal.  Raises OSError where a read\n"
+"fails.");
+
+static PyObject *frame_runs(PyObject *self, PyObject *args)
+{
+    Py_buffer raw = {0}, keep = {0};
+    int flags_fd, count_fd;
+    uint64_t *pfns = NULL, *flags = NULL, *counts = NULL, *scratch = NULL;
+    size_t *index = NULL;
+    PyObject *result = NULL;
+    int failed = 0, saved_errno = 0;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*ii", &raw, &keep, &flags_fd, &count_fd))
+        return NULL;
+    size_t total = (size_t)raw.len / 8, n = 0;
+    if ((size_t)keep.len != total) {
+        PyErr_SetString(PyExc_ValueError, "keep must hold a byte for each entry");
+        goto done;
+    }
+    pfns = malloc((total ? total : 1) * sizeof(uint64_t));
+    flags = malloc((total ? total : 1) * sizeof(uint64_t));
+    counts = malloc((total ? total : 1) * sizeof(uint64_t));
+    index = malloc((total ? total : 1) * sizeof(size_t));
+    scratch = malloc((READ_MAX + RUN_GAP) * sizeof(uint64_t));
+    if (!pfns || !flags || !counts || !index || !scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint64_t *entry = raw.buf;
+    const unsigned char *wanted = keep.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t i = 0; i < total; i++)
+        if (wanted[i] && (entry[i] & PM_PRESENT) && (entry[i] & PM_PFRAME_MASK)) {
+            pfns[n] = entry[i] & PM_PFRAME_MASK;
+            index[n++] = i;
+        }
+    if (read_values(flags_fd, pfns, n, flags, scratch) < 0 || read_values(count_fd, pfns, n, counts, scratch) < 0)
+        failed = 1, saved_errno = errno;
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        errno = saved_errno;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    result = PyList_New(0);
+    if (result == NULL)
+        goto done;
+    for (size_t k = 0; k < n;) {
+        size_t j = k + 1;
+        while (j < n && index[j] == index[j - 1] + 1 && flags[j] == flags[k] && counts[j] == counts[k])
+            j++;
+        PyObject *run = Py_BuildValue("(nnKK)", (Py_ssize_t)index[k], (Py_ssize_t)(j - k),
+                                      (unsigned long long)flags[k], (unsigned long long)counts[k]);
+        if (run == NULL || PyList_Append(result, run) < 0) {
+            Py_XDECREF(run);
+            Py_CLEAR(result);
+            goto done;
+        }
+        Py_DECREF(run);
+        k = j;
+    }
+done:
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&keep);
+    free(pfns);
+    free(flags);
+    free(counts);
+    free(index);
+    free(scratch);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
     {"frame_histogram", frame_histogram, METH_VARARGS, frame_histogram_doc},
     {"find_entry", find_entry, METH_VARARGS, find_entry_doc},
+    {"frame_runs", frame_runs, METH_VARARGS, frame_runs_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -556,7 +638,7 @@ PyMODINIT_FUNC PyInit_native(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    PyObject *all = Py_BuildValue("[sss]", "count_entries", "frame_histogram", "find_entry");
+    PyObject *all = Py_BuildValue("[ssss]", "count_entries", "frame_histogram", "find_entry", "frame_runs");
     if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
         Py_XDECREF(all);
         Py_DECREF(m);

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-__all__ = ["runs_of", "merge_runs", "mask_runs", "consecutive_runs", "paint", "pages_within", "ramps",
+__all__ = ["runs_of", "merge_runs", "byte_runs", "consecutive_runs", "paint", "pages_within", "ramps",
            "run_arrays"]
 
 
@@ -53,12 +53,18 @@ def merge_runs(lo: Sequence[int], hi: Sequence[int], gap: int = 0) -> list[tuple
     return out
 
 
-def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """The runs of True in the boolean array ``mask``: ``(first, end)`` indices."""
-    import numpy as np
-
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+def byte_runs(mask: bytes) -> list[tuple[int, int]]:
+    """The runs of non-zero bytes in ``mask`` (bytes of 0 and 1, such as mincore's
+    answer): ``(first, end)`` indices.  A step per run, none per byte."""
+    runs = []
+    start = mask.find(1)
+    while start >= 0:
+        end = mask.find(0, start)
+        if end < 0:
+            end = len(mask)
+        runs.append((start, end))
+        start = mask.find(1, end)
+    return runs
 
 
 def consecutive_runs(values: np.ndarray) -> list[tuple[int, int]]:
@@ -76,7 +82,7 @@ def consecutive_runs(values: np.ndarray) -> list[tuple[int, int]]:
 
 def paint(n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """A boolean array of length ``n``, True inside each ``[lo, hi)`` (clipped to
-    ``[0, n)``): the inverse of :func:`mask_runs`."""
+    ``[0, n)``): the inverse of :func:`byte_runs` (as booleans)."""
     import numpy as np
 
     delta = np.zeros(n + 1, dtype=np.int32)

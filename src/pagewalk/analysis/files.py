@@ -1,18 +1,18 @@
 """What the page cache holds of files (``pagewalk file``): cached pages, and with
-frames visible, their kpageflags and map counts, read without disturbing them."""
+frames visible, their kpageflags and map counts, read without disturbing them.
+No numpy: the frames are looked up by :func:`pagewalk.native.frame_runs`."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 
-import numpy as np
-
+from .. import native
 from ..core import flags as fl
-from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile, read_together
+from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
 from ..kernel.pagecache import cached_frames, file_pages, open_file, regular_files, residency
-from ..kernel.pagemap import PM_PFRAME_MASK, PM_PRESENT, PagemapFile
-from ..runs import mask_runs
+from ..kernel.pagemap import PagemapFile
+from ..runs import byte_runs
 
 __all__ = ["FileResidency", "file_residency", "files_residency"]
 
@@ -37,14 +37,14 @@ class FileResidency:
         self.mapped: int | None = None
         self.read_back = 0  # pages reading brought back into the cache (read_back_note)
 
-    def _add_ranges(self, first: int, cached: np.ndarray) -> None:
-        for a, b in mask_runs(cached):
+    def _add_ranges(self, first: int, cached: bytes) -> None:
+        for a, b in byte_runs(cached):
             if self.ranges and self.ranges[-1][0] + self.ranges[-1][1] == first + a:
                 start, n = self.ranges[-1]
                 self.ranges[-1] = (start, n + b - a)
             else:
                 self.ranges.append((first + a, b - a))
-        self.cached += int(cached.sum())
+        self.cached += cached.count(1)
 
 
 def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_symlink: bool = False
@@ -70,23 +70,18 @@ def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_sym
             for first, cached, entries, read_back in cached_frames(fd, 0, report.pages, path, own_pagemap):
                 report.read_back += read_back
                 report._add_ranges(first, cached)
-                present = cached & ((entries & np.uint64(PM_PRESENT)) != 0)
-                index = np.flatnonzero(present)
-                pfns = entries[index] & np.uint64(PM_PFRAME_MASK)
-                flag_values, counts = read_together([kflags, kcount], pfns)
-                flags = fl.transform(flag_values, 0, raw=False)
-                report.mapped += int((counts > 0).sum())
-                if len(index):
-                    same = (np.diff(index) == 1) & (flags[1:] == flags[:-1]) & (counts[1:] == counts[:-1])
-                    starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
-                    lengths = np.diff(np.concatenate((starts, [len(index)])))
-                    for s, n in zip(starts.tolist(), lengths.tolist()):
-                        run = (first + int(index[s]), n, int(flags[s]), int(counts[s]))
-                        last = report.runs[-1] if report.runs else None
-                        if last and last[0] + last[1] == run[0] and last[2:] == run[2:]:
-                            report.runs[-1] = (last[0], last[1] + n, last[2], last[3])
-                        else:
-                            report.runs.append(run)
+                try:
+                    runs = native.frame_runs(entries, cached, kflags.fd, kcount.fd)
+                except OSError as exc:
+                    raise kflags.read_error(exc) from None
+                for page, n, flags, count in runs:  # runs of equal raw flags: shown as page-types shows them
+                    run = (first + page, n, fl.transform(flags, 0, False), count)
+                    report.mapped += n if count > 0 else 0
+                    last = report.runs[-1] if report.runs else None
+                    if last and last[0] + last[1] == run[0] and last[2:] == run[2:]:
+                        report.runs[-1] = (last[0], last[1] + n, last[2], last[3])
+                    else:
+                        report.runs.append(run)
         return report
     finally:
         os.close(fd)

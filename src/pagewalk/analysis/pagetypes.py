@@ -333,8 +333,11 @@ def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pag
         size_pages = file_pages(os.fstat(fd).st_size)
         for first, count in ranges or [(0, size_pages)]:
             count = min(count, max(0, size_pages - first))
-            for page, cached, entries, chunk_read_back in cached_frames(fd, first, count, path, self_pagemap):
+            for page, cached_bytes, entry_bytes, chunk_read_back in cached_frames(fd, first, count, path,
+                                                                                     self_pagemap):
                 read_back += chunk_read_back
+                cached = np.frombuffer(cached_bytes, dtype=bool)  # (bytes of 0 and 1)
+                entries = np.frombuffer(entry_bytes, dtype=np.uint64)
                 present = (entries & np.uint64(PM_PRESENT)) != 0
                 pfns = entries & np.uint64(PM_PFRAME_MASK)
                 keep = np.flatnonzero(cached & present & (pfns > 0))

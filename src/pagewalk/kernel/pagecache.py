@@ -25,12 +25,12 @@ import errno
 import os
 import resource
 import stat as stat_module
+from array import array
 from collections.abc import Iterator
-
-import numpy as np
 
 from ..errors import AccessDenied, InvalidArgument, PagewalkError
 from .oserrors import from_oserror
+from ..runs import byte_runs
 from .pagemap import PAGE_SHIFT, PAGE_SIZE, PagemapFile
 
 __all__ = [
@@ -83,9 +83,10 @@ def file_pages(size_bytes: int) -> int:
     return (size_bytes + PAGE_SIZE - 1) >> PAGE_SHIFT
 
 
-def load_pages(addresses: np.ndarray) -> tuple[np.ndarray, int]:
-    """Read one byte at each address (uint64) as a plain load from this process would,
-    and return ``(loaded mask, major faults meanwhile)``.
+def load_pages(addresses: array) -> tuple[bytearray, int]:
+    """Read one byte at each address (an ``array('Q')``) as a plain load from this
+    process would, and return ``(loaded: a byte each address, 1 or 0; major faults
+    meanwhile)``.
 
     The kernel does the reading: ``pwritev`` of one-byte iovecs into a memfd copies from
     each address, which faults its page in exactly as a load does (no GUP, nothing marked
@@ -93,18 +94,20 @@ def load_pages(addresses: np.ndarray) -> tuple[np.ndarray, int]:
     (EFAULT) instead of killing this process with SIGBUS, and reads as not loaded.  A
     major fault is a page that was not in the cache and was read from disk (or, rarely,
     a fault retried after waiting for a locked page)."""
-    loaded = np.ones(len(addresses), dtype=bool)
-    if not len(addresses):
+    n = len(addresses)
+    loaded = bytearray(b"\x01" * n)
+    if not n:
         return loaded, 0
-    iov = np.empty((len(addresses), 2), dtype=np.uint64)  # struct iovec {base, len}
-    iov[:, 0] = addresses
-    iov[:, 1] = 1
+    iov = array("Q", bytes(16 * n))  # struct iovec {base, len}, built without a step per address
+    iov[0::2] = addresses
+    iov[1::2] = array("Q", [1]) * n
+    base = iov.buffer_info()[0]
     sink = os.memfd_create("pagewalk-load", os.MFD_CLOEXEC)
     try:
         faults_before = resource.getrusage(resource.RUSAGE_THREAD).ru_majflt
         done = 0
-        while done < len(iov):
-            copied = _libc.pwritev(sink, iov.ctypes.data + done * 16, min(IOV_MAX, len(iov) - done), 0)
+        while done < n:
+            copied = _libc.pwritev(sink, base + done * 16, min(IOV_MAX, n - done), 0)
             if copied > 0:
                 done += copied  # one byte per address: the first `copied` were read
                 continue
@@ -113,11 +116,14 @@ def load_pages(addresses: np.ndarray) -> tuple[np.ndarray, int]:
                 continue
             if err != errno.EFAULT:
                 raise PagewalkError(f"cannot read the mapped file: {os.strerror(err)}")
-            loaded[done] = False  # past the end of the file now
+            loaded[done] = 0  # past the end of the file now
             done += 1
         return loaded, resource.getrusage(resource.RUSAGE_THREAD).ru_majflt - faults_before
     finally:
         os.close(sink)
+
+
+_LOW_BIT = bytes(i & 1 for i in range(256))  # mincore's byte a page: bit 0 says cached
 
 
 class _Mapped:
@@ -132,20 +138,25 @@ class _Mapped:
         self.addr = addr
         _libc.madvise(self.addr, self.length, MADV_RANDOM)
 
-    def cached(self) -> np.ndarray:
-        vec = np.zeros(self.length >> PAGE_SHIFT, dtype=np.uint8)
-        if _libc.mincore(self.addr, self.length, vec.ctypes.data) != 0:
+    def cached(self) -> bytes:
+        """A byte a page: 1 where the page is in the page cache (mincore), else 0."""
+        vec = bytearray(self.length >> PAGE_SHIFT)
+        if _libc.mincore(self.addr, self.length, (ctypes.c_char * len(vec)).from_buffer(vec)) != 0:
             raise PagewalkError(f"mincore failed: {os.strerror(ctypes.get_errno())}")
-        return (vec & 1).astype(bool)
+        return bytes(vec).translate(_LOW_BIT)
 
-    def map_in(self, cached: np.ndarray) -> tuple[np.ndarray, int]:
-        """Map in the pages of the ``cached`` mask by one load from each; return the
-        mask less the pages past a shrunk file's end, and the pages read back."""
-        index = np.flatnonzero(cached)
-        loaded, read_back = load_pages(np.uint64(self.addr) + (index.astype(np.uint64) << np.uint64(PAGE_SHIFT)))
-        if not loaded.all():
-            cached = cached.copy()
-            cached[index[~loaded]] = False
+    def map_in(self, cached: bytes) -> tuple[bytes, int]:
+        """Map in the pages ``cached`` marks by one load from each; return the marks
+        less the pages past a shrunk file's end, and the pages read back."""
+        addresses = array("Q")
+        for a, b in byte_runs(cached):
+            addresses.extend(range(self.addr + (a << PAGE_SHIFT), self.addr + (b << PAGE_SHIFT), PAGE_SIZE))
+        loaded, read_back = load_pages(addresses)
+        if loaded.count(0):  # a file that shrank: rare, so a step per page that failed
+            kept = bytearray(cached)
+            for i in (k for k, ok in enumerate(loaded) if not ok):
+                kept[(addresses[i] - self.addr) >> PAGE_SHIFT] = 0
+            cached = bytes(kept)
         return cached, read_back
 
     def close(self) -> None:
@@ -155,11 +166,12 @@ class _Mapped:
             self.addr = 0
 
 
-def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int, np.ndarray]]:
-    """``(first page, cached mask)`` over ``count`` file pages from page ``first`` of the
-    file open as ``fd``, in chunks of at most :data:`MAPPED_PAGES_MAX` pages (``mincore``
-    of each chunk mapped in turn).  Raises :class:`PagewalkError` where the file
-    cannot be mapped (:func:`file_error`) or mincore fails."""
+def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int, bytes]]:
+    """``(first page, cached)`` over ``count`` file pages from page ``first`` of the
+    file open as ``fd``, ``cached`` a byte a page (1: in the page cache), in chunks of
+    at most :data:`MAPPED_PAGES_MAX` pages (``mincore`` of each chunk mapped in turn).
+    Raises :class:`PagewalkError` where the file cannot be mapped (:func:`file_error`)
+    or mincore fails."""
     end = first + count
     while first < end:
         n = min(MAPPED_PAGES_MAX, end - first)
@@ -172,9 +184,10 @@ def residency(fd: int, first: int, count: int, path: str) -> Iterator[tuple[int,
 
 
 def cached_frames(fd: int, first: int, count: int, path: str, self_pagemap: PagemapFile
-                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray, int]]:
-    """``(first page, cached mask, pagemap entries, pages read back)`` over ``count``
-    pages from ``first``, in chunks; the mapping is gone before each chunk is yielded.
+                  ) -> Iterator[tuple[int, bytes, bytes, int]]:
+    """``(first page, cached, pagemap entries, pages read back)`` over ``count`` pages
+    from ``first``, in chunks (``cached`` a byte a page, as :func:`residency` gives it;
+    the entries u64, native order); the mapping is gone before each chunk is yielded.
     Pages read back left the cache between mincore and their load and were read from
     disk again: say so (:func:`read_back_note`)."""
     end = first + count
@@ -183,7 +196,7 @@ def cached_frames(fd: int, first: int, count: int, path: str, self_pagemap: Page
         m = _Mapped(fd, first, n, path)
         try:
             cached, read_back = m.map_in(m.cached())
-            entries = np.frombuffer(self_pagemap.read(m.addr >> PAGE_SHIFT, n), dtype=np.uint64)
+            entries = self_pagemap.read(m.addr >> PAGE_SHIFT, n)
         finally:
             m.close()
         yield first, cached, entries, read_back
