@@ -353,6 +353,13 @@ def test_real_swap_entries():
             with open(f"/proc/{s.pid}/smaps_rollup") as f:
                 rollup = {ln.split()[0].rstrip(":"): int(ln.split()[1]) * 1024 for ln in f if ln.endswith("kB\n")}
             assert row.swap == rollup["Swap"] > 0 and row.swap_pss == rollup["SwapPss"]
+            # several processes, one with swap: the kernel's sums cannot count shared memory in
+            # swap once in a total, so usage walks the pages (pagewalk.analysis.usage.measure_rollups)
+            from pagewalk.analysis.usage import measure_rollups
+
+            assert measure_rollups([s.pid, os.getpid()]) is None
+            r = cli("usage", "--json", str(s.pid), str(os.getpid()))
+            assert r.returncode == 0 and json.loads(r.stdout)["source"] == "pagemap", r.stderr
 
             # types -p: swapped pages count (raw mode marks them with page-types' swap bit),
             # in the summary (C, no numpy) and in the walk that -a makes (numpy) alike

@@ -77,6 +77,34 @@ def test_the_kernels_sums_and_the_page_walk_agree(specimen, tmp_path):
         assert (summed.pid, summed.command) == (walked.pid, walked.command)
 
 
+@requires_root
+def test_several_processes_from_the_kernels_sums_agree_with_the_walk(specimen):
+    """``usage --all`` (and several PIDs) by process read the kernel's sums where no
+    process has swap: the rows and totals agree with the page walk's (a process with
+    swap sends every process back to the walk: tests/test_special_pages.py)."""
+    from pagewalk.analysis.usage import measure, measure_rollups
+
+    specimen.run("a = mmap(300); write(a, 200)\nshm = mmap(40, shared=True); write(shm, 40)")
+    pids = [specimen.pid, specimen.run("result = fork()"), specimen.run("result = fork()")]
+    for attempt in range(3):
+        summed, passed_over = measure_rollups(pids)
+        walked = measure(pids)
+        if [(u.pid, u.rss, u.uss) for u in summed.rows] == [(u.pid, u.rss, u.uss) for u in walked.rows]:
+            break
+    assert summed.source == "smaps_rollup" and walked.source == "pagemap" and passed_over == {}
+    by_pid = {u.pid: u for u in walked.rows}
+    for u in summed.rows:
+        w = by_pid[u.pid]
+        assert (u.rss, u.uss, u.swap, u.command) == (w.rss, w.uss, w.swap, w.command)
+        assert abs(u.pss - w.pss) <= PAGE * mappings_of(u.pid), (u.pss, w.pss)
+    assert summed.totals.rss == walked.totals.rss and summed.totals.processes == 3
+    assert abs(summed.totals.pss - walked.totals.pss) <= 0.01 * walked.totals.pss
+    r = cli("usage", "--json", *map(str, pids))
+    assert r.returncode == 0 and json.loads(r.stdout)["source"] == "smaps_rollup", r.stderr
+    r = cli("usage", "--json", "--by", "user", *map(str, pids))  # groups: the walk (a shared frame counts once)
+    assert r.returncode == 0 and json.loads(r.stdout)["source"] == "pagemap", r.stderr
+
+
 def test_usage_of_one_process_reads_no_page(specimen):
     """``usage PID`` answers from the kernel's sums: the JSON says so, and numpy is not loaded."""
     r = cli("usage", specimen.pid, "--json")

@@ -34,7 +34,8 @@ from ..kernel.pagemap import PAGE_SHIFT
 from ..kernel.smaps import read_rollup, read_smaps, shmem_swap_pages
 from .choices import GROUPINGS, SORT_FIELDS
 
-__all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure_one", "measure", "gather", "Gathered"]
+__all__ = ["GROUPINGS", "SORT_FIELDS", "Usage", "Report", "measure_one", "measure_rollups", "measure", "gather",
+           "Gathered"]
 
 
 
@@ -102,15 +103,63 @@ def measure_one(pid: int) -> Report:
     Returns a :class:`Report` by process, in bytes.  Raises
     :class:`~pagewalk.errors.NoSuchProcess` (or its kind ``NoAddressSpace``) or
     :class:`~pagewalk.errors.AccessDenied` if the process cannot be read."""
+    row = _rollup_row(pid)
+    return Report("process", [row], _rollup_total([row]), probes.pfn_visible(), {}, source="smaps_rollup")
+
+
+def measure_rollups(pids: Iterable[int], *, sort: str = "pss", explicit: bool = True,
+                    progress=None) -> tuple[Report, dict[int, str]] | None:
+    """Usage of several processes, one row each, from their smaps_rollup (as
+    :func:`measure_one`), where those sums make exact totals too: when no process
+    has swap.  smaps charges a shared-memory page in swap to every process mapping
+    it, and only the page walk (:func:`gather`) can count such a page once in a
+    total; a process without swap has none, and then the sums of the rows are the
+    totals.  Returns ``(report, passed_over)`` (``passed_over``: {PID: why} of
+    processes with no memory to read), or None where some process has swap (the
+    caller walks the pages).  ``explicit``, ``progress`` and what it raises: as
+    :func:`gather`."""
+    def one(pid: int):
+        try:
+            return pid, _rollup_row(pid)
+        except PagewalkError as exc:
+            return pid, exc
+
+    rows: list[Usage] = []
+    skipped: dict[int, str] = {}
+    passed_over: dict[int, str] = {}
+    # In this thread: a rollup costs the kernel tens of microseconds a process (a
+    # page-table walk), less than handing it to another thread (bench/HISTORY.md)
+    for pid, got in map(one, dict.fromkeys(pids)):
+        if isinstance(got, PagewalkError):
+            if explicit:
+                raise got
+            (passed_over if isinstance(got, NoSuchProcess) else skipped)[pid] = str(got)
+        elif got.swap:
+            return None
+        else:
+            rows.append(got)
+        if progress is not None:
+            progress(1)
+    rows.sort(key=lambda u: (-(getattr(u, sort) or 0), u.name))
+    return Report("process", rows, _rollup_total(rows), probes.pfn_visible(), skipped, source="smaps_rollup"), \
+        passed_over
+
+
+def _rollup_row(pid: int) -> Usage:
+    """One process's row from its smaps_rollup (:func:`measure_one` says which fields)."""
     from ..kernel.smaps import rollup
 
     sums = rollup(pid)
-    command, user, _ = _identity(pid)
+    command, user, _ = _identity(pid, cgroup=False)
     huge = sum(sums.get(k, 0) for k in ("AnonHugePages", "ShmemPmdMapped", "FilePmdMapped"))
-    row = Usage(str(pid), 1, sums["Rss"], sums["Pss"], sums.get("Private_Clean", 0) + sums.get("Private_Dirty", 0),
-                sums.get("Swap", 0), sums.get("SwapPss", 0), huge, pid, command, user)
-    total = row._replace(name="total", pid=None, command=None, user=None)
-    return Report("process", [row], total, probes.pfn_visible(), {}, source="smaps_rollup")
+    return Usage(str(pid), 1, sums["Rss"], sums["Pss"], sums.get("Private_Clean", 0) + sums.get("Private_Dirty", 0),
+                 sums.get("Swap", 0), sums.get("SwapPss", 0), huge, pid, command, user)
+
+
+def _rollup_total(rows: list[Usage]) -> Usage:
+    """The total of rows from smaps_rollup (no shared memory in swap to count once)."""
+    return Usage("total", len(rows), *(sum(getattr(u, f) for u in rows) for f in
+                                       ("rss", "pss", "uss", "swap", "swap_pss", "huge")), None, None, None)
 
 
 def measure(pids: Iterable[int], *, by: str = "process", sort: str = "pss", explicit: bool = True,
@@ -389,14 +438,16 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
     return [g.usage(name, single) for name, g in groups.items()]
 
 
-def _identity(pid: int) -> tuple[str, str, str]:
-    """Command name, user name and memory cgroup of a process."""
+def _identity(pid: int, cgroup: bool = True) -> tuple[str, str, str]:
+    """Command name, user name and memory cgroup of a process (``?`` without ``cgroup``)."""
     command = procfs.command_name(pid)
     uid = procfs.owner_uid(pid)
     try:
         user = "?" if uid is None else pwd.getpwuid(uid).pw_name
     except KeyError:  # a UID without a name
         user = str(uid)
+    if not cgroup:
+        return command, user, "?"
     cgroup = "?"
     for entry in procfs.read_cgroup(pid):
         if "memory" in entry.controllers:

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.usage import gather, measure_one
+    from ..analysis.usage import gather, measure_one, measure_rollups
     from ..kernel.procfs import all_pids
     from ..output import usage as out
 
@@ -46,22 +46,30 @@ def run(args) -> int:
         sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
         return 0
     progress = Progress("usage", len(pids) if not explicit else 0, "processes")
+    # One named PID fails as in every command; several are taken as ps takes
+    # them: those that cannot be read are named in a note
+    strict = explicit and len(pids) == 1
     try:
-        # One named PID fails as in every command; several are taken as ps takes
-        # them: those that cannot be read are named in a note
-        gathered = gather(pids, explicit=explicit and len(pids) == 1, progress=progress.advance)
+        # by process, the kernel's sums serve where no process has swap; else every page is read
+        summed = measure_rollups(pids, sort=args.sort, explicit=strict, progress=progress.advance) \
+            if args.by == "process" else None
+        if summed is None:
+            progress.restart()
+            gathered = gather(pids, explicit=strict, progress=progress.advance)
+            report = gathered.report(args.by, args.sort)
+            read, why = {p.pid for p in gathered.collected}, {**gathered.passed_over, **gathered.skipped}
+        else:
+            report, passed_over = summed
+            read, why = {u.pid for u in report.rows}, {**passed_over, **report.skipped}
     finally:
         progress.close()
     if explicit:
-        read = {p.pid for p in gathered.collected}
-        why = {**gathered.passed_over, **gathered.skipped}
         left_out = {pid: why[pid] for pid in pids if pid not in read}
         if not read:
             raise PagewalkError("; ".join(left_out.values()))
         if left_out:
             _common.warn(f"note: {len(left_out)} of the {len(pids)} processes named could not be read, left out: "
                          + "; ".join(left_out.values()))
-    report = gathered.report(args.by, args.sort)
     if not report.pfn_visible and report.source == "pagemap":
         _common.warn("note: frames are hidden from this user: PSS and USS come from smaps_rollup where it "
                      "is readable; elsewhere PSS is '-' (null) and USS counts pages with pagemap's exclusive "

@@ -33,6 +33,11 @@ class Progress:
         if self.bar is not None:
             self.bar.advance(self.task, n)
 
+    def restart(self) -> None:
+        """Start the bar again from 0 (the work begins anew another way)."""
+        if self.bar is not None:
+            self.bar.reset(self.task, total=self.total)
+
     def close(self) -> None:
         """Remove the bar (nothing when there is none); closing twice does nothing."""
         if self.bar is not None:
