@@ -221,6 +221,9 @@ def test_file_cache_includes_the_partial_last_page_and_each_file_of_a_directory(
         listed = sum(int(line.split("\t")[2], 16) for line in r.stdout.split("\n\n")[0].splitlines()[1:])
         assert listed == 7  # 6 + 1: every file its own range (page-types would walk 1 page of each)
         assert f"{d}\tInode: " in r.stdout and "Modify: " in r.stdout
+        # the summary alone is counted without numpy (a histogram in C), the walk with it: one answer
+        summary, walked = types_json("-f", d, "-r"), types_json("-f", d, "-r", "-a", "0,")
+        assert summary == walked and summary["total"]["pages"] == 7
 
 
 def test_bad_input_is_one_line_with_the_contract_status():

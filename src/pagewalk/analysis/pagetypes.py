@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Batch", "Options", "parse_addr_range", "cgroup_inode", "TypesCounter", "Frames", "walk_machine",
-    "walk_process", "count_process", "walk_file"
+    "walk_process", "count_process", "walk_file", "count_file"
 ]
 
 
@@ -325,6 +325,40 @@ def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pag
     being read, and were read back, are named in a note appended to ``notes``."""
     import numpy as np
 
+    for page, cached_bytes, entry_bytes in _file_chunks(path, ranges, self_pagemap, notes):
+        cached = np.frombuffer(cached_bytes, dtype=bool)  # (bytes of 0 and 1)
+        entries = np.frombuffer(entry_bytes, dtype=np.uint64)
+        present = (entries & np.uint64(PM_PRESENT)) != 0
+        pfns = entries & np.uint64(PM_PFRAME_MASK)
+        keep = np.flatnonzero(cached & present & (pfns > 0))
+        if len(keep):
+            yield frames.batch((page + keep).astype(np.uint64), pfns[keep], entries[keep])
+
+
+def count_file(path: str, frames: Frames, counter: TypesCounter, self_pagemap, notes: list[str]) -> None:
+    """Count the page-cache pages of one regular file that :func:`walk_file` yields into
+    ``counter`` (every page, the summary only), with no numpy, as :func:`count_process`
+    counts a process's."""
+    from .. import native
+    from ..runs import byte_runs
+
+    hist: dict[tuple[int, int, int, int], int] = {}
+    cgroup_fd = frames.cgroup.fd if frames.cgroup is not None else -1
+    for _, cached, entries in _file_chunks(path, [], self_pagemap, notes):
+        segments = [(a, b - a) for a, b in byte_runs(cached)]
+        try:
+            native.frame_histogram(entries, frames.flags.fd, cgroup_fd, SWAP_TYPE_BITS, PTE_MARKER_GUARD, hist,
+                                   segments)
+        except OSError as exc:
+            raise frames.flags.read_error(exc) from None
+    counter.add_histogram(hist)
+
+
+def _file_chunks(path: str, ranges: list[tuple[int, int]], self_pagemap, notes: list[str]
+                 ) -> Iterator[tuple[int, bytes, bytes]]:
+    """``(first page, cached, pagemap entries)`` of the file's chunks
+    (:func:`pagewalk.kernel.pagecache.cached_frames`) over ``ranges`` (default: every
+    page); the note on pages read back is appended to ``notes`` at the end."""
     from ..kernel.pagecache import cached_frames, file_pages, open_file, read_back_note
 
     fd = open_file(path)
@@ -333,16 +367,9 @@ def walk_file(path: str, frames: Frames, ranges: list[tuple[int, int]], self_pag
         size_pages = file_pages(os.fstat(fd).st_size)
         for first, count in ranges or [(0, size_pages)]:
             count = min(count, max(0, size_pages - first))
-            for page, cached_bytes, entry_bytes, chunk_read_back in cached_frames(fd, first, count, path,
-                                                                                     self_pagemap):
+            for page, cached, entries, chunk_read_back in cached_frames(fd, first, count, path, self_pagemap):
                 read_back += chunk_read_back
-                cached = np.frombuffer(cached_bytes, dtype=bool)  # (bytes of 0 and 1)
-                entries = np.frombuffer(entry_bytes, dtype=np.uint64)
-                present = (entries & np.uint64(PM_PRESENT)) != 0
-                pfns = entries & np.uint64(PM_PFRAME_MASK)
-                keep = np.flatnonzero(cached & present & (pfns > 0))
-                if len(keep):
-                    yield frames.batch((page + keep).astype(np.uint64), pfns[keep], entries[keep])
+                yield page, cached, entries
     finally:
         os.close(fd)
     if read_back:

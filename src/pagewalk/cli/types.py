@@ -57,12 +57,9 @@ def run(args) -> int:
         raise InvalidArgument("--json prints the summary; lists (-l, -L) are text only")
 
     from ..analysis.pagetypes import Frames, Options, TypesCounter, cgroup_inode, parse_addr_range
-    from ..kernel.idle import IdleMarker
     from ..kernel.pagemap import PAGE_SIZE
-    from ..kernel.probes import reuse_freed_memory
     from ..output import types as render
 
-    reuse_freed_memory()
     options = Options(raw=args.raw, filters=[fl.parse_bits(e) for e in args.bits],
                       cgroup=cgroup_inode(args.cgroup) if args.cgroup else None, list_mode=args.list_mode,
                       list_cgroup=args.list_cgroup, list_mapcnt=args.list_mapcnt,
@@ -70,7 +67,11 @@ def run(args) -> int:
     pid = _parse_pid(args.pid) if args.pid is not None else None
     out = sys.stdout.buffer
     frames = Frames(options, args.kpageflags)
-    idle = IdleMarker() if args.mark_idle else None
+    idle = None
+    if args.mark_idle:
+        from ..kernel.idle import IdleMarker
+
+        idle = IdleMarker()
     lister = None
     if options.list_mode:
         from ..output.types_list import Lister
@@ -80,11 +81,11 @@ def run(args) -> int:
     try:
         if lister:
             out.write(lister.header().encode())
-        if pid is not None and not (lister or idle or options.ranges or args.kpageflags):
-            _count_process(pid, frames, counter)  # the everyday case: no numpy
-        else:
+        if pid is None and args.file is None or lister or idle or options.ranges or args.kpageflags:
             for batch in _walk(args, pid, options, frames):
                 counter.add(batch)
+        else:  # the summary of a process or a file, the everyday case: no numpy
+            _count(args, pid, frames, counter)
         if lister:
             lister.flush()
     finally:
@@ -106,6 +107,9 @@ def run(args) -> int:
 
 def _walk(args, pid, options, frames):
     from ..analysis.pagetypes import walk_file, walk_machine, walk_process
+    from ..kernel.probes import reuse_freed_memory
+
+    reuse_freed_memory()  # the walks' numpy temporaries: kept on the heap for reuse
 
     if pid is not None:
         with _process(pid) as proc:
@@ -136,12 +140,24 @@ def _walk(args, pid, options, frames):
             progress.close()
 
 
-def _count_process(pid, frames, counter) -> None:
-    from ..analysis.pagetypes import count_process
+def _count(args, pid, frames, counter) -> None:
+    """Count a process's or the files' pages without numpy (a summary, no lists)."""
+    from ..analysis.pagetypes import count_file, count_process
 
-    with _process(pid) as proc:
-        count_process(proc, frames, counter)
-        _common.process_notes(proc)
+    if pid is not None:
+        with _process(pid) as proc:
+            count_process(proc, frames, counter)
+            _common.process_notes(proc)
+        return
+    from ..kernel.pagecache import regular_files
+    from ..kernel.pagemap import PagemapFile
+
+    with PagemapFile(os.getpid()) as own:
+        for path, _ in regular_files(args.file):
+            notes: list[str] = []
+            count_file(path, frames, counter, own, notes)
+            for note in notes:
+                _common.warn(note)
 
 
 def _process(pid: int):

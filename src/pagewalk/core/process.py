@@ -25,7 +25,6 @@ from ..kernel.pagemap import PAGE_SHIFT, PAGE_SIZE, PM_PFRAME_MASK, PagemapFile
 from ..kernel.procfs import thread_group
 from ..runs import merge_runs, paint, runs_of
 from .states import known_sum, rss_pages, zero_by_kpageflags
-from .translate import Translation, translate
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from ..kernel.shmem import ShmemSwapResult
     from .counting import CountsReport, MappingCounts
     from .pagetable import PageTable
+    from .translate import Translation
 
 __all__ = ["Process"]
 
@@ -255,6 +255,8 @@ class Process:
         :class:`Translation` an address, in order; raises what :meth:`mappings` raises."""
         vaddrs = [int(v) for v in vaddrs]
         mappings = self.mappings()
+        from .translate import translate  # (v2p's path, not the page walks')
+
         return translate(self._pagemap(), mappings, vaddrs, pfn_visible=self.pfn_visible,
                          zero_pages=self._zero_pages, shmem_pages=self._shmem_pages)
 

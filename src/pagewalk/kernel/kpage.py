@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 from ..errors import InvalidArgument, PagewalkError, Unsupported
 from ..runs import runs_of
-from .infile import NotRegularFile, open_regular
 from .oserrors import cannot_read, from_oserror
 from .pagemap import PFN_LIMIT
 from .u64file import ENTRY_BYTES, U64File, read_entries_into
@@ -71,6 +70,8 @@ class KpageFile(U64File):
             if path is None:
                 self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             else:
+                from .infile import NotRegularFile, open_regular  # (a saved copy only: types -F)
+
                 try:
                     # looked at before it is opened: a device or FIFO has no end to find
                     # (/dev/zero reads forever), and opening one may do something
