@@ -141,3 +141,16 @@ def test_frame_histogram_raises_oserror_where_a_read_fails():
     raw = np.array([(1 << 63) | 5], dtype=np.uint64)
     with pytest.raises(OSError):
         native.frame_histogram(raw, -1, -1, SWAP_TYPE_BITS, PTE_MARKER_GUARD, {})
+
+
+def test_find_frames_finds_present_entries_of_the_frames_asked_inside_the_segments():
+    from array import array
+
+    present = 1 << 63
+    raw = np.array([present | 5, present | 9, 9, (1 << 62) | 5, present | 5, present | 7], dtype=np.uint64)
+    targets = array("Q", [5, 9])
+    assert native.find_frames(raw, targets, [(0, 6)]) == [0, 1, 4]  # not the swap entry, not an empty one
+    assert native.find_frames(raw, targets, [(1, 2), (4, 1)]) == [1, 4]
+    assert native.find_frames(raw, array("Q"), [(0, 6)]) == []
+    with pytest.raises(IndexError):
+        native.find_frames(raw, targets, [(5, 2)])

@@ -56,7 +56,7 @@ _EXPORTS = {
     "measure": ("analysis.usage", "measure"), "Usage": ("analysis.usage", "Usage"),
     "UsageReport": ("analysis.usage", "Report"),
     "shared_frames": ("analysis.sharing", "shared_frames"), "SharedReport": ("analysis.sharing", "SharedReport"),
-    "who_maps": ("analysis.sharing", "who_maps"), "WhoReport": ("analysis.sharing", "WhoReport"),
+    "who_maps": ("analysis.who", "who_maps"), "WhoReport": ("analysis.who", "WhoReport"),
     "file_residency": ("analysis.files", "file_residency"), "FileResidency": ("analysis.files", "FileResidency"),
     # over time
     "Snapshot": ("analysis.snapshot", "Snapshot"), "diff_snapshots": ("analysis.diff", "diff"),

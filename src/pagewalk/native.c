@@ -618,11 +618,73 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(find_frames_doc,
+"find_frames(raw, targets, segments)\n"
+"--\n\n"
+"Where frames are mapped (pagewalk who): the indices of the entries of raw (a\n"
+"buffer of u64 pagemap entries) inside segments ((first entry, entries) pairs)\n"
+"that are present with a PFN in targets (a buffer of sorted u64 PFNs).");
+
+static PyObject *find_frames(PyObject *self, PyObject *args)
+{
+    Py_buffer raw = {0}, targets = {0};
+    PyObject *segments_obj, *flat = NULL, *result = NULL;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*O", &raw, &targets, &segments_obj))
+        return NULL;
+    const uint64_t *entry = raw.buf, *pfn = targets.buf;
+    Py_ssize_t total = raw.len / 8, ntargets = targets.len / 8;
+    flat = PySequence_Fast(segments_obj, "segments must be a sequence of (first, entries) pairs");
+    if (flat == NULL || (result = PyList_New(0)) == NULL)
+        goto done;
+    for (Py_ssize_t s = 0; s < PySequence_Fast_GET_SIZE(flat); s++) {
+        Py_ssize_t first, count;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(flat, s), "nn", &first, &count)) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        if (first < 0 || count < 0 || first > total || count > total - first) {
+            PyErr_SetString(PyExc_IndexError, "a segment reaches past the entries");
+            Py_CLEAR(result);
+            goto done;
+        }
+        for (Py_ssize_t i = first; i < first + count; i++) {
+            if (!(entry[i] & PM_PRESENT))
+                continue;
+            uint64_t frame = entry[i] & PM_PFRAME_MASK;
+            Py_ssize_t lo = 0, hi = ntargets;  /* binary search: a few frames asked, many pages */
+            while (lo < hi) {
+                Py_ssize_t mid = (lo + hi) / 2;
+                if (pfn[mid] < frame)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < ntargets && pfn[lo] == frame) {
+                PyObject *index = PyLong_FromSsize_t(i);
+                if (index == NULL || PyList_Append(result, index) < 0) {
+                    Py_XDECREF(index);
+                    Py_CLEAR(result);
+                    goto done;
+                }
+                Py_DECREF(index);
+            }
+        }
+    }
+done:
+    Py_XDECREF(flat);
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&targets);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"count_entries", count_entries, METH_VARARGS, count_entries_doc},
     {"frame_histogram", frame_histogram, METH_VARARGS, frame_histogram_doc},
     {"find_entry", find_entry, METH_VARARGS, find_entry_doc},
     {"frame_runs", frame_runs, METH_VARARGS, frame_runs_doc},
+    {"find_frames", find_frames, METH_VARARGS, find_frames_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -638,7 +700,7 @@ PyMODINIT_FUNC PyInit_native(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    PyObject *all = Py_BuildValue("[ssss]", "count_entries", "frame_histogram", "find_entry", "frame_runs");
+    PyObject *all = Py_BuildValue("[sssss]", "count_entries", "frame_histogram", "find_entry", "frame_runs", "find_frames");
     if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
         Py_XDECREF(all);
         Py_DECREF(m);

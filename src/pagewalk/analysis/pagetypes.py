@@ -306,7 +306,7 @@ def count_process(process, frames: Frames, counter: TypesCounter) -> None:
     hist: dict[tuple[int, int, int, int], int] = {}
     cgroup_fd = frames.cgroup.fd if frames.cgroup is not None else -1
     maps = process.mappings()
-    for raw, segments in process.populated_entries(maps):
+    for raw, segments, _ in process.populated_entries(maps):
         try:
             native.frame_histogram(raw, frames.flags.fd, cgroup_fd, SWAP_TYPE_BITS, PTE_MARKER_GUARD, hist, segments)
         except OSError as exc:

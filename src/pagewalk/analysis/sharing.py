@@ -1,98 +1,34 @@
-"""Frames seen from the processes: who maps a frame, and which frames processes share.
+"""Frames seen from the processes: which frames processes share (who maps a given
+frame: :mod:`pagewalk.analysis.who`).
 
-Both walk each process's resident pages once (:meth:`Process.resident_table`:
-with PAGEMAP_SCAN only populated ranges are read) and compare PFNs with numpy.
-Both need visible PFNs (CAP_SYS_ADMIN).
+It walks each process's resident pages once (:meth:`Process.resident_table`:
+with PAGEMAP_SCAN only populated ranges are read) and compares PFNs with numpy.
+It needs visible PFNs (CAP_SYS_ADMIN).
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from ..core.process import Process
-from ..core.states import zero_by_kpageflags
-from ..errors import AccessDenied, InvalidArgument, PagewalkError
-from ..kernel import probes, procfs
-from ..kernel.kpage import KPAGECOUNT, KPAGEFLAGS, KpageFile
+from ..errors import InvalidArgument
 from ..kernel.maps import mapping_index
+from .who import require_frames
 
-__all__ = ["Hit", "WhoReport", "who_maps", "SharedReport", "shared_frames"]
+__all__ = ["SharedReport", "shared_frames"]
 
-Hit = namedtuple("Hit", "pfn pid command vaddr mapping")
-
-
-class WhoReport(namedtuple("WhoReport", "hits mapcounts zero_frames")):
-    """``hits``: ``Hit(pfn, pid, command, vaddr, mapping)`` for every (process, virtual
-    address in bytes) found mapping a frame, sorted by PFN, PID and address; ``mapcounts``: each frame's map count from ``/proc/kpagecount``;
-    ``zero_frames``: the asked frames that are the shared zero page or part of the
-    huge zero page, whose map count the kernel does not keep (it reads 0)."""
-
-    __slots__ = ()
 Pair = namedtuple("Pair", "pid_a mapping_a pid_b mapping_b pages")
 
 
-def _require_frames(what: str) -> None:
-    if not probes.pfn_visible():
-        raise AccessDenied("/proc/PID/pagemap", msg=f"{what} compares physical frames, which the kernel hides "
-                                                    "from this user: run as root (CAP_SYS_ADMIN)")
-
-
-def _frames_of(process, with_zero: bool = False) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+def _frames_of(process) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
     """(PFNs, virtual addresses, the mappings, each page's mapping index) of the
-    present pages that hold memory of their own (the zero page left out unless
-    ``with_zero``)."""
+    present pages that hold memory of their own (the zero page left out)."""
     table = process.resident_table()
     maps = table.mappings
-    keep = table.present if with_zero else table.resident
-    vaddr = table.vaddr[keep]
-    index = mapping_index(maps, vaddr)
-    return table.pfn[keep], vaddr, maps, index
-
-
-def who_maps(pfns: Iterable[int], pids: Iterable[int], progress: Callable[[int], None] | None = None
-             ) -> WhoReport:
-    """Every (process, virtual address) that maps one of ``pfns``, each PFN's map
-    count from ``/proc/kpagecount``, and which PFNs are zero pages.  The walk stops
-    early once as many mappings were found as the map counts promise; a zero page
-    promises none (its map count reads 0), so with one asked every process is read.
-    Processes that cannot be read (kernel threads, gone, refused) are passed over;
-    ``progress(1)`` is called after each process looked at.
-
-    Returns a :class:`WhoReport`.  Raises :class:`AccessDenied` where this user cannot
-    see PFNs (CAP_SYS_ADMIN; fs/proc/task_mmu.c ``pagemap_open``) or read the kpage
-    files, :class:`InvalidArgument` for a PFN beyond the end of memory."""
-    _require_frames("who")
-    targets = np.unique(np.asarray(list(pfns), dtype=np.int64))
-    with KpageFile(KPAGEFLAGS) as flags:
-        end = flags.end_pfn()
-        beyond = targets[targets >= end]
-        if len(beyond):
-            raise InvalidArgument(f"PFN {int(beyond[0]):#x} is beyond the end of memory (the last PFN is {end - 1:#x})")
-        zero = targets[zero_by_kpageflags(flags.read(targets.astype(np.uint64)))]  # the huge zero page's too
-    with KpageFile(KPAGECOUNT) as count:
-        mapcounts = dict(zip(targets.tolist(), count.read(targets.astype(np.uint64)).tolist()))
-    expected = sum(mapcounts.values()) if not len(zero) else 0  # 0: no early stop
-    hits: list[Hit] = []
-    for pid in pids:
-        if expected and len(hits) >= expected:
-            break
-        try:
-            with Process(pid) as proc:
-                pfn, vaddr, maps, index = _frames_of(proc, with_zero=bool(len(zero)))
-                found = np.flatnonzero(np.isin(pfn, targets))
-                command = procfs.command_name(pid)
-                hits += [Hit(int(pfn[k]), pid, command, int(vaddr[k]), maps[int(index[k])].label())
-                         for k in found.tolist()]
-        except PagewalkError:
-            pass  # kernel threads, processes gone or refused: nothing of theirs can be seen
-        finally:
-            if progress is not None:
-                progress(1)
-    hits.sort(key=lambda h: (h.pfn, h.pid, h.vaddr))
-    return WhoReport(hits, mapcounts, frozenset(zero.tolist()))
+    vaddr = table.vaddr[table.resident]
+    return table.pfn[table.resident], vaddr, maps, mapping_index(maps, vaddr)
 
 
 class SharedReport(namedtuple("SharedReport", "pairs per_process frames changed")):
@@ -113,7 +49,7 @@ def shared_frames(pids: list[int]) -> SharedReport:
     where this user cannot see PFNs (CAP_SYS_ADMIN; fs/proc/task_mmu.c ``pagemap_open``),
     :class:`InvalidArgument` for fewer than two different PIDs, and what
     :meth:`pagewalk.Process.resident_table` raises for each PID."""
-    _require_frames("shared")
+    require_frames("shared")
     if len(set(pids)) < 2:
         raise InvalidArgument("shared needs at least two different PIDs")
     per: list[tuple[int, np.ndarray, np.ndarray, list]] = []

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.sharing import who_maps
+    from ..analysis.who import who_maps
     from ..kernel.pagemap import PAGE_SHIFT
     from ..kernel.procfs import all_pids
 

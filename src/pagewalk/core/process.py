@@ -102,14 +102,16 @@ class Process:
         scanner = self._scanner()
         return None if scanner is None else reading.ResidentRead(self._pagemap(), scanner, self.mappings())
 
-    def populated_entries(self, maps: Sequence[Mapping]) -> Iterator[tuple[memoryview, list[tuple[int, int]] | None]]:
+    def populated_entries(self, maps: Sequence[Mapping]
+                          ) -> Iterator[tuple[memoryview, list[tuple[int, int]], list[int]]]:
         """The raw pagemap entries (u64, native order; no numpy) of every populated
         page of ``maps`` (present, or with a swap entry or marker), and maybe of some
-        empty ones: ``(entries, segments)`` pairs, ``segments`` saying which
-        ``(first entry, entries)`` of them belong to ``maps`` (None: all).  With
-        PAGEMAP_SCAN only the populated runs are read (the mappings it skips are read
-        whole); without it every entry.  A buffer is valid until the next pair.
-        Raises :class:`ProcessGone` if the process exits."""
+        empty ones: ``(entries, segments, vpns)``, ``segments`` saying which
+        ``(first entry, entries)`` of them belong to ``maps`` and ``vpns`` the virtual
+        page number of each segment's first page.  With PAGEMAP_SCAN only the
+        populated runs are read (the mappings it skips are read whole); without it
+        every entry.  A buffer is valid until the next triple.  Raises
+        :class:`ProcessGone` if the process exits."""
         from . import reading  # (the numpy paths' planners: not on v2p's start-up path)
 
         pagemap = self._pagemap()
@@ -117,7 +119,7 @@ class Process:
         scanner = self._scanner()
         if scanner is not None:
             read = reading.read_resident(pagemap, scanner, maps)
-            yield memoryview(read.entries), read.run_segments()
+            yield (memoryview(read.entries), *read.run_segments())
             rest = [m for m in rest if m.scan_skips]
         buf = memoryview(bytearray(reading.PAGES_PER_READ * 8))
         for m in rest:
@@ -125,7 +127,7 @@ class Process:
             while vpn < end:
                 want = min(reading.PAGES_PER_READ, end - vpn)
                 got = pagemap.read_into(buf[: want * 8], vpn)
-                yield buf[: got * 8], None
+                yield buf[: got * 8], [(0, got)], [vpn]
                 if got < want:
                     break  # the end of user space
                 vpn += want

@@ -147,15 +147,16 @@ class ResidentRead:
             view = memoryview(self.entries)[at * 8 : (at + b - a) * 8]
             pagemap.read_into(view, (self.base >> PAGE_SHIFT) + a)
 
-    def run_segments(self) -> list[tuple[int, int]]:
+    def run_segments(self) -> tuple[list[tuple[int, int]], list[int]]:
         """Where the runs' entries lie in :attr:`entries`: ``(first entry, entries)``
         pairs, the runs cut to the mappings the walk covered (not the entries of the
         holes read across between runs, nor of mappings the walk skips, which a span
-        may reach into)."""
+        may reach into), and the virtual page number of each one's first page."""
         maps = [m for m in self.mappings if not m.is_vsyscall and not m.scan_skips]
         covers = merge_runs([(m.start - self.base) >> PAGE_SHIFT for m in maps],
                             [(m.end - self.base) >> PAGE_SHIFT for m in maps])
         out: list[tuple[int, int]] = []
+        vpns: list[int] = []
         j = k = at = 0  # the first cover not below the run; the span holding it, and where its entries start
         for a, b in zip(self.lo, self.hi):
             while j < len(covers) and covers[j][1] <= a:
@@ -169,7 +170,8 @@ class ResidentRead:
                         at += self.spans[k][1] - self.spans[k][0]
                         k += 1
                     out.append((at + first - self.spans[k][0], end - first))
-        return out
+                    vpns.append((self.base >> PAGE_SHIFT) + first)
+        return out, vpns
 
     def scan_and_read(self) -> ResidentRead:
         """:meth:`scan`, then :meth:`read_pending`; returns this read."""

@@ -109,6 +109,25 @@ class KpageFile(U64File):
         readers that read it themselves (:func:`pagewalk.native.frame_histogram`)."""
         return _translate(exc, self.path, None)
 
+    def values(self, pfns: set[int]) -> dict[int, int]:
+        """The entries of a few ``pfns`` as {pfn: value}, with no numpy: one read per
+        group of nearby PFNs; PFNs past the end of memory left out.  Raises
+        :class:`PagewalkError`."""
+        ordered = sorted(pfns)
+        out: dict[int, int] = {}
+        i = 0
+        try:
+            for first, last in runs_of(ordered, 512):
+                data = os.pread(self.fd, (last - first + 1) * ENTRY_BYTES, first * ENTRY_BYTES)
+                got = struct.unpack(f"<{len(data) // ENTRY_BYTES}Q", data)
+                while i < len(ordered) and ordered[i] <= last:
+                    if ordered[i] - first < len(got):
+                        out[ordered[i]] = got[ordered[i] - first]
+                    i += 1
+        except OSError as exc:
+            raise self.read_error(exc) from None
+        return out
+
     def read_range(self, first_pfn: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
         """Entries ``first_pfn .. first_pfn + count - 1`` as a uint64 array (in ``out``
         where given; fewer at the end of memory).  Raises :class:`PagewalkError`."""
@@ -319,21 +338,11 @@ def _translate(exc: OSError, path: str, name: str | None) -> PagewalkError:
 
 
 def read_kpageflags(pfns: set[int]) -> dict[int, int] | None:
-    """Flags of the given PFNs from /proc/kpageflags as {pfn: flags}: one open, one
-    read per group of nearby PFNs; PFNs past the end of memory left out.  None when
-    the file cannot be read (it is root's only).  No numpy."""
-    ordered = sorted(pfns)
-    out: dict[int, int] = {}
-    i = 0
+    """Flags of the given PFNs from /proc/kpageflags as {pfn: flags}
+    (:meth:`KpageFile.values`); None when the file cannot be read (it is root's
+    only).  No numpy."""
     try:
-        with open("/proc/kpageflags", "rb", buffering=0) as f:
-            for first, last in runs_of(ordered, 512):
-                data = os.pread(f.fileno(), (last - first + 1) * 8, first * 8)
-                values = struct.unpack(f"<{len(data) // 8}Q", data)
-                while i < len(ordered) and ordered[i] <= last:
-                    if ordered[i] - first < len(values):
-                        out[ordered[i]] = values[ordered[i] - first]
-                    i += 1
-    except OSError:
+        with KpageFile(KPAGEFLAGS) as f:
+            return f.values(pfns)
+    except PagewalkError:
         return None
-    return out

@@ -3,9 +3,10 @@ and JSON."""
 
 from __future__ import annotations
 
-import json
-
-from ..analysis.sharing import Hit, SharedReport
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from ..analysis.sharing import SharedReport
+    from ..analysis.who import Hit
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable, unicode_text
 from .humanize import human_bytes
@@ -23,6 +24,8 @@ def shared_json(report: SharedReport) -> str:
                          for pid, n in report.per_process.items()],
            "frames": report.frames, "bytes": report.frames * PAGE_SIZE,
            "changed": [{"pid": pid, "mappings": n} for pid, n in report.changed.items()]}
+    import json  # (here: json imports re, which the tables do not need)
+
     return json.dumps(doc, indent=1) + "\n"
 
 
@@ -42,6 +45,8 @@ def shared_text(report: SharedReport) -> str:
 
 def who_json(hits: list[Hit]) -> str:
     """``who --json``: every (frame, process, address, mapping) found."""
+    import json
+
     return json.dumps([{**h._asdict(), "command": unicode_text(h.command), "mapping": unicode_text(h.mapping)}
                        for h in hits], indent=1) + "\n"
 
