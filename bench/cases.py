@@ -48,6 +48,22 @@ QUICK_WORKLOADS = ["4g", "res"]
 NEEDS_MIB = {"4g": 4096 + 1024}
 
 
+def modules_of(*command: str) -> list[str]:
+    """The modules of pagewalk and the standard library that ``pagewalk COMMAND...``
+    imports beyond what ``python -c pass`` has, run in-process once."""
+    code = ("import sys, os\nbefore = set(sys.modules)\nfrom pagewalk.cli import main\n"
+            "os.dup2(os.open(os.devnull, os.O_WRONLY), 1)\nmain(sys.argv[1:])\n"
+            "print(' '.join(sorted(m for m in set(sys.modules) - before if not m.startswith('_'))), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True)
+    return done.stderr.split()
+
+
+def first_address(pid: int) -> int:
+    """The start of the process's first mapping."""
+    with open(f"/proc/{pid}/maps") as f:
+        return int(f.readline().split("-")[0], 16)
+
+
 def running_family(processes: int, mib: int):
     """A parent and ``processes - 1`` forked children sharing ``mib`` MiB of private
     memory (each child with 16 pages of its own); all killed, as a process group."""
@@ -231,6 +247,10 @@ class Bench:
                 self.note(f"{label}: smem is not installed (Debian package smem): its rows are left out")
             (pw,) = timed_commands([[self.pagewalk, "maps", str(big)]], self.runs)
             self.add(ratio_row(label, "maps PID (200 MB process) vs python -c pass", pw, py_s, 2))
+            # the floor under every everyday command: Python importing what maps imports, and no more
+            (imports,) = timed_commands([[sys.executable, "-c", "import " + ", ".join(modules_of("maps", str(big)))]],
+                                        self.runs)
+            self.add(ratio_row(label, "floor: importing maps' modules, no work, vs python -c pass", imports, py_s))
             libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6")
             if os.path.exists(libc):
                 pw, fc = timed_commands([[self.pagewalk, "file", libc], [fincore, libc] if fincore else py],
@@ -238,6 +258,16 @@ class Bench:
                 self.add(ratio_row(label, "file (libc, 2 MB) vs python -c pass", pw, py_s, 2))
                 if fincore:
                     self.add(ratio_row(label, "file (libc, 2 MB) vs fincore", pw, fc))
+                if page_types:
+                    pw, pt = timed_commands([[self.pagewalk, "types", "-f", libc], [page_types, "-f", libc]],
+                                            self.runs)
+                    self.add(ratio_row(label, "types -f (libc) vs page-types -f", pw, pt))
+            pfn = subprocess.run([self.pagewalk, "v2p", "--json", str(big), hex(first_address(big))],
+                                 capture_output=True, text=True, check=True).stdout
+            pfn = json.loads(pfn)[0]["pfn"]
+            if pfn is not None:
+                (pw,) = timed_commands([[self.pagewalk, "who", "--pfn", hex(pfn)]], self.runs)
+                self.add(ratio_row(label, "who (one frame, every process) vs python -c pass", pw, py_s))
 
     def fork_family(self, label: str, processes: int, mib: int) -> None:
         """usage --all against smem, with the family's PSS totals compared."""
