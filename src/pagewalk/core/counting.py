@@ -160,6 +160,13 @@ class BatchCounter:
             self._lengths.append(entries)
         self._fill += entries
 
+    def commit_many(self, mapping_indices: list[int], entries: list[int]) -> None:
+        """:meth:`commit` of consecutive shares of the last :meth:`reserve`d room at once:
+        ``entries[k]`` entries for the mapping ``mapping_indices[k]``."""
+        self._segments += mapping_indices
+        self._lengths += entries
+        self._fill += sum(entries)
+
     def flush(self) -> None:
         """Count the entries buffered so far into the table and empty the buffer."""
         n, segments, lengths = self._fill, self._segments, self._lengths
