@@ -83,16 +83,15 @@ WHY_MISSED = {
         "scan_ioctl counts present pages from the ioctl's list of runs, a few calls for a dense "
         "process. `maps` also needs `exclusive` per mapping, and PAGEMAP_SCAN has no category for it, "
         "so pagewalk reads the pagemap entry of every present page (raw_read's in-process time, in the "
-        "row below, is that floor); with 10,000 mappings, parsing maps and building 10,000 rows in "
-        "Python adds about 5 us a mapping. Closing it needs an exclusive category in the kernel, or "
-        "`counts()` without `exclusive` (scan only), or the per-mapping work in C."),
+        "row below, is that floor; the counting itself is C, 0.2 ms for 54,000 entries); with 10,000 "
+        "mappings, parsing maps and building 10,000 rows in Python adds about 4 us a mapping. Closing it "
+        "needs an exclusive category in the kernel, or `counts()` without `exclusive` (scan only), or "
+        "maps parsed in C."),
     "maps vs raw_read + import numpy": (
-        "pagewalk starts Python and numpy (the baseline) plus its own modules and argparse (about 10 ms), "
-        "then counts at about raw_read's speed (see the in-process rows); with 10,000 mappings the "
-        "per-mapping Python work (parsing maps, one row each) costs more than raw_read's whole run. "
-        "Closing it needs the per-mapping work out of Python (a compiled helper) or a lighter start-up "
-        "than the interpreter gives."),
-    "snapshot vs 2 x maps": (
+        "only with 10,000 mappings: maps imports no numpy, but its per-mapping Python work (parsing "
+        "10,000 lines at about 1.4 us each, a row each, printing 10,000 rows) costs more than raw_read's "
+        "whole run. Closing it needs maps parsed and the table rendered in C."),
+    "snapshot vs 2 x maps + import numpy": (
         "besides the pagemap entries that maps reads (a snapshot reads them while numpy imports), a snapshot "
         "reads the kpageflags of every present frame (70 to 200 ns each in the kernel, more for scattered "
         "frames; a million frames here, spread over a thread per CPU; map counts only where pagemap's "
@@ -109,20 +108,32 @@ WHY_MISSED = {
         "sums from smaps_rollup for every process, each take more than half of smem's time. What would close "
         "it: more CPUs (the reads spread over threads), or a kernel interface that returns PFNs or map counts "
         "without a per-page walk."),
-    # issue 15 (everyday speed): the start-up cost these rows measure is what that issue removes
+    # issue 15 (everyday speed): what is left is Python's start and its imports
     "types -p (200 MB process) vs page-types -p": (
-        "the fixed cost: pagewalk imports numpy (about 90 ms here, against 10 ms for python -c pass) before "
-        "it reads a page, while the kernel's own work for a process of a few hundred MB is a few "
-        "milliseconds. Closing it: no numpy on this path below a size where numpy wins (a compiled core or "
-        "the standard library's C-speed pieces), as issue 15 sets out."),
-    "types -p (sleep, 2 MB) vs python -c pass": "numpy's import, as for the 200 MB process: the reads are microseconds.",
-    "usage PID (200 MB process)": "numpy's import, as for types -p; and smaps_rollup has the sums a PID needs.",
+        "page-types is a C program that starts in 1 ms; pagewalk starts Python (8 ms) and imports its "
+        "modules (the floor row: Python importing what maps imports takes about 1.9 times Python's "
+        "start) before it reads a page. The reads themselves take about 6 ms: 54,000 frames' flags read "
+        "in PFN order from C (4 ms; page-types reads them one pread a page in about 10 ms) and the "
+        "pagemap entries. Closing it: fewer modules on the path (merging modules across the layers), "
+        "or a start-up the interpreter does not give (a frozen executable, a resident server)."),
+    "types -p (sleep, 2 MB) vs python -c pass": "Python importing pagewalk's modules: the reads are microseconds.",
+    "usage PID (200 MB process)": "Python's start and imports; the kernel's sums (smaps_rollup) are one read.",
     "usage --all (this machine's processes)": (
-        "numpy's import, as for types -p, then a kpagecount read of every shared frame."),
-    "maps PID (200 MB process)": "numpy's import, as for types -p: the reads take a few milliseconds.",
+        "smaps_rollup of each process, or the page walk where some process has swap; see the family's rows."),
+    "maps PID (200 MB process)": (
+        "the floor row (Python importing maps' modules, no work) is about 1.9 times Python's start; the "
+        "reads and the C counting add about 2 ms, and pip's generated `pagewalk` script imports `re` "
+        "(about 2 ms) before pagewalk runs (`python -m pagewalk` does not). Closing it: fewer modules "
+        "on the path, or a start-up the interpreter does not give."),
     "maps vs raw_read + python -c pass": (
-        "numpy's import and the per-mapping Python work (parsing 10,000 lines, a row each) on top of the reads."),
-    "file (libc, 2 MB) vs python -c pass": "as for types -p: numpy's import is most of the time.",
+        "the per-mapping Python work (parsing 10,000 maps lines, a row each, printing 10,000 rows) on "
+        "top of the reads; the counting is C. Closing it: maps parsed and the table rendered in C."),
+    "file (libc, 2 MB) vs python -c pass": (
+        "as for maps PID: Python importing pagewalk's modules; mincore, the loads and the frames' flags "
+        "take about a millisecond."),
+    "v2p (1 address) vs python -c pass": (
+        "Python importing the modules of one translation (about 8 ms over its start); the reads are "
+        "microseconds. Closing it: fewer modules on the path."),
 }
 
 

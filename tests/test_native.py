@@ -154,3 +154,35 @@ def test_find_frames_finds_present_entries_of_the_frames_asked_inside_the_segmen
     assert native.find_frames(raw, array("Q"), [(0, 6)]) == []
     with pytest.raises(IndexError):
         native.find_frames(raw, targets, [(5, 2)])
+
+
+def test_hostile_arguments_are_refused_not_obeyed():
+    """Arguments no caller passes (found by a review with ASan): refused with an
+    exception, never read past a buffer or looped on."""
+    from array import array
+
+    sel = bytes(512 * 8 * 8)
+    table = bytearray(8 * 10 * 2)
+    with pytest.raises(ValueError):  # lengths whose sum overflows
+        native.count_entries(table, bytes(8), [0, 1], [1 << 32, (1 << 63) - (1 << 32) + 1], sel, None, 5, 0, [])
+    with pytest.raises(ValueError):  # a swap type past the kinds table
+        native.count_entries(table, ((1 << 62) | 255).to_bytes(8, "little"), [0], [1], sel, bytes(64), 8, 0, [])
+    with pytest.raises(ValueError):  # entries not on an 8-byte boundary
+        native.find_entry(memoryview(bytes(16))[1:9], 1, 1)
+    raw = np.array([1 << 63], dtype=np.uint64)
+    for bad in ([[0, 1]], [(0,)], [("0", 1)], [(-1, 1)]):
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            native.find_frames(raw, array("Q", [0]), bad)
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            native.frame_histogram(raw, -1, -1, SWAP_TYPE_BITS, PTE_MARKER_GUARD, {}, bad)
+
+
+def test_a_short_file_reads_as_zeros_and_ends(tmp_path):
+    """A saved copy that ends inside an entry: that entry reads as 0 (no endless re-read)."""
+    path = tmp_path / "flags"
+    path.write_bytes(b"\x01" * 20)  # entries 0 and 1 whole, entry 2 cut short
+    with open(path, "rb") as f:
+        raw = np.array([(1 << 63) | 1, (1 << 63) | 2], dtype=np.uint64)
+        counts: dict = {}
+        native.frame_histogram(raw, f.fileno(), -1, SWAP_TYPE_BITS, PTE_MARKER_GUARD, counts)
+    assert counts == {(0, 0x0101010101010101, 256, 0): 1, (0, 0, 256, 0): 1}

@@ -66,13 +66,15 @@ static int sequence_of_ints(PyObject *obj, const char *what, Py_ssize_t **out, P
     return 0;
 }
 
-/* Inclusive (first, last) PFN ranges, as a flat array of 2 * n. */
-static int pfn_ranges(PyObject *obj, uint64_t **out, Py_ssize_t *n)
+/* Pairs of non-negative ints from a sequence of 2-tuples, as a flat array of 2 * n:
+ * copied into a tuple first (the caller's list cannot change under us), and only
+ * exact ints taken (no __index__ runs Python code mid-parse). */
+static int int_pairs(PyObject *obj, const char *what, uint64_t **out, Py_ssize_t *n)
 {
-    PyObject *seq = PySequence_Fast(obj, "zero_ranges must be a sequence of (first, last) pairs");
+    PyObject *seq = PySequence_Tuple(obj);
     if (seq == NULL)
         return -1;
-    *n = PySequence_Fast_GET_SIZE(seq);
+    *n = PyTuple_GET_SIZE(seq);
     *out = PyMem_Malloc((*n ? *n : 1) * 2 * sizeof(uint64_t));
     if (*out == NULL) {
         Py_DECREF(seq);
@@ -80,16 +82,50 @@ static int pfn_ranges(PyObject *obj, uint64_t **out, Py_ssize_t *n)
         return -1;
     }
     for (Py_ssize_t i = 0; i < *n; i++) {
-        unsigned long long lo, hi;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "KK", &lo, &hi)) {
-            PyMem_Free(*out);
-            Py_DECREF(seq);
-            return -1;
+        PyObject *pair = PyTuple_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyLong_Check(PyTuple_GET_ITEM(pair, 0))
+            || !PyLong_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_Format(PyExc_TypeError, "%s must be (int, int) pairs", what);
+            goto fail;
         }
-        (*out)[2 * i] = lo;
-        (*out)[2 * i + 1] = hi;
+        for (int k = 0; k < 2; k++) {
+            (*out)[2 * i + k] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(pair, k));
+            if ((*out)[2 * i + k] == (uint64_t)-1 && PyErr_Occurred()) {
+                PyErr_Format(PyExc_ValueError, "%s must be pairs of non-negative 64-bit ints", what);
+                goto fail;
+            }
+        }
     }
     Py_DECREF(seq);
+    return 0;
+fail:
+    PyMem_Free(*out);
+    *out = NULL;
+    Py_DECREF(seq);
+    return -1;
+}
+
+/* (first entry, entries) pairs of a buffer of total entries, checked to lie inside it. */
+static int segment_pairs(PyObject *obj, Py_ssize_t total, uint64_t **out, Py_ssize_t *n)
+{
+    if (int_pairs(obj, "segments", out, n) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < *n; i++)
+        if ((*out)[2 * i] > (uint64_t)total || (*out)[2 * i + 1] > (uint64_t)total - (*out)[2 * i]) {
+            PyErr_SetString(PyExc_IndexError, "a segment reaches past the entries");
+            PyMem_Free(*out);
+            *out = NULL;
+            return -1;
+        }
+    return 0;
+}
+
+/* Whether a buffer's memory holds aligned u64s (else ValueError). */
+static int aligned(const Py_buffer *b, const char *what)
+{
+    if (((uintptr_t)b->buf & 7) == 0 || b->len == 0)  /* (an empty one is never read) */
+        return 1;
+    PyErr_Format(PyExc_ValueError, "%s must be 8-byte aligned", what);
     return 0;
 }
 
@@ -128,7 +164,9 @@ static PyObject *count_entries(PyObject *self, PyObject *args)
         goto done;
     if (sequence_of_ints(lengths_obj, "lengths must be a sequence", &lengths, &nlen) < 0)
         goto done;
-    if (pfn_ranges(zero_obj, &zero, &nzero) < 0)
+    if (int_pairs(zero_obj, "zero_ranges", &zero, &nzero) < 0)
+        goto done;
+    if (!aligned(&table, "table") || !aligned(&raw, "raw") || !aligned(&sel, "sel"))
         goto done;
     if (nseg != nlen) {
         PyErr_SetString(PyExc_ValueError, "segments and lengths differ in length");
@@ -138,12 +176,8 @@ static PyObject *count_entries(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "sel must hold 512 x 8 int64");
         goto done;
     }
-    if (kind.buf != NULL && kind.len != 64) {
-        PyErr_SetString(PyExc_ValueError, "kind must hold 64 bytes");
-        goto done;
-    }
-    if (type_bits > 8) {
-        PyErr_SetString(PyExc_ValueError, "type_bits must be at most 8");
+    if (type_bits > 8 || (kind.buf != NULL && ((Py_ssize_t)2 << type_bits) > kind.len)) {
+        PyErr_SetString(PyExc_ValueError, "type_bits must be at most 8, and kind hold 2 << type_bits bytes");
         goto done;
     }
     Py_ssize_t rows = table.len / (COLUMNS * 8), total = 0;
@@ -152,11 +186,11 @@ static PyObject *count_entries(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_IndexError, "segment row out of the table, or a negative length");
             goto done;
         }
+        if (lengths[s] > raw.len / 8 - total) {  /* (checked before adding: no overflow) */
+            PyErr_SetString(PyExc_ValueError, "lengths add up to more entries than raw holds");
+            goto done;
+        }
         total += lengths[s];
-    }
-    if (total > raw.len / 8) {
-        PyErr_SetString(PyExc_ValueError, "lengths add up to more entries than raw holds");
-        goto done;
     }
 
     const uint64_t *entry = raw.buf;
@@ -200,8 +234,7 @@ done:
     PyBuffer_Release(&table);
     PyBuffer_Release(&raw);
     PyBuffer_Release(&sel);
-    if (kind.buf != NULL)
-        PyBuffer_Release(&kind);
+    PyBuffer_Release(&kind);  /* (safe on the zeroed buffer of kind None) */
     PyMem_Free(segments);
     PyMem_Free(lengths);
     PyMem_Free(zero);
@@ -222,6 +255,10 @@ static PyObject *find_entry(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "y*KK", &raw, &mask, &value))
         return NULL;
+    if (!aligned(&raw, "raw")) {
+        PyBuffer_Release(&raw);
+        return NULL;
+    }
     const uint64_t *entry = raw.buf;
     Py_ssize_t n = raw.len / 8;
     for (Py_ssize_t i = 0; i < n; i++)
@@ -300,8 +337,8 @@ static int read_frames(int fd, uint64_t first_pfn, size_t n, uint64_t *out)
                 continue;
             return -1;
         }
-        if (r == 0)
-            break;
+        if (r < 8)
+            break;  /* the end (a saved file may end inside an entry: that one reads as 0) */
         got += (size_t)r / 8;
     }
     memset(out + got, 0, (n - got) * 8);
@@ -402,7 +439,8 @@ static PyObject *frame_histogram(PyObject *self, PyObject *args)
     unsigned long long marker_guard;
     PyObject *counts, *segments_obj = Py_None;
     FrameWalk w = {0};
-    Py_ssize_t *bounds = NULL, nbounds = 0;
+    uint64_t *bounds = NULL;
+    Py_ssize_t nbounds = 0;
     PyObject *result = NULL;
     int failed = 0, saved_errno = 0;
 
@@ -416,38 +454,16 @@ static PyObject *frame_histogram(PyObject *self, PyObject *args)
         goto done;
     }
     if (segments_obj == Py_None) {
-        bounds = PyMem_Malloc(2 * sizeof(Py_ssize_t));
+        bounds = PyMem_Malloc(2 * sizeof(uint64_t));
         if (bounds == NULL) {
             PyErr_NoMemory();
             goto done;
         }
-        bounds[0] = 0, bounds[1] = total, nbounds = 2;
-    } else {
-        PyObject *flat = PySequence_Fast(segments_obj, "segments must be a sequence of (first, entries) pairs");
-        if (flat == NULL)
-            goto done;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(flat);
-        bounds = PyMem_Malloc((n ? 2 * n : 1) * sizeof(Py_ssize_t));
-        if (bounds == NULL) {
-            Py_DECREF(flat);
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(flat, i), "nn", &bounds[2 * i], &bounds[2 * i + 1])) {
-                Py_DECREF(flat);
-                goto done;
-            }
-            if (bounds[2 * i] < 0 || bounds[2 * i + 1] < 0 || bounds[2 * i] > total
-                || bounds[2 * i + 1] > total - bounds[2 * i]) {
-                Py_DECREF(flat);
-                PyErr_SetString(PyExc_IndexError, "a segment reaches past the entries");
-                goto done;
-            }
-        }
-        nbounds = 2 * n;
-        Py_DECREF(flat);
-    }
+        bounds[0] = 0, bounds[1] = (uint64_t)total, nbounds = 1;
+    } else if (segment_pairs(segments_obj, total, &bounds, &nbounds) < 0)
+        goto done;
+    if (!aligned(&raw, "raw"))
+        goto done;
     w.keys = malloc(BLOCK * sizeof(uint64_t));
     w.pfns = malloc(BLOCK * sizeof(uint64_t));
     w.flags = malloc(BLOCK * sizeof(uint64_t));
@@ -460,8 +476,8 @@ static PyObject *frame_histogram(PyObject *self, PyObject *args)
     const uint64_t *entry = raw.buf;
     uint64_t type_mask = (1ULL << type_bits) - 1;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t b = 0; b < nbounds && !failed; b += 2) {
-        const uint64_t *e = entry + bounds[b], *end = e + bounds[b + 1];
+    for (Py_ssize_t b = 0; b < nbounds && !failed; b++) {
+        const uint64_t *e = entry + bounds[2 * b], *end = e + bounds[2 * b + 1];
         for (; e < end; e++) {
             uint64_t frame = *e & PM_PFRAME_MASK;
             uint32_t top = (uint32_t)(*e >> TOP_SHIFT);
@@ -561,6 +577,8 @@ static PyObject *frame_runs(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*ii", &raw, &keep, &flags_fd, &count_fd))
         return NULL;
     size_t total = (size_t)raw.len / 8, n = 0;
+    if (!aligned(&raw, "raw"))
+        goto done;
     if ((size_t)keep.len != total) {
         PyErr_SetString(PyExc_ValueError, "keep must hold a byte for each entry");
         goto done;
@@ -628,28 +646,22 @@ PyDoc_STRVAR(find_frames_doc,
 static PyObject *find_frames(PyObject *self, PyObject *args)
 {
     Py_buffer raw = {0}, targets = {0};
-    PyObject *segments_obj, *flat = NULL, *result = NULL;
+    PyObject *segments_obj, *result = NULL;
+    uint64_t *bounds = NULL;
+    Py_ssize_t nbounds = 0;
 
     (void)self;
     if (!PyArg_ParseTuple(args, "y*y*O", &raw, &targets, &segments_obj))
         return NULL;
     const uint64_t *entry = raw.buf, *pfn = targets.buf;
     Py_ssize_t total = raw.len / 8, ntargets = targets.len / 8;
-    flat = PySequence_Fast(segments_obj, "segments must be a sequence of (first, entries) pairs");
-    if (flat == NULL || (result = PyList_New(0)) == NULL)
+    if (!aligned(&raw, "raw") || !aligned(&targets, "targets") || segment_pairs(segments_obj, total, &bounds,
+                                                                                 &nbounds) < 0)
         goto done;
-    for (Py_ssize_t s = 0; s < PySequence_Fast_GET_SIZE(flat); s++) {
-        Py_ssize_t first, count;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(flat, s), "nn", &first, &count)) {
-            Py_CLEAR(result);
-            goto done;
-        }
-        if (first < 0 || count < 0 || first > total || count > total - first) {
-            PyErr_SetString(PyExc_IndexError, "a segment reaches past the entries");
-            Py_CLEAR(result);
-            goto done;
-        }
-        for (Py_ssize_t i = first; i < first + count; i++) {
+    if ((result = PyList_New(0)) == NULL)
+        goto done;
+    for (Py_ssize_t s = 0; s < nbounds; s++) {
+        for (uint64_t i = bounds[2 * s]; i < bounds[2 * s] + bounds[2 * s + 1]; i++) {
             if (!(entry[i] & PM_PRESENT))
                 continue;
             uint64_t frame = entry[i] & PM_PFRAME_MASK;
@@ -662,7 +674,7 @@ static PyObject *find_frames(PyObject *self, PyObject *args)
                     hi = mid;
             }
             if (lo < ntargets && pfn[lo] == frame) {
-                PyObject *index = PyLong_FromSsize_t(i);
+                PyObject *index = PyLong_FromSsize_t((Py_ssize_t)i);
                 if (index == NULL || PyList_Append(result, index) < 0) {
                     Py_XDECREF(index);
                     Py_CLEAR(result);
@@ -673,7 +685,7 @@ static PyObject *find_frames(PyObject *self, PyObject *args)
         }
     }
 done:
-    Py_XDECREF(flat);
+    PyMem_Free(bounds);
     PyBuffer_Release(&raw);
     PyBuffer_Release(&targets);
     return result;

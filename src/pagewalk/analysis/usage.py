@@ -18,6 +18,7 @@ part lack the bit although mapped once).
 
 from __future__ import annotations
 
+import functools
 import pwd
 from collections import namedtuple
 from collections.abc import Iterable
@@ -334,6 +335,16 @@ def _collect(proc, visible: bool, shmem_cache: dict | None = None) -> _Pages:
                   len(table.changed_mappings))
 
 
+@functools.lru_cache(maxsize=256)
+def _user_name(uid: int | None) -> str:
+    """The name of ``uid`` (``?`` for None), looked up once: each lookup reads the
+    passwd database, and 200 processes are mostly a few users."""
+    try:
+        return "?" if uid is None else pwd.getpwuid(uid).pw_name
+    except KeyError:  # a UID without a name
+        return str(uid)
+
+
 def _read_smaps(pid: int) -> dict:
     """smaps' Rss and Swap per mapping; a process whose pagemap was just read but
     whose smaps cannot be read has exited."""
@@ -441,11 +452,7 @@ def _group(collected: list[_Pages], pss_parts: list, uss_parts: list, by: str) -
 def _identity(pid: int, cgroup: bool = True) -> tuple[str, str, str]:
     """Command name, user name and memory cgroup of a process (``?`` without ``cgroup``)."""
     command = procfs.command_name(pid)
-    uid = procfs.owner_uid(pid)
-    try:
-        user = "?" if uid is None else pwd.getpwuid(uid).pw_name
-    except KeyError:  # a UID without a name
-        user = str(uid)
+    user = _user_name(procfs.owner_uid(pid))
     if not cgroup:
         return command, user, "?"
     cgroup = "?"
