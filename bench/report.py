@@ -92,13 +92,14 @@ WHY_MISSED = {
         "10,000 lines at about 1.4 us each, a row each, printing 10,000 rows) costs more than raw_read's "
         "whole run. Closing it needs maps parsed and the table rendered in C."),
     "snapshot vs 2 x maps + import numpy": (
-        "besides the pagemap entries that maps reads (a snapshot reads them while numpy imports), a snapshot "
-        "reads the kpageflags of every present frame (70 to 200 ns each in the kernel, more for scattered "
-        "frames; a million frames here, spread over a thread per CPU; map counts only where pagemap's "
-        "exclusive bit does not settle them), and compresses the columns; it usually lands at 0.9 to 0.96, "
-        "so a miss is this VM's noise (fresh memory that the host must fault in costs up to 2 ms a MiB). "
-        "Closing it for good: recording frame flags only on request, or a kernel that reads those files "
-        "faster."),
+        "the yardstick moved, the snapshot did not: until issue 15 `maps` imported numpy, so the anchor "
+        "(twice maps plus writing the file) held two numpy imports, and a snapshot took 0.9 of it; `maps` "
+        "now imports none and this anchor holds one. A snapshot writes numpy's npz and needs it; besides "
+        "the pagemap entries that maps reads (read while numpy imports), it reads the kpageflags of every "
+        "present frame (70 to 200 ns each in the kernel; a million frames here, spread over a thread per "
+        "CPU; map counts only where pagemap's exclusive bit does not settle them), and compresses the "
+        "columns. Closing it: recording frame flags only on request, or reading them in C in PFN order as "
+        "types -p does."),
     "usage --all vs smem": (
         "smem reads /proc/PID/smaps, where the kernel sums each mapping's pages itself; usage follows "
         "procrank's method, as the issue asks: it reads the 8-byte pagemap entry of every resident page (over "
