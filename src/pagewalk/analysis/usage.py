@@ -1,4 +1,6 @@
-"""RSS, PSS, USS and swap per process, from pagemap and kpagecount (procrank's way).
+"""RSS, PSS, USS and swap per process: the kernel's own sums (smaps_rollup) where
+they are exact (:func:`measure_one`, :func:`measure_rollups`), else from pagemap and
+kpagecount, procrank's way (:func:`gather`), which the two agree on.
 
 A present page that is not the zero page and not hugetlb adds a page to RSS;
 with map count n it adds page_size / n to PSS (in smaps' fixed point, 12

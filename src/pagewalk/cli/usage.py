@@ -17,10 +17,13 @@ def add_parser(sub) -> None:
     from ..analysis.choices import GROUPINGS, SORT_FIELDS
 
     p = sub.add_parser("usage", help="RSS, PSS, USS and swap per process (procrank, smem)",
-                       description="Memory per process from pagemap and /proc/kpagecount: RSS (resident), PSS "
-                                   "(shared pages divided among their mappers), USS (pages mapped only once) "
-                                   "and swap. No PID and --all both mean every process. Without root, USS comes "
-                                   "from the exclusive bit and PSS from smaps_rollup where readable.")
+                       description="Memory per process: RSS (resident), PSS (shared pages divided among their "
+                                   "mappers), USS (pages mapped only once) and swap. One row a process comes from "
+                                   "the kernel's sums (smaps_rollup) where no process has swap; groups, and "
+                                   "processes with swap, from pagemap and /proc/kpagecount (procrank's way: a "
+                                   "shared-memory page in swap counts once in a total). No PID and --all both mean "
+                                   "every process. Without root, USS comes from the exclusive bit and PSS from "
+                                   "smaps_rollup where readable.")
     p.add_argument("pids", metavar="PID", nargs="*", help="processes to measure (default: all)")
     p.add_argument("--all", action="store_true", help="every process")
     p.add_argument("--sort", default="pss", choices=SORT_FIELDS, help="largest first (default pss)")

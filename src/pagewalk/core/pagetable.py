@@ -1,4 +1,5 @@
-"""Pagemap entries decoded with numpy: per-page arrays and per-range counts.
+"""Pagemap entries decoded with numpy: per-page arrays (``maps``' per-mapping counts are
+:mod:`pagewalk.core.counting`, in C; tests/test_native.py proves both agree).
 
 Everything here is vectorised: no Python loop runs per page.  Meanings follow
 the kernel's ``pte_to_pagemap_entry`` (see :mod:`pagewalk.kernel.pagemap`):
