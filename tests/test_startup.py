@@ -1,4 +1,5 @@
-"""Start-up stays light: v2p of one address loads no numpy."""
+"""Start-up stays light: the everyday commands load no numpy (issue 15), plain command
+lines no argparse."""
 
 from __future__ import annotations
 
@@ -16,6 +17,29 @@ def test_v2p_does_not_import_numpy(specimen):
     r = subprocess.run([sys.executable, "-c", code, str(specimen.pid), hex(addr)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stdout
+
+
+def test_everyday_commands_import_neither_numpy_nor_argparse(specimen, tmp_path):
+    """maps, usage (one process and several), types -p and -f, file, who, v2p and
+    doctor on an everyday process answer with the compiled core and the standard
+    library: no numpy, and no argparse for a plain command line.  (Lists, the whole
+    machine, dumps and snapshots are bulk work: numpy.)"""
+    import json
+    import os
+
+    addr = specimen.run("a = mmap(64); write(a, 64); result = a")
+    pid = str(specimen.pid)
+    library = tmp_path / "lib"
+    library.write_bytes(b"x" * 3 * 4096)
+    lines = [["maps", pid], ["usage", pid], ["usage", pid, str(os.getpid())], ["types", "-p", pid],
+             ["types", "-f", str(library)], ["file", str(library)], ["v2p", pid, hex(addr)], ["doctor"],
+             ["who", "--pfn", "0x1"]]
+    code = ("import sys, json, os\nfrom pagewalk.cli import main\nos.dup2(os.open(os.devnull, os.O_WRONLY), 1)\n"
+            "rc = main(json.loads(sys.argv[1]))\n"
+            "print('HEAVY', [m for m in ('numpy', 'argparse') if m in sys.modules], rc, file=sys.stderr)\n")
+    for line in lines:
+        r = subprocess.run([sys.executable, "-c", code, json.dumps(line)], capture_output=True, text=True)
+        assert "HEAVY [] 0" in r.stderr, (line, r.stderr[-2000:])
 
 
 def test_help_does_not_import_numpy():
