@@ -42,22 +42,37 @@
 static const int SEL_COLUMN[SEL_FIELDS] = {1, 2, 3, 4, 5, 6, 7, 9};
 enum { COL_PAGES = 0, COL_GUARD = 6, COL_SWAPPED = 7, COL_ZERO = 8 };
 
-static int sequence_of_ints(PyObject *obj, const char *what, Py_ssize_t **out, Py_ssize_t *n)
+/* The items of a sequence, copied into a tuple (a caller's list cannot change under
+ * us while they are read), and room for item_bytes a item; NULL with an exception set. */
+static PyObject *items_and_room(PyObject *obj, size_t item_bytes, void **out, Py_ssize_t *n)
 {
-    PyObject *seq = PySequence_Fast(obj, what);
+    PyObject *seq = PySequence_Tuple(obj);
     if (seq == NULL)
-        return -1;
-    *n = PySequence_Fast_GET_SIZE(seq);
-    *out = PyMem_Malloc((*n ? *n : 1) * sizeof(Py_ssize_t));
+        return NULL;
+    *n = PyTuple_GET_SIZE(seq);
+    *out = PyMem_Malloc((*n ? (size_t)*n : 1) * item_bytes);
     if (*out == NULL) {
         Py_DECREF(seq);
         PyErr_NoMemory();
-        return -1;
+        return NULL;
     }
+    return seq;
+}
+
+/* A sequence of ints (exact ints: no __index__ runs Python code mid-parse). */
+static int sequence_of_ints(PyObject *obj, Py_ssize_t **out, Py_ssize_t *n)
+{
+    PyObject *seq = items_and_room(obj, sizeof(Py_ssize_t), (void **)out, n);
+    if (seq == NULL)
+        return -1;
     for (Py_ssize_t i = 0; i < *n; i++) {
-        (*out)[i] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, i));
-        if ((*out)[i] == -1 && PyErr_Occurred()) {
+        PyObject *item = PyTuple_GET_ITEM(seq, i);
+        (*out)[i] = PyLong_Check(item) ? PyLong_AsSsize_t(item) : -1;
+        if ((*out)[i] == -1 && (PyErr_Occurred() || !PyLong_Check(item))) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "segments and lengths must be sequences of ints");
             PyMem_Free(*out);
+            *out = NULL;
             Py_DECREF(seq);
             return -1;
         }
@@ -66,21 +81,12 @@ static int sequence_of_ints(PyObject *obj, const char *what, Py_ssize_t **out, P
     return 0;
 }
 
-/* Pairs of non-negative ints from a sequence of 2-tuples, as a flat array of 2 * n:
- * copied into a tuple first (the caller's list cannot change under us), and only
- * exact ints taken (no __index__ runs Python code mid-parse). */
+/* Pairs of non-negative ints from a sequence of 2-tuples, as a flat array of 2 * n. */
 static int int_pairs(PyObject *obj, const char *what, uint64_t **out, Py_ssize_t *n)
 {
-    PyObject *seq = PySequence_Tuple(obj);
+    PyObject *seq = items_and_room(obj, 2 * sizeof(uint64_t), (void **)out, n);
     if (seq == NULL)
         return -1;
-    *n = PyTuple_GET_SIZE(seq);
-    *out = PyMem_Malloc((*n ? *n : 1) * 2 * sizeof(uint64_t));
-    if (*out == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return -1;
-    }
     for (Py_ssize_t i = 0; i < *n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(seq, i);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyLong_Check(PyTuple_GET_ITEM(pair, 0))
@@ -160,9 +166,7 @@ static PyObject *count_entries(PyObject *self, PyObject *args)
         return NULL;
     if (kind_obj != Py_None && PyObject_GetBuffer(kind_obj, &kind, PyBUF_SIMPLE) < 0)
         goto done;
-    if (sequence_of_ints(segments_obj, "segments must be a sequence", &segments, &nseg) < 0)
-        goto done;
-    if (sequence_of_ints(lengths_obj, "lengths must be a sequence", &lengths, &nlen) < 0)
+    if (sequence_of_ints(segments_obj, &segments, &nseg) < 0 || sequence_of_ints(lengths_obj, &lengths, &nlen) < 0)
         goto done;
     if (int_pairs(zero_obj, "zero_ranges", &zero, &nzero) < 0)
         goto done;
