@@ -184,6 +184,17 @@ def test_meminfo():
     text = "MemTotal:       16315340 kB\nMemFree:          812344 kB\nMemAvailable:    9123456 kB\nHugePages_Total: 0\n"
     assert procfs.parse_meminfo(text) == procfs.Meminfo(available_bytes=9123456 << 10, free_bytes=812344 << 10)
     assert procfs.parse_meminfo("MemFree: 10 kB\n") == procfs.Meminfo(None, 10240)
+    assert procfs.parse_meminfo_fields(text + "Hugepagesize:       2048 kB\nbogus\n") == {
+        "MemTotal": 16315340 << 10, "MemFree": 812344 << 10, "MemAvailable": 9123456 << 10, "HugePages_Total": 0,
+        "Hugepagesize": 2048 << 10}
+
+
+def test_zoneinfo_free_pages():
+    text = ("Node 0, zone      DMA\n  per-node stats\n      nr_inactive_anon 103763\n  pages free     3840\n"
+            "      nr_free_pages 3840\nNode 0, zone   Normal\n  pages free     2858779\n"
+            "      nr_free_pages 2858779\n      nr_free_cma  0\n")
+    assert procfs.parse_zoneinfo_free(text) == 3840 + 2858779
+    assert procfs.parse_zoneinfo_free("") == 0
 
 
 def test_swaps():

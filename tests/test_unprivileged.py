@@ -157,3 +157,17 @@ def test_unprivileged_swap_of_write_protected_pages_is_unknown_not_zero():
         status, out, err = run_as(NOBODY, ["v2p", str(s.pid), hex(swapped_page), "--json"])
         answer = json.loads(out)[0]
         assert answer["swapped"] is None and "needs CAP_SYS_ADMIN" in answer["state"]
+
+
+def test_ram_without_root_gives_meminfo_and_says_the_uses_are_unknown():
+    """kpageflags is root's only: ``ram`` shows the kernel's totals alone, the uses
+    unknown (null), and one note why; never zeros."""
+    import json
+
+    status, out, err = run_as(NOBODY, ["ram", "--json"])
+    assert status == 0, err
+    doc = json.loads(out)
+    assert doc["uses"] is None and doc["frames"] == 0
+    assert all(r["frames"] is None and r["within_target"] is None for r in doc["reconciled"])
+    assert doc["meminfo_after"]["MemTotal"] > 0
+    assert "root's only" in err and err.count("\n") == 1

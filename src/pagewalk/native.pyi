@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from typing_extensions import Buffer
 
-__all__ = ["count_entries", "frame_histogram", "find_entry", "frame_runs", "find_frames"]
+__all__ = ["count_entries", "frame_histogram", "find_entry", "frame_runs", "find_frames", "value_counts"]
 
 def count_entries(table: Buffer, raw: Buffer, segments: Sequence[int], lengths: Sequence[int], sel: Buffer,
                   kind: Buffer | None, type_bits: int, marker_guard: int,
@@ -16,3 +16,4 @@ def frame_histogram(raw: Buffer, flags_fd: int, cgroup_fd: int, type_bits: int, 
 def find_entry(raw: Buffer, mask: int, value: int) -> int: ...
 def frame_runs(raw: Buffer, keep: Buffer, flags_fd: int, count_fd: int) -> list[tuple[int, int, int, int]]: ...
 def find_frames(raw: Buffer, targets: Buffer, segments: Sequence[tuple[int, int]]) -> list[int]: ...
+def value_counts(raw: Buffer, counts: dict[int, int]) -> None: ...

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # the order of --help: a command imports its own module only, not the fifteen others.
 COMMANDS = {"maps": "maps", "dump": "dump", "v2p": "v2p", "translate": "v2p", "types": "types", "usage": "usage",
             "who": "who", "shared": "shared", "file": "files", "snapshot": "snapshot", "diff": "diff", "wss": "wss",
-            "watch": "watch", "picture": "picture", "exporter": "exporter", "doctor": "doctor"}
+            "watch": "watch", "picture": "picture", "ram": "ram", "exporter": "exporter", "doctor": "doctor"}
 
 
 def command_module(name: str):

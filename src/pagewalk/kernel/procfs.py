@@ -20,7 +20,8 @@ __all__ = [
     "command_name", "parse_comm", "command_line", "parse_cmdline", "read_text", "ProcStat", "parse_stat",
     "proc_stat", "is_zombie", "proc_start_time", "execed", "gone_during", "owner_uid", "all_pids",
     "ProcStatus", "parse_status", "read_status", "parse_statm", "read_statm", "thread_group", "CgroupEntry",
-    "parse_cgroup", "read_cgroup", "Meminfo", "parse_meminfo", "read_meminfo", "SwapDevice", "parse_swaps",
+    "parse_cgroup", "read_cgroup", "Meminfo", "parse_meminfo", "read_meminfo", "parse_meminfo_fields",
+    "meminfo_fields", "parse_zoneinfo_free", "zone_free_pages", "SwapDevice", "parse_swaps",
     "swap_devices", "open_fd_count"
 ]
 
@@ -254,6 +255,37 @@ def read_meminfo() -> Meminfo:
     cannot be read (it always can)."""
     with open("/proc/meminfo", "rb") as f:
         return parse_meminfo(os.fsdecode(f.read()))
+
+
+def parse_meminfo_fields(text: str) -> dict[str, int]:
+    """Every field of ``/proc/meminfo``'s text: ``N kB`` fields in bytes, the others
+    (``HugePages_Total`` and its kin: counts of huge pages) as they are."""
+    out = {}
+    for line in text.split("\n"):
+        key, _, value = line.partition(":")
+        words = value.split()
+        if key and words and words[0].isdigit():
+            out[key] = int(words[0]) << 10 if words[1:] == ["kB"] else int(words[0])
+    return out
+
+
+def meminfo_fields() -> dict[str, int]:
+    """``/proc/meminfo`` decoded whole (:func:`parse_meminfo_fields`).  Raises OSError
+    where it cannot be read (it always can)."""
+    with open("/proc/meminfo", "rb") as f:
+        return parse_meminfo_fields(os.fsdecode(f.read()))
+
+
+def parse_zoneinfo_free(text: str) -> int:
+    """The free pages of every zone in ``/proc/zoneinfo``'s text (``nr_free_pages``,
+    mm/vmstat.c ``zoneinfo_show_print``): what the zones' buddy allocators hold."""
+    return sum(int(line.split()[1]) for line in text.split("\n") if line.split()[:1] == ["nr_free_pages"])
+
+
+def zone_free_pages() -> int | None:
+    """:func:`parse_zoneinfo_free` of ``/proc/zoneinfo``; None where unreadable."""
+    text = read_text("/proc/zoneinfo")
+    return None if text is None else parse_zoneinfo_free(text)
 
 
 class SwapDevice(namedtuple("SwapDevice", "filename kind size_bytes used_bytes priority")):
