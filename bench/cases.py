@@ -219,6 +219,9 @@ class Bench:
                                      ["dd", "if=/proc/kpageflags", "of=/dev/null", "bs=1M", "status=none"],
                                      [sys.executable, "-c", "pass"]], self.runs)
         self.add(ratio_row(label, "types (whole machine) vs dd bs=1M + python -c pass", pw, dd + py, 1))
+        self.log(f"{label}: ram vs types (whole machine), {self.runs} runs")
+        ram, types = timed_commands([[self.pagewalk, "ram"], [self.pagewalk, "types"]], self.runs)
+        self.add(ratio_row(label, "ram vs types (whole machine)", ram, types, 1.5))
 
     def everyday(self, label: str) -> None:
         """The processes people inspect most (a few MB to a few hundred): whole-command
