@@ -203,6 +203,22 @@ def _run(*cmd: str) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
+def hugetlb_pool(extra: int):
+    """``extra`` more 2 MiB hugetlb pages in the pool for the block; the pool's size
+    restored afterwards."""
+    knob = "/proc/sys/vm/nr_hugepages"
+    with open(knob) as f:
+        saved = f.read().strip()
+    try:
+        with open(knob, "w") as f:
+            f.write(str(int(saved) + extra))
+        yield
+    finally:
+        with open(knob, "w") as f:
+            f.write(saved)
+
+
+@contextlib.contextmanager
 def swap_file(size_mib: int = 64):
     """A temporary swap file, enabled; always disabled and deleted afterwards.
     Skips the test (with the reason) where no candidate filesystem takes it."""

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import cli, requires_root
+from conftest import cli, hugetlb_pool, requires_root
 from specimen import PAGE
 
 from pagewalk.core import frames as fr
@@ -102,12 +102,7 @@ def test_hugetlb_pages_are_hugetlb_and_add_up_to_the_pool(specimen):
     and the hugetlb use equals the pool meminfo reports (every frame of it, used or free)."""
     from pagewalk.analysis.ram import walk_ram
 
-    knob = "/proc/sys/vm/nr_hugepages"
-    with open(knob) as f:
-        saved = f.read().strip()
-    try:
-        with open(knob, "w") as f:
-            f.write(str(int(saved) + 2))
+    with hugetlb_pool(2):
         try:
             a = specimen.run("a = mmap(512, align=2 << 20, extra_flags=MAP_HUGETLB); write(a, 512); result = a")
         except RuntimeError as exc:
@@ -120,9 +115,6 @@ def test_hugetlb_pages_are_hugetlb_and_add_up_to_the_pool(specimen):
         line = next(r for r in report.reconciled if r.name == "hugetlb")
         assert line.size_bytes == line.before_bytes == line.after_bytes >= 2 * (2 << 20)
         specimen.run(f"munmap({a}, 512)")
-    finally:
-        with open(knob, "w") as f:
-            f.write(saved)
 
 
 @requires_root

@@ -21,6 +21,7 @@ from conftest import (
     KPF_THP,
     smaps_rollup,
     swap_file,
+    hugetlb_pool,
     KPF_ZERO_PAGE,
     cli,
     kpageflags,
@@ -404,12 +405,7 @@ def test_dontneed_pages_are_not_present(specimen):
 def test_hugetlb_pages_are_huge_and_not_rss(specimen):
     """hugetlb memory: smaps reports it in *_Hugetlb, not in Rss; pagewalk counts its
     pages as present and huge, with rss 0 (the test reserves two 2 MiB pages itself)."""
-    knob = "/proc/sys/vm/nr_hugepages"
-    with open(knob) as f:
-        saved = f.read().strip()
-    try:
-        with open(knob, "w") as f:
-            f.write(str(int(saved) + 2))
+    with hugetlb_pool(2):
         try:
             a = specimen.run("a = mmap(512, align=2 << 20, extra_flags=MAP_HUGETLB); write(a, 512); result = a")
         except RuntimeError as exc:
@@ -420,6 +416,3 @@ def test_hugetlb_pages_are_huge_and_not_rss(specimen):
         assert counts.present == 512 and counts.huge == 512
         assert counts.rss == kernel["Rss"] == 0
         specimen.run(f"munmap({a}, 512)")
-    finally:
-        with open(knob, "w") as f:
-            f.write(saved)
