@@ -313,6 +313,29 @@ def test_on_a_terminal_only_colour_codes_are_escapes(hostile):
         assert shown.encode() in plain
 
 
+@requires_root
+def test_every_command_that_prints_names_escapes_them_on_a_terminal(hostile):
+    """The names reach a terminal escaped from every command that prints them; the seed
+    format too (byte for byte the seed's program only where no terminal reads it)."""
+    addr = f"{hostile.addr:x}"
+    frame = json.loads(run("v2p", hostile.pid, addr, "--json"))[0]["paddr"]
+    for args, shown in ((["dump", str(hostile.pid)], hostile.shown_in_maps),
+                        (["dump", str(hostile.pid), "--format", "seed"], hostile.shown_in_maps),
+                        (["v2p", str(hostile.pid), addr], hostile.shown_in_maps),
+                        (["who", f"{frame:x}"], COMM_SHOWN),
+                        (["shared", str(hostile.pid), str(hostile.child)], hostile.shown_in_maps),
+                        (["file", hostile.file], hostile.shown_file),
+                        (["types", "-f", hostile.file, "-l"], hostile.shown_file)):
+        on_tty, stderr = run_on_terminal(args, "stdout")
+        plain = re.sub(rb"\x1b\[[0-9;]*m", b"", on_tty).replace(b"\r\n", b"\n")
+        assert_printable(plain, b"\n\t")  # page-types' layout has tabs of its own
+        assert_printable(stderr)
+        assert shown.encode() in plain, (args, plain[-2000:])
+    piped = subprocess.run([sys.executable, "-m", "pagewalk", "dump", str(hostile.pid), "--format", "seed"],
+                           capture_output=True, timeout=300).stdout
+    assert hostile.maps_path_bytes in piped  # the seed's bytes where a program reads them
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (Debian package tmux)")
 def test_watch_shows_names_escaped(hostile):
     session = f"pagewalk-names-{os.getpid()}"

@@ -38,7 +38,7 @@ def _format(name: str, *, filtered: bool):
     from ..output.dump_runs import TextFormat
 
     if name == "seed":
-        return SeedFormat()
+        return SeedFormat(escape=sys.stdout.isatty())
     if name == "csv":
         return CsvFormat()
     if name == "jsonl":

@@ -10,7 +10,7 @@ import numpy as np
 from ..core.pagetable import PageTable
 from ..kernel.maps import Mapping
 from ..kernel.pagemap import PM_FILE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP
-from ..names import unicode_text
+from ..names import printable, unicode_text
 from . import vecfmt as vf
 from .dump import Format
 
@@ -28,7 +28,16 @@ def _mapping_col(maps: list[Mapping], index: np.ndarray | None, n: int, text) ->
 
 class SeedFormat(Format):
     """Byte for byte the seed's ``pagemap_dump.c``: ``addr pfn soft-dirty file/shared
-    swapped present library``, the frame field printed raw as the seed does."""
+    swapped present library``, the frame field printed raw as the seed does.  With
+    ``escape`` (a terminal reads it) paths are escaped as in every human output: a
+    file's name is anybody's choice, and the seed's raw bytes would be commands to the
+    terminal."""
+
+    def __init__(self, escape: bool = False) -> None:
+        self.escape = escape
+
+    def _path(self, m: Mapping) -> bytes:
+        return os.fsencode(printable(m.path) if self.escape else m.path)
 
     def header(self) -> bytes:
         """The seed's column line (:meth:`Format.header`)."""
@@ -58,11 +67,10 @@ class SeedFormat(Format):
             vf.bit_col((raw & U64(PM_FILE)) != 0), sp,
             vf.bit_col((raw & U64(PM_SWAP)) != 0), sp,
             vf.bit_col((raw & U64(PM_PRESENT)) != 0), sp,
-            _mapping_col(maps, index, n, lambda m: os.fsencode(m.path) + b"\n"),
+            _mapping_col(maps, index, n, lambda m: self._path(m) + b"\n"),
         ])
 
-    @staticmethod
-    def _untouched(m: Mapping, table: PageTable) -> bytes | None:
+    def _untouched(self, m: Mapping, table: PageTable) -> bytes | None:
         """Fast path for untouched ranges (big reservations): every line is the page
         number in hex, ``000``, and the same tail, so no per-field masks are needed.
         None where that does not hold (other page sizes, page 0, a change of width)."""
@@ -73,7 +81,7 @@ class SeedFormat(Format):
             return None
         vpns = np.arange(first_vpn, last_vpn + 1, dtype=np.uint64)
         n = len(vpns)
-        return vf.render([vf.hex_fixed(vpns, width), vf.const(b"000 0 0 0 0 0 " + os.fsencode(m.path) + b"\n", n)])
+        return vf.render([vf.hex_fixed(vpns, width), vf.const(b"000 0 0 0 0 0 " + self._path(m) + b"\n", n)])
 
 
 ROW_FIELDS = ("vaddr", "pfn", "present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard",
