@@ -22,6 +22,28 @@ ROOT = os.geteuid() == 0
 requires_root = pytest.mark.skipif(not ROOT, reason="needs root (CI runs the suite as root)")
 
 
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by selenium (the test extra), for the HTML pages."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the test extra installs selenium")
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.fail("Chromium and ChromeDriver are needed (Debian packages chromium, chromium-driver): "
+                    "the README's test command installs them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    d = webdriver.Chrome(service=Service(driver), options=options)
+    yield d
+    d.quit()
+
+
 @pytest.fixture
 def specimen():
     with Specimen() as s:
@@ -216,6 +238,45 @@ def hugetlb_pool(extra: int):
     finally:
         with open(knob, "w") as f:
             f.write(saved)
+
+
+@contextlib.contextmanager
+def memory_cgroup(pid: int):
+    """A new memory cgroup holding the process ``pid`` for the block (cgroup v1's
+    memory controller where mounted, else cgroup v2 with the memory controller enabled
+    at its root); yields its path in the hierarchy, e.g. ``/pagewalk-test-123``.  The
+    process goes back to the root cgroup afterwards and the cgroup is removed.  Skips
+    the test (with the reason) where no memory cgroup can be made."""
+    from pagewalk.kernel.memcg import find_hierarchy
+
+    hierarchy = find_hierarchy()
+    if hierarchy is None:
+        pytest.skip("no memory cgroup hierarchy is mounted")
+    if hierarchy.version == 2:
+        with open(os.path.join(hierarchy.root, "cgroup.controllers")) as f:
+            if "memory" not in f.read().split():
+                pytest.skip("cgroup v2 without the memory controller")
+        with open(os.path.join(hierarchy.root, "cgroup.subtree_control"), "w") as f:
+            f.write("+memory")
+    name = f"/pagewalk-test-{os.getpid()}-{pid}"
+    directory = hierarchy.root + name
+    try:
+        os.mkdir(directory)
+    except OSError as exc:
+        pytest.skip(f"cannot make a memory cgroup: {exc}")
+    try:
+        with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+        yield name
+    finally:
+        with contextlib.suppress(OSError), open(os.path.join(hierarchy.root, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+        for _ in range(100):  # (rmdir fails while the kernel still counts a task leaving)
+            try:
+                os.rmdir(directory)
+                break
+            except OSError:
+                time.sleep(0.05)
 
 
 @contextlib.contextmanager

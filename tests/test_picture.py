@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -108,27 +107,6 @@ def test_picture_bad_input_and_missing_extra(specimen, tmp_path):
     assert not (tmp_path / "map.png").exists()
     r = cli("picture", specimen.pid, "-o", tmp_path / "map.html", env=env)  # HTML needs numpy only
     assert r.returncode == 0, r.stderr
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="the test extra installs selenium")
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.fail("Chromium and ChromeDriver are needed (Debian packages chromium, chromium-driver): "
-                    "the README's test command installs them")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1000"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    d = webdriver.Chrome(service=Service(driver), options=options)
-    yield d
-    d.quit()
 
 
 def test_html_page_in_a_real_browser(specimen, tmp_path, browser):

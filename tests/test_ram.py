@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import cli, hugetlb_pool, requires_root
-from specimen import PAGE
+from conftest import cli, hugetlb_pool, memory_cgroup, requires_root, run_on_terminal
+from specimen import PAGE, Specimen
 
 from pagewalk.core import frames as fr
 
@@ -131,23 +133,220 @@ def test_the_command_prints_the_uses_and_the_kernels_counts():
 
 
 @requires_root
-def test_both_ways_of_walking_count_every_frame_once():
+def test_both_ways_of_walking_count_every_frame_once(tmp_path):
     """The walk by distinct flag values (every page of a free block marked: Linux 6.18)
-    and the walk frame by frame (older kernels, first pages marked) cover the same
-    frames, and agree on every use whose rule needs no neighbour."""
+    and the walk frame by frame (older kernels, first pages marked), over one saved copy
+    of kpageflags (the machine moves on between two reads of /proc): the same frames,
+    and the same count for every use whose rule needs no neighbour."""
     from pagewalk.analysis.ram import _ram_ranges, _walk
     from pagewalk.kernel.kpage import KPAGEFLAGS, KpageFile
 
-    with KpageFile(KPAGEFLAGS) as f:
-        ranges = _ram_ranges(f)
-        by_value, lists_v, walked_v = _walk(f, ranges, heads_only=False, progress=None)
-        by_frame, lists_f, walked_f = _walk(f, ranges, heads_only=True, progress=None)
-    assert walked_v == walked_f == sum(by_value.values()) == sum(by_frame.values())
-    # the second walk may count flagless frames after a free block as free; the machine
-    # moves on between the walks: within the targets' slack
-    slack = lambda n: max(2048, n // 50)  # noqa: E731 - 8 MiB of frames, or 2%
-    both = lambda c: c["free"] + c["no flags"]  # noqa: E731
-    assert abs(both(by_frame) - both(by_value)) <= slack(both(by_value))
-    assert by_frame["free"] >= by_value["free"] - slack(by_value["free"])
-    for use in ("slab", "page tables", "kernel reserved", "hugetlb", "page cache"):
-        assert abs(by_frame[use] - by_value[use]) <= slack(by_value[use]), use
+    copy = tmp_path / "kpageflags"
+    with KpageFile(KPAGEFLAGS) as live, open(copy, "wb") as out:
+        ranges = _ram_ranges(live)
+        for r in ranges:  # (a sparse file: the RAM ranges only)
+            out.seek(r.start_pfn * 8)
+            out.write(live.read_range(r.start_pfn, r.end_pfn - r.start_pfn).tobytes())
+    with KpageFile(KPAGEFLAGS, str(copy)) as f:
+        value_walk, frame_walk = (_walk(f, ranges, heads_only=heads, progress=None) for heads in (False, True))
+        (by_value, lists_v), (by_frame, lists_f) = value_walk.counts(), frame_walk.counts()
+    assert value_walk.walked == frame_walk.walked == sum(by_value.values()) == sum(by_frame.values())
+    # frame by frame, flagless frames after a free block count as free
+    assert by_frame["free"] + by_frame["no flags"] == by_value["free"] + by_value["no flags"]
+    assert by_frame["free"] >= by_value["free"]
+    for use in set(fr.USES) - {"free", "no flags"}:
+        assert by_frame[use] == by_value[use] and lists_f[use] == lists_v[use], use
+
+
+# -- owners ----------------------------------------------------------------------
+
+def memory_stat(path: str) -> dict[str, int]:
+    """A memory cgroup's memory.stat, read by the test."""
+    from pagewalk.kernel.memcg import find_hierarchy
+
+    with open(f"{find_hierarchy().root}{path}/memory.stat") as f:
+        return {k: int(v) for k, v in (line.split() for line in f)}
+
+
+def close_to(value: int, expected: int, min_bytes: int) -> bool:
+    return abs(value - expected) <= max(expected // 50, min_bytes)
+
+
+def dropped(path) -> None:
+    """The file written out and dropped from the page cache (nothing maps it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@requires_root
+def test_a_cgroups_memory_is_its_own_and_agrees_with_memory_stat(tmp_path):
+    """A process in a memory cgroup of its own makes 64 MiB of anonymous memory and
+    reads 16 MiB of a file: --by cgroup puts those frames under that cgroup, and its
+    anonymous and page-cache frames agree with the cgroup's memory.stat (read by the
+    test) within 2% or 4 MiB."""
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(16 << 20))
+    dropped(data)
+    with Specimen() as s, memory_cgroup(s.pid) as cgroup:
+        s.run(f"a = mmap(16384); write(a, 16384)\n"
+              f"fd = os.open({str(data)!r}, os.O_RDONLY)\n"
+              "while os.read(fd, 1 << 20): pass\n"
+              "os.close(fd); result = a")
+        r = cli("ram", "--by", "cgroup", "--json")
+        stat = memory_stat(cgroup)
+    assert r.returncode == 0, r.stderr
+    row = next(c for c in json.loads(r.stdout)["cgroups"] if c["cgroup"] == cgroup)
+    anon = (row["uses"].get("anonymous", 0) + row["uses"].get("KSM", 0)) * PAGE
+    cache = sum(row["uses"].get(u, 0) for u in ("page cache", "shared memory", "swap cache")) * PAGE
+    anon_kernel, cache_kernel = (stat["total_rss"], stat["total_cache"]) if "total_rss" in stat else \
+        (stat["anon"], stat["file"])
+    assert anon >= 64 << 20 and close_to(anon, anon_kernel, 4 << 20), (anon, anon_kernel)
+    assert cache >= 16 << 20 and close_to(cache, cache_kernel, 4 << 20), (cache, cache_kernel)
+    assert all(line["within_target"] for line in row["memory_stat"]), row["memory_stat"]
+    text = cli("ram", "--by", "cgroup")
+    assert text.returncode == 0 and "CGROUP" in text.stdout
+
+
+@requires_root
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="fincore is not installed (Debian package util-linux)")
+def test_files_cached_pages_equal_fincores(tmp_path):
+    """Files partly read into the cache: --files counts each one's cached pages as
+    fincore does, and walks every regular file of the tree."""
+    tree = tmp_path / "tree"
+    (tree / "nested").mkdir(parents=True)
+    sizes = {"whole": 1 << 20, "ends": 3 << 20, "empty": 0, "nested/untouched": 2 << 20, "nested/middle": 2 << 20}
+    for name, size in sizes.items():
+        (tree / name).write_bytes(os.urandom(size))
+        dropped(tree / name)
+    for name, offset, length in (("whole", 0, 1 << 20), ("ends", 0, 256 << 10), ("ends", (3 << 20) - 4096, 4096),
+                                 ("nested/middle", 1 << 20, 64 << 10)):
+        with open(tree / name, "rb") as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)  # no readahead: these pages only
+            os.pread(f.fileno(), length, offset)
+    r = cli("ram", "--files", tree, "--json", "--top", "100")
+    fincore = subprocess.run(["fincore", "--raw", "--noheadings", "--output", "PAGES,FILE",
+                              *(str(tree / n) for n in sizes)], capture_output=True, text=True, check=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    expected = {path: int(pages) for pages, path in (line.split(" ", 1) for line in fincore.stdout.splitlines())}
+    got = {f["path"]: f["cached_pages"] for f in doc["files"]}
+    assert got == {p: n for p, n in expected.items() if n}, (got, expected)
+    assert expected[str(tree / "whole")] == 256 and expected[str(tree / "nested/untouched")] == 0
+    walked = doc["files_walked"]
+    assert walked["files"] == len(sizes) and walked["cached_pages"] == sum(expected.values())
+    assert walked["files_cached"] == sum(1 for n in expected.values() if n)
+
+
+@requires_root
+def test_processes_are_listed_with_their_own_sums(specimen):
+    """--by process: a test process's RSS and USS as its smaps_rollup says."""
+    specimen.run("a = mmap(8192); write(a, 8192)")
+    r = cli("ram", "--by", "process", "--json", "--top", "100000")
+    with open(f"/proc/{specimen.pid}/smaps_rollup") as f:
+        rollup = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.endswith("kB\n")}
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    row = next(p for p in doc["processes"] if p["pid"] == specimen.pid)
+    # (its PSS moved when pagewalk, which shared its libraries, exited: between USS and RSS)
+    uss = rollup["Private_Clean"] + rollup["Private_Dirty"]
+    assert row["rss"] == rollup["Rss"] >= 32 << 20 and row["uss"] == uss and uss <= row["pss"] <= row["rss"]
+    assert doc["processes_total"]["pss"] >= row["pss"]
+
+
+# -- snapshots, diff, pictures -----------------------------------------------------
+
+def own_memory_cgroup(pid: int) -> str | None:
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    v1 = [path for _, controllers, path in lines if "memory" in controllers.split(",")]
+    return v1[0] if v1 else next((path for hierarchy, _, path in lines if hierarchy == "0"), None)
+
+
+@requires_root
+def test_two_machine_snapshots_say_what_grew(tmp_path):
+    """Snapshots before and after a process in a cgroup of its own makes 64 MiB of
+    anonymous memory: the diff shows anonymous grown by that much, frames moved into
+    anonymous, and the cgroup grown by it; the files are 0600; bad files are one-line
+    errors."""
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    with Specimen() as specimen, memory_cgroup(specimen.pid) as cgroup:
+        assert cli("ram", "-o", a).returncode == 0
+        specimen.run("m = mmap(16384); write(m, 16384)")
+        r = cli("ram", "-o", b)
+        assert r.returncode == 0, r.stderr
+        pid = specimen.pid
+    assert os.stat(a).st_mode & 0o777 == os.stat(b).st_mode & 0o777 == 0o600
+    r = cli("diff", a, b, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    anon = next(u for u in doc["by_use"] if u["use"] == "anonymous")
+    assert anon["change_frames"] >= (60 << 20) // PAGE, anon
+    into_anon = sum(m["frames"] for m in doc["moved"] if m["to"] == "anonymous")
+    assert into_anon >= (60 << 20) // PAGE  # (a few frames were anonymous before, of another process)
+    grown = next(c for c in doc["by_cgroup"] if c["cgroup"] == cgroup)
+    assert (64 << 20) // PAGE <= grown["change_frames"] <= (68 << 20) // PAGE, grown
+    text = cli("diff", a, b)
+    assert text.returncode == 0 and "anonymous" in text.stdout and "FROM" in text.stdout
+    # a cut file, and a machine snapshot against a process's
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(b.read_bytes()[: os.path.getsize(b) // 2])
+    for args in (("diff", a, cut), ("diff", a, pid)):
+        r = cli(*args)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def anon_frame(pid: int, addr: int) -> int:
+    with open(f"/proc/{pid}/pagemap", "rb") as pm:
+        entry = int.from_bytes(os.pread(pm.fileno(), 8, addr // PAGE * 8), "little")
+    assert entry >> 63
+    return entry & FRAME
+
+
+@requires_root
+def test_pictures_of_physical_memory(specimen, tmp_path, browser):
+    """PNG and SVG are drawn (0600); the HTML page zooms to single frames and names a
+    test process's frame as the kernel does: anonymous, mapped once, in its cgroup."""
+    pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    for name in ("ram.png", "ram.svg"):
+        r = cli("ram", "-o", tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o600 and os.path.getsize(tmp_path / name) > 10000
+    assert (tmp_path / "ram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    addr = specimen.run("m = mmap(16); write(m, 16); result = m")
+    pfn = anon_frame(specimen.pid, addr)
+    page = tmp_path / "ram.html"
+    r = cli("ram", "-o", page)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(page).st_mode & 0o777 == 0o600
+    with open("/proc/kpagecount", "rb") as f:
+        count = int.from_bytes(os.pread(f.fileno(), 8, pfn * 8), "little")
+    browser.get(page.as_uri())
+    assert browser.execute_script("return window.pagewalk && window.pagewalk.ready") is True
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
+    frame = browser.execute_script(f"return window.pagewalk.frameInfo({pfn})")
+    assert frame["use"] == "anonymous" and "anonymous" in frame["flags"] and frame["map_count"] == count == 1
+    assert frame["cgroup"] == own_memory_cgroup(specimen.pid)
+    assert browser.execute_script(f"return window.pagewalk.zoomTo({pfn})") is True
+    x, y = browser.execute_script(
+        f"const p = window.pagewalk, d = document.getElementById('detail'), r = d.getBoundingClientRect();"
+        f"const i = p.view.index({pfn}); const sx = r.width / d.width, sy = r.height / d.height;"
+        "return [r.left + d.clientLeft + ((i % p.cols) + 0.5) * p.cell * sx, r.top + d.clientTop + (Math.floor(i / p.cols) + 0.5) * p.cell * sy];")
+    action = ActionBuilder(browser)
+    action.pointer_action.move_to_location(int(x), int(y))
+    action.perform()
+    tip = browser.find_element("id", "tip").text
+    assert f"PFN {pfn:#x}" in tip and "use: anonymous" in tip and "map count: 1" in tip, tip
+
+
+@requires_root
+def test_progress_shows_on_a_terminal_and_without_root_meminfo_stands_alone():
+    on_tty, stdout = run_on_terminal(["ram"], "stderr")
+    assert b"pagewalk ram" in on_tty and b"frames" in on_tty
+    assert stdout.startswith(b"USE")

@@ -235,7 +235,7 @@ def test_page_number_deltas_from_runs_are_what_the_pages_give():
     runs of pages it read; the members must be exactly those the per-page coding
     gives (adjacent runs, empty runs, one-page runs, addresses high in user space)."""
     from pagewalk.runs import ramps
-    from pagewalk.analysis.npz import _delta, _runs, _vpn_delta_runs
+    from pagewalk.analysis.npz import _delta, _vpn_delta_runs, run_lengths
 
     rng = np.random.default_rng(7)
     for _ in range(50):
@@ -247,7 +247,7 @@ def test_page_number_deltas_from_runs_are_what_the_pages_give():
         vaddr = ramps(first, pages, PAGE)
         delta = np.empty(len(vaddr), dtype=np.uint64)
         _delta(vaddr, delta)
-        per_page = _runs((delta >> np.uint64(12)).view(np.int64)) if len(vaddr) else None
+        per_page = run_lengths((delta >> np.uint64(12)).view(np.int64)) if len(vaddr) else None
         from_runs = _vpn_delta_runs(first, pages)
         if per_page is None:
             assert len(from_runs[0]) == 0

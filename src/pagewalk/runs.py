@@ -7,7 +7,7 @@ import numpy when called, never at import time.
 Runs are half-open ``(first, end)`` pairs unless a docstring says otherwise.
 Helpers elsewhere that look alike but differ on purpose:
 ``kernel/kpage._merge`` merges *overlapping, unsorted-by-end* runs and returns
-where each lands in one buffer; ``analysis/snapshot._runs`` is run-length
+where each lands in one buffer; ``analysis/npz.run_lengths`` is run-length
 encoding of equal values, not runs of positions; ``output/types`` groups pages
 of equal flags (page-types' ``-l``).
 """

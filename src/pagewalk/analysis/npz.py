@@ -43,7 +43,7 @@ from ..kernel.pagemap import PAGE_SHIFT
 from .snapshot_check import (KINDS, MAP_FIELDS, MAPPING_BYTES, MAX_MAPPINGS, MAX_META_BYTES, MAX_NPY_HEADER,
                              Check, detail, shown)
 
-__all__ = ["PAGE_COLUMNS", "read", "write"]
+__all__ = ["PAGE_COLUMNS", "Members", "read", "run_lengths", "write"]
 
 PAGE_COLUMNS = ("vpn_delta", "entry_delta", "zero", "huge", "kpageflags", "mapcount")
 
@@ -63,15 +63,15 @@ def write(snap, f) -> None:
     else:
         _delta(snap.vaddr, delta)
         delta.view(np.int64)[:] >>= PAGE_SHIFT  # exact: addresses are page-aligned
-        arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = _runs(delta.view(np.int64))
+        arrays["vpn_delta_values"], arrays["vpn_delta_repeats"] = run_lengths(delta.view(np.int64))
     _delta(snap.raw, delta)  # uint64: wraps, and cumsum in uint64 undoes it
-    arrays["entry_delta_values"], arrays["entry_delta_repeats"] = _runs(delta)
+    arrays["entry_delta_values"], arrays["entry_delta_repeats"] = run_lengths(delta)
     del delta
     columns = {"zero": snap.zero, "huge": snap.huge}
     if snap.kpageflags is not None:
         columns["kpageflags"], columns["mapcount"] = snap.kpageflags, snap.mapcount
     for name, column in columns.items():
-        arrays[f"{name}_values"], arrays[f"{name}_repeats"] = _runs(column)
+        arrays[f"{name}_values"], arrays[f"{name}_repeats"] = run_lengths(column)
     # What numpy.savez_compressed writes, at deflate level 1
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for name, array in arrays.items():
@@ -79,7 +79,7 @@ def write(snap, f) -> None:
                 np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
-def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_lengths(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``column`` as (values, repeats): ``numpy.repeat(values, repeats)`` gives it back."""
     if len(column) == 0:
         return column, np.zeros(0, dtype=np.int64)
@@ -95,7 +95,7 @@ def _narrow(repeats: np.ndarray) -> np.ndarray:
 
 
 def _vpn_delta_runs(first: np.ndarray, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What ``_runs`` makes of the virtual page numbers' deltas, from runs of
+    """What ``run_lengths`` makes of the virtual page numbers' deltas, from runs of
     consecutive pages (``first`` address, length in ``pages``): each run is a jump
     from the previous page, then ones."""
     keep = pages > 0
@@ -128,7 +128,7 @@ def read(f, check: Check, cls):
     read; raises :class:`~pagewalk.analysis.snapshot_check.BadSnapshot` (by ``check``)
     for anything it will not read."""
     with zipfile.ZipFile(f) as zf:
-        z = _Members(zf, check)
+        z = Members(zf, check)
         if "meta" not in z.infos:
             raise check.foreign("no metadata")
         meta = check.meta(z.read("meta", "U", scalar=True).item(), "npz")
@@ -167,7 +167,7 @@ def read(f, check: Check, cls):
     return cls(meta, mappings, vaddr, raw, zero, huge, kflags, mapcount)
 
 
-class _Members:
+class Members:
     """The ``.npy`` members of an open ``.npz`` zip, each read only after its header
     says a shape and type the snapshot allows (np.load would make whatever a header
     says), and read to its end, so that the zip's CRC-32 is checked."""

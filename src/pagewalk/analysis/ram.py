@@ -12,21 +12,27 @@ pages are found from their alignment (:func:`pagewalk.core.frames.free_tails`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import namedtuple
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import numpy as np
+
 from ..core import frames as fr
 from ..errors import AccessDenied
-from ..kernel import procfs
-from ..kernel.kpage import KPAGEFLAGS, KpageFile
+from ..kernel import memcg, procfs
+from ..kernel.kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile
 from ..kernel.pagemap import PAGE_SIZE
 from ..kernel.physmem import PfnRange, system_ram
 
-__all__ = ["Reconciled", "RamReport", "RECONCILE", "ZONE_FREE", "TOLERANCE", "TOLERANCE_MIN_BYTES", "walk_ram",
-           "within"]
+__all__ = ["Reconciled", "RamReport", "KeptFrames", "CgroupUse", "RECONCILE", "CGROUP_RECONCILE", "ZONE_FREE", "TOLERANCE",
+           "TOLERANCE_MIN_BYTES", "CGROUP_TOLERANCE_MIN_BYTES", "walk_ram", "within"]
 
 TOLERANCE = 0.02  # issue 16's targets: within 2% of the kernel's count,
 TOLERANCE_MIN_BYTES = 8 << 20  # or 8 MiB, whichever is larger
+CGROUP_TOLERANCE_MIN_BYTES = 4 << 20  # per cgroup: 2% or 4 MiB
 ZONE_FREE = "nr_free_pages (zoneinfo)"  # not a meminfo field: the zones' free pages, in bytes
 HEADS_ONLY_BELOW = 0.5  # buddy-marked frames below this share of the zones' free pages: first pages only
 
@@ -47,10 +53,12 @@ RECONCILE = (
 )
 
 
-class Reconciled(namedtuple("Reconciled", "name uses frames fields before_bytes after_bytes")):
+class Reconciled(namedtuple("Reconciled", "name uses frames fields before_bytes after_bytes min_bytes",
+                            defaults=(TOLERANCE_MIN_BYTES,))):
     """One line of the reconciliation: the ``uses`` named ``name`` (``frames`` of them
-    walked) and the meminfo ``fields`` that count the same (a leading ``-`` taken
-    away), read before and after the walk, in bytes (None where meminfo lacks them)."""
+    walked) and the kernel's ``fields`` that count the same (meminfo's, a leading ``-``
+    taken away; or a cgroup's memory.stat), read before and after the walk, in bytes
+    (None where the kernel lacks them); ``min_bytes`` the smallest slack allowed."""
 
     __slots__ = ()
 
@@ -64,11 +72,11 @@ class Reconciled(namedtuple("Reconciled", "name uses frames fields before_bytes 
         """Whether the frames agree with meminfo within :func:`within`'s tolerance."""
         if self.frames is None or self.before_bytes is None or self.after_bytes is None:
             return None
-        return within(self.size_bytes, self.before_bytes, self.after_bytes)
+        return within(self.size_bytes, self.before_bytes, self.after_bytes, self.min_bytes)
 
 
 class RamReport(namedtuple("RamReport", "frames uses lists ranges reconciled meminfo_before meminfo_after "
-                                        "zone_free_pages free_marks notes seconds")):
+                                        "zone_free_pages free_marks notes seconds cgroups kept")):
     """A walk of every RAM frame: ``frames`` walked; ``uses`` {use: frames} (None
     where the frames cannot be read: without root); ``lists`` {use: {list: frames}};
     ``ranges`` the PFN ranges walked; ``reconciled`` a :class:`Reconciled` per line of
@@ -76,24 +84,52 @@ class RamReport(namedtuple("RamReport", "frames uses lists ranges reconciled mem
     page counts as counts); ``zone_free_pages`` the zones' own free count after the walk;
     ``free_marks`` ``"every page"`` or ``"first page"`` (how the kernel marks free
     blocks); ``notes`` what could not be known and how things were counted;
-    ``seconds`` the walk's time."""
+    ``seconds`` the walk's time; ``cgroups`` and ``kept`` (a :class:`KeptFrames`):
+    see :func:`walk_ram` (None unless asked)."""
 
     __slots__ = ()
 
 
-def within(value: int, before: int, after: int) -> bool:
-    """Whether ``value`` lies within the larger of 2% and 8 MiB of the range the
-    kernel's count spanned while it was walked (``before`` to ``after``)."""
+class KeptFrames(namedtuple("KeptFrames", "uses cgroups flags mapcounts")):
+    """Each frame walked, in the order of the report's ``ranges``: its use (uint8, an
+    index into :data:`pagewalk.core.frames.USES`), and where asked its cgroup inode,
+    raw kpageflags and map count (uint64 arrays; None where not asked)."""
+
+    __slots__ = ()
+
+
+class CgroupUse(namedtuple("CgroupUse", "inode path uses reconciled")):
+    """The frames charged to one memory cgroup: its directory's ``inode`` (as
+    /proc/kpagecgroup gives it; 0: charged to none), its ``path`` in the hierarchy
+    (None for inode 0), ``uses`` {use: frames}, and ``reconciled`` (a
+    :class:`Reconciled` per line of :data:`CGROUP_RECONCILE` beside its memory.stat;
+    empty where that cannot be read)."""
+
+    __slots__ = ()
+
+
+def within(value: int, before: int, after: int, min_bytes: int = TOLERANCE_MIN_BYTES) -> bool:
+    """Whether ``value`` lies within the larger of 2% and ``min_bytes`` of the range
+    the kernel's count spanned while it was walked (``before`` to ``after``)."""
     lo, hi = min(before, after), max(before, after)
-    slack = max(TOLERANCE * hi, TOLERANCE_MIN_BYTES)
+    slack = max(TOLERANCE * hi, min_bytes)
     return lo - slack <= value <= hi + slack
 
 
-def walk_ram(progress=None) -> RamReport:
+def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = False, keep_flags: bool = False
+             ) -> RamReport:
     """Walk every frame of System RAM once (``progress(n)`` after each ``n`` frames)
-    and put each in one use.  Returns a :class:`RamReport`.  Without root the frames
-    cannot be read: the report has meminfo alone, the uses None and a note.  Raises
-    :class:`~pagewalk.errors.PagewalkError` where ``/proc/kpageflags`` fails otherwise."""
+    and put each in one use.  Returns a :class:`RamReport`; with ``by_cgroup`` its
+    ``cgroups`` (:class:`CgroupUse` per memory cgroup, from ``/proc/kpagecgroup``,
+    beside each cgroup's memory.stat), with ``keep_frames`` its ``kept``
+    (:class:`KeptFrames`: every frame's use, and its cgroup with ``by_cgroup``, its
+    flags and map count with ``keep_flags``).  Without root the frames cannot be
+    read: the report has meminfo alone, the uses None and a note.  Raises
+    :class:`~pagewalk.errors.PagewalkError` where a kpage file fails otherwise
+    (:class:`~pagewalk.errors.Unsupported`: a kernel without memory cgroups asked
+    ``by_cgroup``)."""
+    import numpy  # noqa: F401 - before the kernel's counts are read: its pages are this process's, not the walk's
+
     before = _kernel_counts()
     started = time.monotonic()
     try:
@@ -102,19 +138,90 @@ def walk_ram(progress=None) -> RamReport:
         after = _kernel_counts()
         notes = ["frames are root's only (/proc/kpageflags): the uses are unknown; meminfo's totals stand alone"]
         return RamReport(0, None, None, [], _reconcile(None, before, after), before, after, procfs.zone_free_pages(),
-                         None, notes, time.monotonic() - started)
-    with flags_file:
+                         None, notes, time.monotonic() - started, None, None)
+    cgroup_file = count_file = hierarchy = None
+    names: dict[int, str] = {}
+    stats_before: dict[str, dict[str, int] | None] = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(flags_file)
+        if by_cgroup:
+            cgroup_file = stack.enter_context(KpageFile(KPAGECGROUP))
+            hierarchy = memcg.find_hierarchy()
+            if hierarchy is not None:
+                names = memcg.cgroup_paths(hierarchy)
+                stats_before = {path: memcg.read_stat(hierarchy, path) for path in names.values()}
+        if keep_frames and keep_flags:
+            count_file = stack.enter_context(KpageFile(KPAGECOUNT))
         ranges = _ram_ranges(flags_file)
-        counts, lists, walked = _walk(flags_file, ranges, heads_only=False, progress=progress)
+        keep = (keep_frames, keep_frames and keep_flags, count_file)
+        walk = _walk(flags_file, ranges, heads_only=False, progress=progress, cgroup_file=cgroup_file, keep=keep)
         zone_free = procfs.zone_free_pages()
         free_marks = "every page"
-        if zone_free and counts["free"] < HEADS_ONLY_BELOW * zone_free:
+        if zone_free and walk.per_use[fr.USES.index("free")] < HEADS_ONLY_BELOW * zone_free:
             free_marks = "first page"  # an older kernel: the blocks' other pages have no flag
-            counts, lists, walked = _walk(flags_file, ranges, heads_only=True, progress=None)
+            walk = _walk(flags_file, ranges, heads_only=True, progress=None, cgroup_file=cgroup_file, keep=keep)
     after = _kernel_counts()
+    counts, lists = walk.counts()
     notes = _notes(counts, before, after, zone_free, free_marks)
-    return RamReport(walked, counts, lists, ranges, _reconcile(counts, before, after), before, after, zone_free,
-                     free_marks, notes, time.monotonic() - started)
+    cgroups = None
+    if by_cgroup:
+        cgroups = _cgroup_uses(walk.cgroups, hierarchy, names, stats_before)
+        if hierarchy is None:
+            notes.append("no memory cgroup hierarchy is mounted: cgroups are named by inode number only")
+    return RamReport(walk.walked, counts, lists, ranges, _reconcile(counts, before, after), before, after, zone_free,
+                     free_marks, notes, time.monotonic() - started, cgroups, walk.kept() if keep_frames else None)
+
+
+def _cgroup_uses(pairs: dict[int, int], hierarchy: memcg.Hierarchy | None, names: dict[int, str],
+                 stats_before: dict[str, dict[str, int] | None]) -> list[CgroupUse]:
+    """The frames per (cgroup inode, use) of the walk as a :class:`CgroupUse` per
+    cgroup, biggest first, each beside its memory.stat (read before and after)."""
+    per_inode: dict[int, dict[str, int]] = {}
+    for key, frames in pairs.items():
+        uses = per_inode.setdefault(key >> 5, dict.fromkeys(fr.USES, 0))
+        uses[fr.USES[key & 31]] += frames
+    stats_after: dict[str, dict[str, int] | None] = {}
+    if hierarchy is not None:
+        names = {**names, **memcg.cgroup_paths(hierarchy)}  # (and those made during the walk)
+        stats_after = {path: memcg.read_stat(hierarchy, path) for path in names.values()}
+    children: dict[str, list[str]] = {}
+    for path in names.values():
+        if path != "/":
+            children.setdefault(path.rsplit("/", 1)[0] or "/", []).append(path)
+    out = []
+    for inode, uses in per_inode.items():
+        path = None if inode == 0 else names.get(inode, f"? (inode {inode}: removed)")
+        checked = []
+        if hierarchy is not None and path in stats_after:
+            checked = [Reconciled(name, group, sum(uses[u] for u in group), (fields[hierarchy.version], "- children's"),
+                                  *(_own_bytes(stats, path, children.get(path, ()), fields[hierarchy.version])
+                                    for stats in (stats_before, stats_after)), CGROUP_TOLERANCE_MIN_BYTES)
+                       for name, group, fields in CGROUP_RECONCILE]
+        out.append(CgroupUse(inode, path, uses, checked))
+    out.sort(key=lambda c: -sum(c.uses.values()))
+    return out
+
+
+# Per cgroup, the uses set beside memory.stat: (name, uses, the field per cgroup version),
+# each a count of the cgroup's subtree: v1's total_*, v2's own.  memory.stat's
+# cache/file is NR_FILE_PAGES: files, shared memory and the swap cache.
+CGROUP_RECONCILE = (
+    ("anonymous", ("anonymous", "KSM"), {1: "total_rss", 2: "anon"}),
+    ("page cache + shared memory", ("page cache", "shared memory", "swap cache"), {1: "total_cache", 2: "file"}),
+    ("shared memory", ("shared memory",), {1: "total_shmem", 2: "shmem"}),
+)
+
+
+def _own_bytes(stats: dict[str, dict[str, int] | None], path: str, children: list[str], field: str) -> int | None:
+    """A cgroup's own count of ``field``: its subtree's less its live children's
+    subtrees.  What is left is its own pages and those of its removed children: a
+    removed cgroup's pages stay charged to it, and /proc/kpagecgroup names the nearest
+    live ancestor (mm/memcontrol.c ``page_cgroup_ino``), so they are the parent's
+    here.  None where the cgroup's memory.stat cannot be read (v2's root has none)."""
+    own = stats.get(path)
+    if own is None or field not in own:
+        return None
+    return own[field] - sum((stats.get(c) or {}).get(field, 0) for c in children)
 
 
 def _kernel_counts() -> dict[str, int]:
@@ -134,16 +241,59 @@ def _ram_ranges(flags_file: KpageFile) -> list[PfnRange]:
     return ranges or [PfnRange(0, end)]
 
 
-def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, progress
-          ) -> tuple[dict[str, int], dict[str, dict[str, int]], int]:
-    """Frames per use, and per use and list, over ``ranges``; and the frames walked.
+class _Walk:
+    """What one pass over the frames found: frames per use, per use and list, and
+    ``walked``; with ``cgroups`` {(cgroup inode, use index): frames}; and what
+    :meth:`kept` joins: the use, cgroup inode, flags, map count of every frame
+    (where kept), chunk by chunk, in PFN order."""
 
-    The kernel's reads (60 to 90 ns a frame) come from a thread per CPU, a chunk each;
-    each chunk's distinct flag values are counted in C (:func:`pagewalk.native.value_counts`:
-    a machine has a few hundred among millions of frames), and the rules of
-    :mod:`pagewalk.core.frames` are applied to each distinct value once.  A kernel that
-    marks only a free block's first page needs each frame's neighbours: its chunks are
-    classified frame by frame."""
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.per_use = np.zeros(len(fr.USES), dtype=np.int64)
+        self.per_list = np.zeros((len(fr.LISTS), len(fr.USES)), dtype=np.int64)
+        self.walked = 0
+        self.cgroups: dict[int, int] = {}
+        self.chunks: dict[str, list] = {name: [] for name in KeptFrames._fields}
+
+    def kept(self) -> KeptFrames:
+        import numpy as np
+
+        return KeptFrames(*(np.concatenate(parts) if parts and parts[0] is not None else None
+                            for parts in self.chunks.values()))
+
+    def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        uses = dict(zip(fr.USES, self.per_use.tolist()))
+        lists = {use: {name: int(self.per_list[i][k]) for i, name in enumerate(fr.LISTS)}
+                 for k, use in enumerate(fr.USES)}
+        return uses, lists
+
+
+def _tally(use: np.ndarray, flags: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Frames per use, and per list and use, of frames whose uses are ``use`` (each
+    counted ``weights`` times where given)."""
+    import numpy as np
+
+    n = len(fr.USES)
+    per_use = np.bincount(use, weights=weights, minlength=n).astype(np.int64)
+    per_list = np.zeros((len(fr.LISTS), n), dtype=np.int64)
+    for i, mask in enumerate(fr.list_masks(flags).values()):
+        per_list[i] = np.bincount(use[mask], weights=None if weights is None else weights[mask], minlength=n)
+    return per_use, per_list
+
+
+def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, progress,
+          cgroup_file: KpageFile | None = None, keep: tuple = (False, False, None)) -> _Walk:
+    """One pass over the frames of ``ranges``: see :class:`_Walk`.
+
+    The kernel's reads (60 to 90 ns a frame) come from a thread per CPU, a chunk each.
+    Counting uses alone, each chunk's distinct flag values are counted in C
+    (:func:`pagewalk.native.value_counts`: a machine has a few hundred among millions
+    of frames) and the rules of :mod:`pagewalk.core.frames` are applied to each
+    distinct value once.  A kernel that marks only a free block's first page needs each
+    frame's neighbours, and owners (``cgroup_file``) and ``keep`` need each frame's use:
+    then chunks are classified frame by frame (numpy).  ``keep``: (keep each frame's
+    use and cgroup, keep its flags, the open kpagecount to read its map count from)."""
     import numpy as np
 
     from .. import native
@@ -151,44 +301,49 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
     from ..parallel import ordered_map
 
     spans = [(pfn, min(CHUNK_PFNS, r.end_pfn - pfn)) for r in ranges for pfn in range(r.start_pfn, r.end_pfn, CHUNK_PFNS)]
-    per_use = np.zeros(len(fr.USES), dtype=np.int64)
-    per_list = {name: np.zeros(len(fr.USES), dtype=np.int64) for name in fr.LISTS}
-
-    def add(use: np.ndarray, flags: np.ndarray, weights: np.ndarray | None) -> None:
-        per_use[:] += np.bincount(use, weights=weights, minlength=len(fr.USES)).astype(np.int64)
-        for name, mask in fr.list_masks(flags).items():
-            w = None if weights is None else weights[mask]
-            per_list[name][:] += np.bincount(use[mask], weights=w, minlength=len(fr.USES)).astype(np.int64)
+    keep_uses, keep_flags, count_file = keep
+    by_frame = heads_only or keep_uses or cgroup_file is not None
 
     def read(span: tuple[int, int]):
         first, n = span
         flags = flags_file.read_range(first, n)
+        if not by_frame:
+            counts: dict[int, int] = {}
+            native.value_counts(flags, counts)
+            return n, counts, None
+        use = fr.classify(flags)
         if heads_only:
-            use = fr.classify(flags)
             use[fr.free_tails(flags, first)] = fr.USES.index("free")
-            return len(flags), (use, flags)
-        counts: dict[int, int] = {}
-        native.value_counts(flags, counts)
-        return len(flags), counts
+        cgroups = None if cgroup_file is None else cgroup_file.read_range(first, n)
+        counts = None if count_file is None else count_file.read_range(first, n)
+        return n, _tally(use, flags, None), (use, cgroups, flags if keep_flags else None, counts)
 
-    walked = 0
+    walk = _Walk()
     values: dict[int, int] = {}
-    for n, got in ordered_map(read, spans):
-        walked += n
-        if heads_only:
-            add(*got, None)
-        else:
+    for n, got, frames in ordered_map(read, spans):
+        walk.walked += n
+        if frames is None:
             for value, count in got.items():
                 values[value] = values.get(value, 0) + count
+        else:
+            walk.per_use += got[0]
+            walk.per_list += got[1]
+            use, cgroups = frames[:2]
+            if cgroups is not None:
+                # (inode, use) as one u64: inodes of kernfs stay far below 2**59
+                native.value_counts((cgroups << np.uint64(5)) | use, walk.cgroups)
+            if keep_uses:
+                for parts, part in zip(walk.chunks.values(), frames):
+                    parts.append(part)
         if progress is not None:
             progress(n)
     if values:
         flags = np.fromiter(values.keys(), dtype=np.uint64, count=len(values))
         weights = np.fromiter(values.values(), dtype=np.float64, count=len(values))
-        add(fr.classify(flags), flags, weights)
-    counts = dict(zip(fr.USES, per_use.tolist()))
-    lists = {use: {name: int(per_list[name][k]) for name in fr.LISTS} for k, use in enumerate(fr.USES)}
-    return counts, lists, walked
+        per_use, per_list = _tally(fr.classify(flags), flags, weights)
+        walk.per_use += per_use
+        walk.per_list += per_list
+    return walk
 
 
 def _meminfo_bytes(fields: tuple[str, ...], taken: tuple[str, ...], meminfo: dict[str, int]) -> int | None:

@@ -19,12 +19,26 @@ def add_parser(sub) -> None:
                                    "frame, were swapped out or in, were written (where the kernel has soft-dirty "
                                    "and A was taken with --clear-soft-dirty), changed huge-page state; mappings "
                                    "added and removed. An argument that names an existing file is a snapshot; "
-                                   "otherwise digits name a live process.")
+                                   "otherwise digits name a live process. Two machine snapshots (ram -o "
+                                   "FILE.npz) compare frames by use and by memory cgroup, and say which uses "
+                                   "frames moved between.")
     p.add_argument("a", metavar="A", help="snapshot file (or PID)")
     p.add_argument("b", metavar="B", help="snapshot file or PID")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     _common.max_load_argument(p, "loading the snapshot files (both together)")
     p.set_defaults(run=run)
+
+
+def _machine(args, budget) -> int:
+    """Two machine snapshots: what grew, by use and by cgroup."""
+    from ..analysis.ram_snapshot import diff, load
+    from ..output import ram as render
+
+    doc = diff(load(args.a, budget=budget), load(args.b, budget=budget))
+    for note in doc["notes"]:
+        _common.warn(f"note: {note}")
+    sys.stdout.write(render.diff_json(doc) if args.json else render.diff_text(doc))
+    return 0
 
 
 def _side(arg: str, budget):
@@ -48,8 +62,15 @@ def _side(arg: str, budget):
 
 def run(args) -> int:
     from ..analysis.diff import diff, different_process
+    from ..analysis.ram_snapshot import is_ram_snapshot
 
     budget = _common.load_budget(args)
+    machine = [os.path.isfile(arg) and is_ram_snapshot(arg) for arg in (args.a, args.b)]
+    if any(machine):
+        if not all(machine):
+            raise InvalidArgument("one side is a machine snapshot (ram -o FILE.npz), the other is not: diff "
+                                  "compares two machine snapshots, or two of processes")
+        return _machine(args, budget)
     a, b = _side(args.a, budget), _side(args.b, budget)
     other = different_process(a, b)
     if other:

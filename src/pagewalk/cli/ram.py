@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
+from ..errors import InvalidArgument
 from . import _common
 
-__all__ = ["NAMES", "add_parser", "run"]
+__all__ = ["NAMES", "OWNERS", "FORMATS", "add_parser", "run"]
 
 NAMES = ("ram",)  # the command names this module serves
+OWNERS = ("use", "cgroup", "process", "file")
+FORMATS = ("png", "svg", "html", "npz")
+TOP_MAX = 1 << 20  # rows kept in memory at most
 
 
 def add_parser(sub) -> None:
@@ -17,7 +22,23 @@ def add_parser(sub) -> None:
                                    "one use (free, anonymous, page cache, shared memory, slab, page tables, "
                                    "hugetlb, KSM, kernel ...), with the active, inactive, unevictable, "
                                    "referenced, dirty, writeback and mapped lists, and sets the uses beside "
-                                   "/proc/meminfo's counts, read before and after the walk. Reads only.")
+                                   "/proc/meminfo's counts, read before and after the walk. --by names the "
+                                   "owners: memory cgroups (/proc/kpagecgroup, beside each cgroup's "
+                                   "memory.stat), processes (RSS, PSS, USS as usage gives them) or the files "
+                                   "that hold the page cache (cachestat, or mincore; nothing read in, nothing "
+                                   "marked accessed). Reads only.")
+    p.add_argument("--by", choices=OWNERS, default="use",
+                   help="owners: cgroup, process, or file (every mounted local file system unless --files "
+                        "names trees); default: uses only")
+    p.add_argument("--files", nargs="+", metavar="PATH",
+                   help="the files (or trees) whose page cache to count (implies --by file)")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="processes or files shown (default 20, the largest)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="FILE.png, FILE.svg or FILE.html: physical memory as a grid of frames coloured by use; "
+                        "FILE.npz: a machine snapshot for 'pagewalk diff' (mode 0600: it holds physical "
+                        "addresses)")
+    _common.force_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=run)
 
@@ -27,14 +48,42 @@ def run(args) -> int:
     from ..output import ram as out
     from ..output.progress import Progress
 
+    by = "file" if args.files else args.by
+    if not 1 <= args.top <= TOP_MAX:
+        raise InvalidArgument(f"--top takes a number of rows from 1 to {TOP_MAX}")
+    file_format = None
+    if args.output is not None:
+        from ..kernel.outfile import check_writable
+
+        file_format = args.output.rsplit(".", 1)[-1].lower()
+        if file_format not in FORMATS:
+            raise InvalidArgument(f"cannot tell the format from {args.output!r}: name a .png, .svg, .html or "
+                                  ".npz file")
+        check_writable(args.output, "the picture" if file_format != "npz" else "the snapshot",
+                       binary=file_format in ("png", "npz"), force=args.force)
+        if file_format in ("png", "svg"):
+            from ..output.picture import pyplot
+
+            pyplot()  # a missing extra is said before any work
     progress = Progress("ram", _frames_hint(), "frames")
     try:
-        report = walk_ram(progress.advance)
+        # a picture or snapshot records each frame's cgroup where the kernel has them
+        report = walk_ram(progress.advance, by_cgroup=by == "cgroup" or (
+            file_format is not None and os.path.exists("/proc/kpagecgroup")), keep_frames=file_format is not None,
+            keep_flags=file_format == "html")
     finally:
         progress.close()
-    for note in report.notes:
+    processes = files = None
+    if by == "process":
+        processes = _processes(args.top)
+    elif by == "file":
+        files = _files(args.files, args.top, report)
+    for note in report.notes + (files.notes if files else []):
         _common.warn(f"note: {note}")
-    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
+    if file_format is not None:
+        _write(report, args.output, file_format, args.force)
+    doc = out.Owners(by, processes, files, args.top)
+    sys.stdout.write(out.as_json(report, doc) if args.json else out.as_text(report, doc))
     return 0
 
 
@@ -44,3 +93,45 @@ def _frames_hint() -> int:
     from ..kernel.procfs import meminfo_fields
 
     return meminfo_fields().get("MemTotal", 0) // PAGE_SIZE
+
+
+def _processes(top: int):
+    """Every process's RSS, PSS, USS and swap (:mod:`pagewalk.analysis.usage`), largest PSS first."""
+    from ..analysis.usage import measure, measure_rollups
+    from ..kernel.procfs import all_pids
+
+    pids = all_pids()
+    summed = measure_rollups(pids, explicit=False)
+    return summed[0] if summed is not None else measure(pids, explicit=False)
+
+
+def _files(roots: list[str] | None, top: int, report):
+    from ..analysis.ram_files import local_roots, walk_files
+    from ..kernel.probes import frames_readable
+    from ..output.progress import Progress
+
+    progress = Progress("files", 0, "files")
+    try:
+        return walk_files(roots or local_roots(), top, frames=report.uses is not None and frames_readable(),
+                          progress=progress.advance)
+    finally:
+        progress.close()
+
+
+def _write(report, path: str, file_format: str, force: bool) -> None:
+    if report.kept is None:
+        raise InvalidArgument("the frames are root's only (/proc/kpageflags): there is no picture or snapshot "
+                              "of them to write")
+    if file_format == "npz":
+        from ..analysis.ram_snapshot import save
+
+        save(report, path, force)
+    elif file_format == "html":
+        from ..output.ram_picture import write_html
+
+        write_html(report, path, force)
+    else:
+        from ..output.ram_picture import draw
+
+        draw(report, path, file_format, force)
+    _common.warn(f"wrote {path}")

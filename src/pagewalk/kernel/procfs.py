@@ -22,7 +22,7 @@ __all__ = [
     "ProcStatus", "parse_status", "read_status", "parse_statm", "read_statm", "thread_group", "CgroupEntry",
     "parse_cgroup", "read_cgroup", "Meminfo", "parse_meminfo", "read_meminfo", "parse_meminfo_fields",
     "meminfo_fields", "parse_zoneinfo_free", "zone_free_pages", "SwapDevice", "parse_swaps",
-    "swap_devices", "open_fd_count"
+    "swap_devices", "open_fd_count", "MountEntry", "parse_mounts", "mounts"
 ]
 
 
@@ -318,3 +318,32 @@ def open_fd_count() -> int:
     ``/proc/self/fd``, the one listing them included).  Raises OSError where /proc
     cannot be listed."""
     return len(os.listdir("/proc/self/fd"))
+
+
+MountEntry = namedtuple("MountEntry", "source point fstype options")
+MountEntry.__doc__ = """One line of ``/proc/self/mounts``: device or ``source``, mount ``point``,
+file-system type ``fstype`` and its ``options`` (a tuple)."""
+
+
+def _unescape_mount(field: str) -> str:
+    """A field of /proc/self/mounts: the kernel writes space, tab, newline and
+    backslash as octal escapes (fs/proc_namespace.c, ``mangle``)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def parse_mounts(text: str) -> list[MountEntry]:
+    """Decode the text of ``/proc/self/mounts`` (lines end at \\n only)."""
+    out = []
+    for line in text.split("\n"):
+        fields = line.split(" ")
+        if len(fields) >= 4:
+            out.append(MountEntry(_unescape_mount(fields[0]), _unescape_mount(fields[1]), fields[2],
+                                  tuple(fields[3].split(","))))
+    return out
+
+
+def mounts() -> list[MountEntry]:
+    """This process's mounts (:func:`parse_mounts`); empty where unreadable."""
+    return parse_mounts(read_text("/proc/self/mounts") or "")
