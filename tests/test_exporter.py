@@ -538,3 +538,29 @@ def test_the_unix_socket_is_made_with_its_mode_not_changed_to_it(open_dir, monke
             assert os.umask(0o022) == 0o022  # the process's umask is left as it was
     finally:
         os.umask(old_umask)
+
+
+def test_ram_series_count_every_frame_once_and_each_cgroups_memory(specimen):
+    """--ram: pagewalk_ram_bytes{use} adds up to the RAM walked (System RAM of
+    /proc/iomem), each use within the targets of its meminfo count (read by the test),
+    and a test process's cgroup holds its anonymous memory."""
+    from pagewalk.kernel.physmem import system_ram
+
+    specimen.run("a = mmap(8192); write(a, 8192)")
+    with open(f"/proc/{specimen.pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    cgroup = next((p for _, c, p in lines if "memory" in c.split(",")), None) or \
+        next(p for h, _, p in lines if h == "0")
+    with exporter("--pid", str(specimen.pid), "--interval", "30", "--ram", "--scrape-budget", "20") as (url, _):
+        samples, _ = scrape(url)
+        with open("/proc/meminfo") as f:  # (while the exporter, whose memory the walk saw, runs)
+            meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+    uses = {dict(k[1])["use"]: v for k, v in samples.items() if k[0] == "pagewalk_ram_bytes"}
+    ram = sum(r.end_pfn - r.start_pfn for r in system_ram()) * PAGE
+    assert sum(uses.values()) == ram > 0
+    anon = uses["anonymous"] + uses.get("KSM", 0)
+    assert abs(anon - meminfo["AnonPages"]) <= max(meminfo["AnonPages"] // 50, 8 << 20), (anon, meminfo["AnonPages"])
+    mine = {dict(k[1])["use"]: v for k, v in samples.items()
+            if k[0] == "pagewalk_ram_cgroup_bytes" and dict(k[1])["cgroup"] == cgroup}
+    assert mine.get("anonymous", 0) >= 32 << 20
+    assert samples[("pagewalk_ram_scan_duration_seconds", ())] > 0

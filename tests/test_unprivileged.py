@@ -171,3 +171,12 @@ def test_ram_without_root_gives_meminfo_and_says_the_uses_are_unknown():
     assert all(r["frames"] is None and r["within_target"] is None for r in doc["reconciled"])
     assert doc["meminfo_after"]["MemTotal"] > 0
     assert "root's only" in err and err.count("\n") == 1
+    # owners: the cgroups unknown too; the caller's own processes; files it may read
+    status, out, err = run_as(NOBODY, ["ram", "--by", "cgroup", "--json"])
+    assert status == 0 and "cgroups'" in err and "cgroups" not in json.loads(out), err
+    status, out, err = run_as(NOBODY, ["ram", "--files", "/usr/bin", "--json", "--top", "3"])
+    assert status == 0, err
+    walked = json.loads(out)["files_walked"]
+    assert walked["files"] > 0 and all(f["mapped_pages"] is None for f in json.loads(out)["files"])
+    status, out, err = run_as(NOBODY, ["ram", "-o", "/tmp/never.npz"])
+    assert status == 2 and "root's only" in err and not os.path.exists("/tmp/never.npz"), err

@@ -136,7 +136,8 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
         flags_file = KpageFile(KPAGEFLAGS)
     except AccessDenied:
         after = _kernel_counts()
-        notes = ["frames are root's only (/proc/kpageflags): the uses are unknown; meminfo's totals stand alone"]
+        notes = ["frames are root's only (/proc/kpageflags): the uses are unknown"
+                 + (" and so are the cgroups'" if by_cgroup else "") + "; meminfo's totals stand alone"]
         return RamReport(0, None, None, [], _reconcile(None, before, after), before, after, procfs.zone_free_pages(),
                          None, notes, time.monotonic() - started, None, None)
     cgroup_file = count_file = hierarchy = None

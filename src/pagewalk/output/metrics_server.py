@@ -428,10 +428,11 @@ def _scan_failed(exc: Exception) -> None:
 
 def serve(listen: tuple[str, int] | str, pids: list[int] | None, interval: float, scrape_budget: float,
           stop: threading.Event, on_ready=None, *, max_connections: int = MAX_CONNECTIONS,
-          idle_timeout_s: float = IDLE_TIMEOUT_S, socket_mode: int = SOCKET_MODE) -> None:
+          idle_timeout_s: float = IDLE_TIMEOUT_S, socket_mode: int = SOCKET_MODE, ram: bool = False) -> None:
     """Serve ``/metrics`` on ``listen`` (``(host, port)`` or a unix socket's path) and scan
-    every ``interval`` seconds until ``stop``; ``on_ready(address, max_connections)`` once listening."""
-    collector = MemoryCollector(pids)  # first: a missing prometheus_client is said here
+    every ``interval`` seconds until ``stop``; ``on_ready(address, max_connections)`` once
+    listening; ``ram``: each scan walks every frame too (:class:`MemoryCollector`)."""
+    collector = MemoryCollector(pids, ram=ram)  # first: a missing prometheus_client is said here
     prometheus_client = require("prometheus_client", "exporter", "prometheus-client")
     registry = prometheus_client.CollectorRegistry(auto_describe=False)
     registry.register(collector)
