@@ -128,8 +128,13 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
     :class:`~pagewalk.errors.PagewalkError` where a kpage file fails otherwise
     (:class:`~pagewalk.errors.Unsupported`: a kernel without memory cgroups asked
     ``by_cgroup``)."""
-    import numpy  # noqa: F401 - before the kernel's counts are read: its pages are this process's, not the walk's
+    # This process is counted too, and its memory should not move while the kernel's
+    # counts are read around the walk: numpy imported first, freed blocks kept for reuse
+    import numpy  # noqa: F401
 
+    from ..kernel.probes import reuse_freed_memory
+
+    reuse_freed_memory()
     before = _kernel_counts()
     started = time.monotonic()
     try:
@@ -161,12 +166,18 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
         if zone_free and walk.per_use[fr.USES.index("free")] < HEADS_ONLY_BELOW * zone_free:
             free_marks = "first page"  # an older kernel: the blocks' other pages have no flag
             walk = _walk(flags_file, ranges, heads_only=True, progress=None, cgroup_file=cgroup_file, keep=keep)
-    after = _kernel_counts()
+        # the kernel's counts again at once: this process's own memory, counted by the
+        # walk, shrinks as the walk's buffers go
+        after = _kernel_counts()
+        stats_after: dict[str, dict[str, int] | None] = {}
+        if hierarchy is not None:
+            names = {**names, **memcg.cgroup_paths(hierarchy)}  # (and those made during the walk)
+            stats_after = {path: memcg.read_stat(hierarchy, path) for path in names.values()}
     counts, lists = walk.counts()
     notes = _notes(counts, before, after, zone_free, free_marks)
     cgroups = None
     if by_cgroup:
-        cgroups = _cgroup_uses(walk.cgroups, hierarchy, names, stats_before)
+        cgroups = _cgroup_uses(walk.cgroups, hierarchy, names, stats_before, stats_after)
         if hierarchy is None:
             notes.append("no memory cgroup hierarchy is mounted: cgroups are named by inode number only")
     return RamReport(walk.walked, counts, lists, ranges, _reconcile(counts, before, after), before, after, zone_free,
@@ -174,17 +185,14 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
 
 
 def _cgroup_uses(pairs: dict[int, int], hierarchy: memcg.Hierarchy | None, names: dict[int, str],
-                 stats_before: dict[str, dict[str, int] | None]) -> list[CgroupUse]:
+                 stats_before: dict[str, dict[str, int] | None], stats_after: dict[str, dict[str, int] | None]
+                 ) -> list[CgroupUse]:
     """The frames per (cgroup inode, use) of the walk as a :class:`CgroupUse` per
     cgroup, biggest first, each beside its memory.stat (read before and after)."""
     per_inode: dict[int, dict[str, int]] = {}
     for key, frames in pairs.items():
         uses = per_inode.setdefault(key >> 5, dict.fromkeys(fr.USES, 0))
         uses[fr.USES[key & 31]] += frames
-    stats_after: dict[str, dict[str, int] | None] = {}
-    if hierarchy is not None:
-        names = {**names, **memcg.cgroup_paths(hierarchy)}  # (and those made during the walk)
-        stats_after = {path: memcg.read_stat(hierarchy, path) for path in names.values()}
     children: dict[str, list[str]] = {}
     for path in names.values():
         if path != "/":
