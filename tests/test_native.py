@@ -186,3 +186,21 @@ def test_a_short_file_reads_as_zeros_and_ends(tmp_path):
         counts: dict = {}
         native.frame_histogram(raw, f.fileno(), -1, SWAP_TYPE_BITS, PTE_MARKER_GUARD, counts)
     assert counts == {(0, 0x0101010101010101, 256, 0): 1, (0, 0, 256, 0): 1}
+
+
+def test_value_counts_of_values_and_of_pairs_equal_pythons_counter():
+    rng = np.random.default_rng(5)
+    values = np.repeat(rng.integers(0, 40, 3000).astype(np.uint64), rng.integers(1, 9, 3000))
+    groups = (values * np.uint64(7) + rng.integers(0, 2, len(values)).astype(np.uint64)) % np.uint64(5)
+    counts: dict = {}
+    native.value_counts(values, counts)
+    assert counts == collections.Counter(values.tolist())
+    native.value_counts(values[:100], counts)  # adds to what the dict holds
+    assert counts == collections.Counter(values.tolist()) + collections.Counter(values[:100].tolist())
+    pairs: dict = {}
+    native.value_counts(values, pairs, groups)
+    assert pairs == collections.Counter(zip(values.tolist(), groups.tolist()))
+    with pytest.raises(ValueError):
+        native.value_counts(values, {}, groups[:-1])
+    with pytest.raises(TypeError):
+        native.value_counts(values, [], groups)

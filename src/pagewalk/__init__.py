@@ -22,6 +22,8 @@ Several processes and the machine::
     pagewalk.shared_frames([pid1, pid2])           # SharedReport: frames both map
     pagewalk.who_maps([pfn], pagewalk.all_pids())  # WhoReport: who maps a frame
     pagewalk.file_residency("/usr/lib/libc.so.6")  # FileResidency: its cached pages
+    pagewalk.walk_ram(by_cgroup=True)              # RamReport: every frame of RAM in one use
+    pagewalk.walk_files(["/usr"])                  # FilesReport: the files the page cache holds
 
 Over time::
 
@@ -58,6 +60,8 @@ _EXPORTS = {
     "shared_frames": ("analysis.sharing", "shared_frames"), "SharedReport": ("analysis.sharing", "SharedReport"),
     "who_maps": ("analysis.who", "who_maps"), "WhoReport": ("analysis.who", "WhoReport"),
     "file_residency": ("analysis.files", "file_residency"), "FileResidency": ("analysis.files", "FileResidency"),
+    "walk_ram": ("analysis.ram", "walk_ram"), "RamReport": ("analysis.ram", "RamReport"),
+    "walk_files": ("analysis.ram_files", "walk_files"), "FilesReport": ("analysis.ram_files", "FilesReport"),
     # over time
     "Snapshot": ("analysis.snapshot", "Snapshot"), "diff_snapshots": ("analysis.diff", "diff"),
     "track": ("analysis.wss", "track"),

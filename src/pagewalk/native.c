@@ -696,32 +696,46 @@ done:
 }
 
 PyDoc_STRVAR(value_counts_doc,
-"value_counts(raw, counts)\n"
+"value_counts(raw, counts, groups=None)\n"
 "--\n\n"
 "Count the distinct u64 values of the buffer raw into the dict counts ({value: n}):\n"
 "kpageflags of the whole machine hold a few hundred distinct values among millions\n"
-"of frames (pagewalk ram), so the caller applies its rules to each value once.");
+"of frames (pagewalk ram), so the caller applies its rules to each value once.\n"
+"With groups (a buffer of as many u64: each frame's cgroup), count distinct pairs\n"
+"({(value, group): n}).");
 
 static PyObject *value_counts(PyObject *self, PyObject *args)
 {
-    Py_buffer raw = {0};
-    PyObject *counts, *result = NULL;
+    Py_buffer raw = {0}, groups = {0};
+    PyObject *counts, *groups_arg = Py_None, *result = NULL;
     Histogram h = {0};
     int failed = 0;
 
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*O!", &raw, &PyDict_Type, &counts))
+    if (!PyArg_ParseTuple(args, "y*O!|O", &raw, &PyDict_Type, &counts, &groups_arg))
         return NULL;
     if (!aligned(&raw, "raw"))
         goto done;
-    const uint64_t *v = raw.buf;
+    int paired = groups_arg != Py_None;
+    if (paired) {
+        if (PyObject_GetBuffer(groups_arg, &groups, PyBUF_SIMPLE) < 0)
+            goto done;
+        if (!aligned(&groups, "groups"))
+            goto done;
+        if (groups.len != raw.len) {
+            PyErr_SetString(PyExc_ValueError, "groups must hold as many u64 as raw");
+            goto done;
+        }
+    }
+    const uint64_t *v = raw.buf, *g = paired ? groups.buf : NULL;
     size_t n = (size_t)raw.len / 8;
     Py_BEGIN_ALLOW_THREADS
     for (size_t i = 0; i < n && !failed;) {
         size_t j = i + 1;
-        while (j < n && v[j] == v[i])  /* runs of equal values (free memory, holes) count as one */
+        /* runs of equal values (free memory, holes) count as one */
+        while (j < n && v[j] == v[i] && (g == NULL || g[j] == g[i]))
             j++;
-        failed = hist_add(&h, 0, v[i], 0, 0, j - i) < 0;
+        failed = hist_add(&h, 0, v[i], 0, g ? g[i] : 0, j - i) < 0;
         i = j;
     }
     Py_END_ALLOW_THREADS
@@ -732,7 +746,9 @@ static PyObject *value_counts(PyObject *self, PyObject *args)
     for (size_t i = 0; i < h.size; i++) {
         if (!h.slots[i].used)
             continue;
-        PyObject *key = PyLong_FromUnsignedLongLong(h.slots[i].flags);
+        PyObject *key = paired ? Py_BuildValue("(KK)", (unsigned long long)h.slots[i].flags,
+                                               (unsigned long long)h.slots[i].cgroup)
+                               : PyLong_FromUnsignedLongLong(h.slots[i].flags);
         PyObject *old = key ? PyDict_GetItemWithError(counts, key) : NULL;
         PyObject *add = key && (old || !PyErr_Occurred()) ? PyLong_FromUnsignedLongLong(h.slots[i].count) : NULL;
         PyObject *sum = add == NULL ? NULL : old ? PyNumber_Add(old, add) : (Py_INCREF(add), add);
@@ -747,6 +763,8 @@ static PyObject *value_counts(PyObject *self, PyObject *args)
     Py_INCREF(result);
 done:
     PyBuffer_Release(&raw);
+    if (groups.obj != NULL)
+        PyBuffer_Release(&groups);
     free(h.slots);
     return result;
 }

@@ -296,12 +296,12 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
     """One pass over the frames of ``ranges``: see :class:`_Walk`.
 
     The kernel's reads (60 to 90 ns a frame) come from a thread per CPU, a chunk each.
-    Counting uses alone, each chunk's distinct flag values are counted in C
-    (:func:`pagewalk.native.value_counts`: a machine has a few hundred among millions
-    of frames) and the rules of :mod:`pagewalk.core.frames` are applied to each
-    distinct value once.  A kernel that marks only a free block's first page needs each
-    frame's neighbours, and owners (``cgroup_file``) and ``keep`` need each frame's use:
-    then chunks are classified frame by frame (numpy).  ``keep``: (keep each frame's
+    Each chunk's distinct flag values (with ``cgroup_file``: distinct pairs of flags
+    and cgroup) are counted in C (:func:`pagewalk.native.value_counts`: a machine has a
+    few hundred among millions of frames) and the rules of :mod:`pagewalk.core.frames`
+    are applied to each distinct value once.  A kernel that marks only a free block's
+    first page needs each frame's neighbours, and ``keep`` each frame's use: then
+    chunks are classified frame by frame (numpy).  ``keep``: (keep each frame's
     use and cgroup, keep its flags, the open kpagecount to read its map count from)."""
     import numpy as np
 
@@ -311,14 +311,14 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
 
     spans = [(pfn, min(CHUNK_PFNS, r.end_pfn - pfn)) for r in ranges for pfn in range(r.start_pfn, r.end_pfn, CHUNK_PFNS)]
     keep_uses, keep_flags, count_file = keep
-    by_frame = heads_only or keep_uses or cgroup_file is not None
+    by_frame = heads_only or keep_uses
 
     def read(span: tuple[int, int]):
         first, n = span
         flags = flags_file.read_range(first, n)
-        if not by_frame:
-            counts: dict[int, int] = {}
-            native.value_counts(flags, counts)
+        if not by_frame:  # {flags: frames}, or {(flags, cgroup inode): frames}
+            counts: dict = {}
+            native.value_counts(flags, counts, None if cgroup_file is None else cgroup_file.read_range(first, n))
             return n, counts, None
         use = fr.classify(flags)
         if heads_only:
@@ -347,11 +347,17 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
         if progress is not None:
             progress(n)
     if values:
-        flags = np.fromiter(values.keys(), dtype=np.uint64, count=len(values))
+        paired = cgroup_file is not None
+        keys = list(values)
+        flags = np.fromiter((k[0] for k in keys) if paired else keys, dtype=np.uint64, count=len(keys))
         weights = np.fromiter(values.values(), dtype=np.float64, count=len(values))
-        per_use, per_list = _tally(fr.classify(flags), flags, weights)
+        use = fr.classify(flags)
+        per_use, per_list = _tally(use, flags, weights)
         walk.per_use += per_use
         walk.per_list += per_list
+        if paired:
+            for (_, inode), u, frames in zip(keys, use.tolist(), values.values()):
+                walk.cgroups[(inode << 5) | u] = walk.cgroups.get((inode << 5) | u, 0) + frames
     return walk
 
 
