@@ -220,8 +220,20 @@ class Bench:
                                      [sys.executable, "-c", "pass"]], self.runs)
         self.add(ratio_row(label, "types (whole machine) vs dd bs=1M + python -c pass", pw, dd + py, 1))
         self.log(f"{label}: ram vs types (whole machine), {self.runs} runs")
-        ram, types = timed_commands([[self.pagewalk, "ram"], [self.pagewalk, "types"]], self.runs)
+        ram, types, by_cgroup = timed_commands([[self.pagewalk, "ram"], [self.pagewalk, "types"],
+                                                [self.pagewalk, "ram", "--by", "cgroup"]], self.runs)
         self.add(ratio_row(label, "ram vs types (whole machine)", ram, types, 1.5))
+        # owners: kpagecgroup is a second file of the kernel's, read as kpageflags is
+        self.add(ratio_row(label, "ram --by cgroup vs types (whole machine; no target)", by_cgroup, types))
+        fincore = shutil.which("fincore")
+        if fincore:
+            runs = min(self.runs, 3)  # tens of seconds a run
+            self.log(f"{label}: ram --files / vs find -xdev + fincore of every file, {runs} runs")
+            files, peer = timed_commands([
+                [self.pagewalk, "ram", "--files", "/"],
+                ["sh", "-c", f"find / -xdev -type f -print0 | xargs -0 {fincore} --raw --noheadings >/dev/null 2>&1; "
+                             "exit 0"]], runs)
+            self.add(ratio_row(label, "ram --files / vs find / -xdev | xargs fincore", files, peer, 1))
 
     def everyday(self, label: str) -> None:
         """The processes people inspect most (a few MB to a few hundred): whole-command
