@@ -73,6 +73,13 @@ def test_usage_counts_them_per_process_and_once_in_totals(swapped_shared):
     # smaps charges the object's swapped pages to both processes; the total counts them once
     both = sum(rollup[pid]["Swap"] for pid in rollup)
     assert doc["totals"]["swap"] == both - SWAPPED_PAGES * PAGE
+    # where the rows do not add up to the total, a note says why
+    r = cli("usage", s.pid, child)
+    assert r.returncode == 0 and "the total counts each page once" in r.stderr, r.stderr
+    # a group holding both processes counts them once too
+    for by in ("command", "user", "cgroup"):
+        groups = cli_json("usage", s.pid, child, "--by", by)["groups"]
+        assert len(groups) == 1 and groups[0]["swap"] == both - SWAPPED_PAGES * PAGE, (by, groups)
 
 
 def test_dump_and_v2p_name_them(swapped_shared):
