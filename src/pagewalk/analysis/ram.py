@@ -397,6 +397,11 @@ def _notes(counts: dict[str, int], before: dict[str, int], after: dict[str, int]
             notes.append(f"meminfo's MemFree counts {unset * PAGE_SIZE >> 20} MiB more than the zones' free lists "
                          "hold: memory the kernel has not initialised yet (deferred or unaccepted), whose frames "
                          "read as 'no flags'")
+    if counts.get("hugetlb") and "HugePages_Free" in after:
+        pages, size = after.get("HugePages_Total", 0), after.get("Hugepagesize", 0)
+        free = after["HugePages_Free"]
+        notes.append(f"hugetlb: a pool of {pages} pages of {size >> 10} KiB (meminfo), {pages - free} in use and "
+                     f"{free} free (the pool's other sizes: /sys/kernel/mm/hugepages)")
     if counts.get("no flags"):
         known = {k: after.get(k, 0) for k in ("KernelStack", "VmallocUsed", "Percpu")}
         parts = ", ".join(f"{k} {v >> 20} MiB" for k, v in known.items())

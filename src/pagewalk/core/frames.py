@@ -29,7 +29,8 @@ those of include/uapi/linux/kernel-page-flags.h, computed in fs/proc/page.c
 
 Lists (as RAMMap shows them), counted within each use: ``active`` (bit 6),
 ``inactive`` (on an LRU list, bit 5, not active), ``unevictable`` (18), ``referenced``
-(2), ``dirty`` (4), ``writeback`` (8), ``mapped`` (11).
+(2), ``dirty`` (4), ``writeback`` (8), ``mapped`` (11); and ``thp`` (22): the frames of
+transparent huge pages (anonymous, shared memory or page cache).
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ __all__ = ["USES", "LISTS", "classify", "list_masks", "free_tails"]
 
 KPF = {"referenced": 2, "uptodate": 3, "dirty": 4, "lru": 5, "active": 6, "slab": 7, "writeback": 8, "buddy": 10,
        "mmap": 11, "anon": 12, "swapcache": 13, "swapbacked": 14, "huge": 17, "unevictable": 18, "hwpoison": 19,
-       "ksm": 21, "offline": 23, "zero_page": 24, "pgtable": 26, "reserved": 32, "private": 35}
+       "ksm": 21, "thp": 22, "offline": 23, "zero_page": 24, "pgtable": 26, "reserved": 32, "private": 35}
 
 USES = ("hwpoison", "offline", "free", "hugetlb", "slab", "page tables", "zero page", "KSM", "anonymous",
         "swap cache", "shared memory", "page cache", "kernel reserved", "no flags", "kernel other")
-LISTS = ("active", "inactive", "unevictable", "referenced", "dirty", "writeback", "mapped")
+LISTS = ("active", "inactive", "unevictable", "referenced", "dirty", "writeback", "mapped", "thp")
 
 
 def _bit(flags: np.ndarray, name: str) -> np.ndarray:
@@ -76,7 +77,7 @@ def list_masks(flags: np.ndarray) -> dict[str, np.ndarray]:
     lru, active = _bit(flags, "lru"), _bit(flags, "active")
     return {"active": active, "inactive": lru & ~active, "unevictable": _bit(flags, "unevictable"),
             "referenced": _bit(flags, "referenced"), "dirty": _bit(flags, "dirty"),
-            "writeback": _bit(flags, "writeback"), "mapped": _bit(flags, "mmap")}
+            "writeback": _bit(flags, "writeback"), "mapped": _bit(flags, "mmap"), "thp": _bit(flags, "thp")}
 
 
 def free_tails(flags: np.ndarray, first_pfn: int, max_order: int = 10) -> np.ndarray:
