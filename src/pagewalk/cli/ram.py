@@ -28,10 +28,11 @@ def add_parser(sub) -> None:
                                    "that hold the page cache (cachestat, or mincore; nothing read in, nothing "
                                    "marked accessed). Reads only.")
     p.add_argument("--by", choices=OWNERS, default="use",
-                   help="owners: cgroup, process, or file (every mounted local file system unless --files "
-                        "names trees); default: uses only")
-    p.add_argument("--files", nargs="+", metavar="PATH",
-                   help="the files (or trees) whose page cache to count (implies --by file)")
+                   help="owners: cgroup, process, or file (the files under PATHs, or on every mounted local "
+                        "file system); default: uses only")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="with --files: the files or trees to walk (default: every mounted local file system)")
+    p.add_argument("--files", action="store_true", help="the files that hold the page cache (--by file)")
     p.add_argument("--top", type=int, default=20, metavar="N",
                    help="processes or files shown (default 20, the largest)")
     p.add_argument("-o", "--output", metavar="FILE",
@@ -49,6 +50,8 @@ def run(args) -> int:
     from ..output.progress import Progress
 
     by = "file" if args.files else args.by
+    if args.paths and by != "file":
+        raise InvalidArgument("PATHs name the trees for --files (or --by file)")
     if not 1 <= args.top <= TOP_MAX:
         raise InvalidArgument(f"--top takes a number of rows from 1 to {TOP_MAX}")
     file_format = None
@@ -77,7 +80,7 @@ def run(args) -> int:
     if by == "process":
         processes = _processes(args.top)
     elif by == "file":
-        files = _files(args.files, args.top, report)
+        files = _files(args.paths, args.top, report)
     for note in report.notes + (files.notes if files else []):
         _common.warn(f"note: {note}")
     if file_format is not None:
