@@ -238,6 +238,8 @@ def test_files_cached_pages_equal_fincores(tmp_path):
         with open(tree / name, "rb") as f:
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)  # no readahead: these pages only
             os.pread(f.fileno(), length, offset)
+    os.mkfifo(tree / "fifo")  # no writer: a walk that opened it to read would wait for one
+    os.symlink("/dev/zero", tree / "link")  # never followed
     r = cli("ram", "--files", tree, "--json", "--top", "100")
     fincore = subprocess.run(["fincore", "--raw", "--noheadings", "--output", "PAGES,FILE",
                               *(str(tree / n) for n in sizes)], capture_output=True, text=True, check=True)
@@ -363,3 +365,45 @@ def test_progress_shows_on_a_terminal():
     on_tty, stdout = run_on_terminal(["ram"], "stderr")
     assert b"pagewalk ram" in on_tty and b"frames" in on_tty
     assert stdout.startswith(b"USE")
+
+
+@requires_root
+def test_a_machine_snapshot_is_anybodys_file(tmp_path):
+    """A snapshot's names and times are printed escaped; a file that claims more than
+    it holds, or codes it does not name, is one line of error, never a traceback nor a
+    memory bomb."""
+    good = tmp_path / "good.npz"
+    assert cli("ram", "-o", good).returncode == 0
+    arrays = dict(np.load(good))
+    meta = json.loads(arrays["ram_meta"].item())
+
+    def variant(name: str, **changes) -> str:
+        path = tmp_path / name
+        np.savez(path, **{**arrays, "ram_meta": np.array(json.dumps({**meta, **changes}))})
+        return str(path)
+
+    hostile = variant("hostile.npz", time="\x1b]0;owned\x07\x1b[2J", uses=["\x1b[31mfree\r", *meta["uses"][1:]])
+    r = cli("diff", good, hostile)
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "\\x1b]0;owned" in r.stdout, r.stdout
+    for bad in (variant("big.npz", frames=1 << 34, ranges=[[0, 1 << 34]]), variant("nocg.npz", cgroups=[]),
+                variant("dup.npz", uses=["free"] * len(meta["uses"])), variant("time.npz", time={"a": [1]}),
+                variant("ranges.npz", ranges=[[i, i + 1] for i in range(1 << 17)], frames=1 << 17)):
+        r = cli("diff", good, bad)
+        assert r.returncode in (1, 2) and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+@requires_root
+def test_a_file_reached_twice_is_counted_once(tmp_path):
+    """A hard link, and roots that overlap: each file's pages once; a root that does
+    not exist is an error."""
+    (tmp_path / "t").mkdir()
+    data = tmp_path / "t" / "a"
+    data.write_bytes(os.urandom(1 << 20))
+    os.link(data, tmp_path / "t" / "b")
+    data.read_bytes()
+    r = cli("ram", "--files", tmp_path / "t", data, tmp_path, "--json")
+    assert r.returncode == 0, r.stderr
+    walked = json.loads(r.stdout)["files_walked"]
+    assert walked["files"] == 1 and walked["cached_pages"] == 256, walked
+    r = cli("ram", "--files", tmp_path / "missing")
+    assert r.returncode == 2 and "no such file" in r.stderr and len(r.stderr.splitlines()) <= 3, r.stderr

@@ -14,7 +14,7 @@ from ..kernel.pagecache import cached_frames, file_pages, open_file, regular_fil
 from ..kernel.pagemap import PagemapFile
 from ..runs import byte_runs
 
-__all__ = ["FileResidency", "file_residency", "files_residency"]
+__all__ = ["FileResidency", "file_residency", "files_residency", "residency_of"]
 
 
 class FileResidency:
@@ -60,31 +60,36 @@ def file_residency(path: str, own_pagemap: PagemapFile | None = None, follow_sym
     :class:`PagewalkError` where it cannot be mapped."""
     fd = open_file(path, follow_symlink)
     try:
-        report = FileResidency(path, os.fstat(fd).st_size)
-        if own_pagemap is None:
-            for first, cached in residency(fd, 0, report.pages, path):
-                report._add_ranges(first, cached)
-            return report
-        report.runs, report.mapped = [], 0
-        with KpageFile(KPAGEFLAGS) as kflags, KpageFile(KPAGECOUNT) as kcount:
-            for first, cached, entries, read_back in cached_frames(fd, 0, report.pages, path, own_pagemap):
-                report.read_back += read_back
-                report._add_ranges(first, cached)
-                try:
-                    runs = native.frame_runs(entries, cached, kflags.fd, kcount.fd)
-                except OSError as exc:
-                    raise kflags.read_error(exc) from None
-                for page, n, flags, count in runs:  # runs of equal raw flags: shown as page-types shows them
-                    run = (first + page, n, fl.transform(flags, 0, False), count)
-                    report.mapped += n if count > 0 else 0
-                    last = report.runs[-1] if report.runs else None
-                    if last and last[0] + last[1] == run[0] and last[2:] == run[2:]:
-                        report.runs[-1] = (last[0], last[1] + n, last[2], last[3])
-                    else:
-                        report.runs.append(run)
-        return report
+        return residency_of(fd, path, own_pagemap)
     finally:
         os.close(fd)
+
+
+def residency_of(fd: int, path: str, own_pagemap: PagemapFile | None = None) -> FileResidency:
+    """:func:`file_residency` of the file open as ``fd`` (named ``path``)."""
+    report = FileResidency(path, os.fstat(fd).st_size)
+    if own_pagemap is None:
+        for first, cached in residency(fd, 0, report.pages, path):
+            report._add_ranges(first, cached)
+        return report
+    report.runs, report.mapped = [], 0
+    with KpageFile(KPAGEFLAGS) as kflags, KpageFile(KPAGECOUNT) as kcount:
+        for first, cached, entries, read_back in cached_frames(fd, 0, report.pages, path, own_pagemap):
+            report.read_back += read_back
+            report._add_ranges(first, cached)
+            try:
+                runs = native.frame_runs(entries, cached, kflags.fd, kcount.fd)
+            except OSError as exc:
+                raise kflags.read_error(exc) from None
+            for page, n, flags, count in runs:  # runs of equal raw flags: shown as page-types shows them
+                run = (first + page, n, fl.transform(flags, 0, False), count)
+                report.mapped += n if count > 0 else 0
+                last = report.runs[-1] if report.runs else None
+                if last and last[0] + last[1] == run[0] and last[2:] == run[2:]:
+                    report.runs[-1] = (last[0], last[1] + n, last[2], last[3])
+                else:
+                    report.runs.append(run)
+    return report
 
 
 def files_residency(paths: Iterable[str], frames: bool) -> list[FileResidency]:

@@ -180,6 +180,9 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
         cgroups = _cgroup_uses(walk.cgroups, hierarchy, names, stats_before, stats_after)
         if hierarchy is None:
             notes.append("no memory cgroup hierarchy is mounted: cgroups are named by inode number only")
+        elif len(names) >= memcg.MAX_CGROUPS:
+            notes.append(f"more than {memcg.MAX_CGROUPS} cgroups: those beyond are named by inode number only, "
+                         "and their parents' own counts in memory.stat include them")
     return RamReport(walk.walked, counts, lists, ranges, _reconcile(counts, before, after), before, after, zone_free,
                      free_marks, notes, time.monotonic() - started, cgroups, walk.kept() if keep_frames else None)
 
@@ -194,12 +197,12 @@ def _cgroup_uses(pairs: dict[int, int], hierarchy: memcg.Hierarchy | None, names
         uses = per_inode.setdefault(key >> 5, dict.fromkeys(fr.USES, 0))
         uses[fr.USES[key & 31]] += frames
     children: dict[str, list[str]] = {}
-    for path in names.values():
+    for path in set(names.values()):  # (a path removed and made again during the walk: once)
         if path != "/":
             children.setdefault(path.rsplit("/", 1)[0] or "/", []).append(path)
     out = []
     for inode, uses in per_inode.items():
-        path = None if inode == 0 else names.get(inode, f"? (inode {inode}: removed)")
+        path = None if inode == 0 else names.get(inode, f"? (inode {inode}: not in the hierarchy seen)")
         checked = []
         if hierarchy is not None and path in stats_after:
             checked = [Reconciled(name, group, sum(uses[u] for u in group), (fields[hierarchy.version], "- children's"),
@@ -213,10 +216,11 @@ def _cgroup_uses(pairs: dict[int, int], hierarchy: memcg.Hierarchy | None, names
 
 # Per cgroup, the uses set beside memory.stat: (name, uses, the field per cgroup version),
 # each a count of the cgroup's subtree: v1's total_*, v2's own.  memory.stat's
-# cache/file is NR_FILE_PAGES: files, shared memory and the swap cache.
+# cache/file is the cgroup's NR_FILE_PAGES: files and shared memory; the swap cache
+# is counted per node there, per cgroup only as NR_SWAPCACHE (mm/swap_state.c).
 CGROUP_RECONCILE = (
     ("anonymous", ("anonymous", "KSM"), {1: "total_rss", 2: "anon"}),
-    ("page cache + shared memory", ("page cache", "shared memory", "swap cache"), {1: "total_cache", 2: "file"}),
+    ("page cache + shared memory", ("page cache", "shared memory"), {1: "total_cache", 2: "file"}),
     ("shared memory", ("shared memory",), {1: "total_shmem", 2: "shmem"}),
 )
 
@@ -226,7 +230,7 @@ def _own_bytes(stats: dict[str, dict[str, int] | None], path: str, children: lis
     subtrees.  What is left is its own pages and those of its removed children: a
     removed cgroup's pages stay charged to it, and /proc/kpagecgroup names the nearest
     live ancestor (mm/memcontrol.c ``page_cgroup_ino``), so they are the parent's
-    here.  None where the cgroup's memory.stat cannot be read (v2's root has none)."""
+    here.  None where the cgroup's memory.stat cannot be read (or lacks ``field``)."""
     own = stats.get(path)
     if own is None or field not in own:
         return None

@@ -12,13 +12,14 @@ The largest files' mapped pages come from their frames (root only), looked at as
 
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 import stat as stat_module
 import time
 from collections import namedtuple
 
-from ..errors import PagewalkError, Unsupported
+from ..errors import InvalidArgument, PagewalkError, Unsupported
 from ..kernel import procfs, shmem
 from ..kernel.pagecache import file_pages, residency
 
@@ -28,7 +29,7 @@ __all__ = ["FileCache", "FilesReport", "DISK_FILESYSTEMS", "local_roots", "walk_
 DISK_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "vfat", "exfat", "msdos", "jfs",
                               "reiserfs", "nilfs2", "bcachefs", "zfs", "ntfs", "ntfs3", "hfsplus", "udf",
                               "iso9660", "squashfs", "erofs", "fuseblk"})
-OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO swapped in does not block
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC  # a FIFO put there: no wait
 
 
 class FileCache(namedtuple("FileCache", "path size_bytes cached_pages dirty_pages writeback_pages mapped_pages")):
@@ -85,21 +86,29 @@ def _cached(fd: int, path: str, size_bytes: int, calls: list) -> tuple[int, int 
 
 def walk_files(roots: list[str], top: int = 20, *, frames: bool = False, progress=None) -> FilesReport:
     """Walk every regular file under ``roots`` (not following links nor crossing into
-    other file systems; a root that is a file is that file) and count its pages in the
+    other file systems; a root that is a file is that file; a file reached twice, by a
+    hard link or through overlapping roots, counted once) and count its pages in the
     page cache.  Returns a :class:`FilesReport` with the ``top`` largest files; with
-    ``frames`` (root) their mapped pages too.  ``progress(1)`` after each file."""
+    ``frames`` (root) their mapped pages too.  ``progress(1)`` after each file.  Raises
+    :class:`~pagewalk.errors.InvalidArgument` for a root that does not exist or is
+    neither a regular file nor a directory."""
     started = time.monotonic()
-    heap: list[tuple[int, str, int, int | None, int | None]] = []
+    heap: list[tuple[int, tuple[int, int], str, int, int | None, int | None]] = []
     walked = cached_files = cached_total = dirty_total = unreadable = 0
     dirty_known = True
     calls = [True]  # whether cachestat is still worth asking
+    seen: set[tuple[int, int]] = set()  # files with other links, and directories: (device, inode)
     for root in roots:
-        for path, size_bytes, fd in _regular_files(root):
+        for path, st, fd in _regular_files(root, seen):
             if fd is None:
                 unreadable += 1
                 continue
             try:
-                cached, dirty, writeback = _cached(fd, path, size_bytes, calls)
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                cached, dirty, writeback = _cached(fd, path, st.st_size, calls)
             except PagewalkError:
                 unreadable += 1
                 continue
@@ -116,16 +125,17 @@ def walk_files(roots: list[str], top: int = 20, *, frames: bool = False, progres
                 dirty_known = False
             else:
                 dirty_total += dirty
-            item = (cached, path, size_bytes, dirty, writeback)
+            item = (cached, (st.st_dev, st.st_ino), path, st.st_size, dirty, writeback)
             if len(heap) < top:
                 heapq.heappush(heap, item)
-            elif item > heap[0]:
+            elif item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
-    largest = [FileCache(path, size_bytes, cached, dirty, writeback, None)
-               for cached, path, size_bytes, dirty, writeback in sorted(heap, reverse=True)]
+    heap.sort(key=lambda item: item[:2], reverse=True)
     notes = []
+    largest = [FileCache(path, size_bytes, cached, dirty, writeback, None)
+               for cached, _, path, size_bytes, dirty, writeback in heap]
     if frames and largest:
-        largest = _with_mapped(largest)
+        largest = _with_mapped(largest, [item[1] for item in heap])
     if unreadable:
         notes.append(f"{unreadable} file(s) or directories could not be read and are left out")
     if not calls[0] or not dirty_known:
@@ -135,74 +145,117 @@ def walk_files(roots: list[str], top: int = 20, *, frames: bool = False, progres
                        unreadable, time.monotonic() - started, notes)
 
 
-def _with_mapped(largest: list[FileCache]) -> list[FileCache]:
-    """The files with their mapped pages, from their frames (:func:`file_residency`)."""
+def _open_checked(path: str, identity: tuple[int, int] | None = None, follow: bool = False
+                  ) -> tuple[int, os.stat_result]:
+    """``path`` opened for reading as what it is now, without opening anything else: it
+    is first opened ``O_PATH`` (which opens no device and waits on no FIFO) and looked
+    at; only a regular file (and only the one of ``identity``, (device, inode), where
+    given) or a directory is then opened for reading, through that descriptor; a link
+    is followed only with ``follow`` (a name the user gave).  Raises OSError otherwise
+    (ENOENT where it changed)."""
+    held = os.open(path, os.O_PATH | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    try:
+        st = os.fstat(held)
+        if identity is not None and (st.st_dev, st.st_ino) != identity:
+            raise OSError(errno.ENOENT, "changed while it was looked at", path)
+        if stat_module.S_ISDIR(st.st_mode):
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        elif stat_module.S_ISREG(st.st_mode):
+            flags = OPEN_FLAGS & ~os.O_NOFOLLOW  # (the descriptor's own link in /proc is followed)
+        else:
+            raise OSError(errno.EINVAL, "neither a regular file nor a directory", path)
+        return os.open(f"/proc/self/fd/{held}", flags), st
+    finally:
+        os.close(held)
+
+
+def _with_mapped(largest: list[FileCache], identities: list[tuple[int, int]]) -> list[FileCache]:
+    """The files with their mapped pages, from their frames (as :func:`file_residency`
+    finds them), each the very file the walk counted (by device and inode) or left
+    unknown: a name may since lead elsewhere."""
     from ..kernel.pagemap import PagemapFile
-    from .files import file_residency
+    from .files import residency_of
 
     out = []
     with PagemapFile(os.getpid()) as own:
-        for f in largest:
+        for f, identity in zip(largest, identities):
+            mapped = None
             try:
-                mapped = file_residency(f.path, own).mapped
-            except PagewalkError:
-                mapped = None  # gone or changed meanwhile
+                fd, _ = _open_checked(f.path, identity)
+            except OSError:
+                fd = None  # gone or changed meanwhile
+            if fd is not None:
+                try:
+                    mapped = residency_of(fd, f.path, own).mapped
+                except PagewalkError:
+                    pass
+                finally:
+                    os.close(fd)
             out.append(f._replace(mapped_pages=mapped))
     return out
 
 
-def _regular_files(root: str):
-    """``(path, size in bytes, fd or None where it cannot be opened)`` of every regular
-    file under ``root``, opened relative to its directory (no path resolution a file,
-    no link followed), on ``root``'s file system only."""
+def _regular_files(root: str, seen: set[tuple[int, int]]):
+    """``(path, stat, fd or None where it cannot be opened)`` of every regular file
+    under ``root``, on ``root``'s file system only, each opened relative to its
+    directory without following a link (a FIFO put in its place opens without waiting;
+    an unprivileged user can make no device there).  A directory is entered once
+    (``seen``), and entered only if it is still the one its parent listed."""
     try:
-        st = os.stat(root)
-    except OSError:
-        yield root, 0, None
+        fd, st = _open_checked(root, follow=True)
+    except FileNotFoundError:
+        raise InvalidArgument(f"no such file or directory: {root}") from None
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise InvalidArgument(f"not a regular file or directory: {root}") from None
+        yield root, None, None
         return
     if stat_module.S_ISREG(st.st_mode):
-        try:
-            yield root, st.st_size, os.open(root, OPEN_FLAGS & ~os.O_NOFOLLOW)
-        except OSError:
-            yield root, 0, None
+        yield root, st, fd
         return
     device = st.st_dev
-    stack = [root]
+    stack = [(root, fd, (st.st_dev, st.st_ino))]
     while stack:
-        directory = stack.pop()
-        try:
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            yield directory, 0, None
+        directory, dir_fd, identity = stack.pop()
+        if dir_fd is None:
+            try:
+                dir_fd, _ = _open_checked(directory, identity)
+            except OSError:
+                yield directory, None, None
+                continue
+        if identity in seen:
+            os.close(dir_fd)
             continue
+        seen.add(identity)
         try:
             with os.scandir(dir_fd) as entries:
                 names = [(e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False)) for e in entries]
             for name, is_dir, is_file in names:
                 path = os.path.join(directory, name)
-                if is_dir:
-                    try:
-                        if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_dev == device:
-                            stack.append(path)
-                    except OSError:
-                        pass  # gone meanwhile
-                elif is_file:
-                    try:
-                        fd = os.open(name, OPEN_FLAGS | os.O_NOATIME, dir_fd=dir_fd)
-                    except PermissionError:
-                        try:
-                            fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)  # O_NOATIME needs ownership
-                        except OSError:
-                            yield path, 0, None
-                            continue
-                    except OSError:
-                        continue  # gone meanwhile, or a link swapped in (ELOOP)
-                    st = os.fstat(fd)
-                    if not stat_module.S_ISREG(st.st_mode):
-                        os.close(fd)
-                        continue
-                    yield path, st.st_size, fd
+                try:
+                    if is_dir:
+                        sub = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                        if sub.st_dev == device and stat_module.S_ISDIR(sub.st_mode):
+                            stack.append((path, None, (sub.st_dev, sub.st_ino)))
+                    elif is_file:
+                        file_fd = _open_at(dir_fd, name)
+                        file_st = os.fstat(file_fd)
+                        if stat_module.S_ISREG(file_st.st_mode):
+                            yield path, file_st, file_fd
+                        else:
+                            os.close(file_fd)
+                except PermissionError:
+                    yield path, None, None
+                except OSError:
+                    pass  # gone meanwhile, or a link put in its place (ELOOP)
         except OSError:
-            yield directory, 0, None
+            yield directory, None, None
         finally:
             os.close(dir_fd)
+
+
+def _open_at(dir_fd: int, name: str) -> int:
+    try:
+        return os.open(name, OPEN_FLAGS | os.O_NOATIME, dir_fd=dir_fd)
+    except PermissionError:
+        return os.open(name, OPEN_FLAGS, dir_fd=dir_fd)  # O_NOATIME needs ownership

@@ -38,7 +38,10 @@ FORMAT = "pagewalk-ram-snapshot"
 VERSION = 1
 MAX_FRAMES = 1 << 34  # 64 TiB of 4 KiB frames
 MAX_CODES = 1 << 16  # cgroups a snapshot may name
-LOAD_BYTES_PER_FRAME = 1 + 4 + 8  # a use byte, a cgroup code, and room for a comparison
+MAX_RANGES = 1 << 16  # RAM ranges (a machine has a few)
+MAX_META_CHARS = 16 << 20
+META_BYTES_PER_CHAR = 16  # what parsing JSON may take, a character of it (objects, lists)
+LOAD_BYTES_PER_FRAME = 1 + 4 + 8 + 8  # a use byte, a cgroup code, a comparison's pair, a count's temporary
 
 
 class RamSnapshot:
@@ -105,8 +108,9 @@ def is_ram_snapshot(path: str) -> bool:
 
 
 def _checked_meta(text: str, check: Check) -> dict:
-    if len(text) > 64 << 20:
-        raise check.bad("its metadata is too large")
+    if len(text) > MAX_META_CHARS:
+        raise check.bad(f"its metadata is {len(text)} characters, more than the {MAX_META_CHARS} pagewalk reads")
+    check.charge(len(text) * META_BYTES_PER_CHAR, "its metadata")
     try:
         meta = json.loads(text)
     except (ValueError, RecursionError):
@@ -127,9 +131,11 @@ def _checked_meta(text: str, check: Check) -> dict:
     check_meta = (
         ("page_size", lambda v: v == PAGE_SIZE, f"{PAGE_SIZE} (this machine's page size)"),
         ("frames", lambda v: type(v) is int and 0 <= v <= MAX_FRAMES, f"a count of frames up to {MAX_FRAMES}"),
-        ("ranges", lambda v: isinstance(v, list) and all(ints(r, 2) and r[0] < r[1] for r in v), "PFN ranges"),
-        ("uses", lambda v: isinstance(v, list) and 0 < len(v) <= 64 and all(type(u) is str for u in v),
-         "a list of use names"),
+        ("time", lambda v: type(v) is str and len(v) <= 64, "a time"),
+        ("ranges", lambda v: isinstance(v, list) and len(v) <= MAX_RANGES and all(ints(r, 2) and r[0] < r[1]
+                                                                                for r in v), "PFN ranges"),
+        ("uses", lambda v: isinstance(v, list) and 0 < len(v) <= 64 and len(set(v)) == len(v) and all(
+            type(u) is str and 0 < len(u) <= 64 for u in v), "a list of distinct use names"),
         ("cgroups", lambda v: isinstance(v, list) and len(v) <= MAX_CODES and all(
             isinstance(c, list) and len(c) == 2 and type(c[0]) is int and (c[1] is None or type(c[1]) is str)
             for c in v), "a list of [inode, path]"),
@@ -140,6 +146,8 @@ def _checked_meta(text: str, check: Check) -> dict:
             raise check.bad(f"its metadata's {key!r} is missing or not {what}")
     if sum(end - start for start, end in meta["ranges"]) != meta["frames"]:
         raise check.bad("its ranges do not add up to its frames")
+    if meta["frames"] and not meta["cgroups"]:
+        raise check.bad("it names no cgroup code for its frames")
     return meta
 
 
@@ -158,13 +166,14 @@ def load(path: str, *, budget: LoadBudget | None = None) -> RamSnapshot:
             frames = meta["frames"]
             check.charge(frames * LOAD_BYTES_PER_FRAME, f"its {frames} frames")
             columns = {}
-            for name, codes in (("use", len(meta["uses"])), ("cgroup", max(1, len(meta["cgroups"])))):
+            for name, codes, dtype in (("use", len(meta["uses"]), np.uint8),
+                                       ("cgroup", len(meta["cgroups"]), np.uint32)):
                 values = z.read(f"{name}_values", "u", most=frames)
                 repeats = z.read(f"{name}_repeats", "iu", length=len(values))
                 check.runs(name, values, repeats, frames)
                 if len(values) and int(values.max()) >= codes:
                     raise check.bad(f"its {name} codes go beyond the {codes} its metadata names")
-                columns[name] = np.repeat(values, repeats)
+                columns[name] = np.repeat(values.astype(dtype), repeats)  # (narrow first: a byte or 4 a frame)
     except NotRegularFile as exc:
         raise BadSnapshot(f"{path}: not a snapshot file ({exc.kind}, not a regular file)") from None
     except FileNotFoundError:
@@ -177,7 +186,7 @@ def load(path: str, *, budget: LoadBudget | None = None) -> RamSnapshot:
         raise BadSnapshot(f"{path}: cannot load this snapshot here: out of memory") from None
     except DAMAGE_ERRORS as exc:
         raise check.damaged(detail(exc)) from exc
-    return RamSnapshot(meta, columns["use"].astype(np.uint8), columns["cgroup"].astype(np.uint32))
+    return RamSnapshot(meta, columns["use"], columns["cgroup"])
 
 
 def diff(a: RamSnapshot, b: RamSnapshot) -> dict:

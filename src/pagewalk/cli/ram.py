@@ -49,6 +49,8 @@ def run(args) -> int:
     from ..output import ram as out
     from ..output.progress import Progress
 
+    if args.files and args.by not in ("use", "file"):
+        raise InvalidArgument(f"--files shows the files, --by {args.by} another owner: give one")
     by = "file" if args.files else args.by
     if args.paths and by != "file":
         raise InvalidArgument("PATHs name the trees for --files (or --by file)")

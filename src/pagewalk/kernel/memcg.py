@@ -27,15 +27,9 @@ MAX_CGROUPS = 1 << 16  # directories walked at most (a bound: a hostile tree can
 
 class Hierarchy(namedtuple("Hierarchy", "version root")):
     """The memory cgroup hierarchy: cgroup ``version`` (1 or 2) and the ``root``
-    directory it is mounted on.  ``local`` says whether memory.stat's figures count a
-    cgroup's own pages (v1) or its subtree's (v2)."""
+    directory it is mounted on."""
 
     __slots__ = ()
-
-    @property
-    def local(self) -> bool:
-        """Whether memory.stat's plain fields count the cgroup's own pages (v1), not its subtree's (v2)."""
-        return self.version == 1
 
 
 def find_hierarchy(entries: list[procfs.MountEntry] | None = None) -> Hierarchy | None:

@@ -175,16 +175,17 @@ def as_json(report: RamReport, owners: Owners | None = None) -> str:
 def diff_text(doc: dict) -> str:
     """``diff`` of two machine snapshots for people: uses, cgroups, and frames that
     changed use."""
-    rows = [[r["use"], _size(r["a_frames"]), _size(r["b_frames"]), _signed(r["change_frames"])]
+    # (every name and time here comes from the files: anybody's to write)
+    rows = [[printable(r["use"]), _size(r["a_frames"]), _size(r["b_frames"]), _signed(r["change_frames"])]
             for r in doc["by_use"] if r["a_frames"] or r["b_frames"]]
-    out = [f"A {doc['a_time']}  ->  B {doc['b_time']}\n",
+    out = [f"A {printable(str(doc['a_time']))}  ->  B {printable(str(doc['b_time']))}\n",
            render_table(["USE", "A", "B", "CHANGE"], rows, right={1, 2, 3})]
     rows = [[_size(r["a_frames"]), _size(r["b_frames"]), _signed(r["change_frames"]), _cgroup_name(r["cgroup"])]
             for r in doc["by_cgroup"] if r["change_frames"]]
     out.append("\n" + (render_table(["A", "B", "CHANGE", "CGROUP"], rows, right={0, 1, 2}) if rows
                        else "no cgroup changed\n"))
     if doc["moved"] is not None:
-        rows = [[r["from"], r["to"], _size(r["frames"])] for r in doc["moved"][:20]]
+        rows = [[printable(r["from"]), printable(r["to"]), _size(r["frames"])] for r in doc["moved"][:20]]
         out.append("\n" + (render_table(["FROM", "TO", "FRAMES"], rows, right={2}) if rows
                            else "no frame changed use\n"))
     return "".join(out)
