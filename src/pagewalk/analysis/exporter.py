@@ -32,6 +32,7 @@ import threading
 import time
 from collections import namedtuple
 
+from ..errors import PagewalkError
 from ..extras import require
 from ..names import unicode_text
 
@@ -62,6 +63,7 @@ class MemoryCollector:
         _, self._gauge, self._counter = _prometheus()
         self.pids = None if pids is None else list(pids)
         self.ram = ram
+        self.ram_failures = 0
         self.result: Result | None = None
         self.pages_total = 0
         self.failures = 0
@@ -77,12 +79,17 @@ class MemoryCollector:
         t0 = time.monotonic()
         try:
             gathered = gather(self.pids if self.pids is not None else all_pids(), explicit=False)
-            ram = self._walk_ram() if self.ram else None
         except Exception:
             self.failures += 1
             self._scanned()  # a scrape waits for the first attempt only, whatever its outcome
             raise
         self.pages_total += gathered.pages_read
+        ram = None
+        if self.ram:
+            try:
+                ram = self._walk_ram()
+            except PagewalkError:  # the processes' series stand; the frames' are absent this scan
+                self.ram_failures += 1
         self.result = Result(gathered.report("process").rows, gathered.report("cgroup").rows,
                              time.monotonic() - t0, time.time(), len(gathered.skipped), ram)
         self._scanned()
@@ -93,7 +100,7 @@ class MemoryCollector:
 
         from .ram import walk_ram
 
-        return walk_ram(by_cgroup=os.path.exists("/proc/kpagecgroup"))
+        return walk_ram(by_cgroup=os.path.exists("/proc/kpagecgroup"), cgroup_stats=False)
 
     def _scanned(self) -> None:
         self.generation += 1
@@ -119,6 +126,9 @@ class MemoryCollector:
         gauge, counter = self._gauge, self._counter
         yield counter("pagewalk_scan_pages", "pagemap entries read by the exporter's scans", value=self.pages_total)
         yield counter("pagewalk_scan_failures", "scans that failed", value=self.failures)
+        if self.ram:
+            yield counter("pagewalk_ram_scan_failures", "Walks of every frame (--ram) that failed.",
+                          value=self.ram_failures)
         if result is None:
             return
         yield gauge("pagewalk_scan_duration_seconds", "how long the last scan took", value=result.duration_s)

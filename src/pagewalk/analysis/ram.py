@@ -116,8 +116,8 @@ def within(value: int, before: int, after: int, min_bytes: int = TOLERANCE_MIN_B
     return lo - slack <= value <= hi + slack
 
 
-def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = False, keep_flags: bool = False
-             ) -> RamReport:
+def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = False, keep_flags: bool = False,
+             cgroup_stats: bool = True) -> RamReport:
     """Walk every frame of System RAM once (``progress(n)`` after each ``n`` frames)
     and put each in one use.  Returns a :class:`RamReport`; with ``by_cgroup`` its
     ``cgroups`` (:class:`CgroupUse` per memory cgroup, from ``/proc/kpagecgroup``,
@@ -127,14 +127,13 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
     read: the report has meminfo alone, the uses None and a note.  Raises
     :class:`~pagewalk.errors.PagewalkError` where a kpage file fails otherwise
     (:class:`~pagewalk.errors.Unsupported`: a kernel without memory cgroups asked
-    ``by_cgroup``)."""
+    ``by_cgroup``).  ``cgroup_stats`` False: the cgroups are named, their memory.stat
+    not read (their ``reconciled`` empty)."""
     # This process is counted too, and its memory should not move while the kernel's
-    # counts are read around the walk: numpy imported first, freed blocks kept for reuse
+    # counts are read around the walk: numpy imported first (the command also has glibc
+    # keep freed blocks: probes.reuse_freed_memory)
     import numpy  # noqa: F401
 
-    from ..kernel.probes import reuse_freed_memory
-
-    reuse_freed_memory()
     before = _kernel_counts()
     started = time.monotonic()
     try:
@@ -155,7 +154,8 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
             hierarchy = memcg.find_hierarchy()
             if hierarchy is not None:
                 names = memcg.cgroup_paths(hierarchy)
-                stats_before = {path: memcg.read_stat(hierarchy, path) for path in names.values()}
+                if cgroup_stats:
+                    stats_before = {path: memcg.read_stat(hierarchy, path) for path in set(names.values())}
         if keep_frames and keep_flags:
             count_file = stack.enter_context(KpageFile(KPAGECOUNT))
         ranges = _ram_ranges(flags_file)
@@ -172,7 +172,8 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
         stats_after: dict[str, dict[str, int] | None] = {}
         if hierarchy is not None:
             names = {**names, **memcg.cgroup_paths(hierarchy)}  # (and those made during the walk)
-            stats_after = {path: memcg.read_stat(hierarchy, path) for path in names.values()}
+            if cgroup_stats:
+                stats_after = {path: memcg.read_stat(hierarchy, path) for path in set(names.values())}
     counts, lists = walk.counts()
     notes = _notes(counts, before, after, zone_free, free_marks)
     cgroups = None

@@ -70,6 +70,9 @@ def run(args) -> int:
             from ..output.picture import pyplot
 
             pyplot()  # a missing extra is said before any work
+    from ..kernel.probes import reuse_freed_memory
+
+    reuse_freed_memory()  # this process's memory, counted too, stays put between the walk and the kernel's counts
     progress = Progress("ram", _frames_hint(), "frames")
     try:
         # a picture or snapshot records each frame's cgroup where the kernel has them
