@@ -407,3 +407,26 @@ def test_a_file_reached_twice_is_counted_once(tmp_path):
     assert walked["files"] == 1 and walked["cached_pages"] == 256, walked
     r = cli("ram", "--files", tmp_path / "missing")
     assert r.returncode == 2 and "no such file" in r.stderr and len(r.stderr.splitlines()) <= 3, r.stderr
+
+
+def test_the_picture_grid_from_runs_is_the_grid_from_frames():
+    """Each pixel the use most of its frames have, counted from runs, as counting the
+    frames one by one gives it (ties to the lower use)."""
+    from pagewalk.analysis.ram import KeptFrames
+    from pagewalk.output.ram_picture import raster
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 40, 5000)
+    uses = rng.integers(0, len(fr.USES), 5000).astype(np.uint8)
+    frames = int(lengths.sum())
+    kept = KeptFrames(np.concatenate(([0], np.cumsum(lengths)[:-1])), uses, None, None, None)
+    for width, rows in ((64, 64), (100, 2000), (7, 3)):
+        grid, per = raster(kept, frames, width, rows)
+        per_frame = np.repeat(uses, lengths)
+        padded = np.full(-(-frames // per) * per, 255, dtype=np.int64)
+        padded[:frames] = per_frame
+        blocks = padded.reshape(-1, per)
+        counts = np.stack([(blocks == k).sum(axis=1) for k in range(len(fr.USES))], axis=1)
+        expected = counts.argmax(axis=1)
+        assert grid.reshape(-1)[: len(expected)].tolist() == expected.tolist()
+        assert (grid.reshape(-1)[len(expected):] == 255).all()

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-__all__ = ["runs_of", "merge_runs", "byte_runs", "consecutive_runs", "paint", "pages_within", "ramps",
+__all__ = ["runs_of", "merge_runs", "merge_equal", "byte_runs", "consecutive_runs", "paint", "pages_within", "ramps",
            "run_arrays"]
 
 
@@ -134,3 +134,20 @@ def run_arrays(runs) -> tuple[np.ndarray, np.ndarray]:
         return runs
     pairs = np.array(runs, dtype=np.int64).reshape(-1, 2)
     return pairs[:, 0], pairs[:, 1]
+
+
+def merge_equal(columns: list[np.ndarray], lengths: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Runs (each ``lengths`` long, their values in ``columns``) with neighbours whose
+    values are all equal joined: ``(index of each joined run's first, its values in
+    each column, its length)``."""
+    import numpy as np
+
+    keep = np.ones(len(lengths), dtype=bool)
+    if len(lengths):
+        same = np.ones(len(lengths) - 1, dtype=bool)
+        for c in columns:
+            same &= c[1:] == c[:-1]
+        keep[1:] = ~same
+    heads = np.flatnonzero(keep)
+    joined = np.add.reduceat(lengths, heads) if len(heads) else lengths[:0]
+    return heads, [c[heads] for c in columns], joined

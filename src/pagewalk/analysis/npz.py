@@ -43,7 +43,7 @@ from ..kernel.pagemap import PAGE_SHIFT
 from .snapshot_check import (KINDS, MAP_FIELDS, MAPPING_BYTES, MAX_MAPPINGS, MAX_META_BYTES, MAX_NPY_HEADER,
                              Check, detail, shown)
 
-__all__ = ["PAGE_COLUMNS", "Members", "read", "run_lengths", "write"]
+__all__ = ["PAGE_COLUMNS", "Members", "narrow", "read", "run_lengths", "write"]
 
 PAGE_COLUMNS = ("vpn_delta", "entry_delta", "zero", "huge", "kpageflags", "mapcount")
 
@@ -85,10 +85,10 @@ def run_lengths(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return column, np.zeros(0, dtype=np.int64)
     first = np.flatnonzero(column[1:] != column[:-1]) + 1
     first = np.concatenate(([0], first))
-    return column[first], _narrow(np.diff(np.append(first, len(column))))
+    return column[first], narrow(np.diff(np.append(first, len(column))))
 
 
-def _narrow(repeats: np.ndarray) -> np.ndarray:
+def narrow(repeats: np.ndarray) -> np.ndarray:
     """Run lengths in the narrowest type that holds them: less for deflate to do."""
     most = int(repeats.max()) if len(repeats) else 0
     return repeats.astype(next((t for t in (np.uint8, np.uint16, np.uint32) if most <= np.iinfo(t).max), np.int64))
@@ -109,7 +109,7 @@ def _vpn_delta_runs(first: np.ndarray, pages: np.ndarray) -> tuple[np.ndarray, n
     values, repeats = values[repeats > 0], repeats[repeats > 0]
     # neighbours of equal value are one run (a jump of 1 followed by ones)
     head = np.concatenate(([True], values[1:] != values[:-1]))
-    return values[head], _narrow(np.add.reduceat(repeats, np.flatnonzero(head)))
+    return values[head], narrow(np.add.reduceat(repeats, np.flatnonzero(head)))
 
 
 def _delta(column: np.ndarray, out: np.ndarray) -> None:

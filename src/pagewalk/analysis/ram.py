@@ -90,12 +90,23 @@ class RamReport(namedtuple("RamReport", "frames uses lists ranges reconciled mem
     __slots__ = ()
 
 
-class KeptFrames(namedtuple("KeptFrames", "uses cgroups flags mapcounts")):
-    """Each frame walked, in the order of the report's ``ranges``: its use (uint8, an
-    index into :data:`pagewalk.core.frames.USES`), and where asked its cgroup inode,
-    raw kpageflags and map count (uint64 arrays; None where not asked)."""
+class KeptFrames(namedtuple("KeptFrames", "first uses cgroups flags mapcounts")):
+    """Every frame walked, as runs of frames alike, in the order of the report's
+    ``ranges`` (frame positions 0, 1, ... across them): ``first`` (int64) the position
+    where each run starts (a run lasts to the next one's start, the last to the
+    frames walked); the run's use (uint8, an index into
+    :data:`pagewalk.core.frames.USES`), and where asked its cgroup inode, raw
+    kpageflags and map count (uint64; None where not asked).  Neighbouring runs may
+    be alike (where chunks met).  Runs, not frames: a machine's frames come in long
+    runs of one kind, and a terabyte is 268 million frames."""
 
     __slots__ = ()
+
+    def lengths(self, frames: int):
+        """Each run's length in frames (``frames``: all walked)."""
+        import numpy as np
+
+        return np.diff(np.append(self.first, frames))
 
 
 class CgroupUse(namedtuple("CgroupUse", "inode path uses reconciled")):
@@ -123,7 +134,7 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
     ``cgroups`` (:class:`CgroupUse` per memory cgroup, from ``/proc/kpagecgroup``,
     beside each cgroup's memory.stat), with ``keep_frames`` its ``kept``
     (:class:`KeptFrames`: every frame's use, and its cgroup with ``by_cgroup``, its
-    flags and map count with ``keep_flags``).  Without root the frames cannot be
+    flags and map count with ``keep_flags``, as runs).  Without root the frames cannot be
     read: the report has meminfo alone, the uses None and a note.  Raises
     :class:`~pagewalk.errors.PagewalkError` where a kpage file fails otherwise
     (:class:`~pagewalk.errors.Unsupported`: a kernel without memory cgroups asked
@@ -276,11 +287,26 @@ class _Walk:
         return KeptFrames(*(np.concatenate(parts) if parts and parts[0] is not None else None
                             for parts in self.chunks.values()))
 
+
     def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         uses = dict(zip(fr.USES, self.per_use.tolist()))
         lists = {use: {name: int(self.per_list[i][k]) for i, name in enumerate(fr.LISTS)}
                  for k, use in enumerate(fr.USES)}
         return uses, lists
+
+
+def _runs_of(position: int, columns: tuple) -> tuple:
+    """A chunk's frames (``columns``: arrays, or None) as runs: the positions where a
+    run starts (the chunk's first at ``position``) and each column's value there."""
+    import numpy as np
+
+    present = [c for c in columns if c is not None]
+    cut = np.zeros(len(present[0]), dtype=bool)
+    cut[0] = True
+    for c in present:
+        cut[1:] |= c[1:] != c[:-1]
+    heads = np.flatnonzero(cut)
+    return (heads + position, *(None if c is None else c[heads] for c in columns))
 
 
 def _tally(use: np.ndarray, flags: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -314,12 +340,17 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
     from ..kernel.kpage import CHUNK_PFNS
     from ..parallel import ordered_map
 
-    spans = [(pfn, min(CHUNK_PFNS, r.end_pfn - pfn)) for r in ranges for pfn in range(r.start_pfn, r.end_pfn, CHUNK_PFNS)]
+    spans, position = [], 0
+    for r in ranges:
+        for pfn in range(r.start_pfn, r.end_pfn, CHUNK_PFNS):
+            n = min(CHUNK_PFNS, r.end_pfn - pfn)
+            spans.append((pfn, n, position))
+            position += n
     keep_uses, keep_flags, count_file = keep
     by_frame = heads_only or keep_uses
 
-    def read(span: tuple[int, int]):
-        first, n = span
+    def read(span: tuple[int, int, int]):
+        first, n, position = span
         flags = flags_file.read_range(first, n)
         if not by_frame:  # {flags: frames}, or {(flags, cgroup inode): frames}
             counts: dict = {}
@@ -329,8 +360,17 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
         if heads_only:
             use[fr.free_tails(flags, first)] = fr.USES.index("free")
         cgroups = None if cgroup_file is None else cgroup_file.read_range(first, n)
-        counts = None if count_file is None else count_file.read_range(first, n)
-        return n, _tally(use, flags, None), (use, cgroups, flags if keep_flags else None, counts)
+        if cgroups is not None:
+            # (inode, use) as one u64: inodes of kernfs stay far below 2**59
+            pairs: dict[int, int] = {}
+            native.value_counts((cgroups << np.uint64(5)) | use, pairs)
+        else:
+            pairs = None
+        runs = None
+        if keep_uses:
+            counts = None if count_file is None else count_file.read_range(first, n)
+            runs = _runs_of(position, (use, cgroups, flags if keep_flags else None, counts))
+        return n, _tally(use, flags, None), (pairs, runs)
 
     walk = _Walk()
     values: dict[int, int] = {}
@@ -342,12 +382,11 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
         else:
             walk.per_use += got[0]
             walk.per_list += got[1]
-            use, cgroups = frames[:2]
-            if cgroups is not None:
-                # (inode, use) as one u64: inodes of kernfs stay far below 2**59
-                native.value_counts((cgroups << np.uint64(5)) | use, walk.cgroups)
-            if keep_uses:
-                for parts, part in zip(walk.chunks.values(), frames):
+            pairs, runs = frames
+            for key, count in (pairs or {}).items():
+                walk.cgroups[key] = walk.cgroups.get(key, 0) + count
+            if runs is not None:
+                for parts, part in zip(walk.chunks.values(), runs):
                     parts.append(part)
         if progress is not None:
             progress(n)

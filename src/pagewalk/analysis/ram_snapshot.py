@@ -29,7 +29,8 @@ from ..core import frames as fr
 from ..errors import PagewalkError
 from ..kernel.outfile import write_private
 from ..kernel.pagemap import PAGE_SIZE
-from .npz import Members, run_lengths
+from ..runs import merge_equal
+from .npz import Members, narrow
 from .snapshot_check import DAMAGE_ERRORS, BadSnapshot, Check, LoadBudget, detail
 
 __all__ = ["FORMAT", "RamSnapshot", "save", "load", "is_ram_snapshot", "diff"]
@@ -78,19 +79,20 @@ def save(report, path: str, force: bool = False) -> int:
     ``keep_frames`` and ``by_cgroup``) to ``path`` (mode 0600); the bytes written."""
     import os
 
-    uses, inodes = report.kept.uses, report.kept.cgroups
-    if inodes is None:  # (a kernel without memory cgroups)
-        inodes = np.zeros(len(uses), dtype=np.uint64)
-    codes, index = np.unique(inodes, return_inverse=True)
+    kept = report.kept
+    lengths = kept.lengths(report.frames)
+    inodes = kept.cgroups if kept.cgroups is not None else np.zeros(len(lengths), dtype=np.uint64)
+    codes, index = np.unique(inodes, return_inverse=True)  # (over runs: a few thousand values)
     names = {c.inode: c.path for c in report.cgroups or []}
     meta = {"format": FORMAT, "version": VERSION, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "unix_time": time.time(), "kernel": os.uname().release, "boot_id": _boot_id(), "page_size": PAGE_SIZE,
-            "frames": int(len(uses)), "ranges": [[r.start_pfn, r.end_pfn] for r in report.ranges],
+            "frames": int(report.frames), "ranges": [[r.start_pfn, r.end_pfn] for r in report.ranges],
             "uses": list(fr.USES), "cgroups": [[int(c), names.get(int(c))] for c in codes.tolist()],
             "meminfo": report.meminfo_after}
     arrays = {"ram_meta": np.array(json.dumps(meta))}
-    for name, column in (("use", uses), ("cgroup", index.astype(np.uint32))):
-        arrays[f"{name}_values"], arrays[f"{name}_repeats"] = run_lengths(column)
+    for name, column in (("use", kept.uses), ("cgroup", index.astype(np.uint32))):
+        _, (values,), repeats = merge_equal([column], lengths)
+        arrays[f"{name}_values"], arrays[f"{name}_repeats"] = values, narrow(repeats)
 
     def write(f) -> None:
         np.savez_compressed(f, **arrays)

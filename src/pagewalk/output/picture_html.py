@@ -25,14 +25,15 @@ from ..kernel.outfile import write_private
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable
 
-__all__ = ["runs", "document", "write"]
+__all__ = ["runs", "document", "write", "b64", "embed"]
 
 PHYS_WIDTH, PHYS_HEIGHT = 100, 280  # cells of the physical panel
 PAGEMAP_BITS = ((55, "soft-dirty"), (56, "exclusive"), (57, "uffd-wp"), (58, "guard"), (61, "file/shared"),
                 (62, "swapped"), (63, "present"))
 
 
-def _b64(array: np.ndarray, dtype) -> str:
+def b64(array: np.ndarray, dtype) -> str:
+    """``array`` as base64 of little-endian ``dtype`` (how the pages carry arrays)."""
     return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode()
 
 
@@ -53,11 +54,11 @@ def runs(space: AddressSpace) -> dict:
         columns = _with_unknown_gaps(columns, idx, space.unknown_ranges)
     kflags = space.kpageflags is not None
     kf = columns["kf"]
-    return {"index": _b64(columns["index"], np.float64), "length": _b64(columns["length"], np.uint32),
-            "state": _b64(columns["state"], np.uint8), "pfn": _b64(columns["pfn"], np.float64),
-            "pm": _b64(columns["pm"], np.uint16),
-            "kf_lo": _b64(kf & np.uint64(0xFFFFFFFF), np.uint32) if kflags else None,
-            "kf_hi": _b64(kf >> np.uint64(32), np.uint32) if kflags else None}
+    return {"index": b64(columns["index"], np.float64), "length": b64(columns["length"], np.uint32),
+            "state": b64(columns["state"], np.uint8), "pfn": b64(columns["pfn"], np.float64),
+            "pm": b64(columns["pm"], np.uint16),
+            "kf_lo": b64(kf & np.uint64(0xFFFFFFFF), np.uint32) if kflags else None,
+            "kf_hi": b64(kf >> np.uint64(32), np.uint32) if kflags else None}
 
 
 def _with_unknown_gaps(columns: dict, idx: np.ndarray, ranges: list[tuple[int, int]]) -> dict:
@@ -91,7 +92,7 @@ def document(space: AddressSpace) -> str:
     physical = None
     if ram:
         rgb = physical_raster(space, ram, PHYS_WIDTH, PHYS_HEIGHT)
-        physical = {"width": PHYS_WIDTH, "height": PHYS_HEIGHT, "rgb": _b64(rgb.reshape(-1), np.uint8),
+        physical = {"width": PHYS_WIDTH, "height": PHYS_HEIGHT, "rgb": b64(rgb.reshape(-1), np.uint8),
                     "ranges": [[r.start_pfn, r.end_pfn, r.node] for r in ram],
                     "total_pages": sum(r.end_pfn - r.start_pfn for r in ram)}
     data = {
@@ -105,11 +106,19 @@ def document(space: AddressSpace) -> str:
         "runs": runs(space), "pm_bits": [list(b) for b in PAGEMAP_BITS],
         "kflag_bits": [[f.bit, f.name] for f in flags.FLAGS], "physical": physical,
     }
+    return embed("picture.html", data, {"__PID__": str(space.pid)})
+
+
+def embed(template_name: str, data: dict, fields: dict[str, str] | None = None) -> str:
+    """The page ``template_name`` (beside this module) with ``data`` as JSON in place of
+    ``__DATA__`` (and each of ``fields`` in place of its key)."""
     # No "<" at all inside the script element: "</script>" or "<!--<script>" in a
-    # process or file name would end or swallow it.  JSON spells it "\u003c".
+    # process, file or cgroup name would end or swallow it.  JSON spells it "\u003c".
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
-    template = resources.files(__package__).joinpath("picture.html").read_text(encoding="utf-8")
-    return template.replace("__PID__", str(space.pid)).replace("__DATA__", payload)
+    template = resources.files(__package__).joinpath(template_name).read_text(encoding="utf-8")
+    for key, value in (fields or {}).items():
+        template = template.replace(key, value)
+    return template.replace("__DATA__", payload)
 
 
 def write(space: AddressSpace, path: str, force: bool = False) -> None:

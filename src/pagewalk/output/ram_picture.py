@@ -11,9 +11,7 @@ Files are created mode 0600: they show physical addresses.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import json
 import os
 
 import numpy as np
@@ -23,7 +21,9 @@ from ..core.frames import USES
 from ..kernel.outfile import write_private
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable
+from ..runs import merge_equal
 from .humanize import human_bytes
+from .picture_html import b64, embed
 
 __all__ = ["COLORS", "frames_per_pixel", "raster", "marks", "draw", "document", "write_html"]
 
@@ -43,20 +43,27 @@ def frames_per_pixel(frames: int, width: int, max_rows: int) -> int:
     return max(1, -(-frames // (width * max_rows)))
 
 
-def raster(uses: np.ndarray, width: int, max_rows: int) -> tuple[np.ndarray, int]:
+def raster(kept, frames: int, width: int, max_rows: int) -> tuple[np.ndarray, int]:
     """``(use index per pixel (rows x width, uint8; 255 past the last frame), frames a
-    pixel)``: each pixel the use most of its frames have."""
-    per = frames_per_pixel(len(uses), width, max_rows)
-    pixels = -(-len(uses) // per)
-    padded = np.full(pixels * per, 255, dtype=np.uint8)
-    padded[: len(uses)] = uses
-    blocks = padded.reshape(pixels, per)
-    if per == 1:
-        dominant = blocks[:, 0]
-    else:
-        counts = np.stack([(blocks == k).sum(axis=1, dtype=np.int32) for k in range(len(USES))], axis=1)
-        dominant = counts.argmax(axis=1).astype(np.uint8)
-        dominant[counts.max(axis=1) == 0] = 255
+    pixel)`` of the ``frames`` walked, kept as runs (:class:`~pagewalk.analysis.ram.KeptFrames`):
+    each pixel the use most of its frames have, counted from the runs (no array of a
+    value a frame: a terabyte is 268 million frames)."""
+    per = frames_per_pixel(frames, width, max_rows)
+    pixels = -(-frames // per)
+    bounds = np.minimum(np.arange(pixels + 1, dtype=np.int64) * per, frames)
+    first, lengths = kept.first, kept.lengths(frames)
+    run = np.searchsorted(first, bounds, side="right") - 1  # the run each pixel bound falls in
+    best = np.zeros(pixels, dtype=np.int64)
+    dominant = np.full(pixels, 255, dtype=np.uint8)
+    for k in range(len(USES)):
+        mine = kept.uses == k
+        if not mine.any():
+            continue
+        before = np.concatenate(([0], np.cumsum(np.where(mine, lengths, 0))))  # frames of use k before each run
+        upto = before[run] + np.where(mine[run], bounds - first[run], 0)  # frames of use k before each bound
+        count = np.diff(upto)
+        better = count > best
+        best[better], dominant[better] = count[better], k
     rows = -(-pixels // width)
     grid = np.full(rows * width, 255, dtype=np.uint8)
     grid[:pixels] = dominant
@@ -95,7 +102,7 @@ def draw(report, path: str, file_format: str, force: bool = False) -> None:
     plt = pyplot()
     from matplotlib.patches import Patch
 
-    grid, per = raster(report.kept.uses, WIDTH_PX, MAX_ROWS_PX)
+    grid, per = raster(report.kept, report.frames, WIDTH_PX, MAX_ROWS_PX)
     rows = grid.shape[0]
     dpi = 100
     fig = plt.figure(figsize=(14, 4 + 10 * rows / MAX_ROWS_PX), dpi=dpi)
@@ -120,53 +127,34 @@ def draw(report, path: str, file_format: str, force: bool = False) -> None:
     plt.close(fig)
 
 
-def _b64(array: np.ndarray, dtype) -> str:
-    return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode()
-
-
-def _change_points(columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Where any column changes: (first frame of each run, each column's value there)."""
-    n = len(columns[0])
-    cut = np.zeros(n, dtype=bool)
-    if n:
-        cut[0] = True
-    for c in columns:
-        cut[1:] |= c[1:] != c[:-1]
-    first = np.flatnonzero(cut)
-    return first, [c[first] for c in columns]
-
-
 def document(report) -> str:
     """The HTML page of the walk ``report`` (kept with flags and map counts), as text."""
-    from importlib import resources
-
     kept = report.kept
-    grid, per = raster(kept.uses, HTML_WIDTH_PX, HTML_MAX_ROWS_PX)
-    cgroups = kept.cgroups if kept.cgroups is not None else np.zeros(len(kept.uses), dtype=np.uint64)
-    codes, cgroup_index = np.unique(cgroups, return_inverse=True)
+    grid, per = raster(kept, report.frames, HTML_WIDTH_PX, HTML_MAX_ROWS_PX)
+    lengths = kept.lengths(report.frames)
+    cgroups = kept.cgroups if kept.cgroups is not None else np.zeros(len(lengths), dtype=np.uint64)
+    codes, cgroup_index = np.unique(cgroups, return_inverse=True)  # (over runs, not frames)
     names = {c.inode: c.path for c in report.cgroups or []}
     flag_values, flag_index = np.unique(kept.flags, return_inverse=True)
     counts = np.minimum(kept.mapcounts, np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    first, (use, fidx, count, cidx) = _change_points([kept.uses, flag_index.astype(np.uint32), counts,
-                                             cgroup_index.astype(np.uint32)])
+    heads, (use, fidx, count, cidx), _ = merge_equal([kept.uses, flag_index.astype(np.uint32), counts,
+                                                      cgroup_index.astype(np.uint32)], lengths)
+    first = kept.first[heads]
     data = {
         "kernel": os.uname().release, "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "page_size": PAGE_SIZE, "frames": int(report.frames), "uses": list(USES),
         "colors": [COLORS[u] for u in USES], "totals": report.uses,
         "ranges": [[r.start_pfn, r.end_pfn] for r in report.ranges],
         "marks": [[at, label] for at, label in marks(report)],
-        "grid": {"width": HTML_WIDTH_PX, "rows": int(grid.shape[0]), "per": per, "use": _b64(grid.reshape(-1), np.uint8)},
-        "runs": {"first": _b64(first, np.float64), "use": _b64(use, np.uint8), "flags": _b64(fidx, np.uint32),
-                 "count": _b64(count, np.uint32), "cgroup": _b64(cidx, np.uint32)},
+        "grid": {"width": HTML_WIDTH_PX, "rows": int(grid.shape[0]), "per": per, "use": b64(grid.reshape(-1), np.uint8)},
+        "runs": {"first": b64(first, np.float64), "use": b64(use, np.uint8), "flags": b64(fidx, np.uint32),
+                 "count": b64(count, np.uint32), "cgroup": b64(cidx, np.uint32)},
         "flag_values": [[int(v) & 0xFFFFFFFF, int(v) >> 32] for v in flag_values.tolist()],
         "kflag_bits": [[f.bit, f.name] for f in flags.FLAGS],
         "cgroups": [None if int(c) == 0 else printable(names.get(int(c)) or f"? (inode {int(c)})")
                     for c in codes.tolist()],
     }
-    # No "<" inside the script element: a cgroup's name could end it.  JSON spells it "\u003c".
-    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
-    template = resources.files(__package__).joinpath("ram_picture.html").read_text(encoding="utf-8")
-    return template.replace("__DATA__", payload)
+    return embed("ram_picture.html", data)
 
 
 def write_html(report, path: str, force: bool = False) -> None:
