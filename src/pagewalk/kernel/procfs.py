@@ -236,25 +236,15 @@ class Meminfo(namedtuple("Meminfo", "available_bytes free_bytes")):
 
 def parse_meminfo(text: str) -> Meminfo:
     """Decode the text of ``/proc/meminfo`` (``Name:  N kB`` lines)."""
-    kb = _kb_lines(text)
-    return Meminfo(kb.get("MemAvailable"), kb.get("MemFree"))
-
-
-def _kb_lines(text: str) -> dict[str, int]:
-    """``Name: N kB`` lines (meminfo, status) as {name: bytes}; other lines skipped."""
-    out = {}
-    for line in text.split("\n"):
-        key, _, value = line.partition(":")
-        if value.strip().endswith("kB"):
-            out[key] = int(value.split()[0]) << 10
-    return out
+    fields = parse_meminfo_fields(text)
+    return Meminfo(fields.get("MemAvailable"), fields.get("MemFree"))
 
 
 def read_meminfo() -> Meminfo:
     """``/proc/meminfo`` decoded (:func:`parse_meminfo`).  Raises OSError where it
     cannot be read (it always can)."""
-    with open("/proc/meminfo", "rb") as f:
-        return parse_meminfo(os.fsdecode(f.read()))
+    fields = meminfo_fields()
+    return Meminfo(fields.get("MemAvailable"), fields.get("MemFree"))
 
 
 def parse_meminfo_fields(text: str) -> dict[str, int]:
