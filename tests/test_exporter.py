@@ -564,3 +564,18 @@ def test_ram_series_count_every_frame_once_and_each_cgroups_memory(specimen):
             if k[0] == "pagewalk_ram_cgroup_bytes" and dict(k[1])["cgroup"] == cgroup}
     assert mine.get("anonymous", 0) >= 32 << 20
     assert samples[("pagewalk_ram_scan_duration_seconds", ())] > 0
+
+
+def test_help_texts_are_sentences_with_units(specimen):
+    with exporter("--pid", str(specimen.pid), "--interval", "30") as (url, _):
+        scrape(url)  # (after the first scan: every family is there)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+    helps = dict(line.split(" ", 3)[2:] for line in text.splitlines() if line.startswith("# HELP "))
+    assert len(helps) >= 10
+    for name, words in helps.items():
+        assert words[0].isupper() and words.endswith("."), (name, words)
+        if name.endswith("_bytes"):
+            assert "in bytes" in words, (name, words)
+        if name.endswith("_seconds"):
+            assert "seconds" in words, (name, words)

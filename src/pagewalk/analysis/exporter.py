@@ -40,6 +40,10 @@ __all__ = ["CGROUP_FIELDS", "PROCESS_FIELDS", "MemoryCollector", "Result"]
 
 PROCESS_FIELDS = ("rss", "pss", "uss", "swap", "huge")
 CGROUP_FIELDS = ("rss", "pss", "uss", "swap")
+FIELD_WORDS = {"rss": "Resident memory (RSS)", "pss": "Proportional set size (PSS: shared pages divided among "
+               "their mappers)", "uss": "Unique set size (USS: pages mapped by this process alone)",
+               "swap": "Memory in swap",
+               "huge": "Memory in huge pages (transparent, shared memory and file)"}
 
 # processes, cgroups: usage.Usage rows; duration_s: the pass's length (seconds);
 # ended: its end (Unix time); skipped: processes it could not read; ram: the frames'
@@ -124,20 +128,20 @@ class MemoryCollector:
         (none before the first pass: the server waits for it, not this)."""
         result = self.result
         gauge, counter = self._gauge, self._counter
-        yield counter("pagewalk_scan_pages", "pagemap entries read by the exporter's scans", value=self.pages_total)
-        yield counter("pagewalk_scan_failures", "scans that failed", value=self.failures)
+        yield counter("pagewalk_scan_pages", "Pagemap entries the exporter's scans have read, in entries (one a page).", value=self.pages_total)
+        yield counter("pagewalk_scan_failures", "Scans that failed.", value=self.failures)
         if self.ram:
             yield counter("pagewalk_ram_scan_failures", "Walks of every frame (--ram) that failed.",
                           value=self.ram_failures)
         if result is None:
             return
-        yield gauge("pagewalk_scan_duration_seconds", "how long the last scan took", value=result.duration_s)
-        yield gauge("pagewalk_scan_timestamp_seconds", "when the last scan ended (Unix time)", value=result.ended)
-        yield gauge("pagewalk_scan_processes", "processes read by the last scan", value=len(result.processes))
-        yield gauge("pagewalk_scan_skipped_processes", "processes the last scan could not read (denied)",
+        yield gauge("pagewalk_scan_duration_seconds", "How long the last scan took, in seconds.", value=result.duration_s)
+        yield gauge("pagewalk_scan_timestamp_seconds", "When the last scan ended, in seconds since the Unix epoch.", value=result.ended)
+        yield gauge("pagewalk_scan_processes", "Processes the last scan read.", value=len(result.processes))
+        yield gauge("pagewalk_scan_skipped_processes", "Processes the last scan could not read (access denied).",
                     value=result.skipped)
         for field in PROCESS_FIELDS:
-            family = gauge(f"pagewalk_process_{field}_bytes", f"{field.upper()} of a process, in bytes",
+            family = gauge(f"pagewalk_process_{field}_bytes", f"{FIELD_WORDS[field]} of a process, in bytes.",
                            labels=("pid", "command", "user"))
             for u in result.processes:
                 value = getattr(u, field)
@@ -146,7 +150,7 @@ class MemoryCollector:
                     family.add_metric((str(u.pid), unicode_text(u.command), unicode_text(u.user)), value)
             yield family
         for field in CGROUP_FIELDS:
-            family = gauge(f"pagewalk_cgroup_{field}_bytes", f"{field.upper()} of a memory cgroup, in bytes",
+            family = gauge(f"pagewalk_cgroup_{field}_bytes", f"{FIELD_WORDS[field]} of the processes of a memory cgroup, in bytes.",
                            labels=("cgroup",))
             for u in result.cgroups:
                 value = getattr(u, field)

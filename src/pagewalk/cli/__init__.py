@@ -52,7 +52,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             _common.fail(f"{message} (see '{self.prog} --help')", 2)
 
     parser = _Parser(prog="pagewalk", description="Where every page of a Linux process lives.")
-    parser.add_argument("--version", action="version", version=f"pagewalk {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"pagewalk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     chosen = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())

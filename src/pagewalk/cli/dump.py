@@ -71,6 +71,7 @@ def run(args) -> int:
         current = None
         pending: list = []
         pending_pages = 0
+        matched = 0  # pages shown
 
         def flush() -> None:
             nonlocal pending_pages
@@ -93,6 +94,7 @@ def run(args) -> int:
                 if table is None:
                     continue
                 keep = where_mask(table, terms)
+                matched += len(table) if keep is None else int(keep.sum())
                 if fmt.batches and len(table) < BATCH_BELOW:
                     pending.append((m, table, keep))  # many small mappings: formatted together
                     pending_pages += len(table)
@@ -118,4 +120,7 @@ def run(args) -> int:
             pass  # exited after the last read: the output is whole, there is nothing to compare
         _common.process_notes(proc)
     out.flush()
+    if not matched:  # an empty answer says so (on stderr: the output stays a valid document)
+        _common.warn("note: no pages match" + ("" if clip(mappings, start, end) else
+                                                ": no mapping lies in the range"))
     return 0

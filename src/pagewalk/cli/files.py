@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import InvalidArgument, PagewalkError
 from . import _common
 
 __all__ = ["NAMES", "add_parser", "run"]
@@ -20,6 +21,7 @@ def add_parser(sub) -> None:
                                    "under it (symbolic links and other file systems in it are not followed). "
                                    "Without root, residency alone (mincore).")
     p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories")
+    p.add_argument("--summary", action="store_true", help="one line a file (no ranges or flags), and the total")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(run=run)
 
@@ -33,9 +35,19 @@ def run(args) -> int:
     visible = frames_readable()
     if not visible:
         _common.warn("note: frames are hidden from this user: residency only (mincore), no flags or map counts")
-    reports = files_residency(args.paths, visible)
+    # each PATH answered on its own, as ls and fincore do: a bad one is an error line,
+    # the others are still shown; the exit status is the first failure's
+    reports, status = [], 0
+    for path in args.paths:
+        try:
+            reports += files_residency([path], visible)
+        except PagewalkError as exc:
+            _common.fail(str(exc), 1)  # (the error line; the other paths go on)
+            status = status or (2 if isinstance(exc, InvalidArgument) else 1)
     for report in reports:
         if report.read_back:
             _common.warn(read_back_note(report.path, report.read_back))
-    sys.stdout.write(out.as_json(reports) if args.json else out.as_text(reports))
-    return 0
+    if not reports and not status:
+        _common.warn("note: no files: no regular file under " + ", ".join(args.paths))
+    sys.stdout.write(out.as_json(reports) if args.json else out.as_text(reports, summary=args.summary))
+    return status

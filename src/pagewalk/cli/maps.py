@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     _common.pid_argument(p)
     _common.no_scan_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--sort", metavar="FIELD", help="sort by start, end, path, a count, or rss (counts descending)")
+    p.add_argument("--sort", metavar="FIELD",
+                   help="sort by start, end, path, a count, or rss (counts descending): a column's name, any case")
     p.set_defaults(run=run)
 
 
@@ -29,6 +30,8 @@ def run(args) -> int:
     from ..output import maps as out
 
     pid = _common.parse_pid(args.pid)
+    if args.sort is not None:  # the header's words too, any case (EXCL, MAPPING, RSS)
+        args.sort = {"excl": "exclusive", "mapping": "path"}.get(args.sort.lower(), args.sort.lower())
     if args.sort is not None and args.sort not in out.SORT_COLUMNS:
         raise InvalidArgument(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_COLUMNS)})")
     with Process(pid, use_scan=_common.use_scan(args)) as proc:

@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
                                    "smaps_rollup where readable.")
     p.add_argument("pids", metavar="PID", nargs="*", help="processes to measure (default: all)")
     p.add_argument("--all", action="store_true", help="every process")
-    p.add_argument("--sort", default="pss", choices=SORT_FIELDS, help="largest first (default pss)")
+    p.add_argument("--sort", default="pss", choices=SORT_FIELDS, type=str.lower,
+                   help="largest first (default pss; the column names, any case)")
     p.add_argument("--by", default="process", choices=GROUPINGS,
                    help="group the rows (default: one per process)")
     p.add_argument("--json", action="store_true", help="print one JSON document")

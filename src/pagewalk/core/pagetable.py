@@ -238,6 +238,17 @@ class PageTable:
             unknown = self.shmem_unknown if unknown is None else unknown | self.shmem_unknown
         return unknown
 
+    @property
+    def untouched_pages(self) -> np.ndarray:
+        """Untouched pages (bool array): what :func:`pagewalk.core.states.classify`
+        calls untouched, where the page table holds nothing and the page is in no
+        shared-memory swap, nor unknown there."""
+        empty = empty_entry(self.raw)
+        for marks in (self.shmem_swapped, self.shmem_unknown):
+            if marks is not None:
+                empty = empty & ~marks
+        return empty
+
     def untouched(self) -> bool:
         """Whether every page is untouched: no entry, and none in shared-memory swap."""
         return (not self.raw.any() and (self.shmem_swapped is None or not self.shmem_swapped.any())

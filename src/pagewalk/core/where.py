@@ -31,7 +31,9 @@ Clipped.__doc__ = """A mapping and the part of it inside a range: ``[start, end)
 PageChunk = namedtuple("PageChunk", "mapping start end table")
 PageChunk.__doc__ = """A :class:`Clipped` mapping and one :class:`PageTable` of it (None for ``[vsyscall]``)."""
 
-WHERE_NAMES = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero", "huge")
+WHERE_NAMES = ("present", "swapped", "file", "exclusive", "soft_dirty", "uffd_wp", "guard", "zero", "huge",
+               "untouched")
+COLUMNS = {"untouched": "untouched_pages"}  # a where-name's PageTable column, where it differs
 
 
 def parse_where(expr: str | None) -> list[tuple[str, bool]]:
@@ -43,7 +45,7 @@ def parse_where(expr: str | None) -> list[tuple[str, bool]]:
     for token in expr.split(","):
         token = token.strip()
         negated = token.startswith("~")
-        name = (token[1:] if negated else token).replace("-", "_")
+        name = (token[1:] if negated else token).replace("-", "_").lower()
         if name not in WHERE_NAMES:
             raise InvalidArgument(f"unknown page state {token!r} in --where (valid: {', '.join(WHERE_NAMES)})")
         terms.append((name, negated))
@@ -69,7 +71,7 @@ def where_mask(table: PageTable, terms: list[tuple[str, bool]]) -> np.ndarray | 
     mask = None
     for name, negated in terms:
         try:
-            column = table.flag(name)
+            column = table.flag(COLUMNS.get(name, name))
         except ValueError as exc:
             raise Unsupported(f"--where {name}: {exc}") from None
         column = ~column if negated else column

@@ -30,15 +30,22 @@ def as_json(reports: list[FileResidency]) -> str:
     return json.dumps(docs, indent=1) + "\n"
 
 
-def as_text(reports: list[FileResidency]) -> str:
-    """A line per file, then its cached pages: runs with their flags and map count
-    where frames are visible, else plain ranges."""
+def _pages(n: int) -> str:
+    return f"{n} page" if n == 1 else f"{n} pages"
+
+
+def as_text(reports: list[FileResidency], summary: bool = False) -> str:
+    """A line per file, then (unless ``summary``) its cached pages: runs with their
+    flags and map count where frames are visible, else plain ranges; a total where
+    there is more than one file (as vmtouch gives one)."""
     lines = []
     for r in reports:
         share = f" ({100 * r.cached / r.pages:.0f}%)" if r.pages else ""
         mapped = f", {r.mapped} mapped by a process" if r.mapped is not None else ""
-        lines.append(f"{printable(r.path)}: {r.pages} pages ({human_bytes(r.size_bytes)}), {r.cached} cached "
+        lines.append(f"{printable(r.path)}: {_pages(r.pages)} ({human_bytes(r.size_bytes)}), {r.cached} cached "
                      f"({human_bytes(r.cached * PAGE_SIZE)}){share}{mapped}")
+        if summary:
+            continue
         if r.runs is not None:
             width = max((len(_span(a, n)) for a, n, _, _ in r.runs), default=0)
             for a, n, f, c in r.runs:
@@ -46,4 +53,12 @@ def as_text(reports: list[FileResidency]) -> str:
                              f"map count {c:<3} {','.join(fl.names(f)) or '-'}")
         elif r.ranges:
             lines.append("  cached pages: " + ", ".join(_span(a, n) for a, n in r.ranges))
-    return "\n".join(lines) + "\n"
+    if len(reports) > 1:
+        pages, cached = sum(r.pages for r in reports), sum(r.cached for r in reports)
+        share = f" ({100 * cached / pages:.0f}%)" if pages else ""
+        mapped = [r.mapped for r in reports]
+        mapped_text = f", {sum(mapped)} mapped by a process" if None not in mapped else ""
+        lines.append(f"total: {len(reports)} files, {_pages(pages)} "
+                     f"({human_bytes(sum(r.size_bytes for r in reports))}), {cached} cached "
+                     f"({human_bytes(cached * PAGE_SIZE)}){share}{mapped_text}")
+    return "\n".join(lines) + "\n" if lines else ""
