@@ -17,7 +17,8 @@ PLAIN = [
     "file /usr/lib/x", "file a b --json", "who 0x1000", "who --pfn 12", "who 0x1000 0x2000 --json",
     "v2p 1 0x1000", "v2p 1 0x1000 0x2000 --json", "translate 1 -", "doctor", "doctor --json",
     "dump 1", "dump 1 --format csv", "dump 1 --where swapped --range 0-10", "shared 1 2", "snapshot 1 -o x.npz", "snapshot --load x.npz",
-    "diff a.npz b.npz", "wss 1", "watch 1", "picture 1 -o x.png", "ram", "ram --json",
+    "diff a.npz b.npz", "wss 1", "watch 1", "picture 1 -o x.png", "ram", "ram --json", "ram --files / --top 3",
+    "completion bash", "manpage",
 ]
 
 # Command lines argparse must parse (help, errors, forms the quick parser does not imitate).

@@ -61,3 +61,12 @@ def test_file_answers_what_it_can_with_totals_and_grammar(tmp_path):
     (tmp_path / "empty").mkdir()
     r = cli("file", tmp_path / "empty")
     assert r.returncode == 0 and "no files" in r.stderr and r.stdout == "", (r.stdout, r.stderr)
+
+
+def test_errors_point_at_the_help_that_answers_them():
+    for args, hint in ((("maps", "1", "2"), "pagewalk maps --help"), (("maps", "--typo", "1"), "pagewalk maps --help"),
+                       (("mapz",), "pagewalk --help")):
+        r = cli(*args)
+        assert r.returncode == 2 and f"(see '{hint}')" in r.stderr, r.stderr
+    r = cli("-V")
+    assert r.returncode == 0 and r.stdout.startswith("pagewalk ")

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 # the order of --help: a command imports its own module only, not the fifteen others.
 COMMANDS = {"maps": "maps", "dump": "dump", "v2p": "v2p", "translate": "v2p", "types": "types", "usage": "usage",
             "who": "who", "shared": "shared", "file": "files", "snapshot": "snapshot", "diff": "diff", "wss": "wss",
-            "watch": "watch", "picture": "picture", "ram": "ram", "exporter": "exporter", "doctor": "doctor"}
+            "watch": "watch", "picture": "picture", "ram": "ram", "exporter": "exporter", "doctor": "doctor",
+            "completion": "completion", "manpage": "completion"}
 
 
 def command_module(name: str):
@@ -49,7 +50,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         """argparse with the contract's one-line usage errors (exit 2)."""
 
         def error(self, message: str) -> None:  # type: ignore[override]
-            _common.fail(f"{message} (see '{self.prog} --help')", 2)
+            # what a command's parser did not take comes back to the top one: point at the command's help
+            prog = f"pagewalk {command}" if self.prog == "pagewalk" and command in COMMANDS and \
+                message.startswith("unrecognized arguments") else self.prog
+            _common.fail(f"{message} (see '{prog} --help')", 2)
 
     parser = _Parser(prog="pagewalk", description="Where every page of a Linux process lives.")
     parser.add_argument("-V", "--version", action="version", version=f"pagewalk {__version__}")
