@@ -305,7 +305,7 @@ def test_exporter_serves_the_process_with_its_exact_name(hostile):
 @requires_root
 def test_on_a_terminal_only_colour_codes_are_escapes(hostile):
     for command, shown in (("maps", hostile.shown_in_maps), ("usage", COMM_SHOWN)):
-        on_tty, stderr = run_on_terminal([command, str(hostile.pid)], "stdout")
+        on_tty, stderr = run_on_terminal([command, str(hostile.pid)], "stdout", {"COLUMNS": "1000"})
         assert b"\x1b[" in on_tty  # coloured
         plain = re.sub(rb"\x1b\[[0-9;]*m", b"", on_tty).replace(b"\r\n", b"\n")
         assert_printable(plain)

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     _common.pid_argument(p)
     _common.no_scan_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--wide", action="store_true",
+                   help="every column, however wide (on a terminal the table is fitted to its width; piped "
+                        "output always has every column)")
     p.add_argument("--sort", metavar="FIELD",
                    help="sort by start, end, path, a count, or rss (counts descending): a column's name, any case")
     p.set_defaults(run=run)
@@ -43,5 +46,10 @@ def run(args) -> int:
     _common.mappings_changed_warning([(m.start, m.end) for m in report.changed])
     if args.sort is not None:
         out.sort_report(report, args.sort)
-    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
+    width = None
+    if not args.wide and sys.stdout.isatty():
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report, width))
     return 0

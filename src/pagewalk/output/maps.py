@@ -14,7 +14,7 @@ from ..names import printable
 from .humanize import human_bytes
 from .table import render_columns
 
-__all__ = ["SORT_COLUMNS", "sort_report", "as_json", "as_text"]
+__all__ = ["SORT_COLUMNS", "sort_report", "as_json", "as_text", "fitted_text", "shorten"]
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
                 "soft_dirty")
@@ -51,8 +51,69 @@ def as_json(report: CountsReport) -> str:
     return json.dumps(head)[:-1] + ',\n"mappings": [\n' + ",\n".join(rows) + "\n]}\n"
 
 
-def as_text(report: CountsReport) -> str:
-    """The ``maps`` table of ``report``: page counts per mapping, RSS in human units."""
+def as_text(report: CountsReport, width: int | None = None) -> str:
+    """The ``maps`` table of ``report``: page counts per mapping, RSS in human units.
+    ``width`` (a terminal's columns): where the whole table is wider, the fitted one
+    (:func:`fitted_text`)."""
+    if width is not None and _full_width(report) > width:
+        return fitted_text(report, width)
+    return _full_text(report)
+
+
+def _full_width(report: CountsReport) -> int:
+    """The widest line of the whole table (the mapping column last: its widest name)."""
+    fixed = 12 * 2 + 4 + 10 * 8 + 8 + 2 * 14  # addresses, perms, counts, RSS, gaps (an estimate from above)
+    return fixed + max((len(mc.mapping.label()) for mc in report.mappings), default=0)
+
+
+def fitted_text(report: CountsReport, width: int) -> str:
+    """The table for a terminal ``width`` columns wide, as pmap -x fits 80: the start,
+    permissions, size, RSS and exclusive memory in bytes, what else is there (swapped,
+    zero page, huge, guard, uffd-wp, soft-dirty) folded into one column, and
+    the mapping's name shortened from the middle to fit (its last part kept whole
+    where it can be: ``libc.so.6`` and ``libtinfo.so.6`` stay apart).  ``--wide``, or
+    piped output, gives every column."""
+    headers = ["START", "PERMS", "SIZE", "RSS", "EXCL", "OTHER", "MAPPING"]
+    maps = [mc.mapping for mc in report.mappings]
+    counts = [mc.counts or _UNKNOWN for mc in report.mappings] + [report.totals]
+
+    def pages(n: int | None) -> str:
+        return _size(None if n is None else n * PAGE_SIZE)
+
+    columns = [
+        [f"{m.start:x}" for m in maps] + ["total"],
+        [m.perms for m in maps] + [""],
+        [_size(m.end - m.start) for m in maps] + [_size(sum(m.end - m.start for m in maps))],
+        [_size(c.rss) for c in counts],
+        [pages(c.exclusive) for c in counts],
+        [",".join(f"{word} {pages(getattr(c, name))}" for name, word in OTHER_WORDS if getattr(c, name)) or "-"
+         for c in counts],
+    ]
+    used = sum(max(len(h), max(map(len, col), default=0)) + 2 for h, col in zip(headers, columns))
+    room = max(16, width - used)
+    columns.append([shorten(printable(m.label()), room) for m in maps] + [f"{len(maps)} mappings"])
+    return render_columns(headers, columns, right={2, 3, 4})
+
+
+# what the OTHER column folds, in bytes: swapped, zero page, huge, guard, uffd-wp, soft-dirty
+OTHER_WORDS = (("swapped", "swap"), ("zero", "zero"), ("huge", "huge"), ("guard", "guard"), ("uffd_wp", "uffd-wp"),
+               ("soft_dirty", "soft-dirty"))
+
+
+def shorten(name: str, room: int) -> str:
+    """``name`` in at most ``room`` characters, cut from the middle with ``...``, the
+    part after the last ``/`` kept whole where it fits."""
+    if len(name) <= room:
+        return name
+    tail = name[name.rfind("/") + 1:]
+    if len(tail) + 4 <= room:  # the directories give way
+        return name[: room - len(tail) - 3] + "..." + tail
+    keep = room - 3  # the last part too, from its middle: its start and its end both tell files apart
+    return "..." + tail[: keep - keep // 2 - 1] + "~" + tail[len(tail) - keep // 2:] if keep > 2 else name[:room]
+
+
+def _full_text(report: CountsReport) -> str:
+    """Every column."""
     headers = ["START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "FILE", "EXCL", "HUGE", "GUARD",
                "UFFD_WP", "SOFT_DIRTY", "RSS", "MAPPING"]
     maps = [mc.mapping for mc in report.mappings]
