@@ -95,3 +95,18 @@ def test_who_finds_the_processes_that_map_the_huge_zero_page(specimen):
     hits = json.loads(cli("who", "--pfn", f"{head:x}", "--pfn", f"{tail:x}", "--json").stdout)
     mine = {(h["pfn"], h["vaddr"]) for h in hits if h["pid"] == specimen.pid}
     assert {(head, a), (tail, a + huge - PAGE)} <= mine
+
+
+@requires_root
+def test_shared_rows_are_told_apart_by_start_and_permissions(specimen):
+    """A forked child shares libc's several mappings with its parent: each pair is its
+    own row, named by its start and permissions as /proc/PID/maps gives them."""
+    child = specimen.run("result = fork()")
+    out = cli("shared", str(specimen.pid), str(child)).stdout
+    rows = [line for line in out.splitlines() if "libc.so" in line]
+    assert len(rows) >= 2 and len(set(rows)) == len(rows), rows
+    with open(f"/proc/{specimen.pid}/maps") as f:
+        libc = {(line.split()[0].split("-")[0], line.split()[1]) for line in f if "libc.so" in line}
+    for row in rows:
+        words = row.split()
+        assert (words[4], words[5]) in libc and (words[6], words[7]) in libc, row

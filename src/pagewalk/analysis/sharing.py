@@ -19,7 +19,8 @@ from .who import require_frames
 
 __all__ = ["SharedReport", "shared_frames"]
 
-Pair = namedtuple("Pair", "pid_a mapping_a pid_b mapping_b pages")
+Pair = namedtuple("Pair", "pid_a mapping_a pid_b mapping_b pages start_a perms_a start_b perms_b",
+                  defaults=(None, None, None, None))
 
 
 def _frames_of(process) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
@@ -32,7 +33,8 @@ def _frames_of(process) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
 
 
 class SharedReport(namedtuple("SharedReport", "pairs per_process frames changed")):
-    """``pairs``: ``Pair(pid_a, mapping_a, pid_b, mapping_b, pages)``, the pages two
+    """``pairs``: ``Pair(pid_a, mapping_a, pid_b, mapping_b, pages, start_a, perms_a,
+    start_b, perms_b)``, the pages two
     processes share, by mapping pair, most first; ``per_process``: {pid: pages it
     shares with any other listed process}; ``frames``: the number of distinct frames
     mapped by two or more of the processes; ``changed``: {pid: how many of its mappings
@@ -75,9 +77,11 @@ def shared_frames(pids: list[int]) -> SharedReport:
             shared_any[pid_a] = np.union1d(shared_any[pid_a], common)
             shared_any[pid_b] = np.union1d(shared_any[pid_b], common)
             keys, counts = np.unique(np.stack([idx_a[at_a], idx_b[at_b]], axis=1), axis=0, return_counts=True)
-            pairs += [Pair(pid_a, maps_a[a].label(), pid_b, maps_b[b].label(), int(n))
+            # each mapping with its start and permissions: a library's mappings share its name
+            pairs += [Pair(pid_a, maps_a[a].label(), pid_b, maps_b[b].label(), int(n), maps_a[a].start,
+                           maps_a[a].perms, maps_b[b].start, maps_b[b].perms)
                       for (a, b), n in zip(keys.tolist(), counts.tolist())]
-    pairs.sort(key=lambda p: (-p.pages, p.pid_a, p.pid_b, p.mapping_a, p.mapping_b))
+    pairs.sort(key=lambda p: (-p.pages, p.pid_a, p.pid_b, p.mapping_a, p.mapping_b, p.start_a, p.start_b))
     frames = np.unique(np.concatenate(list(shared_any.values()))) if shared_any else np.zeros(0)
     return SharedReport(pairs, {pid: len(v) for pid, v in shared_any.items()}, len(frames), changed)
 

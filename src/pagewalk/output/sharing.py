@@ -35,8 +35,10 @@ def shared_text(report: SharedReport) -> str:
     pairs = report.pairs
     columns = [[str(p.pid_a) for p in pairs], [str(p.pid_b) for p in pairs], [str(p.pages) for p in pairs],
                [human_bytes(p.pages * PAGE_SIZE) for p in pairs],
+               [f"{p.start_a:x} {p.perms_a}" for p in pairs], [f"{p.start_b:x} {p.perms_b}" for p in pairs],
                [f"{printable(p.mapping_a)}  <->  {printable(p.mapping_b)}" for p in pairs]]
-    out = render_columns(["PID_A", "PID_B", "PAGES", "SIZE", "MAPPING_A  <->  MAPPING_B"], columns, right={0, 1, 2, 3})
+    out = render_columns(["PID_A", "PID_B", "PAGES", "SIZE", "START_A PERMS", "START_B PERMS",
+                          "MAPPING_A  <->  MAPPING_B"], columns, right={0, 1, 2, 3})
     out += "\n" + "".join(f"process {pid}: {n} pages ({human_bytes(n * PAGE_SIZE)}) shared with the others\n"
                           for pid, n in report.per_process.items())
     out += f"distinct shared frames: {report.frames} ({human_bytes(report.frames * PAGE_SIZE)})\n"
