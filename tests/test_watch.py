@@ -101,3 +101,37 @@ def test_watch_of_a_process_that_exits_unreaped_says_it_is_a_zombie_until_q():
             assert "EXIT=0" in text, text
         finally:
             tmux("kill-session", "-t", session)
+
+
+def test_watch_at_80_by_24_keeps_header_total_and_hint_and_scrolls():
+    """A process with more mappings than 24 lines hold: the header, the total and the
+    hint stay on screen; arrows and PgDn scroll the rows; s sorts by PSS; names are
+    shortened, not cut off at the edge; the exit message is shown whole."""
+    session = f"pagewalk-watch-80-{os.getpid()}"
+    with Specimen() as s:
+        s.run("import ctypes.util; ctypes.CDLL(ctypes.util.find_library('m'))")
+        command = f"{sys.executable} -m pagewalk watch {s.pid} --interval 0.3; echo EXIT=$?; sleep 60"
+        tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
+        try:
+            text = wait_for(session, lambda t: "sample 2" in t)
+            lines = text.rstrip("\n").split("\n")
+            assert lines[0].startswith(f"pagewalk watch {s.pid}") and "q quits" in lines[-1], text
+            assert any(line.split()[-1:] == ["total"] for line in lines), text
+            assert "rows 1-" in lines[-1] and all(len(line) <= 80 for line in lines), text
+            first_rows = lines[-1]
+            tmux("send-keys", "-t", session, "NPage")
+            text = wait_for(session, lambda t: "rows 1-" not in t)
+            assert "rows 1-" not in text and "q quits" in text and "total" in text, text
+            tmux("send-keys", "-t", session, "Up")
+            assert wait_for(session, lambda t: t != text) != text
+            tmux("send-keys", "-t", session, "s")
+            text = wait_for(session, lambda t: "by PSS" in t)
+            assert "by PSS" in text, (first_rows, text)
+            s.close()
+            text = wait_for(session, lambda t: "exited" in t)
+            assert f"process {s.pid} exited at" in text and "numbers below are its last" in text, text
+            assert all(len(line) <= 80 for line in text.split("\n")), text
+            tmux("send-keys", "-t", session, "q")
+            assert "EXIT=0" in wait_for(session, lambda t: "EXIT=" in t)
+        finally:
+            tmux("kill-session", "-t", session)
