@@ -70,3 +70,13 @@ def test_errors_point_at_the_help_that_answers_them():
         assert r.returncode == 2 and f"(see '{hint}')" in r.stderr, r.stderr
     r = cli("-V")
     assert r.returncode == 0 and r.stdout.startswith("pagewalk ")
+
+
+def test_v2p_json_tells_anonymous_memory_from_no_mapping(specimen):
+    addr = specimen.run("a = mmap(2); write(a, 1); result = a")
+    with open(f"/proc/{specimen.pid}/maps") as f:
+        starts = sorted(int(line.split("-")[0], 16) for line in f)
+    assert 0x1000 not in starts
+    anon, nothing = json.loads(cli("v2p", specimen.pid, f"{addr:x}", "1000", "--json").stdout)
+    assert anon["mapped"] is True and anon["mapping"] is None and anon["present"] is True
+    assert nothing["mapped"] is False and nothing["mapping"] is None

@@ -192,6 +192,7 @@ class Translation(namedtuple("Translation", "vaddr mapping entry pfn_visible zer
             "swap_type": e & SWAP_TYPE_MASK if swap_bits else None,
             "swap_offset": (e & PM_PFRAME_MASK) >> SWAP_TYPE_BITS if swap_bits else None,
             "shmem_swapped": self.shmem_swapped,
+            "mapped": self.mapping is not None,  # (mapping is null for anonymous memory and outside mappings alike)
             "mapping": (self.mapping.text_path or None) if self.mapping else None,
             "state": self.state,
         }
