@@ -441,3 +441,15 @@ def test_the_picture_grid_from_runs_is_the_grid_from_frames():
         expected = counts.argmax(axis=1)
         assert grid.reshape(-1)[: len(expected)].tolist() == expected.tolist()
         assert (grid.reshape(-1)[len(expected):] == 255).all()
+
+
+@requires_root
+def test_the_table_fits_an_80_column_terminal_and_wide_or_piped_has_every_list():
+    narrow, _ = run_on_terminal(["ram"], "stdout", {"COLUMNS": "80", "NO_COLOR": "1"})
+    lines = narrow.decode().replace("\r\n", "\n").splitlines()
+    assert lines[0].split() == ["USE", "SIZE", "SHARE", "ACTIVE", "INACTIVE", "DIRTY", "MAPPED"], lines[0]
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    wide, _ = run_on_terminal(["ram", "--wide"], "stdout", {"COLUMNS": "80", "NO_COLOR": "1"})
+    piped = cli("ram").stdout
+    for text in (wide.decode(), piped):
+        assert text.split("\n")[0].split() == ["USE", "SIZE", "SHARE", *(name.upper() for name in fr.LISTS)]

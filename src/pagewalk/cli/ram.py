@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
                         "FILE.npz: a machine snapshot for 'pagewalk diff' (mode 0600: it holds physical "
                         "addresses)")
     _common.force_argument(p)
+    p.add_argument("--wide", action="store_true",
+                   help="every list column, however wide (on a terminal the table fits its width; piped: all)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=run)
 
@@ -91,16 +93,22 @@ def run(args) -> int:
     if file_format is not None:
         _write(report, args.output, file_format, args.force)
     doc = out.Owners(by, processes, files, args.top)
-    sys.stdout.write(out.as_json(report, doc) if args.json else out.as_text(report, doc))
+    width = None
+    if not args.wide and sys.stdout.isatty():
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+    sys.stdout.write(out.as_json(report, doc) if args.json else out.as_text(report, doc, width))
     return 0
 
 
 def _frames_hint() -> int:
-    """About how many frames the walk reads (MemTotal in pages), for the progress bar."""
+    """How many frames the walk reads (System RAM; MemTotal where iomem hides it), for the progress bar."""
     from ..kernel.pagemap import PAGE_SIZE
+    from ..kernel.physmem import system_ram
     from ..kernel.procfs import meminfo_fields
 
-    return meminfo_fields().get("MemTotal", 0) // PAGE_SIZE
+    return sum(r.end_pfn - r.start_pfn for r in system_ram()) or meminfo_fields().get("MemTotal", 0) // PAGE_SIZE
 
 
 def _processes(top: int):

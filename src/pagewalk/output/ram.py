@@ -42,9 +42,16 @@ def _agree(lines: list[Reconciled]) -> str:
     return "no: " + ", ".join(wrong) if wrong else "yes"
 
 
-def as_text(report: RamReport, owners: Owners | None = None) -> str:
-    """The uses table, the reconciliation with meminfo, the owners, and how long it took."""
+NARROW_LISTS = ("active", "inactive", "dirty", "mapped")  # the lists a terminal under FULL_WIDTH shows
+FULL_WIDTH = 112  # columns the whole uses table takes
+
+
+def as_text(report: RamReport, owners: Owners | None = None, width: int | None = None) -> str:
+    """The uses table, the reconciliation with meminfo, the owners, and how long it
+    took; for a terminal ``width`` columns wide, under :data:`FULL_WIDTH`, the lists
+    most asked for only (:data:`NARROW_LISTS`) and the last line wrapped."""
     out = []
+    shown = LISTS if width is None or width >= FULL_WIDTH else NARROW_LISTS
     if report.uses is not None:
         total = report.frames or 1
         rows = []
@@ -52,11 +59,11 @@ def as_text(report: RamReport, owners: Owners | None = None) -> str:
             if not frames:
                 continue
             lists = report.lists[use]
-            rows.append([use, _size(frames), f"{100 * frames / total:.1f}%", *(_size(lists[name]) for name in LISTS)])
+            rows.append([use, _size(frames), f"{100 * frames / total:.1f}%", *(_size(lists[name]) for name in shown)])
         rows.append(["total", _size(report.frames), "100.0%",
-                     *(_size(sum(report.lists[u][name] for u in report.uses)) for name in LISTS)])
-        out.append(render_table(["USE", "SIZE", "SHARE", *(name.upper() for name in LISTS)], rows,
-                                right=set(range(1, 3 + len(LISTS)))))
+                     *(_size(sum(report.lists[u][name] for u in report.uses)) for name in shown)])
+        out.append(render_table(["USE", "SIZE", "SHARE", *(name.upper() for name in shown)], rows,
+                                right=set(range(1, 3 + len(shown)))))
         out.append("\n")
     rows = []
     for line in report.reconciled:
@@ -72,7 +79,12 @@ def as_text(report: RamReport, owners: Owners | None = None) -> str:
         out.append("\n" + _files_text(report, owners))
     walked = f"{report.frames} frames ({_size(report.frames)}) walked in {report.seconds:.2f} s" if report.uses else \
         "no frame walked"
-    out.append(f"\n{walked}; {AGREE_NOTE}\n")
+    last = f"{walked}; {AGREE_NOTE}"
+    if width is not None:
+        import textwrap
+
+        last = textwrap.fill(last, max(20, width - 1))
+    out.append(f"\n{last}\n")
     return "".join(out)
 
 
