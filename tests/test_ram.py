@@ -412,10 +412,12 @@ def test_a_file_reached_twice_is_counted_once(tmp_path):
     data.write_bytes(os.urandom(1 << 20))
     os.link(data, tmp_path / "t" / "b")
     data.read_bytes()
-    r = cli("ram", "--files", tmp_path / "t", data, tmp_path, "--json")
+    single = tmp_path / "t" / "c"  # one link, named as a root and met in the tree
+    single.write_bytes(b"c" * PAGE)
+    r = cli("ram", "--files", tmp_path / "t", data, single, tmp_path, "--json")
     assert r.returncode == 0, r.stderr
     walked = json.loads(r.stdout)["files_walked"]
-    assert walked["files"] == 1 and 0 < walked["cached_pages"] <= 256, walked  # (counted twice: up to 512)
+    assert walked["files"] == 2 and 0 < walked["cached_pages"] <= 257, walked  # (counted twice: more)
     r = cli("ram", "--files", tmp_path / "missing")
     assert r.returncode == 2 and "no such file" in r.stderr and len(r.stderr.splitlines()) <= 3, r.stderr
 

@@ -104,7 +104,7 @@ def walk_files(roots: list[str], top: int = 20, *, frames: bool = False, progres
                 unreadable += 1
                 continue
             try:
-                if st.st_nlink > 1:
+                if st.st_nlink > 1 or len(roots) > 1:  # (another link, or another root, may lead here again)
                     if (st.st_dev, st.st_ino) in seen:
                         continue
                     seen.add((st.st_dev, st.st_ino))
