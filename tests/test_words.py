@@ -80,3 +80,14 @@ def test_v2p_json_tells_anonymous_memory_from_no_mapping(specimen):
     anon, nothing = json.loads(cli("v2p", specimen.pid, f"{addr:x}", "1000", "--json").stdout)
     assert anon["mapped"] is True and anon["mapping"] is None and anon["present"] is True
     assert nothing["mapped"] is False and nothing["mapping"] is None
+
+
+def test_maps_shows_the_columns_asked_for_in_their_order(specimen):
+    r = cli("maps", specimen.pid, "-o", "rss,Start,mapping,excl")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["RSS", "START", "MAPPING", "EXCL"]
+    full = cli("maps", specimen.pid).stdout.splitlines()
+    assert len(lines) == len(full) and lines[-1].split()[1] == "total"
+    r = cli("maps", specimen.pid, "-o", "rss,nonsense")
+    assert r.returncode == 2 and "nonsense" in r.stderr.lower()

@@ -14,7 +14,7 @@ from ..names import printable
 from .humanize import human_bytes
 from .table import render_columns
 
-__all__ = ["SORT_COLUMNS", "sort_report", "as_json", "as_text", "fitted_text", "shorten"]
+__all__ = ["HEADERS", "SORT_COLUMNS", "sort_report", "as_json", "as_text", "fitted_text", "shorten"]
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
                 "soft_dirty")
@@ -51,10 +51,12 @@ def as_json(report: CountsReport) -> str:
     return json.dumps(head)[:-1] + ',\n"mappings": [\n' + ",\n".join(rows) + "\n]}\n"
 
 
-def as_text(report: CountsReport, width: int | None = None) -> str:
+def as_text(report: CountsReport, width: int | None = None, columns: list[str] | None = None) -> str:
     """The ``maps`` table of ``report``: page counts per mapping, RSS in human units.
-    ``width`` (a terminal's columns): where the whole table is wider, the fitted one
-    (:func:`fitted_text`)."""
+    ``columns``: those of :data:`HEADERS`, in that order; else, ``width`` (a terminal's
+    columns): where the whole table is wider, the fitted one (:func:`fitted_text`)."""
+    if columns is not None:
+        return _full_text(report, columns)
     if width is not None and _full_width(report) > width:
         return fitted_text(report, width)
     return _full_text(report)
@@ -112,10 +114,13 @@ def shorten(name: str, room: int) -> str:
     return "..." + tail[: keep - keep // 2 - 1] + "~" + tail[len(tail) - keep // 2:] if keep > 2 else name[:room]
 
 
-def _full_text(report: CountsReport) -> str:
-    """Every column."""
-    headers = ["START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "FILE", "EXCL", "HUGE", "GUARD",
-               "UFFD_WP", "SOFT_DIRTY", "RSS", "MAPPING"]
+HEADERS = ("START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "FILE", "EXCL", "HUGE", "GUARD",
+           "UFFD_WP", "SOFT_DIRTY", "RSS", "MAPPING")  # every column of the table, in order
+
+
+def _full_text(report: CountsReport, chosen: list[str] | None = None) -> str:
+    """Every column, or the ``chosen`` ones (of :data:`HEADERS`) in that order."""
+    headers = list(HEADERS)
     maps = [mc.mapping for mc in report.mappings]
     counts = [mc.counts or _UNKNOWN for mc in report.mappings] + [report.totals]
     columns = [
@@ -128,7 +133,11 @@ def _full_text(report: CountsReport) -> str:
         columns.append(["-" if v is None else str(v) for v in by_field[name]])
     columns.append([_size(v) for v in by_field["rss"]])
     columns.append([printable(m.label()) for m in maps] + [f"{len(maps)} mappings"])
-    return render_columns(headers, columns, right=set(range(3, 14)))
+    right = {h for h in headers[3:14]}
+    if chosen is not None:
+        picked = [headers.index(h) for h in chosen]
+        headers, columns = [headers[i] for i in picked], [columns[i] for i in picked]
+    return render_columns(headers, columns, right={i for i, h in enumerate(headers) if h in right})
 
 
 @functools.lru_cache(maxsize=1024)  # many mappings share a size
