@@ -59,3 +59,36 @@ def test_maps_fits_the_terminal_and_wide_or_piped_keeps_every_column(specimen):
     for wide in (run_on_terminal([*args, "--wide"], "stdout", {"COLUMNS": "80", "NO_COLOR": "1"})[0].decode(),
                  run_on_terminal(args, "stdout", {"COLUMNS": "400", "NO_COLOR": "1"})[0].decode(), piped):
         assert wide.split("\n")[0].split()[:4] == ["START", "END", "PERMS", "PAGES"], wide[:200]
+
+
+def test_ctrl_c_during_a_dump_to_a_file_clears_the_progress_bar(specimen, tmp_path):
+    """The bar is on the terminal (stderr) while the dump goes to a file; Ctrl-C (SIGINT)
+    stops it with status 130, and the bar's line is erased, not left on screen."""
+    import os
+    import pty
+    import signal
+
+    specimen.run("a = mmap(262144); write(a, 262144)")  # 1 GiB: a dump of some seconds
+    master, slave = pty.openpty()
+    with open(tmp_path / "dump.csv", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pagewalk", "dump", str(specimen.pid), "--format", "csv"],
+                                stdout=out, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    got = b""
+    while b"pagewalk dump" not in got:  # the bar is drawn: the dump is under way
+        chunk = os.read(master, 65536)
+        assert chunk, got
+        got += chunk
+    proc.send_signal(signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 130
+    after_bar = got[got.rindex(b"pagewalk dump"):]
+    assert after_bar.endswith(b"\x1b[2K") or b"\x1b[2K" in after_bar.split(b"\x1b[?25h")[-1], after_bar[-200:]
