@@ -136,18 +136,23 @@ def run_arrays(runs) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0], pairs[:, 1]
 
 
-def merge_equal(columns: list[np.ndarray], lengths: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Runs (each ``lengths`` long, their values in ``columns``) with neighbours whose
-    values are all equal joined: ``(index of each joined run's first, its values in
-    each column, its length)``."""
+def merge_equal(columns: list[np.ndarray], lengths: np.ndarray | None = None
+                ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Runs (each ``lengths`` long, or 1 where None; their values in ``columns``) with
+    neighbours whose values are all equal joined: ``(index of each joined run's first,
+    its values in each column, its length)``."""
     import numpy as np
 
-    keep = np.ones(len(lengths), dtype=bool)
-    if len(lengths):
-        same = np.ones(len(lengths) - 1, dtype=bool)
+    n = len(columns[0])
+    keep = np.ones(n, dtype=bool)
+    if n:
+        same = np.ones(n - 1, dtype=bool)
         for c in columns:
             same &= c[1:] == c[:-1]
         keep[1:] = ~same
     heads = np.flatnonzero(keep)
-    joined = np.add.reduceat(lengths, heads) if len(heads) else lengths[:0]
+    if lengths is None:
+        joined = np.diff(np.append(heads, n))
+    else:
+        joined = np.add.reduceat(lengths, heads) if len(heads) else lengths[:0]
     return heads, [c[heads] for c in columns], joined

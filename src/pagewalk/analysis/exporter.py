@@ -128,15 +128,18 @@ class MemoryCollector:
         (none before the first pass: the server waits for it, not this)."""
         result = self.result
         gauge, counter = self._gauge, self._counter
-        yield counter("pagewalk_scan_pages", "Pagemap entries the exporter's scans have read, in entries (one a page).", value=self.pages_total)
+        yield counter("pagewalk_scan_pages", "Pagemap entries the exporter's scans have read, in entries (one a "
+                      "page).", value=self.pages_total)
         yield counter("pagewalk_scan_failures", "Scans that failed.", value=self.failures)
         if self.ram:
             yield counter("pagewalk_ram_scan_failures", "Walks of every frame (--ram) that failed.",
                           value=self.ram_failures)
         if result is None:
             return
-        yield gauge("pagewalk_scan_duration_seconds", "How long the last scan took, in seconds.", value=result.duration_s)
-        yield gauge("pagewalk_scan_timestamp_seconds", "When the last scan ended, in seconds since the Unix epoch.", value=result.ended)
+        yield gauge("pagewalk_scan_duration_seconds", "How long the last scan took, in seconds.",
+                    value=result.duration_s)
+        yield gauge("pagewalk_scan_timestamp_seconds", "When the last scan ended, in seconds since the Unix epoch.",
+                    value=result.ended)
         yield gauge("pagewalk_scan_processes", "Processes the last scan read.", value=len(result.processes))
         yield gauge("pagewalk_scan_skipped_processes", "Processes the last scan could not read (access denied).",
                     value=result.skipped)
@@ -150,7 +153,8 @@ class MemoryCollector:
                     family.add_metric((str(u.pid), unicode_text(u.command), unicode_text(u.user)), value)
             yield family
         for field in CGROUP_FIELDS:
-            family = gauge(f"pagewalk_cgroup_{field}_bytes", f"{FIELD_WORDS[field]} of the processes of a memory cgroup, in bytes.",
+            family = gauge(f"pagewalk_cgroup_{field}_bytes",
+                           f"{FIELD_WORDS[field]} of the processes of a memory cgroup, in bytes.",
                            labels=("cgroup",))
             for u in result.cgroups:
                 value = getattr(u, field)

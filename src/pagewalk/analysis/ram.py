@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import namedtuple
+from collections import Counter, namedtuple
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -26,9 +26,10 @@ from ..kernel import memcg, procfs
 from ..kernel.kpage import KPAGECGROUP, KPAGECOUNT, KPAGEFLAGS, KpageFile
 from ..kernel.pagemap import PAGE_SIZE
 from ..kernel.physmem import PfnRange, system_ram
+from ..runs import merge_equal
 
-__all__ = ["Reconciled", "RamReport", "KeptFrames", "CgroupUse", "RECONCILE", "CGROUP_RECONCILE", "ZONE_FREE", "TOLERANCE",
-           "TOLERANCE_MIN_BYTES", "CGROUP_TOLERANCE_MIN_BYTES", "walk_ram", "within"]
+__all__ = ["Reconciled", "RamReport", "KeptFrames", "CgroupUse", "RECONCILE", "CGROUP_RECONCILE", "ZONE_FREE",
+           "TOLERANCE", "TOLERANCE_MIN_BYTES", "CGROUP_TOLERANCE_MIN_BYTES", "walk_ram", "within"]
 
 TOLERANCE = 0.02  # issue 16's targets: within 2% of the kernel's count,
 TOLERANCE_MIN_BYTES = 8 << 20  # or 8 MiB, whichever is larger
@@ -153,7 +154,7 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
         after = _kernel_counts()
         notes = ["frames are root's only (/proc/kpageflags): the uses are unknown"
                  + (" and so are the cgroups'" if by_cgroup else "") + "; meminfo's totals stand alone"]
-        return RamReport(0, None, None, [], _reconcile(None, before, after), before, after, procfs.zone_free_pages(),
+        return RamReport(0, None, None, [], _reconcile(None, before, after), before, after, _zone_free(after),
                          None, notes, time.monotonic() - started, None, None)
     cgroup_file = count_file = hierarchy = None
     names: dict[int, str] = {}
@@ -166,25 +167,26 @@ def walk_ram(progress=None, *, by_cgroup: bool = False, keep_frames: bool = Fals
             if hierarchy is not None:
                 names = memcg.cgroup_paths(hierarchy)
                 if cgroup_stats:
-                    stats_before = {path: memcg.read_stat(hierarchy, path) for path in set(names.values())}
+                    stats_before = memcg.read_stats(hierarchy, names.values())
         if keep_frames and keep_flags:
             count_file = stack.enter_context(KpageFile(KPAGECOUNT))
         ranges = _ram_ranges(flags_file)
         keep = (keep_frames, keep_frames and keep_flags, count_file)
         walk = _walk(flags_file, ranges, heads_only=False, progress=progress, cgroup_file=cgroup_file, keep=keep)
-        zone_free = procfs.zone_free_pages()
+        # the kernel's counts again at once: this process's own memory, counted by the
+        # walk, shrinks as the walk's buffers go
+        after = _kernel_counts()
+        zone_free = _zone_free(after)
         free_marks = "every page"
         if zone_free and walk.per_use[fr.USES.index("free")] < HEADS_ONLY_BELOW * zone_free:
             free_marks = "first page"  # an older kernel: the blocks' other pages have no flag
             walk = _walk(flags_file, ranges, heads_only=True, progress=None, cgroup_file=cgroup_file, keep=keep)
-        # the kernel's counts again at once: this process's own memory, counted by the
-        # walk, shrinks as the walk's buffers go
-        after = _kernel_counts()
+            after = _kernel_counts()
         stats_after: dict[str, dict[str, int] | None] = {}
         if hierarchy is not None:
             names = {**names, **memcg.cgroup_paths(hierarchy)}  # (and those made during the walk)
             if cgroup_stats:
-                stats_after = {path: memcg.read_stat(hierarchy, path) for path in set(names.values())}
+                stats_after = memcg.read_stats(hierarchy, names.values())
     counts, lists = walk.counts()
     notes = _notes(counts, before, after, zone_free, free_marks)
     cgroups = None
@@ -258,6 +260,11 @@ def _kernel_counts() -> dict[str, int]:
     return counts
 
 
+def _zone_free(counts: dict[str, int]) -> int | None:
+    """The zones' free pages of :func:`_kernel_counts` (None where zoneinfo is unreadable)."""
+    return None if ZONE_FREE not in counts else counts[ZONE_FREE] // PAGE_SIZE
+
+
 def _ram_ranges(flags_file: KpageFile) -> list[PfnRange]:
     """System RAM as iomem lists it, cut to the frames kpageflags has; the whole
     kpageflags range where iomem shows no RAM (it hides addresses from all but root)."""
@@ -278,7 +285,7 @@ class _Walk:
         self.per_use = np.zeros(len(fr.USES), dtype=np.int64)
         self.per_list = np.zeros((len(fr.LISTS), len(fr.USES)), dtype=np.int64)
         self.walked = 0
-        self.cgroups: dict[int, int] = {}
+        self.cgroups: Counter[int] = Counter()
         self.chunks: dict[str, list] = {name: [] for name in KeptFrames._fields}
 
     def kept(self) -> KeptFrames:
@@ -287,26 +294,11 @@ class _Walk:
         return KeptFrames(*(np.concatenate(parts) if parts and parts[0] is not None else None
                             for parts in self.chunks.values()))
 
-
     def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         uses = dict(zip(fr.USES, self.per_use.tolist()))
         lists = {use: {name: int(self.per_list[i][k]) for i, name in enumerate(fr.LISTS)}
                  for k, use in enumerate(fr.USES)}
         return uses, lists
-
-
-def _runs_of(position: int, columns: tuple) -> tuple:
-    """A chunk's frames (``columns``: arrays, or None) as runs: the positions where a
-    run starts (the chunk's first at ``position``) and each column's value there."""
-    import numpy as np
-
-    present = [c for c in columns if c is not None]
-    cut = np.zeros(len(present[0]), dtype=bool)
-    cut[0] = True
-    for c in present:
-        cut[1:] |= c[1:] != c[:-1]
-    heads = np.flatnonzero(cut)
-    return (heads + position, *(None if c is None else c[heads] for c in columns))
 
 
 def _tally(use: np.ndarray, flags: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -353,38 +345,36 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
         first, n, position = span
         flags = flags_file.read_range(first, n)
         if not by_frame:  # {flags: frames}, or {(flags, cgroup inode): frames}
-            counts: dict = {}
+            counts: Counter = Counter()
             native.value_counts(flags, counts, None if cgroup_file is None else cgroup_file.read_range(first, n))
             return n, counts, None
         use = fr.classify(flags)
         if heads_only:
             use[fr.free_tails(flags, first)] = fr.USES.index("free")
         cgroups = None if cgroup_file is None else cgroup_file.read_range(first, n)
-        if cgroups is not None:
-            # (inode, use) as one u64: inodes of kernfs stay far below 2**59
-            pairs: dict[int, int] = {}
+        pairs: Counter[int] = Counter()
+        if cgroups is not None:  # (inode, use) as one u64: inodes of kernfs stay far below 2**59
             native.value_counts((cgroups << np.uint64(5)) | use, pairs)
-        else:
-            pairs = None
         runs = None
-        if keep_uses:
+        if keep_uses:  # as runs of alike frames: (where each starts, each column's value)
             counts = None if count_file is None else count_file.read_range(first, n)
-            runs = _runs_of(position, (use, cgroups, flags if keep_flags else None, counts))
+            columns = (use, cgroups, flags if keep_flags else None, counts)
+            heads, values, _ = merge_equal([c for c in columns if c is not None])
+            found = iter(values)
+            runs = (heads + position, *(None if c is None else next(found) for c in columns))
         return n, _tally(use, flags, None), (pairs, runs)
 
     walk = _Walk()
-    values: dict[int, int] = {}
+    values: Counter = Counter()
     for n, got, frames in ordered_map(read, spans):
         walk.walked += n
         if frames is None:
-            for value, count in got.items():
-                values[value] = values.get(value, 0) + count
+            values.update(got)
         else:
             walk.per_use += got[0]
             walk.per_list += got[1]
             pairs, runs = frames
-            for key, count in (pairs or {}).items():
-                walk.cgroups[key] = walk.cgroups.get(key, 0) + count
+            walk.cgroups.update(pairs)
             if runs is not None:
                 for parts, part in zip(walk.chunks.values(), runs):
                     parts.append(part)
@@ -401,7 +391,7 @@ def _walk(flags_file: KpageFile, ranges: list[PfnRange], *, heads_only: bool, pr
         walk.per_list += per_list
         if paired:
             for (_, inode), u, frames in zip(keys, use.tolist(), values.values()):
-                walk.cgroups[(inode << 5) | u] = walk.cgroups.get((inode << 5) | u, 0) + frames
+                walk.cgroups[(inode << 5) | u] += frames
     return walk
 
 

@@ -21,7 +21,7 @@ from collections import namedtuple
 
 from ..errors import InvalidArgument, PagewalkError, Unsupported
 from ..kernel import procfs, shmem
-from ..kernel.pagecache import file_pages, residency
+from ..kernel.pagecache import file_pages, open_noatime, residency
 
 __all__ = ["FileCache", "FilesReport", "DISK_FILESYSTEMS", "local_roots", "walk_files"]
 
@@ -238,7 +238,7 @@ def _regular_files(root: str, seen: set[tuple[int, int]]):
                         if sub.st_dev == device and stat_module.S_ISDIR(sub.st_mode):
                             stack.append((path, None, (sub.st_dev, sub.st_ino)))
                     elif is_file:
-                        file_fd = _open_at(dir_fd, name)
+                        file_fd = open_noatime(name, OPEN_FLAGS, dir_fd=dir_fd)
                         file_st = os.fstat(file_fd)
                         if stat_module.S_ISREG(file_st.st_mode):
                             yield path, file_st, file_fd
@@ -253,9 +253,3 @@ def _regular_files(root: str, seen: set[tuple[int, int]]):
         finally:
             os.close(dir_fd)
 
-
-def _open_at(dir_fd: int, name: str) -> int:
-    try:
-        return os.open(name, OPEN_FLAGS | os.O_NOATIME, dir_fd=dir_fd)
-    except PermissionError:
-        return os.open(name, OPEN_FLAGS, dir_fd=dir_fd)  # O_NOATIME needs ownership

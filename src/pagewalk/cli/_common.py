@@ -174,3 +174,13 @@ def use_scan(args) -> bool | None:
     return False if getattr(args, "no_scan", False) else None
 
 
+
+
+def terminal_width(args) -> int | None:
+    """The terminal's columns where stdout is one and ``--wide`` was not given (a table
+    is then fitted to them); None: every column (piped output, or --wide)."""
+    if args.wide or not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns

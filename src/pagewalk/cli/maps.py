@@ -56,10 +56,6 @@ def run(args) -> int:
     _common.mappings_changed_warning([(m.start, m.end) for m in report.changed])
     if args.sort is not None:
         out.sort_report(report, args.sort)
-    width = None
-    if not args.wide and sys.stdout.isatty():
-        import shutil
-
-        width = shutil.get_terminal_size().columns
+    width = _common.terminal_width(args)
     sys.stdout.write(out.as_json(report) if args.json else out.as_text(report, width, columns))
     return 0

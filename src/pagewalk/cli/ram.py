@@ -93,11 +93,7 @@ def run(args) -> int:
     if file_format is not None:
         _write(report, args.output, file_format, args.force)
     doc = out.Owners(by, processes, files, args.top)
-    width = None
-    if not args.wide and sys.stdout.isatty():
-        import shutil
-
-        width = shutil.get_terminal_size().columns
+    width = _common.terminal_width(args)
     sys.stdout.write(out.as_json(report, doc) if args.json else out.as_text(report, doc, width))
     return 0
 
@@ -124,14 +120,8 @@ def _processes(top: int):
 def _files(roots: list[str] | None, top: int, report):
     from ..analysis.ram_files import local_roots, walk_files
     from ..kernel.probes import frames_readable
-    from ..output.progress import Progress
 
-    progress = Progress("files", 0, "files")
-    try:
-        return walk_files(roots or local_roots(), top, frames=report.uses is not None and frames_readable(),
-                          progress=progress.advance)
-    finally:
-        progress.close()
+    return walk_files(roots or local_roots(), top, frames=report.uses is not None and frames_readable())
 
 
 def _write(report, path: str, file_format: str, force: bool) -> None:

@@ -21,7 +21,7 @@ from collections import namedtuple
 
 from . import procfs
 
-__all__ = ["Hierarchy", "find_hierarchy", "cgroup_paths", "read_stat"]
+__all__ = ["Hierarchy", "find_hierarchy", "cgroup_paths", "read_stat", "read_stats"]
 
 MAX_CGROUPS = 1 << 16  # directories walked at most (a bound: a hostile tree cannot grow the walk unbounded)
 
@@ -82,3 +82,8 @@ def read_stat(hierarchy: Hierarchy, path: str) -> dict[str, int] | None:
         if value.isdigit():
             stat[name.decode("ascii", "replace")] = int(value)
     return stat
+
+
+def read_stats(hierarchy: Hierarchy, paths) -> dict[str, dict[str, int] | None]:
+    """:func:`read_stat` of each of ``paths`` (each once)."""
+    return {path: read_stat(hierarchy, path) for path in set(paths)}

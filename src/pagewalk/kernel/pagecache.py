@@ -35,7 +35,7 @@ from .pagemap import PAGE_SHIFT, PAGE_SIZE, PagemapFile
 
 __all__ = [
     "PROT_READ", "MAP_SHARED", "MADV_RANDOM", "MADV_SEQUENTIAL", "open_file", "file_error", "file_pages",
-    "load_pages", "residency", "cached_frames", "read_back_note", "regular_files"
+    "load_pages", "residency", "cached_frames", "read_back_note", "regular_files", "open_noatime"
 ]
 
 MAPPED_PAGES_MAX = 1 << 16  # file pages mapped at a time: one mapping of at most 256 MiB
@@ -59,15 +59,22 @@ def open_file(path: str, follow_symlink: bool = False) -> int:
     time where allowed (O_NOATIME needs ownership); a symbolic link is refused unless
     ``follow_symlink``.  Raises :class:`AccessDenied` or :class:`InvalidArgument`
     (:func:`file_error`)."""
-    nofollow = 0 if follow_symlink else os.O_NOFOLLOW
-    for flags in (os.O_RDONLY | nofollow | os.O_NOATIME, os.O_RDONLY | nofollow):
-        try:
-            return os.open(path, flags | os.O_CLOEXEC)
-        except PermissionError:
-            continue  # O_NOATIME needs ownership: try without it
-        except OSError as exc:
-            raise file_error(exc, path) from None
-    raise AccessDenied(path, "the file is not readable by this user")
+    try:
+        return open_noatime(path, os.O_RDONLY | os.O_CLOEXEC | (0 if follow_symlink else os.O_NOFOLLOW))
+    except PermissionError:
+        raise AccessDenied(path, "the file is not readable by this user") from None
+    except OSError as exc:
+        raise file_error(exc, path) from None
+
+
+def open_noatime(name: str, flags: int, dir_fd: int | None = None) -> int:
+    """``os.open`` with ``O_NOATIME`` (reading for pagewalk leaves the access time as it
+    was), or without it where the kernel refuses it (it needs ownership).  Raises
+    OSError."""
+    try:
+        return os.open(name, flags | os.O_NOATIME, dir_fd=dir_fd)
+    except PermissionError:
+        return os.open(name, flags, dir_fd=dir_fd)
 
 
 def file_error(exc: OSError, path: str) -> PagewalkError:

@@ -236,15 +236,17 @@ class Meminfo(namedtuple("Meminfo", "available_bytes free_bytes")):
 
 def parse_meminfo(text: str) -> Meminfo:
     """Decode the text of ``/proc/meminfo`` (``Name:  N kB`` lines)."""
-    fields = parse_meminfo_fields(text)
+    return _meminfo(parse_meminfo_fields(text))
+
+
+def _meminfo(fields: dict[str, int]) -> Meminfo:
     return Meminfo(fields.get("MemAvailable"), fields.get("MemFree"))
 
 
 def read_meminfo() -> Meminfo:
     """``/proc/meminfo`` decoded (:func:`parse_meminfo`).  Raises OSError where it
     cannot be read (it always can)."""
-    fields = meminfo_fields()
-    return Meminfo(fields.get("MemAvailable"), fields.get("MemFree"))
+    return _meminfo(meminfo_fields())
 
 
 def parse_meminfo_fields(text: str) -> dict[str, int]:

@@ -40,10 +40,7 @@ def as_text(reports: list[FileResidency], summary: bool = False) -> str:
     there is more than one file (as vmtouch gives one)."""
     lines = []
     for r in reports:
-        share = f" ({100 * r.cached / r.pages:.0f}%)" if r.pages else ""
-        mapped = f", {r.mapped} mapped by a process" if r.mapped is not None else ""
-        lines.append(f"{printable(r.path)}: {_pages(r.pages)} ({human_bytes(r.size_bytes)}), {r.cached} cached "
-                     f"({human_bytes(r.cached * PAGE_SIZE)}){share}{mapped}")
+        lines.append(f"{printable(r.path)}: {_residency(r.pages, r.size_bytes, r.cached, r.mapped)}")
         if summary:
             continue
         if r.runs is not None:
@@ -54,11 +51,16 @@ def as_text(reports: list[FileResidency], summary: bool = False) -> str:
         elif r.ranges:
             lines.append("  cached pages: " + ", ".join(_span(a, n) for a, n in r.ranges))
     if len(reports) > 1:
-        pages, cached = sum(r.pages for r in reports), sum(r.cached for r in reports)
-        share = f" ({100 * cached / pages:.0f}%)" if pages else ""
         mapped = [r.mapped for r in reports]
-        mapped_text = f", {sum(mapped)} mapped by a process" if None not in mapped else ""
-        lines.append(f"total: {len(reports)} files, {_pages(pages)} "
-                     f"({human_bytes(sum(r.size_bytes for r in reports))}), {cached} cached "
-                     f"({human_bytes(cached * PAGE_SIZE)}){share}{mapped_text}")
+        lines.append(f"total: {len(reports)} files, " + _residency(
+            sum(r.pages for r in reports), sum(r.size_bytes for r in reports), sum(r.cached for r in reports),
+            None if None in mapped else sum(mapped)))
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _residency(pages: int, size_bytes: int, cached: int, mapped: int | None) -> str:
+    """``N pages (SIZE), N cached (SIZE) (SHARE%), N mapped by a process``."""
+    share = f" ({100 * cached / pages:.0f}%)" if pages else ""
+    mapped_text = f", {mapped} mapped by a process" if mapped is not None else ""
+    return (f"{_pages(pages)} ({human_bytes(size_bytes)}), {cached} cached ({human_bytes(cached * PAGE_SIZE)})"
+            f"{share}{mapped_text}")
