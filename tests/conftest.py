@@ -321,17 +321,27 @@ def swap_file(size_mib: int = 64):
     pytest.skip("cannot enable a swap file: " + "; ".join(reasons))
 
 
-def run_on_terminal(args: list[str], stream: str, env: dict | None = None, other=subprocess.PIPE
-                    ) -> tuple[bytes, bytes | None]:
+def run_on_terminal(args: list[str], stream: str, env: dict | None = None, other=subprocess.PIPE,
+                    size: tuple[int, int] | None = None) -> tuple[bytes, bytes | None]:
     """Run ``pagewalk ARGS`` with ``stream`` (stdout or stderr) on a new pseudo-terminal,
     read while it runs, and the other stream to ``other`` (a pipe read at the end, or
-    DEVNULL); returns (what the terminal got, what the pipe got)."""
+    DEVNULL); returns (what the terminal got, what the pipe got).  ``size``: the
+    terminal's (columns, rows), set on it as a terminal emulator does (COLUMNS and
+    LINES then left out of the environment)."""
+    import fcntl
     import pty
+    import struct
+    import termios
 
     master, slave = pty.openpty()
+    environment = {**os.environ, "TERM": "xterm", **(env or {})}
+    if size is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        environment.pop("COLUMNS", None)
+        environment.pop("LINES", None)
     io = {"stdout": other, "stderr": other, stream: slave}
     proc = subprocess.Popen([sys.executable, "-m", "pagewalk", *args], stdin=subprocess.DEVNULL,
-                            env={**os.environ, "TERM": "xterm", **(env or {})}, **io)
+                            env=environment, **io)
     os.close(slave)
     got = bytearray()
     while True:

@@ -326,10 +326,11 @@ def test_every_command_that_prints_names_escapes_them_on_a_terminal(hostile):
                         (["shared", str(hostile.pid), str(hostile.child)], hostile.shown_in_maps),
                         (["file", hostile.file], hostile.shown_file),
                         (["types", "-f", hostile.file, "-l"], hostile.shown_file)):
-        on_tty, stderr = run_on_terminal(args, "stdout")
-        plain = re.sub(rb"\x1b\[[0-9;]*m", b"", on_tty).replace(b"\r\n", b"\n")
-        assert_printable(plain, b"\n\t")  # page-types' layout has tabs of its own
-        assert_printable(stderr)
+        for columns in ("80", "1000"):  # names cut to fit, and whole
+            on_tty, stderr = run_on_terminal(args, "stdout", {"COLUMNS": columns})
+            plain = re.sub(rb"\x1b\[[0-9;]*m", b"", on_tty).replace(b"\r\n", b"\n")
+            assert_printable(plain, b"\n\t")  # page-types' layout has tabs of its own
+            assert_printable(stderr)
         assert shown.encode() in plain, (args, plain[-2000:])
     piped = subprocess.run([sys.executable, "-m", "pagewalk", "dump", str(hostile.pid), "--format", "seed"],
                            capture_output=True, timeout=300).stdout

@@ -29,8 +29,16 @@ def fail(message: str, status: int) -> int:
 
 
 def warn(message: str) -> None:
-    """One line on stderr, names in it escaped as :func:`fail` escapes them."""
-    print(f"pagewalk: {printable(message)}", file=sys.stderr)
+    """One line on stderr, names in it escaped as :func:`fail` escapes them; on a
+    terminal, wrapped to its width."""
+    text = f"pagewalk: {printable(message)}"
+    if len(text) > 80 and sys.stderr.isatty():
+        import shutil
+
+        from ..output.table import wrap_lines
+
+        text = wrap_lines(text, shutil.get_terminal_size().columns)
+    print(text, file=sys.stderr)
 
 
 def process_notes(proc) -> None:
@@ -176,6 +184,17 @@ def use_scan(args) -> bool | None:
 
 
 
+def layout_arguments(parser, example: str, short: bool = True) -> None:
+    """``--wide`` and ``-o COLUMNS``: how the command's table is laid out (:func:`layout`);
+    ``example``: columns to name in the help; ``short`` False: ``--columns`` alone (where
+    ``-o`` names an output file)."""
+    parser.add_argument("--wide", action="store_true",
+                        help="every column, however wide (on a terminal the table is fitted to its width; piped "
+                             "output always has every column)")
+    parser.add_argument(*(("-o",) if short else ()), "--columns", metavar="COLUMNS",
+                        help=f"these columns, in this order (comma-separated headers, any case: e.g. {example})")
+
+
 def terminal_width(args) -> int | None:
     """The terminal's columns where stdout is one and ``--wide`` was not given (a table
     is then fitted to them); None: every column (piped output, or --wide)."""
@@ -184,3 +203,19 @@ def terminal_width(args) -> int | None:
     import shutil
 
     return shutil.get_terminal_size().columns
+
+
+def layout(args, headers=None):
+    """The :class:`~pagewalk.output.table.Layout` that ``--wide`` and ``-o`` ask for;
+    ``-o``'s names checked against ``headers`` where they are known before the work."""
+    from ..output.table import Layout, column_key
+
+    chosen = None
+    if args.columns is not None:
+        chosen = tuple(column_key(c) for c in args.columns.split(","))
+        keys = [column_key(h) for h in headers or ()]
+        unknown = [c or "(none)" for c in chosen if not c or (headers and c not in keys)]
+        if unknown or not chosen:
+            raise InvalidArgument(f"-o: no column {', '.join(unknown)}" + (f" (choose from {', '.join(keys)})"
+                                                                          if keys else ""))
+    return Layout(terminal_width(args), chosen)

@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("b", metavar="B", help="snapshot file or PID")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     _common.max_load_argument(p, "loading the snapshot files (both together)")
+    _common.layout_arguments(p, "start,moved,mapping (two snapshots of processes)")
     p.set_defaults(run=run)
 
 
@@ -34,10 +35,13 @@ def _machine(args, budget) -> int:
     from ..analysis.ram_snapshot import diff, load
     from ..output import ram as render
 
+    if args.columns is not None:
+        raise InvalidArgument("-o picks columns of the table of two process snapshots; machine snapshots have "
+                              "three tables (--wide shows every column)")
     doc = diff(load(args.a, budget=budget), load(args.b, budget=budget))
     for note in doc["notes"]:
         _common.warn(f"note: {note}")
-    sys.stdout.write(render.diff_json(doc) if args.json else render.diff_text(doc))
+    sys.stdout.write(render.diff_json(doc) if args.json else render.diff_text(doc, _common.terminal_width(args)))
     return 0
 
 
@@ -65,6 +69,9 @@ def run(args) -> int:
     from ..analysis.ram_snapshot import is_ram_snapshot
 
     budget = _common.load_budget(args)
+    from ..output import diff as render
+
+    layout = _common.layout(args, render.HEADERS)
     machine = [os.path.isfile(arg) and is_ram_snapshot(arg) for arg in (args.a, args.b)]
     if any(machine):
         if not all(machine):
@@ -76,7 +83,5 @@ def run(args) -> int:
     if other:
         _common.warn(f"warning: {other}")
     doc = diff(a, b)
-    from ..output import diff as render
-
-    sys.stdout.write(render.as_json(doc) if args.json else render.text(doc))
+    sys.stdout.write(render.as_json(doc) if args.json else render.text(doc, layout))
     return 0

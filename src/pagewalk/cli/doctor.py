@@ -14,6 +14,9 @@ def add_parser(sub) -> None:
                        description="Checks every kernel interface pagewalk uses and says, for each one "
                                    "missing, which command degrades and how.")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    from . import _common
+
+    _common.layout_arguments(p, "check,status")
     p.set_defaults(run=run)
 
 
@@ -21,6 +24,9 @@ def run(args) -> int:
     from ..analysis.doctor import run_checks
     from ..output import doctor as render
 
+    from . import _common
+
+    layout = _common.layout(args, render.HEADERS)
     checks = run_checks()
-    sys.stdout.write(render.checks_json(checks) if args.json else render.checks_text(checks))
+    sys.stdout.write(render.checks_json(checks) if args.json else render.checks_text(checks, layout))
     return 0

@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories")
     p.add_argument("--summary", action="store_true", help="one line a file (no ranges or flags), and the total")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--wide", action="store_true",
+                   help="long lines whole (on a terminal they are wrapped to its width; piped output is never "
+                        "wrapped)")
     p.set_defaults(run=run)
 
 
@@ -49,5 +52,6 @@ def run(args) -> int:
             _common.warn(read_back_note(report.path, report.read_back))
     if not reports and not status:
         _common.warn("note: no files: no regular file under " + ", ".join(args.paths))
-    sys.stdout.write(out.as_json(reports) if args.json else out.as_text(reports, summary=args.summary))
+    text = out.as_json(reports) if args.json else out.as_text(reports, args.summary, _common.terminal_width(args))
+    sys.stdout.write(text)
     return status

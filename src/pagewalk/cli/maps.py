@@ -20,12 +20,7 @@ def add_parser(sub) -> None:
     _common.pid_argument(p)
     _common.no_scan_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--wide", action="store_true",
-                   help="every column, however wide (on a terminal the table is fitted to its width; piped "
-                        "output always has every column)")
-    p.add_argument("-o", "--columns", metavar="COLUMNS",
-                   help="these columns, in this order (comma-separated headers, any case: e.g. "
-                        "start,perms,rss,mapping)")
+    _common.layout_arguments(p, "start,perms,rss,mapping")
     p.add_argument("--sort", metavar="FIELD",
                    help="sort by start, end, path, a count, or rss (counts descending): a column's name, any case")
     p.set_defaults(run=run)
@@ -40,13 +35,7 @@ def run(args) -> int:
         args.sort = {"excl": "exclusive", "mapping": "path"}.get(args.sort.lower(), args.sort.lower())
     if args.sort is not None and args.sort not in out.SORT_COLUMNS:
         raise InvalidArgument(f"cannot sort by {args.sort!r} (choose from {', '.join(out.SORT_COLUMNS)})")
-    columns = None
-    if args.columns is not None:
-        columns = [c.strip().upper().replace("-", "_") for c in args.columns.split(",")]
-        unknown = [c for c in columns if c not in out.HEADERS]
-        if unknown or not columns:
-            raise InvalidArgument(f"no column {', '.join(unknown) or '(none given)'} (choose from "
-                                  f"{', '.join(h.lower() for h in out.HEADERS)})")
+    layout = _common.layout(args, out.HEADERS)
     with Process(pid, use_scan=_common.use_scan(args)) as proc:
         report = proc.counts()
     if not report.pfn_visible:
@@ -56,6 +45,5 @@ def run(args) -> int:
     _common.mappings_changed_warning([(m.start, m.end) for m in report.changed])
     if args.sort is not None:
         out.sort_report(report, args.sort)
-    width = _common.terminal_width(args)
-    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report, width, columns))
+    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report, layout))
     return 0

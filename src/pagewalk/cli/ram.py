@@ -40,8 +40,7 @@ def add_parser(sub) -> None:
                         "FILE.npz: a machine snapshot for 'pagewalk diff' (mode 0600: it holds physical "
                         "addresses)")
     _common.force_argument(p)
-    p.add_argument("--wide", action="store_true",
-                   help="every list column, however wide (on a terminal the table fits its width; piped: all)")
+    _common.layout_arguments(p, "use,size,active,inactive (of the uses table)", short=False)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=run)
 
@@ -58,6 +57,7 @@ def run(args) -> int:
         raise InvalidArgument("PATHs name the trees for --files (or --by file)")
     if not 1 <= args.top <= TOP_MAX:
         raise InvalidArgument(f"--top takes a number of rows from 1 to {TOP_MAX}")
+    layout = _common.layout(args, out.USES_HEADERS)
     file_format = None
     if args.output is not None:
         from ..kernel.outfile import check_writable
@@ -93,8 +93,7 @@ def run(args) -> int:
     if file_format is not None:
         _write(report, args.output, file_format, args.force)
     doc = out.Owners(by, processes, files, args.top)
-    width = _common.terminal_width(args)
-    sys.stdout.write(out.as_json(report, doc) if args.json else out.as_text(report, doc, width))
+    sys.stdout.write(out.as_json(report, doc) if args.json else out.as_text(report, doc, layout))
     return 0
 
 

@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
                        description="For each pair of the processes: the frames both map, counted by the pair of "
                                    "mappings they sit in (a forked server and its workers, say), with sizes.")
     p.add_argument("pids", metavar="PID", nargs="+", help="two or more processes")
+    _common.layout_arguments(p, "pid_a,size,mapping_a_mapping_b")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=run)
 
@@ -24,7 +25,8 @@ def run(args) -> int:
     from ..analysis.sharing import shared_frames
     from ..output import sharing as render
 
+    layout = _common.layout(args, render.SHARED_HEADERS)
     report = shared_frames([_common.parse_pid(p) for p in args.pids])
     _common.processes_changed_warning(report.changed)
-    sys.stdout.write(render.shared_json(report) if args.json else render.shared_text(report))
+    sys.stdout.write(render.shared_json(report) if args.json else render.shared_text(report, layout))
     return 0

@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--load", metavar="FILE", help="read this snapshot (either format) and summarise it")
     p.add_argument("--json", action="store_true", help="with --load: print one JSON document")
     _common.max_load_argument(p, "with --load: loading the snapshot")
+    _common.layout_arguments(p, "start,present,mapping (with --load)", short=False)
     p.add_argument("--clear-soft-dirty", action="store_true",
                    help="after recording, clear the target's soft-dirty bits so that a later diff can say which "
                         "pages were written (needs CONFIG_MEM_SOFT_DIRTY; disturbs the target: each page's next "
@@ -43,16 +44,19 @@ def run(args) -> int:
 
         if args.pid or args.output or args.force:
             raise InvalidArgument("--load reads a snapshot: give no PID, -o or --force with it")
+        from ..output import snapshot as render
+
+        layout = _common.layout(args, render.HEADERS)
         snap = Snapshot.load(args.load, budget=_common.load_budget(args))
         for note in snap.notes:
             _common.warn(f"note: {note}")
         summary = snap.summary()
-        from ..output import snapshot as render
-
-        sys.stdout.write(render.summary_json(summary) if args.json else render.summary_text(summary))
+        sys.stdout.write(render.summary_json(summary) if args.json else render.summary_text(summary, layout))
         return 0
     if not args.pid or not args.output:
         raise InvalidArgument("give a PID and -o FILE (or --load FILE)")
+    if args.wide or args.columns is not None:
+        raise InvalidArgument("--wide and --columns lay out what --load shows: give them with --load")
     if args.max_load is not None:
         raise InvalidArgument("--max-load limits what --load reads: give it with --load")
     from ..kernel.outfile import STDOUT, check_writable

@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--by", default="process", choices=GROUPINGS,
                    help="group the rows (default: one per process)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    _common.layout_arguments(p, "pid,pss,command")
     p.set_defaults(run=run)
 
 
@@ -42,12 +43,13 @@ def run(args) -> int:
     if args.all and args.pids:
         raise InvalidArgument("give PIDs or --all, not both")
     pids = _common.parse_pids(args.pids)
+    layout = _common.layout(args, out.PROCESS_HEADERS if args.by == "process" else out.group_headers(args.by))
     explicit = bool(pids)
     pids = pids or all_pids()
     if explicit and len(pids) == 1 and args.by == "process":
         # one process: the kernel's own sums say all a row needs, with no page read (and no numpy)
         report = measure_one(pids[0])
-        sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
+        sys.stdout.write(out.as_json(report) if args.json else out.as_text(report, layout))
         return 0
     progress = Progress("usage", len(pids) if not explicit else 0, "processes")
     # One named PID fails as in every command; several are taken as ps takes
@@ -84,5 +86,5 @@ def run(args) -> int:
     if report.skipped and not explicit:
         first = next(iter(report.skipped.items()))
         _common.warn(f"note: {len(report.skipped)} process(es) left out, e.g. {first[0]}: {first[1]}")
-    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report))
+    sys.stdout.write(out.as_json(report) if args.json else out.as_text(report, layout))
     return 0

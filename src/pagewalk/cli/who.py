@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
                                    "pages of each process, and stops once the frames' map counts are accounted for.")
     p.add_argument("addrs", metavar="ADDR", nargs="*", help="physical address, hex (0x optional)")
     p.add_argument("--pfn", metavar="PFN", action="append", default=[], help="a page frame number, hex")
+    _common.layout_arguments(p, "pid,vaddr,mapping")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(run=run)
 
@@ -32,15 +33,16 @@ def run(args) -> int:
     pfns = [_common.parse_addr(a) >> PAGE_SHIFT for a in args.addrs] + [_common.parse_pfn(p) for p in args.pfn]
     if not pfns:
         raise InvalidArgument("give a physical address or --pfn PFN")
+    from ..output import sharing as render
+
+    layout = _common.layout(args, render.WHO_HEADERS)
     pids = all_pids()
     progress = Progress("who", len(pids), "processes")
     try:
         hits, mapcounts, zero_frames = who_maps(pfns, pids, progress.advance)
     finally:
         progress.close()
-    from ..output import sharing as render
-
-    sys.stdout.write(render.who_json(hits) if args.json else render.who_text(hits))
+    sys.stdout.write(render.who_json(hits) if args.json else render.who_text(hits, layout))
     if args.json:
         return 0
     for pfn, n in sorted(mapcounts.items()):

@@ -44,6 +44,7 @@ def add_parser(sub) -> None:
                    help=METHOD_HELP)
     p.add_argument("--json", action="store_true",
                    help="print one JSON document (at the end; Ctrl-C prints the samples taken so far)")
+    _common.layout_arguments(p, "wss,mapping (of the last sample's table)")
     p.set_defaults(run=run)
 
 
@@ -60,9 +61,11 @@ def run(args) -> int:
 
     pid = _common.parse_pid(args.pid)
     interval = _common.parse_seconds(args.interval)
+    from ..output import wss as render
+
+    layout = _common.layout(args, render.HEADERS)
     if args.count < 1:
         raise InvalidArgument("--count must be at least 1")
-    from ..output import wss as render
 
     def show(sample) -> None:
         sys.stdout.write(render.sample_line(sample))
@@ -75,17 +78,18 @@ def run(args) -> int:
     handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     handlers[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     try:
-        return _sample(args, pid, interval, show)
+        return _sample(args, pid, interval, show, layout)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
 
-def _sample(args, pid: int, interval: float, show) -> int:
+def _sample(args, pid: int, interval: float, show, layout) -> int:
     import signal
 
     from ..analysis.wss import DISTURBS, open_tracker, unattributed_reason
     from ..kernel.probes import pfn_visible
+    from ..output import wss as render
 
     tracker = open_tracker(pid, args.method, interval)
     # Text prints each sample as it comes and keeps only the last; JSON keeps them
@@ -115,13 +119,12 @@ def _sample(args, pid: int, interval: float, show) -> int:
                      "the after")
     method, cost = tracker.method, tracker.cost
     why = unattributed_reason(pfn_visible()) if unattributed else None
-    from ..output import wss as render
 
     if args.json:
         sys.stdout.write(render.report_json(method, DISTURBS[method], samples, why, cost))
         sys.stdout.flush()
         return status
-    sys.stdout.write(render.report_text(last, why))
+    sys.stdout.write(render.report_text(last, why, layout))
     sys.stdout.flush()
     _common.warn(f"method {method}{' (chosen by auto)' if args.method == 'auto' else ''}: {DISTURBS[method]}; "
                  f"cost {cost.seconds:.3f} s of work, {cost.pages_scanned} pages scanned")

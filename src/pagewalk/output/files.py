@@ -9,6 +9,7 @@ from ..core import flags as fl
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable, unicode_text
 from .humanize import human_bytes
+from .table import wrap_lines
 
 __all__ = ["as_json", "as_text"]
 
@@ -34,19 +35,20 @@ def _pages(n: int) -> str:
     return f"{n} page" if n == 1 else f"{n} pages"
 
 
-def as_text(reports: list[FileResidency], summary: bool = False) -> str:
+def as_text(reports: list[FileResidency], summary: bool = False, width: int | None = None) -> str:
     """A line per file, then (unless ``summary``) its cached pages: runs with their
     flags and map count where frames are visible, else plain ranges; a total where
-    there is more than one file (as vmtouch gives one)."""
+    there is more than one file (as vmtouch gives one).  Lines longer than a
+    terminal's ``width`` are wrapped."""
     lines = []
     for r in reports:
         lines.append(f"{printable(r.path)}: {_residency(r.pages, r.size_bytes, r.cached, r.mapped)}")
         if summary:
             continue
         if r.runs is not None:
-            width = max((len(_span(a, n)) for a, n, _, _ in r.runs), default=0)
+            span_width = max((len(_span(a, n)) for a, n, _, _ in r.runs), default=0)
             for a, n, f, c in r.runs:
-                lines.append(f"  {'page ' if n == 1 else 'pages'} {_span(a, n):<{width}}  {n:>7} cached  "
+                lines.append(f"  {'page ' if n == 1 else 'pages'} {_span(a, n):<{span_width}}  {n:>7} cached  "
                              f"map count {c:<3} {','.join(fl.names(f)) or '-'}")
         elif r.ranges:
             lines.append("  cached pages: " + ", ".join(_span(a, n) for a, n in r.ranges))
@@ -55,7 +57,7 @@ def as_text(reports: list[FileResidency], summary: bool = False) -> str:
         lines.append(f"total: {len(reports)} files, " + _residency(
             sum(r.pages for r in reports), sum(r.size_bytes for r in reports), sum(r.cached for r in reports),
             None if None in mapped else sum(mapped)))
-    return "\n".join(lines) + "\n" if lines else ""
+    return wrap_lines("\n".join(lines), width) + "\n" if lines else ""
 
 
 def _residency(pages: int, size_bytes: int, cached: int, mapped: int | None) -> str:

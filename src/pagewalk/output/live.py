@@ -11,7 +11,7 @@ from ..errors import NoAddressSpace, NoSuchProcess
 from ..kernel.procfs import is_zombie
 from ..names import printable
 from .humanize import human_bytes
-from .maps import shorten
+from .table import shorten
 
 __all__ = ["Watch"]
 

@@ -12,9 +12,9 @@ from ..core.counting import CountsReport, PageCounts
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable
 from .humanize import human_bytes
-from .table import render_columns
+from .table import Layout, render_columns
 
-__all__ = ["HEADERS", "SORT_COLUMNS", "sort_report", "as_json", "as_text", "fitted_text", "shorten"]
+__all__ = ["HEADERS", "SORT_COLUMNS", "sort_report", "as_json", "as_text", "fitted_text"]
 
 COUNT_FIELDS = ("pages", "present", "zero", "swapped", "file", "exclusive", "huge", "guard", "uffd_wp",
                 "soft_dirty")
@@ -51,15 +51,13 @@ def as_json(report: CountsReport) -> str:
     return json.dumps(head)[:-1] + ',\n"mappings": [\n' + ",\n".join(rows) + "\n]}\n"
 
 
-def as_text(report: CountsReport, width: int | None = None, columns: list[str] | None = None) -> str:
+def as_text(report: CountsReport, layout: Layout = Layout()) -> str:
     """The ``maps`` table of ``report``: page counts per mapping, RSS in human units.
-    ``columns``: those of :data:`HEADERS`, in that order; else, ``width`` (a terminal's
-    columns): where the whole table is wider, the fitted one (:func:`fitted_text`)."""
-    if columns is not None:
-        return _full_text(report, columns)
-    if width is not None and _full_width(report) > width:
-        return fitted_text(report, width)
-    return _full_text(report)
+    ``layout.columns``: those of :data:`HEADERS`, in that order; else, where the whole
+    table is wider than ``layout.width`` (a terminal's), the fitted one (:func:`fitted_text`)."""
+    if layout.columns is None and layout.width is not None and _full_width(report) > layout.width:
+        return fitted_text(report, layout.width)
+    return _full_text(report, layout)
 
 
 def _full_width(report: CountsReport) -> int:
@@ -90,11 +88,9 @@ def fitted_text(report: CountsReport, width: int) -> str:
         [pages(c.exclusive) for c in counts],
         [",".join(f"{word} {pages(getattr(c, name))}" for name, word in OTHER_WORDS if getattr(c, name)) or "-"
          for c in counts],
+        [printable(m.label()) for m in maps] + [f"{len(maps)} mappings"],
     ]
-    used = sum(max(len(h), max(map(len, col), default=0)) + 2 for h, col in zip(headers, columns))
-    room = max(16, width - used)
-    columns.append([shorten(printable(m.label()), room) for m in maps] + [f"{len(maps)} mappings"])
-    return render_columns(headers, columns, right={2, 3, 4})
+    return render_columns(headers, columns, right={2, 3, 4}, layout=Layout(width), names={6: None})
 
 
 # what the OTHER column folds, in bytes: swapped, zero page, huge, guard, uffd-wp, soft-dirty
@@ -102,24 +98,12 @@ OTHER_WORDS = (("swapped", "swap"), ("zero", "zero"), ("huge", "huge"), ("guard"
                ("soft_dirty", "soft-dirty"))
 
 
-def shorten(name: str, room: int) -> str:
-    """``name`` in at most ``room`` characters, cut from the middle with ``...``, the
-    part after the last ``/`` kept whole where it fits."""
-    if len(name) <= room:
-        return name
-    tail = name[name.rfind("/") + 1:]
-    if len(tail) + 4 <= room:  # the directories give way
-        return name[: room - len(tail) - 3] + "..." + tail
-    keep = room - 3  # the last part too, from its middle: its start and its end both tell files apart
-    return "..." + tail[: keep - keep // 2 - 1] + "~" + tail[len(tail) - keep // 2:] if keep > 2 else name[:room]
-
-
 HEADERS = ("START", "END", "PERMS", "PAGES", "PRESENT", "ZERO", "SWAPPED", "FILE", "EXCL", "HUGE", "GUARD",
            "UFFD_WP", "SOFT_DIRTY", "RSS", "MAPPING")  # every column of the table, in order
 
 
-def _full_text(report: CountsReport, chosen: list[str] | None = None) -> str:
-    """Every column, or the ``chosen`` ones (of :data:`HEADERS`) in that order."""
+def _full_text(report: CountsReport, layout: Layout) -> str:
+    """Every column, or those ``layout`` names in that order (names cut to its width)."""
     headers = list(HEADERS)
     maps = [mc.mapping for mc in report.mappings]
     counts = [mc.counts or _UNKNOWN for mc in report.mappings] + [report.totals]
@@ -133,11 +117,7 @@ def _full_text(report: CountsReport, chosen: list[str] | None = None) -> str:
         columns.append(["-" if v is None else str(v) for v in by_field[name]])
     columns.append([_size(v) for v in by_field["rss"]])
     columns.append([printable(m.label()) for m in maps] + [f"{len(maps)} mappings"])
-    right = {h for h in headers[3:14]}
-    if chosen is not None:
-        picked = [headers.index(h) for h in chosen]
-        headers, columns = [headers[i] for i in picked], [columns[i] for i in picked]
-    return render_columns(headers, columns, right={i for i, h in enumerate(headers) if h in right})
+    return render_columns(headers, columns, right=set(range(3, 14)), layout=layout, names={14: None})
 
 
 @functools.lru_cache(maxsize=1024)  # many mappings share a size

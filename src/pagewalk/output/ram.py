@@ -10,13 +10,13 @@ from ..core.frames import LISTS
 from ..kernel.pagemap import PAGE_SIZE
 from ..names import printable, unicode_text
 from .humanize import human_bytes
-from .table import render_table
+from .table import Layout, render_table, wrap_lines
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from ..analysis.ram import RamReport, Reconciled
 
-__all__ = ["Owners", "as_text", "as_json"]
+__all__ = ["Owners", "USES_HEADERS", "as_text", "as_json", "diff_text", "diff_json"]
 
 AGREE_NOTE = "AGREE: within 2% or 8 MiB (a cgroup: 4 MiB) of the kernel's count read before and after"
 
@@ -42,16 +42,19 @@ def _agree(lines: list[Reconciled]) -> str:
     return "no: " + ", ".join(wrong) if wrong else "yes"
 
 
-NARROW_LISTS = ("active", "inactive", "dirty", "mapped")  # the lists a terminal under FULL_WIDTH shows
-FULL_WIDTH = 112  # columns the whole uses table takes
+USES_HEADERS = ("USE", "SIZE", "SHARE", *(name.upper() for name in LISTS))
+# on a narrow terminal, the lists that give way (in this order): active, inactive, dirty and mapped stay
+RARER_LISTS = ("UNEVICTABLE", "REFERENCED", "WRITEBACK", "THP")
 
 
-def as_text(report: RamReport, owners: Owners | None = None, width: int | None = None) -> str:
+def as_text(report: RamReport, owners: Owners | None = None, layout: Layout = Layout()) -> str:
     """The uses table, the reconciliation with meminfo, the owners, and how long it
-    took; for a terminal ``width`` columns wide, under :data:`FULL_WIDTH`, the lists
-    most asked for only (:data:`NARROW_LISTS`) and the last line wrapped."""
+    took; on a terminal ``layout.width`` columns wide, the rarer lists give way
+    (:data:`RARER_LISTS`), names are cut and the last line wrapped.  ``layout.columns``
+    picks columns of the uses table."""
     out = []
-    shown = LISTS if width is None or width >= FULL_WIDTH else NARROW_LISTS
+    width = layout.width
+    fit = Layout(width)  # (the other tables: fitted, all their columns)
     if report.uses is not None:
         total = report.frames or 1
         rows = []
@@ -59,32 +62,27 @@ def as_text(report: RamReport, owners: Owners | None = None, width: int | None =
             if not frames:
                 continue
             lists = report.lists[use]
-            rows.append([use, _size(frames), f"{100 * frames / total:.1f}%", *(_size(lists[name]) for name in shown)])
+            rows.append([use, _size(frames), f"{100 * frames / total:.1f}%", *(_size(lists[name]) for name in LISTS)])
         rows.append(["total", _size(report.frames), "100.0%",
-                     *(_size(sum(report.lists[u][name] for u in report.uses)) for name in shown)])
-        out.append(render_table(["USE", "SIZE", "SHARE", *(name.upper() for name in shown)], rows,
-                                right=set(range(1, 3 + len(shown)))))
+                     *(_size(sum(report.lists[u][name] for u in report.uses)) for name in LISTS)])
+        out.append(render_table(list(USES_HEADERS), rows, right=set(range(1, 3 + len(LISTS))), layout=layout,
+                                optional=RARER_LISTS))
         out.append("\n")
     rows = []
     for line in report.reconciled:
         rows.append([line.name, _size(line.frames), human_bytes(line.before_bytes), human_bytes(line.after_bytes),
                      _agree([line]), " + ".join(line.fields).replace("+ -", "- ")])
     out.append(render_table(["KERNEL'S COUNT", "FRAMES", "BEFORE", "AFTER", "AGREE", "MEMINFO"], rows,
-                            right={1, 2, 3}))
+                            right={1, 2, 3}, layout=fit, wrap_last=True))
     if report.cgroups is not None:
-        out.append("\n" + _cgroups_text(report))
+        out.append("\n" + _cgroups_text(report, fit))
     if owners is not None and owners.processes is not None:
-        out.append("\n" + _processes_text(report, owners))
+        out.append("\n" + _processes_text(report, owners, fit))
     if owners is not None and owners.files is not None:
-        out.append("\n" + _files_text(report, owners))
+        out.append("\n" + _files_text(report, owners, fit))
     walked = f"{report.frames} frames ({_size(report.frames)}) walked in {report.seconds:.2f} s" if report.uses else \
         "no frame walked"
-    last = f"{walked}; {AGREE_NOTE}"
-    if width is not None:
-        import textwrap
-
-        last = textwrap.fill(last, max(20, width - 1))
-    out.append(f"\n{last}\n")
+    out.append("\n" + wrap_lines(f"{walked}; {AGREE_NOTE}", width) + "\n")
     return "".join(out)
 
 
@@ -92,7 +90,7 @@ def _cgroup_name(path: str | None) -> str:
     return "(no cgroup)" if path is None else printable(path)
 
 
-def _cgroups_text(report: RamReport) -> str:
+def _cgroups_text(report: RamReport, layout: Layout) -> str:
     rows = []
     for c in report.cgroups:
         u = c.uses
@@ -101,7 +99,7 @@ def _cgroups_text(report: RamReport) -> str:
                                                      - u["swap cache"] - u["shared memory"]),
                      _agree(c.reconciled), _cgroup_name(c.path)])
     return render_table(["TOTAL", "ANONYMOUS", "PAGE CACHE", "SHMEM", "OTHER", "AGREE", "CGROUP"], rows,
-                        right={0, 1, 2, 3, 4})
+                        right={0, 1, 2, 3, 4}, layout=layout, names={6: None})
 
 
 def _mapped_frames(report: RamReport) -> int | None:
@@ -111,34 +109,37 @@ def _mapped_frames(report: RamReport) -> int | None:
     return sum(lists["mapped"] for use, lists in report.lists.items() if use != "hugetlb")
 
 
-def _processes_text(report: RamReport, owners: Owners) -> str:
+def _processes_text(report: RamReport, owners: Owners, layout: Layout) -> str:
     usage = owners.processes
     rows = [[str(u.pid), human_bytes(u.rss), human_bytes(u.pss), human_bytes(u.uss), human_bytes(u.swap),
              printable(u.command)] for u in usage.rows[:owners.top]]
     t = usage.totals
     rows.append([f"{len(usage.rows)}", human_bytes(t.rss), human_bytes(t.pss), human_bytes(t.uss), human_bytes(t.swap),
                  "total (all processes)"])
-    text = render_table(["PID", "RSS", "PSS", "USS", "SWAP", "COMMAND"], rows, right={0, 1, 2, 3, 4})
+    text = render_table(["PID", "RSS", "PSS", "USS", "SWAP", "COMMAND"], rows, right={0, 1, 2, 3, 4}, layout=layout,
+                        names={5: None})
     mapped = _mapped_frames(report)
     if mapped is not None:
-        text += (f"processes' PSS adds up to {human_bytes(t.pss)}; frames mapped by processes (kpageflags, "
-                 f"hugetlb aside): {_size(mapped)}\n")
+        text += wrap_lines(f"processes' PSS adds up to {human_bytes(t.pss)}; frames mapped by processes "
+                           f"(kpageflags, hugetlb aside): {_size(mapped)}", layout.width) + "\n"
     return text
 
 
-def _files_text(report: RamReport, owners: Owners) -> str:
+def _files_text(report: RamReport, owners: Owners, layout: Layout) -> str:
     files = owners.files
     rows = [[human_bytes(f.cached_pages * PAGE_SIZE), human_bytes(None if f.dirty_pages is None
                                                                   else f.dirty_pages * PAGE_SIZE),
              human_bytes(None if f.mapped_pages is None else f.mapped_pages * PAGE_SIZE), human_bytes(f.size_bytes),
              printable(f.path)] for f in files.files]
-    text = render_table(["CACHED", "DIRTY", "MAPPED", "SIZE", "FILE"], rows, right={0, 1, 2, 3}) if rows else \
+    text = render_table(["CACHED", "DIRTY", "MAPPED", "SIZE", "FILE"], rows, right={0, 1, 2, 3}, layout=layout,
+                        names={4: None}) if rows else \
         "no file walked has a page in the cache\n"
     cache = None if report.uses is None else report.uses["page cache"]
     share = f" = {100 * files.cached_pages / cache:.1f}% of the page cache ({_size(cache)})" if cache else ""
     roots = ", ".join(printable(r) for r in files.roots)
-    return text + (f"{files.files_walked} files walked under {roots} in {files.seconds:.2f} s; "
-                   f"{files.files_cached} hold {_size(files.cached_pages)} in the cache{share}\n")
+    return text + wrap_lines(f"{files.files_walked} files walked under {roots} in {files.seconds:.2f} s; "
+                             f"{files.files_cached} hold {_size(files.cached_pages)} in the cache{share}",
+                             layout.width) + "\n"
 
 
 def _reconciled_doc(lines: list[Reconciled]) -> list[dict]:
@@ -184,9 +185,9 @@ def as_json(report: RamReport, owners: Owners | None = None) -> str:
     return json.dumps(doc, indent=1) + "\n"
 
 
-def diff_text(doc: dict) -> str:
+def diff_text(doc: dict, width: int | None = None) -> str:
     """``diff`` of two machine snapshots for people: uses, cgroups, and frames that
-    changed use."""
+    changed use; cgroups' names cut to a terminal ``width``."""
     # (every name and time here comes from the files: anybody's to write)
     rows = [[printable(r["use"]), _size(r["a_frames"]), _size(r["b_frames"]), _signed(r["change_frames"])]
             for r in doc["by_use"] if r["a_frames"] or r["b_frames"]]
@@ -194,7 +195,8 @@ def diff_text(doc: dict) -> str:
            render_table(["USE", "A", "B", "CHANGE"], rows, right={1, 2, 3})]
     rows = [[_size(r["a_frames"]), _size(r["b_frames"]), _signed(r["change_frames"]), _cgroup_name(r["cgroup"])]
             for r in doc["by_cgroup"] if r["change_frames"]]
-    out.append("\n" + (render_table(["A", "B", "CHANGE", "CGROUP"], rows, right={0, 1, 2}) if rows
+    out.append("\n" + (render_table(["A", "B", "CHANGE", "CGROUP"], rows, right={0, 1, 2}, layout=Layout(width),
+                                     names={3: None}) if rows
                        else "no cgroup changed\n"))
     if doc["moved"] is not None:
         rows = [[printable(r["from"]), printable(r["to"]), _size(r["frames"])] for r in doc["moved"][:20]]
@@ -208,6 +210,7 @@ def _signed(frames: int) -> str:
 
 
 def diff_json(doc: dict) -> str:
+    """``diff --json`` of two machine snapshots: the document, cgroups' names as text."""
     import json
 
     return json.dumps({**doc, "by_cgroup": [{**r, "cgroup": None if r["cgroup"] is None else unicode_text(r["cgroup"])}

@@ -8,9 +8,11 @@ import json
 from ..analysis.wss import Cost, Sample
 from ..names import printable, unicode_text
 from .humanize import human_bytes
-from .table import render_columns
+from .table import Layout, render_columns, wrap_lines
 
-__all__ = ["sample_line", "report_text", "report_json"]
+__all__ = ["HEADERS", "sample_line", "report_text", "report_json"]
+
+HEADERS = ("START", "WSS", "UNATTRIBUTED", "MAPPING")  # the last sample, by mapping
 
 
 def sample_line(sample: Sample) -> str:
@@ -21,16 +23,18 @@ def sample_line(sample: Sample) -> str:
             f"{human_bytes(sample.rss_bytes)}){other}\n")
 
 
-def report_text(last: Sample | None, unattributed_reason: str | None) -> str:
+def report_text(last: Sample | None, unattributed_reason: str | None, layout: Layout = Layout()) -> str:
     """What follows the sample lines: why some pages are unattributed, and the last
-    sample's ten largest mappings."""
-    out = f"unattributed (not in wss): {unattributed_reason}\n" if unattributed_reason else ""
+    sample's ten largest mappings (fitted to ``layout``)."""
+    out = wrap_lines(f"unattributed (not in wss): {unattributed_reason}", layout.width) + "\n" \
+        if unattributed_reason else ""
     top = sorted(last.mappings, key=lambda m: (-m[2], -(m[3] or 0)))[:10] if last is not None else []
     if top:
         out += "\nlast sample, by mapping:\n" + render_columns(
-            ["START", "WSS", "UNATTRIBUTED", "MAPPING"],
+            list(HEADERS),
             [[f"{s:x}" for _, s, _, _ in top], [human_bytes(b) for _, _, b, _ in top],
-             [human_bytes(o) for _, _, _, o in top], [printable(label) for label, _, _, _ in top]], right={1, 2})
+             [human_bytes(o) for _, _, _, o in top], [printable(label) for label, _, _, _ in top]], right={1, 2},
+            layout=layout, names={3: None})
     return out
 
 
